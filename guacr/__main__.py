@@ -1,0 +1,5 @@
+"""``python -m guacr`` runs the daemon."""
+
+from guacr.cli import main
+
+main()

@@ -1,0 +1,140 @@
+"""``guacr`` command line, with guacd's flags and meanings.
+
+``-b HOST -l PORT -L LEVEL -f -p PIDFILE -C CERT -K KEY -v`` as guacd; guacr adds
+``--workers N``, ``--config FILE`` and ``--single-process`` (debugging only).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import socket
+import sys
+
+from guacr import __version__
+from guacr import log as glog
+from guacr.config import Config, ConfigError, load
+
+USAGE = (
+    "USAGE: guacr [-l LISTENPORT] [-b LISTENADDRESS] [-p PIDFILE] [-L LEVEL] "
+    "[-C CERTIFICATE_FILE] [-K PEM_FILE] [-f] [-v] [--workers N] [--config FILE]"
+)
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # type: ignore[override]
+        print(message, file=sys.stderr)
+        print(USAGE, file=sys.stderr)
+        sys.exit(1)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Flags as guacd spells them."""
+    p = _Parser(prog="guacr", add_help=True, usage=USAGE)
+    p.add_argument("-b", dest="bind_host")
+    p.add_argument("-l", dest="bind_port")
+    p.add_argument("-L", dest="log_level")
+    p.add_argument("-p", dest="pid_file")
+    p.add_argument("-C", dest="cert")
+    p.add_argument("-K", dest="key")
+    p.add_argument("-f", dest="foreground", action="store_true")
+    p.add_argument("-v", dest="version", action="store_true")
+    p.add_argument("--workers", dest="workers")
+    p.add_argument("--config", dest="config_path")
+    return p
+
+
+def resolve(argv: list[str]) -> tuple[Config, argparse.Namespace]:
+    """Command line over environment over config file over defaults."""
+    ns = build_parser().parse_args(argv)
+    config = load(ns.config_path)
+    for name in ("bind_host", "bind_port", "log_level", "pid_file", "cert", "key", "workers"):
+        value = getattr(ns, name)
+        if value is not None:
+            config.set(name, value)
+    config.foreground = ns.foreground
+    return config, ns
+
+
+def bind(host: str, port: int) -> socket.socket:
+    """Bind the first resolved address that works, like guacd."""
+    last: OSError | None = None
+    for family, type_, proto, _name, addr in socket.getaddrinfo(
+        host, port, socket.AF_UNSPEC, socket.SOCK_STREAM, 0, socket.AI_PASSIVE
+    ):
+        sock = socket.socket(family, type_, proto)
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind(addr)
+            sock.listen(1024)
+            return sock
+        except OSError as exc:
+            last = exc
+            sock.close()
+    raise OSError(f"Unable to bind {host}:{port}: {last}")
+
+
+def daemonize() -> None:
+    """Detach like guacd: double fork, new session, chdir /, stdio to /dev/null."""
+    if os.fork() > 0:
+        os._exit(0)
+    os.setsid()
+    if os.fork() > 0:
+        os._exit(0)
+    os.chdir("/")
+    devnull = os.open(os.devnull, os.O_RDWR)
+    for fd in (0, 1, 2):
+        os.dup2(devnull, fd)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point of the ``guacr`` command."""
+    try:
+        config, ns = resolve(sys.argv[1:] if argv is None else argv)
+    except ConfigError as exc:
+        print(f"guacr: {exc}", file=sys.stderr)
+        sys.exit(1)
+    if ns.version:
+        print(f"guacr version {__version__} (Guacamole proxy daemon, guacd 1.6.1 compatible)")
+        sys.exit(0)
+    glog.setup(config.log_level)
+    log = glog.get("guacr")
+    if (config.cert is None) != (config.key is None):
+        log.warning("Only one of certificate and key given: SSL/TLS may not work")
+    try:
+        sock = bind(config.bind_host, config.bind_port)
+    except OSError as exc:
+        log.error("%s", exc)
+        sys.exit(1)
+    log.info("Listening on host %s, port %d", *sock.getsockname()[:2])
+    if not config.foreground:
+        daemonize()
+    if config.pid_file:
+        try:
+            with open(config.pid_file, "w") as f:
+                f.write(f"{os.getpid()}\n")
+        except OSError as exc:
+            log.error("Could not write PID file: %s", exc)
+            sys.exit(1)
+    from guacr.server.supervisor import Supervisor
+    from guacr.server.worker import run_loop
+
+    wconfig = config.worker_config()
+    log.info("Guacamole proxy daemon (guacr) version %s started", __version__)
+    status = 0
+
+    async def _run() -> None:
+        nonlocal status
+        status = await Supervisor(wconfig, [sock]).run()
+
+    run_loop(_run(), config.uvloop)
+    log.info("Exiting")
+    if config.pid_file:
+        with contextlib.suppress(OSError):
+            os.unlink(config.pid_file)
+    sys.exit(status)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Telnet support: a sans-I/O option negotiation core and guacd-style automatic login."""

@@ -1,0 +1,1 @@
+"""guacr.render."""

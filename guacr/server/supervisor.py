@@ -1,0 +1,348 @@
+"""The listener process: owns the listening sockets, supervises workers, routes users.
+
+For each accepted client it reads only the ``select`` instruction (15 s limit, with
+the sans-I/O parser), then hands the socket plus the bytes already read to a worker
+over that worker's SEQPACKET channel (``socket.send_fds``):
+
+* ``select <protocol>`` goes to the least-loaded worker;
+* ``select $<id>`` goes to the worker that owns connection ``$<id>`` (workers report
+  ``open``/``close``), or gets ``error "No such connection." 516`` from here.
+
+TLS (``-C``/``-K``): the ``select`` can only be read after the TLS handshake, and a TLS
+session cannot move between processes with its descriptor. So with TLS the listener
+hands the raw socket to the least-loaded worker at once; that worker terminates TLS
+and reads ``select``. A join for a connection owned elsewhere is sent back here
+(``forward``) as one end of a socketpair, routed like any join, and the TLS worker
+proxies bytes between the TLS session and its end of the pair.
+
+Workers that die are restarted in the same slot; their connections end, nobody else
+notices. A slot whose worker dies before reporting ``ready`` three times in a row is
+given up (no restart loop). SIGTERM/SIGINT: stop accepting, ask workers to tell their
+users and close, wait up to a deadline, then kill what is left.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from guacr import handlers
+from guacr.errors import GuacrError
+from guacr.protocol import builders as b
+from guacr.protocol.handshake import parse_select
+from guacr.protocol.parser import Parser
+from guacr.protocol.status import Status
+from guacr.server import channel
+
+log = logging.getLogger("guacr.listener")
+
+SELECT_TIMEOUT = 15.0
+BOOT_FAILURES_BEFORE_GIVING_UP = 3
+RESTART_DELAY = 0.2
+STOP_DEADLINE = 10.0
+
+
+@dataclass
+class Slot:
+    """One worker position; its process is replaced when it dies."""
+
+    index: int
+    proc: subprocess.Popen[bytes] | None = None
+    chan: socket.socket | None = None
+    ready: bool = False
+    load: int = 0
+    boot_failures: int = 0
+    given_up: bool = False
+    started: float = 0.0
+    owned: set[str] = field(default_factory=set)
+
+
+class Supervisor:
+    """Listener + worker supervisor."""
+
+    def __init__(self, config: dict[str, Any], sockets: list[socket.socket]) -> None:
+        self.config = config
+        self.sockets = sockets
+        self.slots = [Slot(i) for i in range(max(1, int(config.get("workers", 1))))]
+        self.owners: dict[str, Slot] = {}
+        self.stopping = False
+        self.tls = bool(config.get("cert"))
+        self._accept_tasks: list[asyncio.Task[None]] = []
+        self._intakes: set[asyncio.Task[None]] = set()
+        self._done: asyncio.Future[int] | None = None
+        for name, target in config.get("extra_handlers", {}).items():
+            handlers.register(name, target)
+
+    # Workers --------------------------------------------------------------------------
+    def spawn(self, slot: Slot) -> None:
+        """Start (or restart) the worker process of ``slot``."""
+        parent_end, child_end = channel.pair()
+        cmd = [
+            sys.executable,
+            "-m",
+            "guacr.server.worker",
+            "--channel-fd",
+            str(child_end.fileno()),
+            "--config",
+            json.dumps(self.config),
+        ]
+        slot.proc = subprocess.Popen(cmd, pass_fds=[child_end.fileno()], close_fds=True)
+        child_end.close()
+        slot.chan = parent_end
+        slot.ready = False
+        slot.load = 0
+        slot.started = time.monotonic()
+        parent_end.setblocking(False)
+        asyncio.get_running_loop().add_reader(parent_end.fileno(), self._on_channel, slot)
+        log.debug("Worker %d started (pid %d)", slot.index, slot.proc.pid)
+
+    def _on_channel(self, slot: Slot) -> None:
+        assert slot.chan is not None
+        try:
+            msg, fds = channel.recv(slot.chan)
+        except BlockingIOError:
+            return
+        except (OSError, ValueError):
+            log.exception("Channel of worker %d failed", slot.index)
+            msg, fds = None, []
+        if msg is None:
+            self._worker_died(slot)
+            return
+        op = msg[0]
+        if op == "ready":
+            slot.ready = True
+            slot.boot_failures = 0
+            log.info("Worker %d ready (pid %s)", slot.index, slot.proc.pid if slot.proc else "?")
+        elif op == "open" and len(msg) == 2:
+            slot.owned.add(msg[1])
+            self.owners[msg[1]] = slot
+        elif op == "close" and len(msg) == 2:
+            slot.owned.discard(msg[1])
+            if self.owners.get(msg[1]) is slot:
+                del self.owners[msg[1]]
+        elif op == "load" and len(msg) == 2:
+            slot.load = int(msg[1])
+        elif op == "forward" and len(msg) == 3 and len(fds) == 1:
+            self._route_join(fds[0], msg[1], channel.unpack_bytes(msg[2]))
+            fds = []
+        else:
+            log.warning("Unexpected message %r from worker %d", op, slot.index)
+        for fd in fds:
+            os.close(fd)
+
+    def _worker_died(self, slot: Slot) -> None:
+        loop = asyncio.get_running_loop()
+        if slot.chan is not None:
+            loop.remove_reader(slot.chan.fileno())
+            slot.chan.close()
+            slot.chan = None
+        code = slot.proc.wait() if slot.proc else None
+        for cid in slot.owned:
+            if self.owners.get(cid) is slot:
+                del self.owners[cid]
+        slot.owned.clear()
+        if self.stopping:
+            return
+        if not slot.ready:
+            slot.boot_failures += 1
+        log.error(
+            "Worker %d (pid %s) exited with status %s%s",
+            slot.index,
+            slot.proc.pid if slot.proc else "?",
+            code,
+            "" if slot.ready else " before it was ready",
+        )
+        slot.ready = False
+        if slot.boot_failures >= BOOT_FAILURES_BEFORE_GIVING_UP:
+            slot.given_up = True
+            log.error(
+                "Worker %d failed to boot %d times; not restarting it",
+                slot.index,
+                slot.boot_failures,
+            )
+            if all(s.given_up for s in self.slots) and self._done and not self._done.done():
+                log.error("No worker can start; exiting")
+                self._done.set_result(1)
+            return
+        loop.call_later(RESTART_DELAY * (1 + slot.boot_failures), self._restart, slot)
+
+    def _restart(self, slot: Slot) -> None:
+        if not self.stopping and not slot.given_up:
+            self.spawn(slot)
+
+    def _least_loaded(self) -> Slot | None:
+        ready = [s for s in self.slots if s.ready and s.chan is not None]
+        return min(ready, key=lambda s: s.load) if ready else None
+
+    # Routing --------------------------------------------------------------------------
+    def _handoff(self, slot: Slot, fd: int, target: str, pending: bytes, tls: bool) -> bool:
+        assert slot.chan is not None
+        try:
+            slot.chan.setblocking(True)
+            channel.send(
+                slot.chan, "handoff", target, channel.pack_bytes(pending), int(tls), fds=[fd]
+            )
+        except OSError as exc:
+            log.error("Hand-off to worker %d failed: %s", slot.index, exc)
+            return False
+        finally:
+            if slot.chan is not None:
+                slot.chan.setblocking(False)
+        slot.load += 1
+        return True
+
+    def _route_join(self, fd: int, target: str, pending: bytes) -> None:
+        slot = self.owners.get(target)
+        if slot is None or not slot.ready:
+            with socket.socket(fileno=fd) as s:
+                _reply_error(s, GuacrError("No such connection.", Status.RESOURCE_NOT_FOUND))
+            log.info('Connection "%s" does not exist.', target)
+            return
+        self._handoff(slot, fd, target, pending, False)
+        os.close(fd)
+
+    def route(self, sock: socket.socket, target: str, pending: bytes) -> None:
+        """Send a client whose ``select`` was read to the right worker."""
+        if target.startswith("$"):
+            self._route_join(sock.detach(), target, pending)
+            return
+        if target not in handlers.available():
+            log.info('Support for protocol "%s" is not installed', target[:64])
+            _reply_error(
+                sock, GuacrError(f'Protocol "{target[:64]}" is not supported.', Status.UNSUPPORTED)
+            )
+            return
+        slot = self._least_loaded()
+        if slot is None:
+            _reply_error(sock, GuacrError("No worker is available.", Status.SERVER_BUSY))
+            return
+        fd = sock.detach()
+        if not self._handoff(slot, fd, target, pending, False):
+            with socket.socket(fileno=fd) as s:
+                _reply_error(s, GuacrError("Internal server error.", Status.SERVER_ERROR))
+            return
+        os.close(fd)
+
+    async def _intake(self, sock: socket.socket) -> None:
+        """Read ``select`` from a fresh client and route it."""
+        loop = asyncio.get_running_loop()
+        parser = Parser()
+        try:
+            async with asyncio.timeout(SELECT_TIMEOUT):
+                while True:
+                    data = await loop.sock_recv(sock, 8192)
+                    if not data:
+                        sock.close()
+                        return
+                    instructions = parser.receive_data(data)
+                    if instructions:
+                        break
+            target = parse_select(instructions[0])
+        except TimeoutError:
+            log.info("Client did not select a protocol within %d s", SELECT_TIMEOUT)
+            sock.close()
+            return
+        except GuacrError as exc:
+            log.info("Bad select: %s", exc.message)
+            _reply_error(sock, exc)
+            return
+        except OSError:
+            sock.close()
+            return
+        rest = b"".join(ins_bytes(i) for i in instructions[1:]) + parser.pending_bytes()
+        self.route(sock, target, rest)
+
+    async def _accept_loop(self, lsock: socket.socket) -> None:
+        loop = asyncio.get_running_loop()
+        while not self.stopping:
+            try:
+                sock, _addr = await loop.sock_accept(lsock)
+            except OSError as exc:
+                if self.stopping:
+                    return
+                log.warning("accept failed: %s", exc)
+                await asyncio.sleep(0.1)
+                continue
+            sock.setblocking(False)
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            if self.tls:
+                slot = self._least_loaded()
+                if slot is None:
+                    sock.close()
+                    continue
+                fd = sock.detach()
+                self._handoff(slot, fd, "", b"", True)
+                os.close(fd)
+            else:
+                task = loop.create_task(self._intake(sock))
+                self._intakes.add(task)
+                task.add_done_callback(self._intakes.discard)
+
+    # Run ------------------------------------------------------------------------------
+    async def run(self) -> int:
+        """Serve until a signal; returns the exit status."""
+        loop = asyncio.get_running_loop()
+        self._done = loop.create_future()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self._on_signal, sig)
+        for slot in self.slots:
+            self.spawn(slot)
+        for lsock in self.sockets:
+            lsock.setblocking(False)
+            self._accept_tasks.append(loop.create_task(self._accept_loop(lsock)))
+        status = await self._done
+        await self._stop_workers()
+        return status
+
+    def _on_signal(self, sig: int) -> None:
+        log.info("Received %s; shutting down", signal.Signals(sig).name)
+        if self._done is not None and not self._done.done():
+            self._done.set_result(0)
+
+    async def _stop_workers(self) -> None:
+        self.stopping = True
+        for task in self._accept_tasks:
+            task.cancel()
+        for lsock in self.sockets:
+            lsock.close()
+        procs = [s.proc for s in self.slots if s.proc is not None and s.proc.poll() is None]
+        for proc in procs:
+            with contextlib.suppress(ProcessLookupError):
+                proc.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + STOP_DEADLINE
+        while any(p.poll() is None for p in procs) and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        for proc in procs:
+            if proc.poll() is None:
+                log.warning("Worker pid %d did not stop in time; killing it", proc.pid)
+                proc.kill()
+                proc.wait()
+
+
+def ins_bytes(ins: tuple[str, ...]) -> bytes:
+    """Re-encode an already parsed instruction (pipelined after ``select``)."""
+    from guacr.protocol.instruction import encode
+
+    return encode(ins[0], *ins[1:])
+
+
+def _reply_error(sock: socket.socket, error: GuacrError) -> None:
+    """Send ``error`` + ``disconnect`` on a socket still owned by the listener, then close."""
+    try:
+        sock.setblocking(True)
+        sock.settimeout(1.0)
+        sock.sendall(b.error(error.message, error.status) + b.disconnect())
+    except OSError:
+        pass
+    finally:
+        sock.close()

@@ -1,0 +1,506 @@
+"""One user: a client socket inside a worker, from ``args`` to ``disconnect``.
+
+``User`` is the thin asyncio glue around the sans-I/O pieces: bytes go through the
+:class:`~guacr.protocol.Parser`, the handshake through
+:class:`~guacr.protocol.Handshake`, and running instructions through a dispatch table
+into the connection's handler. Timers are not per user: the worker sweeps every user
+once a second (see ``Worker._sweep``) and calls :meth:`User.tick`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import binascii
+import enum
+import logging
+import socket
+import time
+import uuid
+from collections.abc import Callable
+from typing import TYPE_CHECKING, cast
+
+from guacr.errors import GuacrError, ProtocolError
+from guacr.handlers.base import StreamSink
+from guacr.handlers.params import Params
+from guacr.protocol import builders as b
+from guacr.protocol.handshake import ClientInfo, Handshake
+from guacr.protocol.parser import Instruction, Parser
+from guacr.protocol.status import Status
+from guacr.protocol.version import SERVER_VERSION
+from guacr.server.pool import IndexPool
+
+if TYPE_CHECKING:
+    from guacr.handlers.base import Handler
+    from guacr.server.connection import Connection
+    from guacr.server.worker import Worker
+
+log = logging.getLogger("guacr.user")
+
+HANDSHAKE_TIMEOUT = 15.0  # per handshake read, as guacd
+CLIENT_TIMEOUT = 15.0  # client silence after connect -> 776
+KEEPALIVE_INTERVAL = 5.0  # nop once nothing was written for this long
+MAX_INBOUND_STREAMS = 512  # guacd's per-user stream limit
+MAX_OBJECTS = 64
+ARGV_MAX = 16384  # largest live parameter value
+DEFAULT_CLIPBOARD_LIMIT = 262144
+HIGH_WATER = 1 << 20  # write buffer size at which a user counts as congested
+
+
+class State(enum.Enum):
+    """Where a user is in its life."""
+
+    HANDSHAKE = 1
+    RUNNING = 2
+    CLOSED = 3
+
+
+class _Inbound:
+    """Bookkeeping for one client-opened stream."""
+
+    __slots__ = ("buffer", "kind", "limit", "mimetype", "name", "refusal", "sink")
+
+    def __init__(self, kind: str, mimetype: str, name: str = "") -> None:
+        self.kind = kind
+        self.mimetype = mimetype
+        self.name = name
+        self.sink: StreamSink | None = None
+        self.buffer = bytearray()
+        self.limit = 0
+        self.refusal: tuple[str, Status] | None = None
+
+
+def monotonic_ms() -> int:
+    """guacd's timestamps: milliseconds of CLOCK_MONOTONIC."""
+    return time.monotonic_ns() // 1_000_000
+
+
+class User(asyncio.Protocol):
+    """A client connection (owner or joiner) of one :class:`Connection`."""
+
+    def __init__(self, worker: Worker, target: str, pending: bytes = b"") -> None:
+        self.worker = worker
+        self.target = target
+        self.id = "@" + str(uuid.uuid4())
+        self.state = State.HANDSHAKE
+        self.parser = Parser()
+        self.handshake: Handshake | None = None
+        self.info = ClientInfo()
+        self.params: Params = Params((), {})
+        self.conn: Connection | None = None
+        self.owner = False
+        self.read_only = False
+        self.transport: asyncio.Transport | None = None
+        self._pending = pending
+        now = time.monotonic()
+        self.last_received = now
+        self.last_sent = now
+        self.congested = False
+        # lag tracking (guacd: per-user processing lag from sync round trips)
+        self.last_sync_received = 0
+        self.min_frame_duration: int | None = None
+        self.processing_lag = 0
+        self._inbound: dict[int, _Inbound] = {}
+        self._streams = IndexPool(0, 2)  # user-level streams are even, as in guacd
+        self.objects = IndexPool(0, 1, MAX_OBJECTS)
+        self._ack_waiters: dict[int, asyncio.Future[tuple[str, int]]] = {}
+        self.log = logging.LoggerAdapter(log, {})
+
+    # asyncio.Protocol ---------------------------------------------------------------
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)  # uvloop's are not subclasses
+        sock = transport.get_extra_info("socket")
+        if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.transport.set_write_buffer_limits(high=HIGH_WATER)
+        self.worker.users.add(self)
+        self._begin()
+        if self._pending and self.state is not State.CLOSED:
+            data, self._pending = self._pending, b""
+            self.data_received(data)
+
+    def data_received(self, data: bytes) -> None:
+        self.last_received = time.monotonic()
+        try:
+            instructions = self.parser.receive_data(data)
+            for ins in instructions:
+                if self.state is State.CLOSED:
+                    return
+                self._dispatch(ins)
+        except GuacrError as exc:
+            self.log.info("Closing user %s: %s", self.id, exc.message)
+            self.fail(exc)
+        except Exception:
+            self.log.exception("Internal error handling input from user %s", self.id)
+            self.fail(GuacrError("Internal server error", Status.SERVER_ERROR))
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.transport = None
+        self._leave()
+
+    def pause_writing(self) -> None:
+        self.congested = True
+
+    def resume_writing(self) -> None:
+        self.congested = False
+
+    # Output ---------------------------------------------------------------------------
+    def send(self, data: bytes) -> None:
+        """Write wire bytes to this user (dropped once closed)."""
+        t = self.transport
+        if t is not None and self.state is not State.CLOSED:
+            t.write(data)
+            self.last_sent = time.monotonic()
+
+    def ack(self, stream: int, message: str, status: Status | int) -> None:
+        """Send ``ack`` for an inbound stream."""
+        self.send(b.ack(stream, message, status))
+
+    def alloc_stream(self) -> int:
+        """A user-level outbound stream index (even)."""
+        return self._streams.alloc()
+
+    def free_stream(self, index: int) -> None:
+        """Release an outbound stream index."""
+        self._streams.free(index)
+        fut = self._ack_waiters.pop(index, None)
+        if fut is not None and not fut.done():
+            fut.cancel()
+
+    def expect_ack(self, stream: int) -> asyncio.Future[tuple[str, int]]:
+        """A future resolved with (message, status) by the client's next ``ack``."""
+        fut: asyncio.Future[tuple[str, int]] = asyncio.get_running_loop().create_future()
+        self._ack_waiters[stream] = fut
+        return fut
+
+    def fail(self, error: GuacrError) -> None:
+        """Send ``error`` + ``disconnect`` and close promptly."""
+        if self.state is State.CLOSED:
+            return
+        self.send(b.error(error.message, error.status) + b.disconnect())
+        self.close()
+
+    def close(self) -> None:
+        """Close the socket (after flushing) and leave the connection."""
+        if self.state is State.CLOSED:
+            return
+        self.state = State.CLOSED
+        if self.transport is not None:
+            self.transport.close()
+        self._leave()
+
+    def tick(self, now: float) -> None:
+        """Once-a-second timers: handshake/client timeouts and keep-alive ``nop``."""
+        if self.state is State.HANDSHAKE:
+            if now - self.last_received >= HANDSHAKE_TIMEOUT:
+                self.log.info("User %s: handshake timed out", self.id)
+                self.fail(GuacrError("Handshake timed out.", Status.CLIENT_TIMEOUT))
+        elif self.state is State.RUNNING:
+            if now - self.last_received >= CLIENT_TIMEOUT:
+                self.log.info("User %s is not responding.", self.id)
+                self.fail(GuacrError("User is not responding.", Status.CLIENT_TIMEOUT))
+            elif now - self.last_sent >= KEEPALIVE_INTERVAL:
+                self.send(b.nop())
+
+    # Handshake ------------------------------------------------------------------------
+    def _begin(self) -> None:
+        """Send ``args`` for a new protocol or a join, or refuse the target."""
+        handler_cls: type[Handler] | None
+        if self.target.startswith("$"):
+            conn = self.worker.connections.get(self.target)
+            if conn is None:
+                self.log.info('Connection "%s" does not exist.', self.target)
+                self.fail(GuacrError("No such connection.", Status.RESOURCE_NOT_FOUND))
+                return
+            self.conn = conn
+            handler_cls = type(conn.handler)
+        else:
+            try:
+                handler_cls = self.worker.handler_class(self.target)
+            except Exception:
+                self.log.exception('Handler for protocol "%s" failed to load', self.target)
+                handler_cls = None
+            if handler_cls is None:
+                self.fail(
+                    GuacrError(
+                        f'Protocol "{self.target[:64]}" is not supported.', Status.UNSUPPORTED
+                    )
+                )
+                return
+        self._handler_cls = handler_cls
+        names = handler_cls.arg_names()
+        self.handshake = Handshake(names)
+        self.send(b.args(SERVER_VERSION.wire, names))
+
+    def _finish_handshake(self) -> None:
+        assert self.handshake is not None
+        self.info = self.handshake.info
+        self.params = Params(self._handler_cls.PARAMS, self.info.values)
+        self.read_only = self.params.get_bool("read-only")
+        self.handshake = None
+        if self.conn is None:
+            from guacr.server.connection import Connection
+
+            self.owner = True
+            conn = Connection(self.worker, self._handler_cls)
+            self.conn = conn
+            self.state = State.RUNNING
+            self.send(b.ready(conn.id))
+            conn.start(self)
+        else:
+            if self.conn.closed:
+                self.fail(GuacrError("No such connection.", Status.RESOURCE_NOT_FOUND))
+                return
+            self.state = State.RUNNING
+            self.send(b.ready(self.conn.id))
+            self.conn.join(self)
+
+    def _leave(self) -> None:
+        self.state = State.CLOSED
+        self.worker.users.discard(self)
+        for fut in self._ack_waiters.values():
+            if not fut.done():
+                fut.cancel()
+        self._ack_waiters.clear()
+        for stream in list(self._inbound.values()):
+            if stream.sink is not None:
+                try:
+                    stream.sink.end()
+                except Exception:
+                    self.log.exception("Stream sink failed while closing")
+        self._inbound.clear()
+        conn, self.conn = self.conn, None
+        if conn is not None:
+            conn.leave(self)
+
+    # Dispatch ---------------------------------------------------------------------------
+    def _dispatch(self, ins: Instruction) -> None:
+        if self.state is State.HANDSHAKE:
+            if self.handshake is None:
+                raise ProtocolError("Unexpected input before the handshake began")
+            if self.handshake.receive(ins):
+                self._finish_handshake()
+            return
+        handler = self._OPS.get(ins[0])
+        if handler is None:
+            self.log.debug('Handler not found for "%s"', ins[0][:32])
+            return
+        if self.read_only and ins[0] in _INPUT_OPCODES:
+            self._read_only_input(ins)
+            return
+        handler(self, ins)
+
+    def _read_only_input(self, ins: Instruction) -> None:
+        """Read-only users' input is ignored; their stream opens get guacd's refusals."""
+        refusal = _REFUSALS.get(ins[0])
+        if refusal is not None and len(ins) > 1:
+            self._open_refused(ins[1], ins[0], *refusal)
+
+    @property
+    def _handler(self) -> Handler:
+        assert self.conn is not None
+        return self.conn.handler
+
+    def _op_sync(self, ins: Instruction) -> None:
+        if len(ins) < 2 or self.conn is None:
+            return
+        ts = _int(ins[1])
+        if ts > self.conn.last_sync_sent:
+            raise ProtocolError("Client sent a sync timestamp from the future.")
+        if ts < self.last_sync_received:
+            return
+        now = monotonic_ms()
+        duration = now - ts
+        if self.min_frame_duration is None or duration < self.min_frame_duration:
+            self.min_frame_duration = duration
+        self.processing_lag = max(0, duration - self.min_frame_duration)
+        self.last_sync_received = ts
+
+    def _op_mouse(self, ins: Instruction) -> None:
+        if len(ins) >= 4:
+            self._handler.on_mouse(self, _int(ins[1]), _int(ins[2]), _int(ins[3]))
+
+    def _op_key(self, ins: Instruction) -> None:
+        if len(ins) >= 3:
+            self._handler.on_key(self, _int(ins[1]), ins[2] == "1")
+
+    def _op_size(self, ins: Instruction) -> None:
+        if len(ins) >= 3:
+            w, h = _int(ins[1]), _int(ins[2])
+            self.info.width, self.info.height = w, h
+            self._handler.on_size(self, w, h)
+
+    def _op_touch(self, ins: Instruction) -> None:
+        self._handler.on_touch(self, ins[1:])
+
+    def _op_disconnect(self, ins: Instruction) -> None:
+        self.send(b.disconnect())
+        self.close()
+
+    def _op_nop(self, ins: Instruction) -> None:
+        pass
+
+    def _op_ack(self, ins: Instruction) -> None:
+        if len(ins) < 4:
+            return
+        index = _int(ins[1])
+        if index % 2:
+            return  # connection-level (broadcast) streams take no acks, as in guacd
+        fut = self._ack_waiters.pop(index, None)
+        if fut is not None and not fut.done():
+            fut.set_result((ins[2], _int(ins[3])))
+
+    # Inbound streams --------------------------------------------------------------
+    def _new_stream(self, text: str, kind: str, mimetype: str, name: str = "") -> _Inbound | None:
+        index = _int(text)
+        if not 0 <= index < MAX_INBOUND_STREAMS:
+            self.ack(index, "Invalid stream index", Status.CLIENT_BAD_REQUEST)
+            return None
+        stream = _Inbound(kind, mimetype, name)
+        old = self._inbound.get(index)
+        if old is not None and old.sink is not None:
+            old.sink.end()
+        self._inbound[index] = stream
+        return stream
+
+    def _open_refused(self, text: str, kind: str, message: str, status: Status) -> None:
+        stream = self._new_stream(text, kind, "")
+        if stream is not None:
+            stream.refusal = (message, status)
+            self.ack(_int(text), message, status)
+
+    def _op_clipboard(self, ins: Instruction) -> None:
+        if len(ins) < 3:
+            return
+        stream = self._new_stream(ins[1], "clipboard", ins[2])
+        if stream is not None:
+            stream.limit = getattr(self._handler, "clipboard_limit", DEFAULT_CLIPBOARD_LIMIT)
+
+    def _op_argv(self, ins: Instruction) -> None:
+        if len(ins) < 4:
+            return
+        index = _int(ins[1])
+        if ins[3] not in type(self._handler).ARGV:
+            self._open_refused(ins[1], "argv", "Not allowed.", Status.CLIENT_FORBIDDEN)
+            return
+        stream = self._new_stream(ins[1], "argv", ins[2], ins[3])
+        if stream is not None:
+            stream.limit = ARGV_MAX
+            self.ack(index, "Ready for updated parameter.", Status.SUCCESS)
+
+    def _open_sink(
+        self, text: str, kind: str, mimetype: str, opener: Callable[[int], StreamSink | None]
+    ) -> None:
+        index = _int(text)
+        sink = opener(index)
+        if sink is None:
+            message, status = _REFUSALS[kind]
+            self._open_refused(text, kind, message, status)
+            return
+        stream = self._new_stream(text, kind, mimetype)
+        if stream is not None:
+            stream.sink = sink
+
+    def _op_file(self, ins: Instruction) -> None:
+        if len(ins) >= 4:
+            h = self._handler
+            self._open_sink(ins[1], "file", ins[2], lambda i: h.on_file(self, i, ins[2], ins[3]))
+
+    def _op_pipe(self, ins: Instruction) -> None:
+        if len(ins) >= 4:
+            h = self._handler
+            self._open_sink(ins[1], "pipe", ins[2], lambda i: h.on_pipe(self, i, ins[2], ins[3]))
+
+    def _op_audio(self, ins: Instruction) -> None:
+        if len(ins) >= 3:
+            h = self._handler
+            self._open_sink(ins[1], "audio", ins[2], lambda i: h.on_audio(self, i, ins[2]))
+
+    def _op_put(self, ins: Instruction) -> None:
+        if len(ins) >= 5:
+            h = self._handler
+            obj, mimetype, name = _int(ins[1]), ins[3], ins[4]
+            self._open_sink(
+                ins[2], "put", mimetype, lambda i: h.on_put(self, obj, i, mimetype, name)
+            )
+
+    def _op_get(self, ins: Instruction) -> None:
+        if len(ins) >= 3:
+            self._handler.on_get(self, _int(ins[1]), ins[2])
+
+    def _op_blob(self, ins: Instruction) -> None:
+        if len(ins) < 3:
+            return
+        index = _int(ins[1])
+        stream = self._inbound.get(index)
+        if stream is None:
+            self.ack(index, "Invalid stream index", Status.CLIENT_BAD_REQUEST)
+            return
+        if stream.refusal is not None:
+            self.ack(index, *stream.refusal)
+            return
+        data = binascii.a2b_base64(ins[2])
+        if stream.sink is not None:
+            stream.sink.blob(data)
+        elif len(stream.buffer) + len(data) <= stream.limit:
+            stream.buffer += data
+        else:
+            stream.buffer += data[: max(0, stream.limit - len(stream.buffer))]
+
+    def _op_end(self, ins: Instruction) -> None:
+        if len(ins) < 2:
+            return
+        index = _int(ins[1])
+        stream = self._inbound.pop(index, None)
+        if stream is None:
+            self.ack(index, "Invalid stream index", Status.CLIENT_BAD_REQUEST)
+            return
+        if stream.refusal is not None:
+            return
+        if stream.sink is not None:
+            stream.sink.end()
+        elif stream.kind == "clipboard":
+            self._handler.on_clipboard(self, stream.mimetype, bytes(stream.buffer))
+        elif stream.kind == "argv":
+            value = bytes(stream.buffer).decode("utf-8", "replace")
+            self._handler.on_argv(self, stream.name, value)
+
+    _OPS: dict[str, Callable[[User, Instruction], None]] = {
+        "sync": _op_sync,
+        "mouse": _op_mouse,
+        "key": _op_key,
+        "size": _op_size,
+        "touch": _op_touch,
+        "clipboard": _op_clipboard,
+        "file": _op_file,
+        "pipe": _op_pipe,
+        "argv": _op_argv,
+        "audio": _op_audio,
+        "blob": _op_blob,
+        "end": _op_end,
+        "ack": _op_ack,
+        "get": _op_get,
+        "put": _op_put,
+        "nop": _op_nop,
+        "disconnect": _op_disconnect,
+    }
+
+
+# Input a read-only user may not give (guacd installs no handlers for these).
+_INPUT_OPCODES = frozenset({"key", "mouse", "clipboard", "pipe", "argv", "size", "file", "touch"})
+
+# guacd's replies when a stream kind has no handler.
+_REFUSALS: dict[str, tuple[str, Status]] = {
+    "clipboard": ("Clipboard unsupported", Status.UNSUPPORTED),
+    "file": ("File transfer unsupported", Status.UNSUPPORTED),
+    "pipe": ("Named pipes unsupported", Status.UNSUPPORTED),
+    "argv": ("Reconfiguring in-progress connections unsupported", Status.UNSUPPORTED),
+    "audio": ("Audio input unsupported", Status.UNSUPPORTED),
+    "put": ("File transfer unsupported", Status.UNSUPPORTED),
+}
+
+
+def _int(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise ProtocolError(f'Invalid integer "{text[:32]}"') from None
