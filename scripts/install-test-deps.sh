@@ -33,7 +33,7 @@ node_major() {
 }
 major="$(node_major)"
 if [[ "$major" =~ ^[0-9]+$ ]] && [ "$major" -ge 20 ]; then
-    :
+    command -v npm >/dev/null || echo "install-test-deps: warning: node $major has no npm" >&2
 else
     PACKAGES+=(nodejs npm)
 fi

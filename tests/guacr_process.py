@@ -12,7 +12,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
 from guacr.protocol.instruction import encode
@@ -103,10 +103,8 @@ def run_guacr(
                 os.killpg(proc.pid, signal.SIGKILL) if False else proc.kill()
                 proc.wait()
         for pid in g.worker_pids():
-            try:
+            with suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
 
 
 class Client:

@@ -406,15 +406,21 @@ def test_free_port_and_wait_port() -> None:
 
 
 def test_xterm_respawns_after_exit() -> None:
+    def xterm_pids(server: TigerVNCServer) -> set[bytes]:
+        # Window ids get reused by the next client, so compare the xterm processes instead.
+        windows = server.run_x(["xdotool", "search", "--class", "XTerm"]).stdout.decode().split()
+        return {server.run_x(["xdotool", "getwindowpid", w]).stdout.strip() for w in windows}
+
     with TigerVNCServer(security="None") as server:
-        first = server.run_x(["xdotool", "search", "--class", "XTerm"], check=True).stdout
+        first = xterm_pids(server)
+        assert len(first) == 1
         # No window manager: focus follows the pointer, so point at the xterm first.
         server.run_x(["xdotool", "mousemove", "200", "200"], check=True)
         server.run_x(["xdotool", "type", "--delay", "20", "exit\n"], check=True)
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
-            now = server.run_x(["xdotool", "search", "--class", "XTerm"]).stdout
-            if now and now != first:
+            now = xterm_pids(server)
+            if now and not now & first and b"" not in now:
                 break
             time.sleep(0.1)
         else:

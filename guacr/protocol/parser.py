@@ -136,10 +136,10 @@ def _parse_fast(buf: str) -> tuple[list[Instruction], int]:
         if len(text) > MAX_ELEMENT_LENGTH:
             raise _NeedExact
         pieces = text.split(",")
+        if len(pieces) > MAX_ELEMENTS:
+            raise _NeedExact
         found = tuple(map(cached, pieces))
         if None in found:
-            if len(pieces) > MAX_ELEMENTS:
-                raise _NeedExact
             append(tuple([_element_value(p) for p in pieces]))
         else:
             append(found)  # type: ignore[arg-type]  # no None: checked above

@@ -63,7 +63,6 @@ class Connection:
         )
         log.debug("Parameters for %s: %s", self.id, params.loggable())
         self.handler = self.handler_cls(self, params)
-        self.worker.connection_opened(self)
         self._task = asyncio.get_running_loop().create_task(self._run())
         self._safe(self.handler.user_joined, owner)
 

@@ -28,6 +28,7 @@ import contextlib
 import json
 import logging
 import os
+import select
 import signal
 import socket
 import subprocess
@@ -201,8 +202,27 @@ class Supervisor:
         slot.load += 1
         return True
 
+    def _drain_channels(self) -> None:
+        """Process every report already sent by workers.
+
+        A worker reports ``open`` before its client can see the id in ``ready``, so
+        after draining, an id missing here really is unknown.
+        """
+        for slot in self.slots:
+            while slot.chan is not None:
+                try:
+                    ready = select.select([slot.chan], [], [], 0)[0]
+                except (OSError, ValueError):
+                    break
+                if not ready:
+                    break
+                self._on_channel(slot)
+
     def _route_join(self, fd: int, target: str, pending: bytes) -> None:
         slot = self.owners.get(target)
+        if slot is None:
+            self._drain_channels()
+            slot = self.owners.get(target)
         if slot is None or not slot.ready:
             with socket.socket(fileno=fd) as s:
                 _reply_error(s, GuacrError("No such connection.", Status.RESOURCE_NOT_FOUND))

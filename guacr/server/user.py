@@ -244,6 +244,9 @@ class User(asyncio.Protocol):
             conn = Connection(self.worker, self._handler_cls)
             self.conn = conn
             self.state = State.RUNNING
+            # Report the id to the listener before the client can learn it from
+            # ``ready``, so an immediate join is routed here (see Supervisor._route_join).
+            self.worker.connection_opened(conn)
             self.send(b.ready(conn.id))
             conn.start(self)
         else:

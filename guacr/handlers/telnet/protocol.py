@@ -7,25 +7,28 @@ collected and taken with :meth:`TelnetClient.data_to_send`. No sockets, no clock
 asyncio glue stays a few lines and every byte split can be unit tested.
 
 Why not a library: ``telnetlib`` (stdlib) is blocking and removed in Python 3.13.
-``telnetlib3`` (5.0.1, PyPI) is well kept and asyncio based, and it did log in to
-inetutils telnetd in our trial, but it is not sans-I/O: its option state lives in a
-``TelnetWriter`` bound to an asyncio transport, incoming bytes are queued to a
-background task and parsed one byte per ``feed_byte`` call, and its client brings a
-large surface we would have to switch off (MUD protocols GMCP/ZMP/MCCP, CHARSET,
-fingerprinting, SyncTERM font switching that changes the decoding, default
-NEW-ENVIRON answers for TERM/LANG/COLUMNS/LINES). In bytes mode it also passed the
-server's CR NUL through to the application. The part guacr needs (RFC 854/855
-negotiation with the RFC 1143 Q method, NAWS, TTYPE, NEW-ENVIRON USER) is small, so
-guacr keeps its own core, mirroring what guacd accepts and offers.
+``telnetlib3`` (5.0.1 on PyPI, ISC, actively maintained, typed) was tried: it is asyncio
+based and logged in to inetutils telnetd fine, but it is not sans-I/O. Its option state
+lives in a ``TelnetWriter`` that writes to an asyncio transport itself, received bytes
+are queued to a background task, and every command byte goes through ``feed_byte``
+callbacks, so it cannot sit behind guacr's bytes-in/events-out handler boundary or be
+tested split-by-split without a fake transport. Its client also brings much we would
+have to switch off (MUD protocols GMCP/ZMP/MCCP, CHARSET, fingerprinting, SyncTERM
+font switching that changes the decoding, NEW-ENVIRON answers for TERM/LANG/COLUMNS/
+LINES by default), and in bytes mode it passed the server's CR NUL through to the
+application. What guacr needs (RFC 854/855 negotiation with the RFC 1143 Q method, NAWS,
+TTYPE, NEW-ENVIRON USER) is a few hundred lines, so guacr keeps its own core.
 
 Policy (what guacd's telnet client does, plus BINARY and SGA):
 
 * server options accepted: ECHO (the server echoes, we never do), SGA, BINARY;
-* our options accepted: SGA, TTYPE, NAWS, NEW-ENVIRON, BINARY;
+* our options accepted: SGA, TTYPE, NAWS, NEW-ENVIRON, BINARY (guacd refuses BINARY;
+  ``accept_binary=False`` does too). inetutils telnetd asks DO BINARY, and then it
+  passes our bytes through untouched, so 8-bit input and a bare CR arrive as typed;
 * everything else is refused once with DONT/WONT; negotiation follows the RFC 1143
   Q method, so we only answer on a state change and never loop.
 
-Newlines (RFC 854): in non-binary mode a CR from the user goes out as CR NUL (CR LF
+Newlines (RFC 854): in non-binary (NVT) mode a CR from the user goes out as CR NUL (CR LF
 stays CR LF), and the server's CR NUL is turned back into CR. inetutils telnetd
 accepts a bare CR, CR NUL and CR LF alike as one CR (it drops a NUL or LF that follows
 a CR), so CR NUL is both standard and safe: a bare CR would make the server swallow a

@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Install guacr and its runtime dependencies on Debian (bookworm) as root.
+# Idempotent: re-running only refreshes the Python environment.
+#   ./scripts/install.sh            -> venv in ./.venv, `guacr` linked into /usr/local/bin
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$(pwd)
+
+need_apt=0
+for bin in python3 gcc; do command -v "$bin" >/dev/null || need_apt=1; done
+python3 -c 'import venv, ensurepip' 2>/dev/null || need_apt=1
+[ -e /usr/share/fonts/truetype/dejavu/DejaVuSansMono.ttf ] || need_apt=1
+ls /usr/lib/*/libvterm.so.0 >/dev/null 2>&1 || need_apt=1
+if [ "$need_apt" = 1 ]; then
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends -o DPkg::Lock::Timeout=900 \
+        python3 python3-venv python3-dev gcc fonts-dejavu-core libvterm0 ca-certificates
+fi
+
+if [ ! -x .venv/bin/python ]; then
+    python3 -m venv .venv
+    .venv/bin/pip install -q --upgrade pip
+fi
+.venv/bin/pip install -q -e "${1:-.}"
+if [ -w /usr/local/bin ]; then
+    ln -sf "$ROOT/.venv/bin/guacr" /usr/local/bin/guacr
+fi
+echo "guacr installed: $("$ROOT/.venv/bin/guacr" -v)"
