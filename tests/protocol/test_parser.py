@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -12,6 +14,10 @@ from guacr.protocol.instruction import encode
 from guacr.protocol.parser import Parser, parse_exact
 
 X = "\u72ac\U00010b00z\u00e1"  # 4 code points, 10 UTF-8 bytes
+
+# Property tests run a bounded number of cases in the suite; set GUACR_FUZZ_EXAMPLES
+# (e.g. 200000) to run them longer on demand.
+FUZZ = int(os.environ.get("GUACR_FUZZ_EXAMPLES", "300"))
 assert len(X.encode()) == 10
 
 
@@ -125,7 +131,7 @@ elements = st.text(alphabet=st.characters(codec="utf-8", exclude_categories=("Cs
 instructions = st.lists(elements, min_size=1, max_size=6)
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=FUZZ, deadline=None)
 @given(st.lists(instructions, min_size=1, max_size=8), st.integers(1, 17))
 def test_roundtrip_property(batch: list[list[str]], step: int) -> None:
     """Any encoded batch parses back identically, whole or in pieces, both paths."""
@@ -136,7 +142,7 @@ def test_roundtrip_property(batch: list[list[str]], step: int) -> None:
     assert parse_exact(data.decode())[0] == expected
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=FUZZ, deadline=None)
 @given(st.binary(max_size=200))
 def test_garbage_raises_only_documented_errors(data: bytes) -> None:
     try:

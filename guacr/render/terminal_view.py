@@ -1,0 +1,694 @@
+"""Terminal screen -> Guacamole drawing instructions, sending only what changed.
+
+The view keeps a *model* of what every client currently shows: one :data:`CellKey`
+per cell (None = unknown). Each update first replays scrolls as a ``copy`` of the
+text layer onto itself (never a re-encode), shifting the model the same way, then
+redraws exactly the cells whose key differs from the model. So the view is correct
+whatever the emulator reports: damage and scroll events only make it cheaper.
+
+Layers, as guacd lays them out: the display (layer 0) is filled with the background;
+the text layer is moved to (margin, margin), the margin being 2 mm at the client's DPI
+(7 px at 96 dpi); a scrollbar layer sits at the right edge. The cursor is its own small
+layer above the text holding the inverted cell, so moving or hiding it is one ``move``
+or ``shade`` and never touches the text.
+
+How changed cells are drawn -- the measured choice (``benchmarks/bench_terminal_view.py``,
+80x24 and 99x39 screens, DejaVu Sans Mono 16 px, 2-core shared VM):
+
+* ``glyphs``: every distinct cell (character + colours + attributes) is drawn once into
+  an off-screen buffer on the client (a negative layer index, the *atlas*); every cell
+  afterwards is one ``copy`` from it. Blank runs are ``rect`` + ``cfill``.
+* ``images``: changed cells are composed from the server-side glyph cache into one
+  image per changed block of rows and sent as PNG (or lossless WebP when every user
+  offered it and it is smaller).
+
+A keystroke echo costs ~100 bytes and ~40 us with ``glyphs`` against ~450 bytes and
+~250 us with ``images`` (one PNG per change). A full-screen redraw of dense text costs
+~45-55 bytes per non-blank cell with ``glyphs`` but only ~8-20 bytes per cell as PNG,
+while PNG costs several ms of CPU per full screen. ``auto`` (the default) therefore
+uses glyph copies for small changes and switches to images when a frame redraws more
+than :data:`IMAGE_THRESHOLD` non-blank cells: typing, editing and cursor motion stay
+tiny and encode-free, full-screen redraws and bulk output stay compact.
+
+CPU-heavy work (composing and encoding big images) runs in a small bounded thread pool;
+small images are encoded inline because a thread hop costs more than they do.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import os
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Final, Literal
+
+from PIL import Image
+
+from guacr.protocol import builders as b
+from guacr.render.glyphs import CONT, WIDE, CellKey, FontSet, is_blank
+
+if TYPE_CHECKING:
+    from guacr.server.connection import Connection
+
+Strategy = Literal["auto", "glyphs", "images"]
+
+SCROLLBAR_WIDTH: Final = 16  # guacd: 16 px wide, 2 px padding, handle at least 64 px
+SCROLLBAR_PADDING: Final = 2
+SCROLLBAR_MIN_HANDLE: Final = 64
+IMAGE_THRESHOLD: Final = 160  # non-blank cells per frame above which images beat copies
+INLINE_PIXELS: Final = 20000  # images up to this many pixels are encoded on the loop
+WEBP_MIN_PIXELS: Final = 4096  # smaller images are always PNG (WebP rarely wins there)
+ATLAS_COLUMNS: Final = 32  # glyph slots per atlas row
+ATLAS_MAX_ROWS: Final = 128  # 4096 slots; a full atlas is reset (rare)
+PNG_LEVEL: Final = 6
+
+Row = Sequence[CellKey]
+
+_pool: ThreadPoolExecutor | None = None
+
+
+def encoder_pool() -> ThreadPoolExecutor:
+    """The process-wide, bounded pool for composing and encoding images."""
+    global _pool
+    if _pool is None:
+        _pool = ThreadPoolExecutor(
+            max_workers=min(2, os.cpu_count() or 1), thread_name_prefix="guacr-render"
+        )
+    return _pool
+
+
+def margin_for_dpi(dpi: int) -> int:
+    """guacd's outer margin: 2 mm at the client's resolution (7 px at 96 dpi)."""
+    return int(dpi * 2 / 25.4)
+
+
+@dataclass(frozen=True)
+class Cursor:
+    """Where the text cursor is shown (screen coordinates) and whether at all."""
+
+    row: int
+    col: int
+    visible: bool = True
+
+
+@dataclass
+class _Img:
+    """An image still to compose (from cached cells) and encode."""
+
+    layer: int
+    x: int
+    y: int
+    width: int
+    height: int
+    bg: int
+    cells: list[tuple[CellKey, int, int]]
+
+
+Op = bytes | _Img
+
+
+def _rgb(value: int) -> tuple[int, int, int]:
+    return (value >> 16) & 0xFF, (value >> 8) & 0xFF, value & 0xFF
+
+
+def encode_image(img: Image.Image, webp: bool) -> tuple[str, bytes]:
+    """Lossless encoding: palette PNG when it fits, else RGB PNG; WebP if smaller."""
+    colours = img.getcolors(256)
+    src = img
+    if colours is not None:
+        # ADAPTIVE with no more colours than the image holds is exact (tested).
+        src = img.convert("P", palette=Image.Palette.ADAPTIVE, colors=max(2, len(colours)))
+    buf = io.BytesIO()
+    src.save(buf, "PNG", compress_level=PNG_LEVEL)
+    png = buf.getvalue()
+    if webp and img.width * img.height >= WEBP_MIN_PIXELS:
+        wbuf = io.BytesIO()
+        img.save(wbuf, "WEBP", lossless=True, quality=0, method=0)
+        if wbuf.tell() < len(png):
+            return "image/webp", wbuf.getvalue()
+    return "image/png", png
+
+
+def _compose(fonts: FontSet, job: _Img) -> Image.Image:
+    img = Image.new("RGB", (job.width, job.height), _rgb(job.bg))
+    cell = fonts.cell
+    for key, x, y in job.cells:
+        img.paste(cell(key), (x, y))
+    return img
+
+
+def _encode_jobs(fonts: FontSet, jobs: list[_Img], webp: bool) -> list[tuple[str, bytes]]:
+    return [encode_image(_compose(fonts, j), webp) for j in jobs]
+
+
+class TerminalView:
+    """The drawing side of one terminal: layers, model of the clients' screen, atlas."""
+
+    def __init__(
+        self,
+        conn: Connection,
+        fonts: FontSet,
+        width: int,
+        height: int,
+        dpi: int,
+        background: int,
+        strategy: Strategy = "auto",
+    ) -> None:
+        self.conn = conn
+        self.fonts = fonts
+        self.strategy: Strategy = strategy
+        self.background = background
+        self.text_layer = conn.layers.alloc()
+        self.cursor_layer = conn.layers.alloc()
+        self.scrollbar_layer = conn.layers.alloc()
+        self.atlas_buffer = conn.buffers.alloc()
+        self.lock = asyncio.Lock()  # one update or join replay at a time (see session)
+        self.webp = False
+        self.width = width
+        self.height = height
+        self.dpi = dpi
+        self.margin = margin_for_dpi(dpi)
+        self.cols, self.rows = self.grid_size(width, height)
+        self._model: list[list[CellKey | None]] = []
+        self._moves: list[tuple[int, int, int]] = []
+        self._reset_model()
+        self._reset_atlas()
+        self._cursor_pos: tuple[int, int] | None = None
+        self._cursor_key: CellKey | None = None
+        self._cursor_shown = False
+        self._scroll_state = (0, 0)  # (scrollback rows, offset) the scrollbar shows
+        self._scroll_drawn: tuple[int, int, int] | None = None
+        self._layout_pending = True  # layers need (re)sizing in the next update
+
+    # Geometry ------------------------------------------------------------------------
+    def grid_size(self, width: int, height: int) -> tuple[int, int]:
+        """Columns and rows that fit ``width`` x ``height`` px (minus margins, scrollbar)."""
+        m = margin_for_dpi(self.dpi)
+        cw, ch = self.fonts.cell_width, self.fonts.cell_height
+        cols = max(1, (width - 2 * m - SCROLLBAR_WIDTH) // cw)
+        rows = max(1, (height - 2 * m) // ch)
+        return cols, rows
+
+    def resize(self, width: int, height: int) -> tuple[int, int]:
+        """New display size; returns the new grid (the emulator must follow)."""
+        self.width, self.height = width, height
+        cols, rows = self.grid_size(width, height)
+        if (cols, rows) != (self.cols, self.rows):
+            self.cols, self.rows = cols, rows
+            self._reset_model()
+        self._layout_pending = True
+        self._scroll_drawn = None
+        return cols, rows
+
+    def set_font(self, fonts: FontSet) -> tuple[int, int]:
+        """Switch font (live ``font-name``/``font-size``): new cells, new grid."""
+        self.fonts = fonts
+        self._reset_atlas()
+        self._cursor_key = None
+        self._cursor_pos = None
+        self.cols, self.rows = self.grid_size(self.width, self.height)
+        self._reset_model()
+        self._layout_pending = True
+        return self.cols, self.rows
+
+    def set_background(self, background: int) -> None:
+        """New default background (live ``color-scheme``): repaint the margins."""
+        if background != self.background:
+            self.background = background
+            self._layout_pending = True
+            self._scroll_drawn = None
+
+    def cell_at(self, x: int, y: int) -> tuple[int, int]:
+        """The (row, col) under display pixel (x, y), clamped to the grid."""
+        col = (x - self.margin) // self.fonts.cell_width
+        row = (y - self.margin) // self.fonts.cell_height
+        return min(max(row, 0), self.rows - 1), min(max(col, 0), self.cols)
+
+    def on_scrollbar(self, x: int) -> bool:
+        """True when display x lies on the scrollbar."""
+        return x >= self.width - SCROLLBAR_WIDTH
+
+    def scrollbar_offset(self, y: int, scrollback: int) -> int:
+        """The scroll offset (rows back) that puts the handle's centre at display y."""
+        if scrollback <= 0:
+            return 0
+        track = self.height - 2 * SCROLLBAR_PADDING
+        handle = self._handle_height(scrollback, track)
+        span = max(1, track - handle)
+        pos = min(max(y - SCROLLBAR_PADDING - handle // 2, 0), span)
+        return round(scrollback * (1 - pos / span))
+
+    def _handle_height(self, scrollback: int, track: int) -> int:
+        total = scrollback + self.rows
+        return min(track, max(SCROLLBAR_MIN_HANDLE, track * self.rows // max(1, total)))
+
+    # State -------------------------------------------------------------------------
+    def _reset_model(self) -> None:
+        self._model = [[None] * self.cols for _ in range(self.rows)]
+        self._moves.clear()
+
+    def _reset_atlas(self) -> None:
+        self._atlas: dict[CellKey, int] = {}
+        self._atlas_keys: list[CellKey | None] = []
+        self._atlas_rows = 0  # rows the client's atlas buffer has
+        self._atlas_new: list[int] = []  # slots filled this frame, still to upload
+
+    def invalidate(self) -> None:
+        """Forget what clients show: the next update redraws everything."""
+        self._reset_model()
+        self._cursor_key = None
+        self._cursor_pos = None
+        self._layout_pending = True
+        self._scroll_drawn = None
+
+    def scroll(self, top: int, bottom: int, lines: int) -> None:
+        """Rows [top, bottom) moved up by ``lines`` (down if negative) since the last update."""
+        if lines == 0 or bottom - top <= 0:
+            return
+        if self._moves and self._moves[-1][:2] == (top, bottom):
+            t, bt, n = self._moves[-1]
+            self._moves[-1] = (t, bt, n + lines)
+        else:
+            self._moves.append((top, bottom, lines))
+
+    def set_scrollbar(self, scrollback: int, offset: int) -> None:
+        """Scrollback rows available and how far back the view is scrolled."""
+        self._scroll_state = (scrollback, offset)
+
+    # Update -------------------------------------------------------------------------
+    async def update(self, screen: Sequence[Row], cursor: Cursor) -> bytes:
+        """Instructions that bring every client from the model to ``screen``."""
+        async with self.lock:
+            ops = self._plan(screen, cursor)
+            return await self._finish(ops)
+
+    async def full_state(self) -> bytes:
+        """Everything a joining user needs to show what the others show now."""
+        async with self.lock:
+            return await self._finish(self._replay_ops())
+
+    def _plan(self, screen: Sequence[Row], cursor: Cursor) -> list[Op]:
+        ops: list[Op] = []
+        if self._layout_pending:
+            ops.append(self._layout_bytes())
+            self._layout_pending = False
+        moves = self._moves
+        if not moves:
+            self._detect_shift(screen)
+        for top, bottom, lines in moves:
+            ops.append(self._apply_move(top, bottom, lines))
+        moves.clear()
+        if self._atlas_free() < self.rows * self.cols + 2:
+            self._reset_atlas()  # before planning, so no copy refers to a recycled slot
+        changed = self._changed_cells(screen)
+        glyph_cells = sum(1 for r, c in changed if not is_blank(screen[r][c]))
+        use_images = self.strategy == "images" or (
+            self.strategy == "auto" and glyph_cells > IMAGE_THRESHOLD
+        )
+        if changed:
+            if use_images:
+                self._draw_images(screen, changed, ops)
+            else:
+                self._draw_glyphs(screen, changed, ops)
+        self._plan_cursor(screen, cursor, ops)
+        self._plan_scrollbar(ops)
+        if self._atlas_new:
+            ops[0:0] = self._atlas_uploads()
+        return ops
+
+    # Scrolling ------------------------------------------------------------------------
+    def _apply_move(self, top: int, bottom: int, lines: int) -> bytes:
+        top, bottom = max(0, top), min(self.rows, bottom)
+        height = bottom - top
+        model = self._model
+        if height <= 0:
+            return b""
+        if abs(lines) >= height:
+            for r in range(top, bottom):
+                model[r] = [None] * self.cols
+            return b""
+        ch, w = self.fonts.cell_height, self.cols * self.fonts.cell_width
+        layer = self.text_layer
+        if lines > 0:
+            model[top : bottom - lines] = model[top + lines : bottom]
+            model[bottom - lines : bottom] = [[None] * self.cols for _ in range(lines)]
+            src_y, dst_y, rows = (top + lines) * ch, top * ch, height - lines
+        else:
+            n = -lines
+            model[top + n : bottom] = model[top : bottom - n]
+            model[top : top + n] = [[None] * self.cols for _ in range(n)]
+            src_y, dst_y, rows = top * ch, (top + n) * ch, height - n
+        return b.copy(layer, 0, src_y, w, rows * ch, b.MODE_OVER, layer, 0, dst_y)
+
+    def _detect_shift(self, screen: Sequence[Row]) -> None:
+        """Find a whole-screen vertical shift when the emulator reported none."""
+        model, rows = self._model, min(self.rows, len(screen))
+        if rows < 4:
+            return
+        differing = sum(1 for r in range(rows) if screen[r] != model[r])
+        if differing < rows // 2:
+            return
+        # Anchor on the first row that is not uniformly blank (blank rows match anywhere).
+        anchor = next((r for r in range(rows) if not all(map(is_blank, screen[r]))), None)
+        if anchor is None:
+            return
+        best, best_score = 0, 0
+        for j in range(rows):
+            k = j - anchor  # model row j shows now at row anchor: moved up by k
+            if k == 0 or screen[anchor] != model[j]:
+                continue
+            lo, hi = max(0, -k), min(rows, rows - k)
+            score = sum(1 for r in range(lo, hi) if screen[r] == model[r + k])
+            if score > best_score:
+                best, best_score = k, score
+        if best and best_score >= max(2, differing // 3):
+            self._moves.append((0, rows, best))
+
+    # Diff ---------------------------------------------------------------------------
+    def _changed_cells(self, screen: Sequence[Row]) -> list[tuple[int, int]]:
+        """Cells to draw (a wide character counts once, at its left half)."""
+        out: list[tuple[int, int]] = []
+        model = self._model
+        cols = self.cols
+        for r in range(min(self.rows, len(screen))):
+            row, old = screen[r], model[r]
+            if row == old:
+                continue
+            n = min(cols, len(row))
+            c = 0
+            while c < n:
+                key = row[c]
+                if key != old[c] or (key[3] & WIDE and c + 1 < n and row[c + 1] != old[c + 1]):
+                    if key[3] & CONT and c > 0 and row[c - 1][3] & WIDE:
+                        if not out or out[-1] != (r, c - 1):
+                            out.append((r, c - 1))
+                    else:
+                        out.append((r, c))
+                    if key[3] & WIDE:
+                        c += 1
+                c += 1
+        return out
+
+    def _mark(self, r: int, c: int, key: CellKey) -> None:
+        row = self._model[r]
+        row[c] = key
+        if key[3] & WIDE and c + 1 < self.cols:
+            row[c + 1] = (key[0], key[1], key[2], (key[3] & ~WIDE) | CONT)
+
+    # Drawing ------------------------------------------------------------------------
+    def _draw_glyphs(self, screen: Sequence[Row], changed: list[tuple[int, int]], ops: list[Op]) -> None:
+        cw, ch = self.fonts.cell_width, self.fonts.cell_height
+        layer, atlas = self.text_layer, self.atlas_buffer
+        blanks: list[tuple[int, int, int, int]] = []  # (row, col0, col1, bg)
+        parts: list[bytes] = []
+        for r, c in changed:
+            key = screen[r][c]
+            if key[3] & CONT:  # orphan continuation: show its background
+                key = ("", key[1], key[2], 0)
+            self._mark(r, c, screen[r][c])
+            if is_blank(key):
+                if blanks and blanks[-1][0] == r and blanks[-1][2] == c and blanks[-1][3] == key[2]:
+                    last = blanks[-1]
+                    blanks[-1] = (r, last[1], c + 1, key[2])
+                else:
+                    blanks.append((r, c, c + 1, key[2]))
+                continue
+            slot = self._slot(key)
+            if slot is None:  # atlas full within one frame: fall back to an image
+                w = cw * (2 if key[3] & WIDE else 1)
+                ops.append(_Img(layer, c * cw, r * ch, w, ch, key[2], [(key, 0, 0)]))
+                continue
+            sx, sy = (slot % ATLAS_COLUMNS) * cw, (slot // ATLAS_COLUMNS) * ch
+            w = cw * (2 if key[3] & WIDE else 1)
+            parts.append(b.copy(atlas, sx, sy, w, ch, b.MODE_OVER, layer, c * cw, r * ch))
+        ops.extend(self._blank_rects(blanks))
+        ops.append(b"".join(parts))
+
+    def _blank_rects(self, blanks: list[tuple[int, int, int, int]]) -> list[Op]:
+        """``rect`` + ``cfill`` per blank run, runs stacked in consecutive rows merged."""
+        cw, ch = self.fonts.cell_width, self.fonts.cell_height
+        merged: list[list[int]] = []  # [row0, row1, col0, col1, bg]
+        open_by_span: dict[tuple[int, int, int], list[int]] = {}
+        for r, c0, c1, bg in blanks:
+            span = (c0, c1, bg)
+            m = open_by_span.get(span)
+            if m is not None and m[1] == r:
+                m[1] = r + 1
+            else:
+                m = [r, r + 1, c0, c1, bg]
+                merged.append(m)
+                open_by_span[span] = m
+        layer = self.text_layer
+        out: list[Op] = []
+        for r0, r1, c0, c1, bg in merged:
+            out.append(
+                b.rect(layer, c0 * cw, r0 * ch, (c1 - c0) * cw, (r1 - r0) * ch)
+                + b.cfill(b.MODE_OVER, layer, *_rgb(bg), 255)
+            )
+        return out
+
+    def _draw_images(self, screen: Sequence[Row], changed: list[tuple[int, int]], ops: list[Op]) -> None:
+        """Blank runs as rectangles; the span of non-blank changes per row block as images."""
+        cw, ch = self.fonts.cell_width, self.fonts.cell_height
+        blanks: list[tuple[int, int, int, int]] = []
+        spans: dict[int, list[int]] = {}  # row -> [col0, col1) of non-blank changes
+        for r, c in changed:
+            key = screen[r][c]
+            self._mark(r, c, key)
+            end = c + (2 if key[3] & WIDE else 1)
+            if is_blank(key) or key[3] & CONT:
+                bg = key[2]
+                if blanks and blanks[-1][0] == r and blanks[-1][2] == c and blanks[-1][3] == bg:
+                    blanks[-1] = (r, blanks[-1][1], end, bg)
+                else:
+                    blanks.append((r, c, end, bg))
+            else:
+                s = spans.get(r)
+                if s is None:
+                    spans[r] = [c, end]
+                else:
+                    s[1] = end
+        # Blank runs inside an image span are drawn by the image itself.
+        blanks = [
+            (r, c0, c1, bg)
+            for r, c0, c1, bg in blanks
+            if r not in spans or c1 <= spans[r][0] or c0 >= spans[r][1]
+        ]
+        ops.extend(self._blank_rects(blanks))
+        # Merge consecutive rows into blocks when their spans overlap well.
+        blocks: list[list[int]] = []  # [row0, row1, col0, col1]
+        for r in sorted(spans):
+            c0, c1 = spans[r]
+            if blocks:
+                br0, br1, bc0, bc1 = blocks[-1]
+                u0, u1 = min(bc0, c0), max(bc1, c1)
+                if br1 == r and (u1 - u0) * (r + 1 - br0) <= 1.5 * (
+                    (bc1 - bc0) * (br1 - br0) + (c1 - c0)
+                ):
+                    blocks[-1] = [br0, r + 1, u0, u1]
+                    continue
+            blocks.append([r, r + 1, c0, c1])
+        layer = self.text_layer
+        for r0, r1, c0, c1 in blocks:
+            cells: list[tuple[CellKey, int, int]] = []
+            for r in range(r0, r1):
+                row = screen[r]
+                c = c0
+                while c < c1:
+                    key = row[c]
+                    if key[3] & CONT and c > c0:
+                        c += 1
+                        continue
+                    if key[3] & CONT:
+                        key = ("", key[1], key[2], 0)
+                    cells.append((key, (c - c0) * cw, (r - r0) * ch))
+                    c += 2 if key[3] & WIDE else 1
+            ops.append(
+                _Img(layer, c0 * cw, r0 * ch, (c1 - c0) * cw, (r1 - r0) * ch, self.background, cells)
+            )
+
+    # Atlas --------------------------------------------------------------------------
+    def _atlas_free(self) -> int:
+        return ATLAS_COLUMNS * ATLAS_MAX_ROWS - len(self._atlas_keys)
+
+    def _slot(self, key: CellKey) -> int | None:
+        slot = self._atlas.get(key)
+        if slot is not None:
+            return slot
+        keys = self._atlas_keys
+        n = len(keys)
+        if key[3] & WIDE and n % ATLAS_COLUMNS == ATLAS_COLUMNS - 1:
+            keys.append(None)  # a wide glyph never straddles two atlas rows
+            n += 1
+        width = 2 if key[3] & WIDE else 1
+        if n + width > ATLAS_COLUMNS * ATLAS_MAX_ROWS:
+            return None
+        keys.append(key)
+        if width == 2:
+            keys.append(None)
+        self._atlas[key] = n
+        self._atlas_new.append(n)
+        return n
+
+    def _atlas_uploads(self) -> list[Op]:
+        """Images for the glyphs added this frame, one strip per atlas row touched."""
+        cw, ch = self.fonts.cell_width, self.fonts.cell_height
+        out: list[Op] = []
+        needed = (len(self._atlas_keys) + ATLAS_COLUMNS - 1) // ATLAS_COLUMNS
+        if needed > self._atlas_rows:
+            rows = min(ATLAS_MAX_ROWS, max(needed, self._atlas_rows * 2, 4))
+            out.append(b.size(self.atlas_buffer, ATLAS_COLUMNS * cw, rows * ch))
+            self._atlas_rows = rows
+        by_row: dict[int, list[int]] = {}
+        for slot in self._atlas_new:
+            by_row.setdefault(slot // ATLAS_COLUMNS, []).append(slot)
+        self._atlas_new = []
+        for arow, slots in by_row.items():
+            out.extend(self._atlas_strip(arow, min(slots), max(slots)))
+        return out
+
+    def _atlas_strip(self, arow: int, first: int, last: int) -> list[Op]:
+        cw, ch = self.fonts.cell_width, self.fonts.cell_height
+        keys = self._atlas_keys
+        end = last + 1
+        if end < len(keys) and keys[end] is None and end % ATLAS_COLUMNS:
+            end += 1  # right half of a wide glyph
+        cells = [
+            (k, (s - first) * cw, 0) for s in range(first, end) if (k := keys[s]) is not None
+        ]
+        x = (first % ATLAS_COLUMNS) * cw
+        return [_Img(self.atlas_buffer, x, arow * ch, (end - first) * cw, ch, self.background, cells)]
+
+    # Cursor and scrollbar --------------------------------------------------------------
+    def _plan_cursor(self, screen: Sequence[Row], cursor: Cursor, ops: list[Op]) -> None:
+        layer = self.cursor_layer
+        r, c = cursor.row, cursor.col
+        if not cursor.visible or not (0 <= r < min(self.rows, len(screen))) or not 0 <= c < self.cols:
+            if self._cursor_shown:
+                ops.append(b.shade(layer, 0))
+                self._cursor_shown = False
+            return
+        row = screen[r]
+        if c >= len(row):
+            return
+        key = row[c]
+        if key[3] & CONT and c > 0:
+            c -= 1
+            key = row[c]
+        cw, ch = self.fonts.cell_width, self.fonts.cell_height
+        inv: CellKey = (key[0], key[2], key[1], key[3] & ~CONT)
+        if (r, c) != self._cursor_pos:
+            ops.append(b.move(layer, self.text_layer, c * cw, r * ch, 1))
+            self._cursor_pos = (r, c)
+        if inv != self._cursor_key:
+            w = cw * (2 if inv[3] & WIDE else 1)
+            old = self._cursor_key
+            if old is None or bool(old[3] & WIDE) != bool(inv[3] & WIDE):
+                ops.append(b.size(layer, w, ch))
+            if is_blank(inv):
+                ops.append(b.fill_rect(layer, 0, 0, w, ch, _rgb(inv[2])))
+            else:
+                slot = self._slot(inv) if self.strategy != "images" else None
+                if slot is None:
+                    ops.append(_Img(layer, 0, 0, w, ch, inv[2], [(inv, 0, 0)]))
+                else:
+                    sx, sy = (slot % ATLAS_COLUMNS) * cw, (slot // ATLAS_COLUMNS) * ch
+                    ops.append(b.copy(self.atlas_buffer, sx, sy, w, ch, b.MODE_SRC, layer, 0, 0))
+            self._cursor_key = inv
+        if not self._cursor_shown:
+            ops.append(b.shade(layer, 255))
+            self._cursor_shown = True
+
+    def _plan_scrollbar(self, ops: list[Op]) -> None:
+        scrollback, offset = self._scroll_state
+        track = self.height - 2 * SCROLLBAR_PADDING
+        state = (scrollback, offset, self.rows)
+        if state == self._scroll_drawn:
+            return
+        self._scroll_drawn = state
+        layer = self.scrollbar_layer
+        out = [b.rect(layer, 0, 0, SCROLLBAR_WIDTH, self.height), b.cfill(b.MODE_ROUT, layer, 0, 0, 0, 255)]
+        if scrollback > 0:
+            handle = self._handle_height(scrollback, track)
+            span = max(0, track - handle)
+            y = SCROLLBAR_PADDING + round(span * (1 - offset / scrollback))
+            out.append(
+                b.rect(layer, SCROLLBAR_PADDING, y, SCROLLBAR_WIDTH - 2 * SCROLLBAR_PADDING, handle)
+            )
+            out.append(b.cfill(b.MODE_OVER, layer, 0x80, 0x80, 0x80, 0x80))
+        ops.append(b"".join(out))
+
+    def _layout_bytes(self) -> bytes:
+        """Size the display and layers; paint the background under everything."""
+        cw, ch = self.fonts.cell_width, self.fonts.cell_height
+        bg = _rgb(self.background)
+        return b"".join(
+            (
+                b.size(0, self.width, self.height),
+                b.fill_rect(0, 0, 0, self.width, self.height, bg),
+                b.size(self.text_layer, self.cols * cw, self.rows * ch),
+                b.move(self.text_layer, 0, self.margin, self.margin, 0),
+                b.size(self.scrollbar_layer, SCROLLBAR_WIDTH, self.height),
+                b.move(self.scrollbar_layer, 0, self.width - SCROLLBAR_WIDTH, 0, 1),
+            )
+        )
+
+    # Join replay --------------------------------------------------------------------
+    def _replay_ops(self) -> list[Op]:
+        """The model drawn from scratch: layout, atlas, text image, cursor, scrollbar."""
+        cw, ch = self.fonts.cell_width, self.fonts.cell_height
+        ops: list[Op] = [self._layout_bytes()]
+        if self._atlas_rows:
+            ops.append(b.size(self.atlas_buffer, ATLAS_COLUMNS * cw, self._atlas_rows * ch))
+            keys = self._atlas_keys
+            for arow in range((len(keys) + ATLAS_COLUMNS - 1) // ATLAS_COLUMNS):
+                first = arow * ATLAS_COLUMNS
+                last = min(len(keys), first + ATLAS_COLUMNS) - 1
+                ops.extend(self._atlas_strip(arow, first, last))
+        cells: list[tuple[CellKey, int, int]] = []
+        for r, row in enumerate(self._model):
+            for c, key in enumerate(row):
+                if key is not None and not key[3] & CONT:
+                    cells.append((key, c * cw, r * ch))
+        ops.append(_Img(self.text_layer, 0, 0, self.cols * cw, self.rows * ch, self.background, cells))
+        if self._cursor_pos is not None and self._cursor_key is not None:
+            inv = self._cursor_key
+            w = cw * (2 if inv[3] & WIDE else 1)
+            r, c = self._cursor_pos
+            ops.append(b.size(self.cursor_layer, w, ch))
+            ops.append(b.move(self.cursor_layer, self.text_layer, c * cw, r * ch, 1))
+            ops.append(_Img(self.cursor_layer, 0, 0, w, ch, inv[2], [(inv, 0, 0)]))
+            ops.append(b.shade(self.cursor_layer, 255 if self._cursor_shown else 0))
+        drawn, self._scroll_drawn = self._scroll_drawn, None
+        self._plan_scrollbar(ops)
+        self._scroll_drawn = drawn
+        return ops
+
+    # Encoding -------------------------------------------------------------------------
+    async def _finish(self, ops: list[Op]) -> bytes:
+        jobs = [op for op in ops if isinstance(op, _Img)]
+        if not jobs:
+            return b"".join(op for op in ops if isinstance(op, bytes))
+        webp = self.webp
+        pixels = sum(j.width * j.height for j in jobs)
+        if pixels <= INLINE_PIXELS:
+            encoded = _encode_jobs(self.fonts, jobs, webp)
+        else:
+            loop = asyncio.get_running_loop()
+            encoded = await loop.run_in_executor(
+                encoder_pool(), _encode_jobs, self.fonts, jobs, webp
+            )
+        out: list[bytes] = []
+        results = iter(encoded)
+        conn = self.conn
+        for op in ops:
+            if isinstance(op, bytes):
+                out.append(op)
+                continue
+            mimetype, data = next(results)
+            stream = conn.alloc_stream()
+            out.append(b.image(stream, b.MODE_OVER, op.layer, mimetype, op.x, op.y, data))
+            conn.free_stream(stream)
+        return b"".join(out)

@@ -1,0 +1,61 @@
+"""guacd's daemon conventions: detaching without -f, the PID file, bad flags."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from guacr_process import ECHO, ROOT, Client, free_port
+
+
+def test_background_daemon_writes_pidfile_and_serves(tmp_path: Path) -> None:
+    port = free_port()
+    pidfile = tmp_path / "guacr.pid"
+    conf = tmp_path / "guacd.conf"
+    conf.write_text(f"[server]\nbind_host = 127.0.0.1\nbind_port = {port}\n[guacr]\nworkers = 1\n")
+    env = dict(os.environ, PYTHONPATH=str(ROOT), GUACR_HANDLERS=ECHO)
+    started = subprocess.run(
+        [sys.executable, "-m", "guacr", "--config", str(conf), "-p", str(pidfile)],
+        env=env,
+        capture_output=True,
+        timeout=20,
+    )
+    assert started.returncode == 0  # the launching process returns once detached
+    deadline = time.monotonic() + 15
+    while not pidfile.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    pid = int(pidfile.read_text())
+    try:
+        os.kill(pid, 0)
+        for _ in range(100):  # the worker may still be booting
+            try:
+                with Client(port) as c:
+                    assert c.handshake("echo", {}).startswith("$")
+                break
+            except (EOFError, AssertionError, ConnectionError):
+                time.sleep(0.1)
+        else:
+            raise AssertionError("daemon never served a handshake")
+    finally:
+        os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+            time.sleep(0.05)
+        except ProcessLookupError:
+            break
+    else:
+        raise AssertionError("daemon did not stop on SIGTERM")
+    assert not pidfile.exists()  # removed on clean exit
+
+
+def test_invalid_log_level_exits_1() -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "guacr", "-L", "loud", "-f"], capture_output=True, text=True
+    )
+    assert out.returncode == 1 and "log level" in out.stderr
