@@ -47,7 +47,7 @@ from typing import TYPE_CHECKING, Final, Literal
 from PIL import Image
 
 from guacr.protocol import builders as b
-from guacr.render.glyphs import CONT, WIDE, CellKey, FontSet, is_blank
+from guacr.render.glyphs import CONT, WIDE, CellKey, FontSet, continuation, is_blank, rgb
 
 if TYPE_CHECKING:
     from guacr.server.connection import Connection
@@ -57,8 +57,9 @@ Strategy = Literal["auto", "glyphs", "images"]
 SCROLLBAR_WIDTH: Final = 16  # guacd: 16 px wide, 2 px padding, handle at least 64 px
 SCROLLBAR_PADDING: Final = 2
 SCROLLBAR_MIN_HANDLE: Final = 64
-IMAGE_THRESHOLD: Final = 160  # non-blank cells per frame above which images beat copies
-INLINE_PIXELS: Final = 20000  # images up to this many pixels are encoded on the loop
+FRAME_GLYPH_LIMIT: Final = 8  # frames changing at most this many glyphs use copies only
+ROW_GLYPH_LIMIT: Final = 2  # otherwise rows changing more glyphs than this are images
+INLINE_CELLS: Final = 100  # images of up to this many cells are encoded on the loop
 WEBP_MIN_PIXELS: Final = 4096  # smaller images are always PNG (WebP rarely wins there)
 ATLAS_COLUMNS: Final = 32  # glyph slots per atlas row
 ATLAS_MAX_ROWS: Final = 128  # 4096 slots; a full atlas is reset (rare)
@@ -95,22 +96,19 @@ class Cursor:
 
 @dataclass
 class _Img:
-    """An image still to compose (from cached cells) and encode."""
+    """A rectangle of cells still to compose and encode, drawn at (x, y) on ``layer``."""
 
     layer: int
     x: int
     y: int
-    width: int
-    height: int
-    bg: int
-    cells: list[tuple[CellKey, int, int]]
+    grid: Sequence[Sequence[CellKey | None]]
+
+    @property
+    def cells(self) -> int:
+        return sum(len(r) for r in self.grid)
 
 
 Op = bytes | _Img
-
-
-def _rgb(value: int) -> tuple[int, int, int]:
-    return (value >> 16) & 0xFF, (value >> 8) & 0xFF, value & 0xFF
 
 
 def encode_image(img: Image.Image, webp: bool) -> tuple[str, bytes]:
@@ -131,16 +129,15 @@ def encode_image(img: Image.Image, webp: bool) -> tuple[str, bytes]:
     return "image/png", png
 
 
-def _compose(fonts: FontSet, job: _Img) -> Image.Image:
-    img = Image.new("RGB", (job.width, job.height), _rgb(job.bg))
-    cell = fonts.cell
-    for key, x, y in job.cells:
-        img.paste(cell(key), (x, y))
-    return img
+def _encode_jobs(
+    fonts: FontSet, jobs: list[_Img], background: int, webp: bool
+) -> list[tuple[str, bytes]]:
+    return [encode_image(fonts.compose(j.grid, background), webp) for j in jobs]
 
 
-def _encode_jobs(fonts: FontSet, jobs: list[_Img], webp: bool) -> list[tuple[str, bytes]]:
-    return [encode_image(_compose(fonts, j), webp) for j in jobs]
+def _cell_row(key: CellKey) -> list[CellKey | None]:
+    """One cell as an image row (two cells for a wide character)."""
+    return [key, continuation(key)] if key[3] & WIDE else [key]
 
 
 class TerminalView:
@@ -300,23 +297,40 @@ class TerminalView:
         for top, bottom, lines in moves:
             ops.append(self._apply_move(top, bottom, lines))
         moves.clear()
-        if self._atlas_free() < self.rows * self.cols + 2:
-            self._reset_atlas()  # before planning, so no copy refers to a recycled slot
         changed = self._changed_cells(screen)
-        glyph_cells = sum(1 for r, c in changed if not is_blank(screen[r][c]))
-        use_images = self.strategy == "images" or (
-            self.strategy == "auto" and glyph_cells > IMAGE_THRESHOLD
-        )
+        if self._atlas_free() < len(changed) + 2:
+            self._reset_atlas()  # before drawing, so no copy refers to a recycled slot
         if changed:
-            if use_images:
-                self._draw_images(screen, changed, ops)
-            else:
-                self._draw_glyphs(screen, changed, ops)
+            glyph_cells, image_cells = self._partition(screen, changed)
+            if glyph_cells:
+                self._draw_glyphs(screen, glyph_cells, ops)
+            if image_cells:
+                self._draw_images(screen, image_cells, ops)
         self._plan_cursor(screen, cursor, ops)
         self._plan_scrollbar(ops)
         if self._atlas_new:
             ops[0:0] = self._atlas_uploads()
         return ops
+
+    def _partition(
+        self, screen: Sequence[Row], changed: list[tuple[int, int]]
+    ) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
+        """Split changed cells by row: few glyphs -> atlas copies, more -> images."""
+        if self.strategy == "glyphs":
+            return changed, []
+        if self.strategy == "images":
+            return [], changed
+        counts: dict[int, int] = {}
+        for r, c in changed:
+            if not is_blank(screen[r][c]):
+                counts[r] = counts.get(r, 0) + 1
+        if sum(counts.values()) <= FRAME_GLYPH_LIMIT:
+            return changed, []
+        glyphs: list[tuple[int, int]] = []
+        images: list[tuple[int, int]] = []
+        for cell in changed:
+            (glyphs if counts.get(cell[0], 0) <= ROW_GLYPH_LIMIT else images).append(cell)
+        return glyphs, images
 
     # Scrolling ------------------------------------------------------------------------
     def _apply_move(self, top: int, bottom: int, lines: int) -> bytes:
@@ -395,10 +409,12 @@ class TerminalView:
         row = self._model[r]
         row[c] = key
         if key[3] & WIDE and c + 1 < self.cols:
-            row[c + 1] = (key[0], key[1], key[2], (key[3] & ~WIDE) | CONT)
+            row[c + 1] = continuation(key)
 
     # Drawing ------------------------------------------------------------------------
-    def _draw_glyphs(self, screen: Sequence[Row], changed: list[tuple[int, int]], ops: list[Op]) -> None:
+    def _draw_glyphs(
+        self, screen: Sequence[Row], changed: list[tuple[int, int]], ops: list[Op]
+    ) -> None:
         cw, ch = self.fonts.cell_width, self.fonts.cell_height
         layer, atlas = self.text_layer, self.atlas_buffer
         blanks: list[tuple[int, int, int, int]] = []  # (row, col0, col1, bg)
@@ -417,8 +433,7 @@ class TerminalView:
                 continue
             slot = self._slot(key)
             if slot is None:  # atlas full within one frame: fall back to an image
-                w = cw * (2 if key[3] & WIDE else 1)
-                ops.append(_Img(layer, c * cw, r * ch, w, ch, key[2], [(key, 0, 0)]))
+                ops.append(_Img(layer, c * cw, r * ch, [_cell_row(key)]))
                 continue
             sx, sy = (slot % ATLAS_COLUMNS) * cw, (slot // ATLAS_COLUMNS) * ch
             w = cw * (2 if key[3] & WIDE else 1)
@@ -445,11 +460,13 @@ class TerminalView:
         for r0, r1, c0, c1, bg in merged:
             out.append(
                 b.rect(layer, c0 * cw, r0 * ch, (c1 - c0) * cw, (r1 - r0) * ch)
-                + b.cfill(b.MODE_OVER, layer, *_rgb(bg), 255)
+                + b.cfill(b.MODE_OVER, layer, *rgb(bg), 255)
             )
         return out
 
-    def _draw_images(self, screen: Sequence[Row], changed: list[tuple[int, int]], ops: list[Op]) -> None:
+    def _draw_images(
+        self, screen: Sequence[Row], changed: list[tuple[int, int]], ops: list[Op]
+    ) -> None:
         """Blank runs as rectangles; the span of non-blank changes per row block as images."""
         cw, ch = self.fonts.cell_width, self.fonts.cell_height
         blanks: list[tuple[int, int, int, int]] = []
@@ -492,22 +509,8 @@ class TerminalView:
             blocks.append([r, r + 1, c0, c1])
         layer = self.text_layer
         for r0, r1, c0, c1 in blocks:
-            cells: list[tuple[CellKey, int, int]] = []
-            for r in range(r0, r1):
-                row = screen[r]
-                c = c0
-                while c < c1:
-                    key = row[c]
-                    if key[3] & CONT and c > c0:
-                        c += 1
-                        continue
-                    if key[3] & CONT:
-                        key = ("", key[1], key[2], 0)
-                    cells.append((key, (c - c0) * cw, (r - r0) * ch))
-                    c += 2 if key[3] & WIDE else 1
-            ops.append(
-                _Img(layer, c0 * cw, r0 * ch, (c1 - c0) * cw, (r1 - r0) * ch, self.background, cells)
-            )
+            grid = [screen[r][c0:c1] for r in range(r0, r1)]
+            ops.append(_Img(layer, c0 * cw, r0 * ch, grid))
 
     # Atlas --------------------------------------------------------------------------
     def _atlas_free(self) -> int:
@@ -555,17 +558,24 @@ class TerminalView:
         end = last + 1
         if end < len(keys) and keys[end] is None and end % ATLAS_COLUMNS:
             end += 1  # right half of a wide glyph
-        cells = [
-            (k, (s - first) * cw, 0) for s in range(first, end) if (k := keys[s]) is not None
-        ]
+        cells: list[CellKey | None] = []
+        for s in range(first, end):
+            k = keys[s]
+            if k is None and cells and (prev := cells[-1]) is not None and prev[3] & WIDE:
+                k = continuation(prev)
+            cells.append(k)
         x = (first % ATLAS_COLUMNS) * cw
-        return [_Img(self.atlas_buffer, x, arow * ch, (end - first) * cw, ch, self.background, cells)]
+        return [_Img(self.atlas_buffer, x, arow * ch, [cells])]
 
     # Cursor and scrollbar --------------------------------------------------------------
     def _plan_cursor(self, screen: Sequence[Row], cursor: Cursor, ops: list[Op]) -> None:
         layer = self.cursor_layer
         r, c = cursor.row, cursor.col
-        if not cursor.visible or not (0 <= r < min(self.rows, len(screen))) or not 0 <= c < self.cols:
+        if (
+            not cursor.visible
+            or not (0 <= r < min(self.rows, len(screen)))
+            or not 0 <= c < self.cols
+        ):
             if self._cursor_shown:
                 ops.append(b.shade(layer, 0))
                 self._cursor_shown = False
@@ -588,11 +598,11 @@ class TerminalView:
             if old is None or bool(old[3] & WIDE) != bool(inv[3] & WIDE):
                 ops.append(b.size(layer, w, ch))
             if is_blank(inv):
-                ops.append(b.fill_rect(layer, 0, 0, w, ch, _rgb(inv[2])))
+                ops.append(b.fill_rect(layer, 0, 0, w, ch, rgb(inv[2])))
             else:
                 slot = self._slot(inv) if self.strategy != "images" else None
                 if slot is None:
-                    ops.append(_Img(layer, 0, 0, w, ch, inv[2], [(inv, 0, 0)]))
+                    ops.append(_Img(layer, 0, 0, [_cell_row(inv)]))
                 else:
                     sx, sy = (slot % ATLAS_COLUMNS) * cw, (slot // ATLAS_COLUMNS) * ch
                     ops.append(b.copy(self.atlas_buffer, sx, sy, w, ch, b.MODE_SRC, layer, 0, 0))
@@ -609,7 +619,10 @@ class TerminalView:
             return
         self._scroll_drawn = state
         layer = self.scrollbar_layer
-        out = [b.rect(layer, 0, 0, SCROLLBAR_WIDTH, self.height), b.cfill(b.MODE_ROUT, layer, 0, 0, 0, 255)]
+        out = [
+            b.rect(layer, 0, 0, SCROLLBAR_WIDTH, self.height),
+            b.cfill(b.MODE_ROUT, layer, 0, 0, 0, 255),
+        ]
         if scrollback > 0:
             handle = self._handle_height(scrollback, track)
             span = max(0, track - handle)
@@ -623,7 +636,7 @@ class TerminalView:
     def _layout_bytes(self) -> bytes:
         """Size the display and layers; paint the background under everything."""
         cw, ch = self.fonts.cell_width, self.fonts.cell_height
-        bg = _rgb(self.background)
+        bg = rgb(self.background)
         return b"".join(
             (
                 b.size(0, self.width, self.height),
@@ -647,19 +660,14 @@ class TerminalView:
                 first = arow * ATLAS_COLUMNS
                 last = min(len(keys), first + ATLAS_COLUMNS) - 1
                 ops.extend(self._atlas_strip(arow, first, last))
-        cells: list[tuple[CellKey, int, int]] = []
-        for r, row in enumerate(self._model):
-            for c, key in enumerate(row):
-                if key is not None and not key[3] & CONT:
-                    cells.append((key, c * cw, r * ch))
-        ops.append(_Img(self.text_layer, 0, 0, self.cols * cw, self.rows * ch, self.background, cells))
+        ops.append(_Img(self.text_layer, 0, 0, list(self._model)))
         if self._cursor_pos is not None and self._cursor_key is not None:
             inv = self._cursor_key
             w = cw * (2 if inv[3] & WIDE else 1)
             r, c = self._cursor_pos
             ops.append(b.size(self.cursor_layer, w, ch))
             ops.append(b.move(self.cursor_layer, self.text_layer, c * cw, r * ch, 1))
-            ops.append(_Img(self.cursor_layer, 0, 0, w, ch, inv[2], [(inv, 0, 0)]))
+            ops.append(_Img(self.cursor_layer, 0, 0, [_cell_row(inv)]))
             ops.append(b.shade(self.cursor_layer, 255 if self._cursor_shown else 0))
         drawn, self._scroll_drawn = self._scroll_drawn, None
         self._plan_scrollbar(ops)
@@ -672,13 +680,13 @@ class TerminalView:
         if not jobs:
             return b"".join(op for op in ops if isinstance(op, bytes))
         webp = self.webp
-        pixels = sum(j.width * j.height for j in jobs)
-        if pixels <= INLINE_PIXELS:
-            encoded = _encode_jobs(self.fonts, jobs, webp)
+        cells = sum(j.cells for j in jobs)
+        if cells <= INLINE_CELLS:
+            encoded = _encode_jobs(self.fonts, jobs, self.background, webp)
         else:
             loop = asyncio.get_running_loop()
             encoded = await loop.run_in_executor(
-                encoder_pool(), _encode_jobs, self.fonts, jobs, webp
+                encoder_pool(), _encode_jobs, self.fonts, jobs, self.background, webp
             )
         out: list[bytes] = []
         results = iter(encoded)

@@ -23,6 +23,7 @@
  * strings (libvterm 0.1 would print their payload) and answers ENQ.
  */
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <vterm.h>
@@ -125,13 +126,14 @@ typedef struct {
 
     /* pre-scanner */
     int ps;
-    int ps_leader, ps_inter, ps_nparam, ps_pending_esc, ps_str_is_osc;
+    int ps_leader, ps_inter, ps_nparam, ps_pending_esc, ps_str_is_osc, ps_break_ris;
     int32_t ps_params[16];
     char *ps_str;
     size_t ps_str_len;
     int ps_str_over;
 
     int m_app_cursor, m_app_keypad, m_paste, m_focus, m_mouse, m_menc;
+    int reg_top, reg_bottom; /* DECSTBM as libvterm holds it; bottom -1 = screen end */
 
     char answerback[64];
     int answerback_len;
@@ -744,6 +746,8 @@ static VTermStateCallbacks state_cbs = {
 
 static void reset_modes(gvt *t, int hard)
 {
+    t->reg_top = 0;
+    t->reg_bottom = -1;
     t->m_app_cursor = 0;
     t->m_app_keypad = 0;
     t->m_paste = 0;
@@ -807,6 +811,16 @@ static void osc_done(gvt *t, char terminator)
     if (n)
         memcpy(t->oscq + t->oscq_len + 5, t->ps_str, n);
     t->oscq_len += 5 + n;
+}
+
+/* A zero-length record with a special terminator marks an event in OSC order. */
+static void osc_marker(gvt *t, char kind)
+{
+    if (!grow(&t->oscq, &t->oscq_cap, t->oscq_len + 5))
+        return;
+    memset(t->oscq + t->oscq_len, 0, 4);
+    t->oscq[t->oscq_len + 4] = kind;
+    t->oscq_len += 5;
 }
 
 /* scanner actions */
@@ -873,6 +887,25 @@ static int scan_esc_byte(gvt *t, unsigned char c)
     }
 }
 
+/* Mirror libvterm 0.1's DECSTBM bookkeeping (see gvt_resize for why). */
+static void track_decstbm(gvt *t)
+{
+    int top = t->ps_params[0] > 0 ? t->ps_params[0] - 1 : 0;
+    int bottom = (t->ps_nparam < 1 || t->ps_params[1] < 0) ? -1 : t->ps_params[1];
+    if (top > t->rows)
+        top = t->rows;
+    if (top == 0 && bottom == t->rows)
+        bottom = -1;
+    else if (bottom > t->rows)
+        bottom = t->rows;
+    if ((bottom < 0 ? t->rows : bottom) <= top) {
+        top = 0;
+        bottom = -1;
+    }
+    t->reg_top = top;
+    t->reg_bottom = bottom;
+}
+
 static int scan_csi_final(gvt *t, unsigned char c)
 {
     t->ps = S_GROUND;
@@ -882,6 +915,8 @@ static int scan_csi_final(gvt *t, unsigned char c)
                 set_dec_mode(t, t->ps_params[i], c == 'h');
     } else if (t->ps_leader == 0 && t->ps_inter == '!' && c == 'p')
         return P_SYNC_DECSTR;
+    else if (t->ps_leader == 0 && t->ps_inter == 0 && c == 'r')
+        track_decstbm(t);
     return P_NONE;
 }
 
@@ -999,7 +1034,10 @@ static int scan_byte(gvt *t, unsigned char c)
         int a = c < 0x20 ? P_NONE : scan_esc_byte(t, c);
         if (dcs)
             return a;
-        return a == P_STRIP_START ? P_STRIP_AGAIN : P_STRIP_BREAK;
+        if (a == P_STRIP_START)
+            return P_STRIP_AGAIN;
+        t->ps_break_ris = (a == P_SYNC_RIS);
+        return P_STRIP_BREAK;
     }
     }
     return P_NONE;
@@ -1055,6 +1093,7 @@ gvt *gvt_new(int rows, int cols, int scrollback)
     t->last_row = t->last_col = -1;
     memcpy(t->answerback, "GUACAMOLE", 9);
     t->answerback_len = 9;
+    t->reg_bottom = -1;
     t->sb_max = scrollback > 0 ? scrollback : 0;
     t->buf[0] = calloc((size_t)rows, sizeof(gvt_line));
     t->scratch = calloc((size_t)rows, sizeof(gvt_line));
@@ -1153,23 +1192,38 @@ int gvt_feed(gvt *t, const char *d, size_t n)
             }
             if (c == 0x1b)
                 seg = i; /* ESC ESC: the second one restarts */
+            if (!t->ps_break_ris)
+                break;
+            t->ps_break_ris = 0;
+            goto ris; /* the string was ended by ESC c */
+        case P_SYNC_RIS:
+        ris:
+            /* libvterm drops its alt-screen flag on reset without telling us; leave
+             * the alternate screen first so the reset clears the main one, as xterm */
+            if (!skip)
+                vt_write(t, d + seg, i - seg);
+            switch_buffer(t, 0);
+            vt_write(t, d + i, 1);
+            seg = i + 1;
+            reset_modes(t, 1);
+            osc_marker(t, 'R'); /* palette reset, in order with OSC 4 */
+            flags |= F_RESET;
             break;
         case P_STRIP_AGAIN:
             break;
-        case P_SYNC_RIS:
         case P_SYNC_DECSTR:
+            if (!skip)
+                vt_write(t, d + seg, i + 1 - seg);
+            seg = i + 1;
+            reset_modes(t, 0);
+            switch_buffer(t, 0);
+            flags |= F_RESET;
+            break;
         case P_SYNC_ENQ:
             if (!skip)
                 vt_write(t, d + seg, i + 1 - seg);
             seg = i + 1;
-            if (a == P_SYNC_ENQ) {
-                out_append(t, t->answerback, (size_t)t->answerback_len);
-            } else {
-                reset_modes(t, a == P_SYNC_RIS);
-                /* libvterm drops its alt-screen flag on reset without telling us */
-                switch_buffer(t, 0);
-                flags |= F_RESET;
-            }
+            out_append(t, t->answerback, (size_t)t->answerback_len);
             break;
         }
     }
@@ -1196,11 +1250,45 @@ void gvt_resize(gvt *t, int rows, int cols)
     if (rows < 1 || cols < 1 || (rows == t->rows && cols == t->cols))
         return;
     vterm_set_size(t->vt, rows, cols);
+    /* libvterm 0.1 clamps only the bottom margin on resize: a top margin now at
+     * or below it makes the next line feed memmove a negative size inside
+     * libvterm. Reset the region then (what apps redo after SIGWINCH anyway)
+     * and put the cursor back where it was; DECSTBM homes it. */
+    if (t->reg_bottom > rows)
+        t->reg_bottom = rows;
+    if (t->reg_bottom == rows && t->reg_top == 0)
+        t->reg_bottom = -1;
+    if ((t->reg_bottom < 0 ? rows : t->reg_bottom) <= t->reg_top) {
+        char seq[48];
+        int n = snprintf(seq, sizeof seq, "\x1b[r\x1b[%d;%dH", t->cur_row + 1, t->cur_col + 1);
+        if (!stripping(t) && (t->ps != S_GROUND || t->ps_pending_esc)) {
+            /* a sequence is cut in half by this resize: drop it (CAN) */
+            vterm_input_write(t->vt, "\x18", 1);
+            t->ps = S_GROUND;
+            t->ps_pending_esc = 0;
+        }
+        vterm_input_write(t->vt, seq, (size_t)n);
+        t->reg_top = 0;
+        t->reg_bottom = -1;
+    }
 }
 
 /* Copy out damage: [full, nscrolls, ndirty, bells, (top,bottom,lines)*, rows*]. */
+static int region_dirty(const gvt *t, int top, int bottom)
+{
+    for (int r = top; r < bottom; r++)
+        if (!t->dirty[r])
+            return 0;
+    return 1;
+}
+
 int gvt_take_damage(gvt *t, int32_t *out, int cap)
 {
+    /* a trailing copy whose rows are all redrawn anyway is pointless; earlier
+     * ones may feed later copies, so only trim from the end */
+    while (t->nscrolls &&
+           region_dirty(t, t->scrolls[t->nscrolls - 1].top, t->scrolls[t->nscrolls - 1].bottom))
+        t->nscrolls--;
     int need = 4 + 3 * t->nscrolls + t->rows;
     if (cap < need)
         return -need;

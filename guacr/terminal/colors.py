@@ -111,7 +111,9 @@ class Palette:
             return (color >> 16) & 0xFF, (color >> 8) & 0xFF, color & 0xFF
         return self.colors[color & 0xFF]
 
-    def cell_rgb(self, fg: int, bg: int, attrs: int, reverse_video: bool = False) -> tuple[RGB, RGB]:
+    def cell_rgb(
+        self, fg: int, bg: int, attrs: int, reverse_video: bool = False
+    ) -> tuple[RGB, RGB]:
         """Final (foreground, background) of a cell as guacd draws it.
 
         Bold text in one of the eight normal colours uses the bright variant; reverse
@@ -142,8 +144,7 @@ def _parse_rgb(spec: str) -> RGB | None:
     if not spec.startswith("rgb:"):
         return None
     # guacd tries 1, 2, 3 then 4 digits per component and scales by the width tried
-    for width, scale in ((1, lambda v: v << 4), (2, lambda v: v), (3, lambda v: v >> 4),
-                         (4, lambda v: v >> 8)):  # fmt: skip
+    for width in (1, 2, 3, 4):
         pos = 4
         values: list[int] = []
         for i in range(3):
@@ -151,7 +152,7 @@ def _parse_rgb(spec: str) -> RGB | None:
             if got is None:
                 break
             value, pos = got
-            values.append(scale(value))
+            values.append(value << 4 if width == 1 else value >> (4 * (width - 2)))
             if i < 2:
                 if pos >= len(spec) or spec[pos] != "/":
                     break

@@ -6,7 +6,7 @@ libvterm's parser and state layer and adds its own cell store. The store is a
 plain shared library loaded with ctypes: no Python headers and no CFFI needed,
 only a C compiler and libvterm's header at build time.
 
-Build it once at install time with ``python -m guacr.terminal.native`` (needs
+Build it once at install time with ``python -m guacr.terminal.build`` (needs
 the Debian packages ``gcc`` and ``libvterm-dev``); at run time only ``libvterm0``
 is needed. If the library has not been built, the first import tries to build
 it (into the package directory, or ``$XDG_CACHE_HOME/guacr`` when that is not
@@ -16,12 +16,10 @@ writable) and fails with a message naming the packages if it cannot.
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import hashlib
 import os
 import shutil
 import subprocess
-import sys
 import tempfile
 import threading
 from pathlib import Path
@@ -81,7 +79,7 @@ def build(dest: Path | None = None) -> Path:
         raise NativeLibraryError(
             "cannot build guacr's terminal library: no C compiler found; install the "
             "Debian packages 'gcc' and 'libvterm-dev', or build it at install time with "
-            "'python -m guacr.terminal.native'"
+            "'python -m guacr.terminal.build'"
         )
     targets = [dest] if dest is not None else _candidates()
     errors: list[str] = []
@@ -104,10 +102,12 @@ def build(dest: Path | None = None) -> Path:
             elif any("-lvterm" in line for line in detail):
                 hint = " (install the Debian packages 'libvterm0' and 'libvterm-dev')"
             raise NativeLibraryError(
-                f"building guacr's terminal library failed{hint}: "
-                + " | ".join(detail[-5:])
+                f"building guacr's terminal library failed{hint}: " + " | ".join(detail[-5:])
             )
         os.replace(tmp, target)  # atomic: concurrent builders are harmless
+        for stale in target.parent.glob("_vtscreen-*.so"):
+            if stale != target:
+                stale.unlink(missing_ok=True)  # builds of older sources
         return target
     raise NativeLibraryError("no writable place for guacr's terminal library: " + "; ".join(errors))
 
@@ -166,18 +166,3 @@ def load() -> ctypes.CDLL:
             raise NativeLibraryError(f"{path} has ABI {lib.gvt_abi()}, expected {ABI}")
         _lib = lib
         return lib
-
-
-def _main(argv: list[str]) -> int:
-    dest = Path(argv[1]) if len(argv) > 1 else None
-    try:
-        path = build(dest)
-    except NativeLibraryError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    print(path)
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(_main(sys.argv))

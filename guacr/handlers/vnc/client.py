@@ -69,7 +69,10 @@ _DECODERS = {
 MAX_CURSOR = 512
 # Cut text beyond this is a protocol error; beyond max_clipboard it is truncated.
 MAX_CUT_TEXT = 64 << 20
+MAX_LEGACY_CUT_TEXT = (1 << 20) - 1
 _COMPACT_AT = 1 << 16
+# What guacd asks for by default: 32 bpp, depth 24, little-endian BGRX.
+DEFAULT_PIXEL_FORMAT = PixelFormat()
 
 
 class RFBClient:
@@ -81,7 +84,7 @@ class RFBClient:
         username: str | None = None,
         password: str | None = None,
         shared: bool = True,
-        pixel_format: PixelFormat | None = PixelFormat(),
+        pixel_format: PixelFormat | None = DEFAULT_PIXEL_FORMAT,
         swap_red_blue: bool = False,
         security_types: Sequence[int] | None = None,
         clipboard_encoding: str = "latin-1",
@@ -362,9 +365,7 @@ class RFBClient:
         rgba = np.dstack((rgb, alpha)).tobytes()
         self._events.append(CursorShape(x, y, w, h, rgba))
 
-    def _read_extended_desktop_size(
-        self, reason: int, status: int, w: int, h: int
-    ) -> Reader[None]:
+    def _read_extended_desktop_size(self, reason: int, status: int, w: int, h: int) -> Reader[None]:
         count = (yield 4)[0]
         raw = (yield count * 16) if count else b""
         screens = tuple(Screen(*_SCREEN.unpack_from(raw, i * 16)) for i in range(count))
@@ -453,20 +454,27 @@ class RFBClient:
         self._send(msg.pointer_event(x, y, mask))
 
     def client_cut_text(self, text: str) -> None:
-        """Set the server clipboard: UTF-8 ExtendedClipboard when the server offered it,
-        else classic ClientCutText in ``clipboard_encoding`` (Latin-1 by default)."""
+        """Set the server clipboard.
+
+        Classic ClientCutText in ``clipboard_encoding`` (Latin-1 by default) always goes
+        out; when the server announced ExtendedClipboard the UTF-8 text follows as well.
+        Both, because libvncserver-based servers (x11vnc 0.9.16) advertise the extension
+        yet ignore UTF-8 text unless built with a hook x11vnc lacks, while TigerVNC keeps
+        the later UTF-8 copy. Classic text is capped at 1 MiB, where libvncserver would
+        drop the connection.
+        """
         self._require_connected()
+        legacy = text.encode(self._clip_encoding, "replace")[:MAX_LEGACY_CUT_TEXT]
+        self._send(msg.client_cut_text(legacy))
         flags = self._server_clip_flags
-        if flags:
-            self._local_clipboard = text
-            size = len(text.encode()) + text.count("\n") + 1
-            if flags & msg.CLIP_PROVIDE and size <= self._server_clip_text_size:
-                self._send(msg.clipboard_provide(text))
-                return
-            if flags & msg.CLIP_NOTIFY:
-                self._send(msg.clipboard_notify(True))
-                return
-        self._send(msg.client_cut_text(text.encode(self._clip_encoding, "replace")))
+        if not flags:
+            return
+        self._local_clipboard = text
+        size = len(text.encode()) + text.count("\n") + 1
+        if flags & msg.CLIP_PROVIDE and size <= self._server_clip_text_size:
+            self._send(msg.clipboard_provide(text))
+        elif flags & msg.CLIP_NOTIFY:
+            self._send(msg.clipboard_notify(True))
 
     def set_desktop_size(self, width: int, height: int) -> bool:
         """Ask the server to resize (ExtendedDesktopSize). False if it cannot."""

@@ -22,7 +22,11 @@ from guacr.handlers.vnc.stream import Reader
 
 # Native unsigned dtypes per bytes-per-pixel: pixels are moved as opaque integers whose
 # in-memory bytes equal the wire bytes, and only interpreted once per rectangle.
-_NATIVE = {1: np.dtype(np.uint8), 2: np.dtype(np.uint16), 4: np.dtype(np.uint32)}
+_NATIVE: dict[int, np.dtype[Any]] = {
+    1: np.dtype(np.uint8),
+    2: np.dtype(np.uint16),
+    4: np.dtype(np.uint32),
+}
 _BYTEORDER = sys.byteorder
 _U32 = struct.Struct(">I")
 

@@ -84,8 +84,8 @@ class Handshake:
         self._emit = emit
         self._credentials = credentials
         self._shared = shared
-        allowed = set(SUPPORTED_TYPES) if security_types is None else set(security_types)
-        self._subtypes = allowed & set(SUPPORTED_SUBTYPES)
+        allowed: set[int] = set(SUPPORTED_TYPES if security_types is None else security_types)
+        self._subtypes: set[int] = allowed & set(SUPPORTED_SUBTYPES)
         if self._subtypes:
             allowed.add(SecurityType.VENCRYPT)
         elif SecurityType.VENCRYPT in allowed:
@@ -169,7 +169,7 @@ class Handshake:
             raise RFBSecurityError("server refused VeNCrypt 0.2")
         count = (yield 1)[0]
         raw = (yield 4 * count) if count else b""
-        offered = list(struct.unpack(f">{count}I", raw))
+        offered: list[int] = list(struct.unpack(f">{count}I", raw))
         chosen = next((t for t in offered if t in self._subtypes), None)
         if chosen is None:
             raise RFBSecurityError(f"no supported VeNCrypt sub-type; server offers {offered}")

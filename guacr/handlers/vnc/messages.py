@@ -84,7 +84,11 @@ def clipboard_request() -> bytes:
 def clipboard_provide(text: str) -> bytes:
     """Text as NUL-terminated UTF-8 with CRLF line ends, zlib-compressed after the flags."""
     data = text.replace("\r\n", "\n").replace("\n", "\r\n").encode() + b"\0"
-    body = zlib.compress(struct.pack(">I", len(data)) + data)
+    # A sync-flushed (unterminated) stream, as TigerVNC writes it: libvncserver 0.9.14
+    # drops the client when the zlib stream ends inside its 4-byte length read.
+    deflater = zlib.compressobj()
+    body = deflater.compress(struct.pack(">I", len(data)) + data)
+    body += deflater.flush(zlib.Z_SYNC_FLUSH)
     return _extended(struct.pack(">I", CLIP_PROVIDE | CLIP_TEXT) + body)
 
 

@@ -1,0 +1,171 @@
+"""Display engine cost per frame: planning (event-loop time) and encoding (pool time).
+
+Scenes, at 1024x768 and 1920x1080, on a synthetic desktop (gradient wallpaper, text
+windows, a photo):
+
+* ``full-text``: the whole screen changes to new text-like content (PNG path)
+* ``full-video``: the whole screen changes to photo-like content at 30 fps (JPEG path)
+* ``scroll-pixels``: a terminal-sized window scrolls by one 17-px line, sent by the
+  server as plain pixels (found by the copy search)
+* ``scroll-copyrect``: the same scroll announced by the server as a CopyRect
+* ``small``: one 10x17 glyph typed
+
+Run: ``.venv/bin/python benchmarks/bench_display.py [--frames N]``.
+Prints median ms per frame: plan (on the loop), frame total (plan + encode + assemble,
+wall clock with the 2-thread pool) and bytes per frame.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import statistics
+import time
+from collections.abc import Callable
+
+import numpy as np
+from PIL import Image
+
+from guacr.protocol import builders as b
+from guacr.protocol.handshake import ClientInfo
+from guacr.render.display import Display
+from guacr.server.pool import IndexPool
+
+
+class _User:
+    def __init__(self) -> None:
+        self.info = ClientInfo(image=["image/png", "image/jpeg"])
+
+
+class _Conn:
+    """The few Connection members the display uses; counts bytes instead of sending."""
+
+    def __init__(self) -> None:
+        self.users = [_User()]
+        self.buffers = IndexPool(-1, -1)
+        self._streams = IndexPool(1, 2)
+        self.lag = 0
+        self.congested = False
+        self.sent = 0
+        self.frame_done = asyncio.Event()
+
+    def alloc_stream(self) -> int:
+        return self._streams.alloc()
+
+    def free_stream(self, index: int) -> None:
+        self._streams.free(index)
+
+    def end_frame(self, frames: int = 0, extra: bytes = b"") -> None:
+        self.sent += len(extra) + len(b.sync(0, frames))
+        self.frame_done.set()
+
+    def end(self) -> None:
+        pass
+
+
+def text_block(h: int, w: int, rng: np.random.Generator) -> np.ndarray:
+    """Terminal-like text: dark glyph strokes in 9x17 cells on white."""
+    img = np.full((h, w, 3), 255, np.uint8)
+    rows, cols = h // 17, w // 9
+    glyphs = rng.random((rows, cols)) < 0.6
+    for r, c in zip(*np.nonzero(glyphs), strict=True):
+        y, x = r * 17 + 3, c * 9 + 1
+        img[y + 2 : y + 12, x + 1] = 20
+        img[y + 2, x + 1 : x + 6] = 20
+        img[y + 2 + int(rng.integers(0, 10)), x + 1 : x + 7] = 40
+    return img
+
+
+def photo(h: int, w: int, rng: np.random.Generator) -> np.ndarray:
+    base = rng.integers(0, 256, (h // 32 + 2, w // 32 + 2, 3), dtype=np.uint8)
+    field = np.asarray(Image.fromarray(base).resize((w + 64, h + 64), Image.Resampling.BICUBIC))
+    noise = rng.normal(0, 4, (h, w, 3))
+    return np.clip(field[:h, :w] + noise, 0, 255).astype(np.uint8)
+
+
+def desktop(w: int, h: int, rng: np.random.Generator) -> np.ndarray:
+    img = np.zeros((h, w, 3), np.uint8)
+    img[..., 0] = np.linspace(30, 90, h, dtype=np.uint8)[:, None]
+    img[..., 1] = np.linspace(60, 120, w, dtype=np.uint8)[None, :]
+    img[..., 2] = 150
+    img[10:420, 10:740] = text_block(410, 730, rng)
+    img[h - 300 : h - 20, w - 420 : w - 20] = photo(280, 400, rng)
+    return img
+
+
+async def measure(
+    w: int, h: int, frames: int, step: Callable[[Display, int], None], interval: float
+) -> tuple[float, float, float]:
+    rng = np.random.default_rng(1)
+    conn = _Conn()
+    display = Display(conn, lossless_refresh=None)  # type: ignore[arg-type]
+    display.resize(w, h)
+    display.blit(0, 0, desktop(w, h, rng))
+    display.end_frame()
+    await display.wait_idle()
+    await asyncio.sleep(0.05)
+    totals, plans, sizes = [], [], []
+    for i in range(frames):
+        conn.frame_done.clear()
+        before_plan, before_bytes = display.stats.plan_seconds, conn.sent
+        start = time.perf_counter()
+        step(display, i)
+        display.end_frame()
+        await conn.frame_done.wait()
+        totals.append(time.perf_counter() - start)
+        plans.append(display.stats.plan_seconds - before_plan)
+        sizes.append(conn.sent - before_bytes)
+        await display.wait_idle()
+        await asyncio.sleep(interval)
+    await display.close()
+    return statistics.median(plans) * 1e3, statistics.median(totals) * 1e3, statistics.median(sizes)
+
+
+def scenes(w: int, h: int) -> dict[str, tuple[Callable[[Display, int], None], float]]:
+    rng = np.random.default_rng(2)
+    texts = [text_block(h, w, rng) for _ in range(4)]
+    videos = [photo(h, w, rng) for _ in range(4)]
+    lines = [text_block(17, 730, rng) for _ in range(8)]
+
+    def full_text(d: Display, i: int) -> None:
+        d.blit(0, 0, texts[i % 4])
+
+    def full_video(d: Display, i: int) -> None:
+        d.blit(0, 0, videos[i % 4])
+
+    def scroll_pixels(d: Display, i: int) -> None:
+        win = d._fb[10:420, 10:740, :3].copy()
+        win[:-17] = win[17:]
+        win[-17:] = lines[i % 8]
+        d.blit(10, 10, win)
+
+    def scroll_copyrect(d: Display, i: int) -> None:
+        d.copy_rect(10, 27, 730, 410 - 17, 10, 10)
+        d.blit(10, 420 - 17, lines[i % 8])
+
+    def small(d: Display, i: int) -> None:
+        d.blit(100 + 9 * (i % 50), 200, lines[i % 8][:, :10])
+
+    return {
+        "full-text": (full_text, 0.4),
+        "full-video": (full_video, 1 / 30),
+        "scroll-pixels": (scroll_pixels, 1 / 60),
+        "scroll-copyrect": (scroll_copyrect, 1 / 60),
+        "small": (small, 1 / 60),
+    }
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--frames", type=int, default=15)
+    args = parser.parse_args()
+    print(f"{'scene':<16} {'size':>10} {'plan ms':>8} {'frame ms':>9} {'bytes/frame':>12}")
+    for w, h in ((1024, 768), (1920, 1080)):
+        for name, (step, interval) in scenes(w, h).items():
+            frames = args.frames if not name.startswith("full-text") else min(args.frames, 6)
+            plan_ms, total_ms, size = await measure(w, h, frames, step, interval)
+            print(f"{name:<16} {w}x{h:<5} {plan_ms:8.2f} {total_ms:9.2f} {size:12.0f}")
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

@@ -1,0 +1,514 @@
+"""The ``ssh`` protocol: an asyncssh client drawn by the shared terminal session.
+
+Behaviour follows guacd 1.6.1 (same 45 parameters, order and defaults, same prompts
+and status codes) with modern SSH underneath: OpenSSH and PEM private keys (ed25519,
+ECDSA, RSA signed with rsa-sha2-256/512), optional host-key verification, SFTP on the
+same connection. Deliberate differences: ``terminal-type`` defaults to
+``xterm-256color`` (guacd: ``linux``), and a missing password is asked for before
+connecting rather than after the SSH handshake (same prompt, same result), so the
+connect ``timeout`` can bound the whole handshake without cutting off a typist.
+
+Failures end the connection with guacd's statuses: TCP connect failure or timeout 512
+(SERVER_ERROR, as guacd 1.6.1 sends), host key mismatch 512, SSH handshake failure 515,
+bad credentials or unusable key 769, PTY/shell/command refused 515.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Final
+
+import asyncssh
+
+from guacr.errors import GuacrError, Unauthorized, UpstreamError
+from guacr.handlers.base import Handler, StreamSink
+from guacr.handlers.params import Params, params
+from guacr.handlers.ssh.sftp import SFTPFilesystem
+from guacr.protocol.status import Status
+from guacr.terminal import OscEvent
+from guacr.terminal.session import ARGV_NAMES, TerminalConfig, TerminalSession, clipboard_limit
+
+if TYPE_CHECKING:
+    from guacr.server.connection import Connection
+    from guacr.server.user import User
+
+# guacd 1.6.1's ssh arguments, in its order (without SSH agent support).
+SSH_ARGS: Final = (
+    "hostname",
+    "host-key",
+    "port",
+    "timeout",
+    "username",
+    "password",
+    "font-name",
+    "font-size",
+    "enable-sftp",
+    "sftp-root-directory",
+    "sftp-disable-download",
+    "sftp-disable-upload",
+    "private-key",
+    "passphrase",
+    "public-key",
+    "color-scheme",
+    "command",
+    "typescript-path",
+    "typescript-name",
+    "create-typescript-path",
+    "typescript-write-existing",
+    "recording-path",
+    "recording-name",
+    "recording-exclude-output",
+    "recording-exclude-mouse",
+    "recording-include-keys",
+    "recording-include-clipboard",
+    "create-recording-path",
+    "recording-write-existing",
+    "read-only",
+    "server-alive-interval",
+    "backspace",
+    "func-keys-and-keypad",
+    "terminal-type",
+    "scrollback",
+    "locale",
+    "timezone",
+    "clipboard-buffer-size",
+    "disable-copy",
+    "disable-paste",
+    "wol-send-packet",
+    "wol-mac-addr",
+    "wol-broadcast-addr",
+    "wol-udp-port",
+    "wol-wait-time",
+)
+
+SSH_DEFAULTS: Final = {
+    "port": "22",
+    "timeout": "10",
+    "font-name": "monospace",
+    "font-size": "12",
+    "sftp-root-directory": "/",
+    "typescript-name": "typescript",
+    "recording-name": "recording",
+    "server-alive-interval": "0",
+    "backspace": "127",
+    "terminal-type": "xterm-256color",
+    "scrollback": "1000",
+    "wol-broadcast-addr": "255.255.255.255",
+    "wol-udp-port": "9",
+    "wol-wait-time": "0",
+}
+
+OSC_DOWNLOAD: Final = 482200
+OSC_UPLOAD_PATH: Final = 482201
+WOL_RETRIES: Final = 5
+_KEY_TYPES: Final = ("ssh-", "ecdsa-", "sk-", "rsa-")
+
+
+class _Client(asyncssh.SSHClient):
+    """Answers password and keyboard-interactive requests once, like guacd."""
+
+    def __init__(self, password: str | None) -> None:
+        self._password = password
+        self._used = False
+
+    def password_auth_requested(self) -> str | None:
+        if self._used or self._password is None:
+            return None
+        self._used = True
+        return self._password
+
+    def kbdint_challenge_received(
+        self, name: str, instructions: str, lang: str, prompts: Sequence[tuple[str, bool]]
+    ) -> list[str] | None:
+        if not prompts:
+            return []
+        if len(prompts) == 1:
+            password = self.password_auth_requested()
+            return None if password is None else [password]
+        return None  # guacd answers single-prompt challenges only
+
+
+class _Channel(asyncssh.SSHClientSession[bytes]):
+    """The terminal channel: output to the session, end of channel to the handler."""
+
+    def __init__(self, handler: SSHHandler) -> None:
+        self.handler = handler
+
+    def data_received(self, data: bytes, datatype: asyncssh.DataType) -> None:
+        self.handler.session.write_output(data)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        done = self.handler._channel_done
+        if not done.done():
+            done.set_result(None)
+
+
+class _StdinPipe:
+    """A client ``pipe`` named STDIN: its data is typed into the session."""
+
+    def __init__(self, handler: SSHHandler, user: User, stream: int) -> None:
+        self.handler, self.user, self.stream = handler, user, stream
+        user.ack(stream, "Ready for STDIN data.", Status.SUCCESS)
+
+    def blob(self, data: bytes) -> None:
+        self.handler._write(data)
+        self.user.ack(self.stream, "OK", Status.SUCCESS)
+
+    def end(self) -> None:
+        pass
+
+
+class SSHHandler(Handler):
+    """One SSH terminal connection."""
+
+    protocol = "ssh"
+    PARAMS = params(SSH_ARGS, SSH_DEFAULTS)
+    ARGV = frozenset(ARGV_NAMES)
+
+    def __init__(self, conn: Connection, params: Params) -> None:
+        super().__init__(conn, params)
+        self.clipboard_limit = clipboard_limit(params)
+        self.session = TerminalSession(
+            conn,
+            TerminalConfig.from_params(params, terminal_type=SSH_DEFAULTS["terminal-type"]),
+            send_input=self._write,
+            on_resize=self._resize,
+            on_osc=self._osc,
+            pause_reading=self._pause,
+            resume_reading=self._resume,
+        )
+        self._ssh: asyncssh.SSHClientConnection | None = None
+        self._chan: asyncssh.SSHClientChannel[bytes] | None = None
+        self._channel_done: asyncio.Future[None] = asyncio.get_event_loop().create_future()
+        self.sftp: SFTPFilesystem | None = None
+
+    # Lifecycle ---------------------------------------------------------------------------
+    async def run(self) -> None:
+        p = self.params
+        session = self.session
+        await session.start()
+        hostname = p.get("hostname")
+        port = p.get_int("port", 22)
+        if not 0 < port < 65536:
+            port = 22
+        username = p.get_opt("username")
+        prompted = False
+        if username is None:
+            username = await session.prompt("Login as: ", echo=True)
+            prompted = True
+        key = await self._private_key()
+        password = p.get_opt("password")
+        if key is None and password is None:
+            password = await session.prompt("Password: ", echo=False)
+            prompted = True
+        if prompted or p.get_opt("private-key"):
+            session.clear_screen()
+        if p.get_bool("wol-send-packet"):
+            await self._wake_on_lan()
+        ssh = await self._connect(hostname, port, username, password, key)
+        self._ssh = ssh
+        self.log.info("SSH connection successful.")
+        if p.get_bool("enable-sftp"):
+            await self._start_sftp(ssh)
+        await self._open_terminal(ssh)
+        await self._channel_done
+        await session.drain()
+
+    async def close(self) -> None:
+        if self.sftp is not None:
+            with contextlib.suppress(Exception):
+                await self.sftp.close()
+        if self._chan is not None:
+            self._chan.close()
+        if self._ssh is not None:
+            self._ssh.close()
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._ssh.wait_closed(), 2)
+        await self.session.close()
+
+    # Connecting ----------------------------------------------------------------------------
+    async def _private_key(self) -> asyncssh.SSHKey | None:
+        text = self.params.get_opt("private-key")
+        if text is None:
+            return None
+        passphrase = self.params.get_opt("passphrase")
+        try:
+            return asyncssh.import_private_key(text, passphrase)
+        except asyncssh.KeyImportError as exc:
+            if passphrase is None and "assphrase" in str(exc):
+                passphrase = await self.session.prompt("Key passphrase: ", echo=False)
+                try:
+                    return asyncssh.import_private_key(text, passphrase)
+                except (asyncssh.KeyImportError, ValueError) as exc2:
+                    raise Unauthorized(f"Auth key import failed: {exc2}") from None
+            raise Unauthorized(f"Auth key import failed: {exc}") from None
+        except ValueError as exc:
+            raise Unauthorized(f"Auth key import failed: {exc}") from None
+
+    def _known_hosts(self, hostname: str, port: int) -> asyncssh.SSHKnownHosts | None:
+        value = self.params.get_opt("host-key")
+        if value is None:
+            self.log.warning(
+                "No host key provided, host identity will not be verified (%s:%d).",
+                hostname,
+                port,
+            )
+            return None
+        pattern = hostname if port == 22 else f"[{hostname}]:{port}"
+        lines = []
+        for line in value.splitlines():
+            line = line.strip()
+            if not line or line.startswith("#"):
+                continue
+            lines.append(f"{pattern} {line}" if line.startswith(_KEY_TYPES) else line)
+        try:
+            return asyncssh.import_known_hosts("\n".join(lines) + "\n")
+        except (ValueError, asyncssh.KeyImportError) as exc:
+            raise GuacrError(
+                f"Error occurred attempting to check host key: {exc}", Status.SERVER_ERROR
+            ) from None
+
+    async def _tcp_connect(self, hostname: str, port: int, timeout: float) -> socket.socket:
+        loop = asyncio.get_running_loop()
+        try:
+            infos = await asyncio.wait_for(
+                loop.getaddrinfo(hostname, port, type=socket.SOCK_STREAM), timeout
+            )
+        except (OSError, TimeoutError) as exc:
+            raise GuacrError(
+                f'Error parsing given address or port "{hostname}:{port}": {exc}',
+                Status.SERVER_ERROR,
+            ) from None
+        last: Exception | None = None
+        for family, type_, proto, _, addr in infos:
+            sock = socket.socket(family, type_, proto)
+            sock.setblocking(False)
+            try:
+                await asyncio.wait_for(loop.sock_connect(sock, addr), timeout)
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                return sock
+            except (OSError, TimeoutError) as exc:
+                sock.close()
+                last = exc
+        reason = "timed out" if isinstance(last, TimeoutError) else str(last)
+        raise GuacrError(
+            f"Failed to open TCP connection to {hostname} on {port}: {reason}",
+            Status.SERVER_ERROR,
+        )
+
+    async def _connect(
+        self,
+        hostname: str,
+        port: int,
+        username: str,
+        password: str | None,
+        key: asyncssh.SSHKey | None,
+    ) -> asyncssh.SSHClientConnection:
+        p = self.params
+        timeout = float(max(1, p.get_int("timeout", 10)))
+        known_hosts = self._known_hosts(hostname, port)
+        attempts = (
+            WOL_RETRIES if p.get_bool("wol-send-packet") and p.get_int("wol-wait-time") > 0 else 1
+        )
+        sock: socket.socket | None = None
+        for attempt in range(attempts):
+            try:
+                sock = await self._tcp_connect(hostname, port, timeout)
+                break
+            except GuacrError:
+                if attempt + 1 >= attempts:
+                    raise
+                await asyncio.sleep(p.get_int("wol-wait-time"))
+        assert sock is not None
+        alive = max(0, p.get_int("server-alive-interval", 0))
+        options = dict(
+            username=username,
+            known_hosts=known_hosts,
+            client_keys=[key] if key is not None else None,
+            password_auth=key is None,
+            kbdint_auth=key is None,
+            agent_path=None,
+            pkcs11_provider=None,
+            gss_auth=False,
+            gss_kex=False,
+            host_based_auth=False,
+            x509_trusted_certs=None,
+            x509_trusted_cert_paths=[],
+            config=[],
+            keepalive_interval=max(2, alive) if alive else 0,
+            connect_timeout=timeout * 3,
+        )
+        try:
+            return await asyncssh.connect(
+                hostname,
+                port,
+                sock=sock,
+                client_factory=lambda: _Client(password),
+                **options,
+            )
+        except asyncssh.HostKeyNotVerifiable as exc:
+            raise GuacrError(
+                f"Host key did not match any provided known host keys. {exc.reason}",
+                Status.SERVER_ERROR,
+            ) from None
+        except asyncssh.PermissionDenied as exc:
+            method = "Public key" if key is not None else "Password"
+            raise Unauthorized(f"{method} authentication failed: {exc.reason}") from None
+        except asyncssh.DisconnectError as exc:
+            raise UpstreamError(f"SSH handshake failed: {exc.reason}") from None
+        except TimeoutError:
+            raise GuacrError(
+                f"Timed out connecting to {hostname} on {port}.", Status.SERVER_ERROR
+            ) from None
+        except OSError as exc:
+            raise UpstreamError(f"SSH handshake failed: {exc}") from None
+
+    async def _open_terminal(self, ssh: asyncssh.SSHClientConnection) -> None:
+        p, session = self.params, self.session
+        env: dict[str | bytes, str | bytes] = {}
+        locale = p.get_opt("locale")
+        if locale:
+            env["LANG"] = locale
+        tz = p.get_opt("timezone") or (self.conn.owner.info.timezone if self.conn.owner else None)
+        if tz:
+            env["TZ"] = tz
+        command = p.get_opt("command")
+        term = session.term
+        try:
+            chan, _ = await ssh.create_session(
+                lambda: _Channel(self),
+                command,
+                env=env,
+                request_pty="force",
+                term_type=p.get("terminal-type") or SSH_DEFAULTS["terminal-type"],
+                term_size=(term.cols, term.rows),
+                term_modes={asyncssh.PTY_VERASE: session.cfg.backspace},
+                encoding=None,
+            )
+        except asyncssh.ChannelOpenError as exc:
+            what = "execute command" if command else "allocate PTY or start shell"
+            raise UpstreamError(f"Unable to {what}: {exc.reason}") from None
+        except asyncssh.Error as exc:
+            raise UpstreamError(f"Unable to open terminal channel: {exc}") from None
+        self._chan = chan
+        if (term.cols, term.rows) != (session.term.cols, session.term.rows):
+            chan.change_terminal_size(session.term.cols, session.term.rows)
+
+    async def _start_sftp(self, ssh: asyncssh.SSHClientConnection) -> None:
+        p = self.params
+        try:
+            sftp = await ssh.start_sftp_client()
+        except (asyncssh.Error, OSError) as exc:
+            self.log.warning("SFTP could not be started: %s", exc)
+            return
+        self.sftp = SFTPFilesystem(
+            sftp,
+            p.get("sftp-root-directory") or "/",
+            disable_download=p.get_bool("sftp-disable-download"),
+            disable_upload=p.get_bool("sftp-disable-upload"),
+            logger=self.log,
+        )
+        owner = self.conn.owner
+        if owner is not None and owner in self.conn.users:
+            self.sftp.expose(owner)
+        self.log.debug("SFTP session initialized")
+
+    async def _wake_on_lan(self) -> None:
+        p = self.params
+        mac = p.get_opt("wol-mac-addr")
+        if mac is None:
+            self.log.warning("Wake-on-LAN requested without wol-mac-addr: not sent.")
+            return
+        try:
+            raw = bytes.fromhex(mac.replace(":", "").replace("-", ""))
+            if len(raw) != 6:
+                raise ValueError(mac)
+        except ValueError:
+            self.log.warning("Invalid wol-mac-addr: Wake-on-LAN packet not sent.")
+            return
+        packet = b"\xff" * 6 + raw * 16
+        broadcast = p.get("wol-broadcast-addr") or "255.255.255.255"
+        port = p.get_int("wol-udp-port", 9)
+        try:
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+                s.setsockopt(socket.SOL_SOCKET, socket.SO_BROADCAST, 1)
+                s.sendto(packet, (broadcast, port))
+        except OSError as exc:
+            self.log.warning("Wake-on-LAN packet could not be sent: %s", exc)
+
+    # Session callbacks -----------------------------------------------------------------------
+    def _write(self, data: bytes) -> None:
+        chan = self._chan
+        if chan is not None and not chan.is_closing():
+            chan.write(data)
+
+    def _resize(self, cols: int, rows: int) -> None:
+        if self._chan is not None and not self._chan.is_closing():
+            self._chan.change_terminal_size(cols, rows)
+
+    def _pause(self) -> None:
+        if self._chan is not None:
+            self._chan.pause_reading()
+
+    def _resume(self) -> None:
+        if self._chan is not None:
+            self._chan.resume_reading()
+
+    def _osc(self, event: OscEvent) -> None:
+        fs = self.sftp
+        if fs is None:
+            return
+        if event.command == OSC_DOWNLOAD:
+            owner = self.conn.owner
+            if owner is not None and owner in self.conn.users:
+                fs.download(owner, event.data)
+        elif event.command == OSC_UPLOAD_PATH and not fs.disable_upload:
+            fs.set_upload_path(event.data)
+
+    # Users and input -----------------------------------------------------------------------
+    def user_joined(self, user: User) -> None:
+        self.session.user_joined(user)
+
+    def user_left(self, user: User) -> None:
+        self.session.user_left(user)
+        if self.sftp is not None:
+            self.sftp.forget(user)
+
+    def on_key(self, user: User, keysym: int, pressed: bool) -> None:
+        self.session.key(user, keysym, pressed)
+
+    def on_mouse(self, user: User, x: int, y: int, mask: int) -> None:
+        self.session.mouse(user, x, y, mask)
+
+    def on_size(self, user: User, width: int, height: int) -> None:
+        self.session.resize(user, width, height)
+
+    def on_clipboard(self, user: User, mimetype: str, data: bytes) -> None:
+        self.session.set_clipboard(user, mimetype, data)
+
+    def on_argv(self, user: User, name: str, value: str) -> None:
+        self.session.argv(user, name, value)
+
+    def on_pipe(self, user: User, stream: int, mimetype: str, name: str) -> StreamSink | None:
+        if name == "STDIN":
+            return _StdinPipe(self, user, stream)
+        return None
+
+    def on_file(self, user: User, stream: int, mimetype: str, filename: str) -> StreamSink | None:
+        if self.sftp is None:
+            return None
+        return self.sftp.upload(user, stream, filename)
+
+    def on_get(self, user: User, obj: int, name: str) -> None:
+        if self.sftp is not None and self.sftp.owns(user, obj):
+            self.sftp.get(user, obj, name)
+
+    def on_put(
+        self, user: User, obj: int, stream: int, mimetype: str, name: str
+    ) -> StreamSink | None:
+        if self.sftp is None or not self.sftp.owns(user, obj):
+            return None
+        return self.sftp.put(user, stream, name)

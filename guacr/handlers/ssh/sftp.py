@@ -1,0 +1,326 @@
+"""SFTP as a Guacamole filesystem object, the way guacd exposes it.
+
+* ``filesystem,<obj>,<root>`` is sent to the connection owner.
+* ``get`` of a directory answers ``body`` with a stream of
+  ``application/vnd.glyptodon.guacamole.stream-index+json`` (``{"/path": mimetype}``);
+  ``get`` of a file answers ``body`` with the file contents. Either is paced by the
+  client's ``ack``s: one blob per ack, ``end`` on the ack after the last blob.
+* ``put`` and plain ``file`` uploads (to the upload directory, ``.`` until the remote
+  sets it with OSC 482201) are written as blobs arrive, each acknowledged after the
+  write, so the client never runs ahead of the server.
+* OSC 482200 from the remote downloads a file to the owner as a ``file`` stream.
+* Paths are normalised like guacd's (``..`` never climbs above the root).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import posixpath
+from collections.abc import Callable, Coroutine
+from typing import TYPE_CHECKING, Any, Final, cast
+
+import asyncssh
+
+from guacr.protocol import builders as b
+from guacr.protocol.status import Status
+
+if TYPE_CHECKING:
+    from guacr.server.user import User
+
+log = logging.getLogger(__name__)
+
+STREAM_INDEX_MIMETYPE: Final = "application/vnd.glyptodon.guacamole.stream-index+json"
+LIST_BLOB: Final = 4096  # directory listings go out in blobs of this size, as guacd
+FILE_BLOB: Final = b.BLOB_CHUNK  # file data per blob (guacd uses 4096; bigger is faster)
+MAX_DEPTH: Final = 64
+MAX_PATH: Final = 2048
+UPLOAD_QUEUE_LIMIT: Final = 8 * 1024 * 1024  # a client ignoring acks is cut off here
+
+
+def normalize_path(path: str) -> str | None:
+    """guacd's normalisation: absolute, ``\\`` or ``/`` separated, ``..`` clamped at root."""
+    if not path or path[0] not in "/\\" or len(path) >= MAX_PATH:
+        return None
+    parts: list[str] = []
+    for part in path[1:].replace("\\", "/").split("/"):
+        if part == "..":
+            if parts:
+                parts.pop()
+        elif part not in ("", "."):
+            if len(parts) >= MAX_DEPTH:
+                return None
+            parts.append(part)
+    return "/" + "/".join(parts)
+
+
+def valid_filename(name: str) -> bool:
+    """A single path component (uploads may not name other directories)."""
+    return bool(name) and name not in (".", "..") and "/" not in name
+
+
+def sftp_status(exc: Exception) -> Status:
+    """Guacamole status for an SFTP failure (guacd's mapping of SSH_FX_* codes)."""
+    if isinstance(exc, asyncssh.SFTPError):
+        return {
+            asyncssh.FX_NO_SUCH_FILE: Status.RESOURCE_NOT_FOUND,
+            asyncssh.FX_PERMISSION_DENIED: Status.CLIENT_FORBIDDEN,
+            asyncssh.FX_FAILURE: Status.UPSTREAM_ERROR,
+            asyncssh.FX_BAD_MESSAGE: Status.SERVER_ERROR,
+            asyncssh.FX_NO_CONNECTION: Status.UPSTREAM_TIMEOUT,
+            asyncssh.FX_CONNECTION_LOST: Status.UPSTREAM_TIMEOUT,
+            asyncssh.FX_OP_UNSUPPORTED: Status.UNSUPPORTED,
+        }.get(exc.code, Status.UPSTREAM_ERROR)
+    return Status.UPSTREAM_ERROR
+
+
+class SFTPFilesystem:
+    """One SFTP session offered to Guacamole users as a filesystem object."""
+
+    def __init__(
+        self,
+        sftp: asyncssh.SFTPClient,
+        root: str = "/",
+        *,
+        disable_download: bool = False,
+        disable_upload: bool = False,
+        logger: logging.LoggerAdapter[logging.Logger] | logging.Logger = log,
+    ) -> None:
+        self.sftp = sftp
+        self.root = normalize_path(root or "/") or "/"
+        self.name = self.root
+        self.disable_download = disable_download
+        self.disable_upload = disable_upload
+        self.upload_path = "."
+        self.log = logger
+        self._objects: dict[User, int] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    # Objects --------------------------------------------------------------------------
+    def expose(self, user: User) -> None:
+        """Send ``user`` a filesystem object for this SFTP session."""
+        if user in self._objects:
+            return
+        obj = user.objects.alloc()
+        self._objects[user] = obj
+        user.send(b.filesystem(obj, self.name))
+
+    def forget(self, user: User) -> None:
+        """``user`` left."""
+        self._objects.pop(user, None)
+
+    def owns(self, user: User, obj: int) -> bool:
+        """True when ``obj`` is this filesystem's object for ``user``."""
+        return self._objects.get(user) == obj
+
+    def translate(self, name: str) -> str | None:
+        """Stream name (absolute within the object) -> path on the server."""
+        norm = normalize_path(name)
+        if norm is None:
+            return None
+        return posixpath.join(self.root, norm.lstrip("/")) if norm != "/" else self.root
+
+    def set_upload_path(self, path: str) -> None:
+        """OSC 482201: where plain ``file`` uploads go."""
+        if path and len(path) < MAX_PATH:
+            self.upload_path = path
+            self.log.debug('Upload path set to "%s"', path)
+
+    async def close(self) -> None:
+        """Stop transfers and the SFTP session."""
+        for t in list(self._tasks):
+            t.cancel()
+        for t in list(self._tasks):
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await t
+        self.sftp.exit()
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    # get --------------------------------------------------------------------------------
+    def get(self, user: User, obj: int, name: str) -> None:
+        """Answer a ``get``: a directory listing or file contents, as ``body``."""
+        self._spawn(self._get(user, obj, name))
+
+    async def _get(self, user: User, obj: int, name: str) -> None:
+        path = self.translate(name)
+        if path is None:
+            self.log.info('Unable to generate real path for stream "%s"', name[:256])
+            return
+        try:
+            attrs = await self.sftp.stat(path)
+        except (asyncssh.Error, OSError) as exc:
+            self.log.info('Unable to read file "%s": %s', path, exc)
+            return
+        if attrs.type == asyncssh.FILEXFER_TYPE_DIRECTORY:
+            await self._list(user, obj, name, path)
+        elif self.disable_download:
+            self.log.info("Downloads are disabled: not sending %s", path)
+        else:
+            await self._send_file(
+                user, path, lambda s: b.body(obj, s, "application/octet-stream", name)
+            )
+
+    async def _list(self, user: User, obj: int, name: str, path: str) -> None:
+        entries: dict[str, str] = {}
+        try:
+            async for entry in self.sftp.scandir(path):
+                filename = entry.filename
+                if not isinstance(filename, str) or not valid_filename(filename):
+                    continue
+                full = posixpath.join(name, filename) if name != "/" else "/" + filename
+                attrs = entry.attrs
+                if attrs.type == asyncssh.FILEXFER_TYPE_SYMLINK:
+                    with contextlib.suppress(asyncssh.Error, OSError):
+                        attrs = await self.sftp.stat(posixpath.join(path, filename))
+                directory = attrs.type == asyncssh.FILEXFER_TYPE_DIRECTORY
+                entries[full] = STREAM_INDEX_MIMETYPE if directory else "application/octet-stream"
+        except (asyncssh.Error, OSError) as exc:
+            self.log.info('Unable to read directory "%s": %s', path, exc)
+            return
+        data = json.dumps(entries, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+        stream = user.alloc_stream()
+        try:
+            ack = user.expect_ack(stream)
+            user.send(b.body(obj, stream, STREAM_INDEX_MIMETYPE, name))
+            for i in range(0, len(data), LIST_BLOB):
+                if (await ack)[1] != Status.SUCCESS:
+                    return
+                ack = user.expect_ack(stream)
+                user.send(b.blob(stream, data[i : i + LIST_BLOB]))
+            if (await ack)[1] == Status.SUCCESS:
+                user.send(b.end(stream))
+        except asyncio.CancelledError:
+            return
+        finally:
+            user.free_stream(stream)
+
+    async def _send_file(self, user: User, path: str, opener: Callable[[int], bytes]) -> None:
+        """Stream a remote file: ``opener`` builds the ``body``/``file`` instruction."""
+        try:
+            f = await self.sftp.open(path, "rb", encoding=None)
+        except (asyncssh.Error, OSError) as exc:
+            self.log.info('Unable to read file "%s": %s', path, exc)
+            return
+        stream = user.alloc_stream()
+        try:
+            ack = user.expect_ack(stream)
+            user.send(opener(stream))
+            while True:
+                _, status = await ack
+                if status != Status.SUCCESS:
+                    return
+                data = cast(bytes, await f.read(FILE_BLOB))
+                ack = user.expect_ack(stream)
+                if not data:
+                    user.send(b.end(stream))
+                    return
+                user.send(b.blob(stream, data))
+        except (asyncssh.Error, OSError) as exc:
+            self.log.info('Error reading file "%s": %s', path, exc)
+            user.send(b.end(stream))
+        except asyncio.CancelledError:
+            return
+        finally:
+            user.free_stream(stream)
+            with contextlib.suppress(Exception):
+                await f.close()
+
+    def download(self, user: User, path: str) -> None:
+        """OSC 482200: send a remote file to ``user`` as a ``file`` stream."""
+        if self.disable_download:
+            self.log.info("Downloads are disabled: not sending %s", path)
+            return
+        filename = posixpath.basename(path) or path
+        self._spawn(
+            self._send_file(user, path, lambda s: b.file(s, "application/octet-stream", filename))
+        )
+
+    # Uploads ------------------------------------------------------------------------------
+    def upload(self, user: User, stream: int, filename: str) -> _Upload | None:
+        """A plain ``file`` stream: written to the upload directory."""
+        if self.disable_upload:
+            return None
+        if not valid_filename(filename):
+            user.ack(stream, "SFTP: Illegal filename", Status.CLIENT_BAD_REQUEST)
+            return _Upload(self, user, stream, None)
+        base = self.upload_path
+        path = (base.rstrip("/") + "/" if base else "") + filename
+        return _Upload(self, user, stream, path)
+
+    def put(self, user: User, stream: int, name: str) -> _Upload | None:
+        """A ``put`` on the filesystem object."""
+        if self.disable_upload:
+            return None
+        path = self.translate(name)
+        if path is None:
+            user.ack(stream, "SFTP: Illegal filename", Status.CLIENT_BAD_REQUEST)
+            return _Upload(self, user, stream, None)
+        return _Upload(self, user, stream, path)
+
+
+class _Upload:
+    """An inbound file: blobs are written in order, each acknowledged after its write."""
+
+    def __init__(self, fs: SFTPFilesystem, user: User, stream: int, path: str | None) -> None:
+        self.fs = fs
+        self.user = user
+        self.stream = stream
+        self.path = path
+        self._queue: asyncio.Queue[bytes | None] = asyncio.Queue()
+        self._queued = 0
+        self._failed = path is None
+        if path is not None:
+            fs._spawn(self._run(path))
+
+    def blob(self, data: bytes) -> None:
+        if self._failed:
+            self.user.ack(self.stream, "SFTP: Write failed", Status.SERVER_ERROR)
+            return
+        self._queued += len(data)
+        if self._queued > UPLOAD_QUEUE_LIMIT:
+            self._failed = True
+            self.user.ack(self.stream, "SFTP: Too much data in flight", Status.CLIENT_OVERRUN)
+            self._queue.put_nowait(None)
+            return
+        self._queue.put_nowait(data)
+
+    def end(self) -> None:
+        if self.path is not None:
+            self._queue.put_nowait(None)
+
+    async def _run(self, path: str) -> None:
+        user, stream, log_ = self.user, self.stream, self.fs.log
+        attrs = asyncssh.SFTPAttrs(permissions=0o600)
+        try:
+            f = await self.fs.sftp.open(path, "wb", attrs, encoding=None)
+        except (asyncssh.Error, OSError) as exc:
+            log_.info('Unable to open file "%s": %s', path, exc)
+            self._failed = True
+            user.ack(stream, "SFTP: Open failed", sftp_status(exc))
+            return
+        user.ack(stream, "SFTP: File opened", Status.SUCCESS)
+        try:
+            while True:
+                data = await self._queue.get()
+                if data is None:
+                    break
+                self._queued -= len(data)
+                await f.write(data)
+                user.ack(stream, "SFTP: OK", Status.SUCCESS)
+        except (asyncssh.Error, OSError) as exc:
+            log_.info('Unable to write to file "%s": %s', path, exc)
+            self._failed = True
+            user.ack(stream, "SFTP: Write failed", Status.SERVER_ERROR)
+        finally:
+            try:
+                await f.close()
+                if not self._failed:
+                    user.ack(stream, "SFTP: OK", Status.SUCCESS)
+            except (asyncssh.Error, OSError):
+                user.ack(stream, "SFTP: Close failed", Status.SERVER_ERROR)

@@ -1,0 +1,1063 @@
+"""The terminal front end shared by the SSH, Telnet and database handlers.
+
+A :class:`TerminalSession` owns one emulator (:class:`guacr.terminal.Terminal`) and one
+:class:`~guacr.render.terminal_view.TerminalView`, and turns everything a Guacamole
+user does with a terminal into bytes for the host, and host output into frames:
+
+* **Frames are paced like guacd's**: output is collected while it keeps arriving
+  within 10 ms, for at most 40 ms, then drawn and ended with ``sync``; an idle
+  terminal still sends ``sync`` once a second. One exception for latency: output
+  arriving after at least 40 ms of quiet (a key echo) is drawn as soon as it has
+  been read, instead of waiting the extra 10 ms.
+* **Flow control**: host output waits in a bounded backlog; above
+  :data:`BACKLOG_HIGH` bytes the handler is asked to stop reading from the host, and
+  to resume below :data:`BACKLOG_LOW`. The emulator is fed in slices so other
+  connections of the worker keep running.
+* Scrollback view (wheel: 3 rows, Shift+PgUp/PgDn, scrollbar drag), selection (drag,
+  double-click word, triple-click line, Shift+click extends, Alt+drag rectangle) copied
+  to every user's clipboard, paste (right/middle click, Ctrl+Shift+V) with bracketed
+  paste, mouse reports when the application enabled tracking, live ``argv`` updates of
+  ``color-scheme``/``font-name``/``font-size``, window title as ``name``, typescript
+  recording in ``scriptreplay`` format, and in-terminal prompts for credentials.
+
+The session never talks to the host itself: the handler passes ``send_input`` (bytes
+for the host), and optionally ``on_resize`` (new PTY size), ``pause_reading`` /
+``resume_reading`` (flow control) and ``on_osc`` (guacd's OSC 482200-482203).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Final
+
+from guacr.handlers.params import Params
+from guacr.protocol import builders as b
+from guacr.render.glyphs import (
+    BOLD,
+    ITALIC,
+    STRIKE,
+    UNDERLINE,
+    WIDE,
+    CellKey,
+    FontSet,
+    continuation,
+    font_pixels,
+    get_fontset,
+)
+from guacr.render.terminal_view import Cursor, TerminalView
+from guacr.terminal import (
+    ATTR_BOLD,
+    ATTR_ITALIC,
+    ATTR_STRIKE,
+    ATTR_UNDERLINE,
+    MAX_COLS,
+    MAX_ROWS,
+    KeyAction,
+    KeyEncoder,
+    MouseMode,
+    MouseReporter,
+    OscEvent,
+    Palette,
+    Terminal,
+    encode_paste,
+    parse_color_scheme,
+)
+from guacr.terminal.mouse import MOD_ALT, MOD_CTRL, MOD_SHIFT
+
+if TYPE_CHECKING:
+    from guacr.server.connection import Connection
+    from guacr.server.user import User
+
+log = logging.getLogger(__name__)
+
+FRAME_MAX: Final = 0.040  # guacd: a frame collects output for at most 40 ms ...
+FRAME_GAP: Final = 0.010  # ... while new output keeps arriving within 10 ms
+IDLE_SYNC: Final = 1.0  # an idle terminal still ends a frame once a second
+FEED_SLICE: Final = 16384  # bytes fed to the emulator between yields to the loop
+BACKLOG_HIGH: Final = 256 * 1024  # pause reading from the host above this ...
+BACKLOG_LOW: Final = 64 * 1024  # ... and resume below this
+CONGESTED_WAIT: Final = 0.5  # longest a frame is held back for a congested client
+WHEEL_ROWS: Final = 3
+CLICK_INTERVAL: Final = 0.3  # clicks closer than this count as double/triple clicks
+CLIPBOARD_BLOB: Final = 4096
+CLIPBOARD_MIN: Final = 262144
+CLIPBOARD_MAX: Final = 52428800
+ARGV_NAMES: Final = ("color-scheme", "font-name", "font-size")
+OSC_SCROLLBACK: Final = 482204
+_WORD_DELIMITERS: Final = frozenset("\"'`()[]{}<>|,;")
+
+
+def clipboard_limit(params: Params) -> int:
+    """``clipboard-buffer-size`` clamped as guacd does (256 KiB .. 50 MiB)."""
+    return min(CLIPBOARD_MAX, max(CLIPBOARD_MIN, params.get_int("clipboard-buffer-size", 0)))
+
+
+def normalize_newlines(data: bytes) -> bytes:
+    """Pasted line ends become CR, as a terminal's Return key sends (guacd does too)."""
+    return data.replace(b"\r\n", b"\r").replace(b"\n", b"\r")
+
+
+@dataclass
+class TerminalConfig:
+    """The terminal parameters shared by ssh, telnet and kubernetes (guacd §4.0)."""
+
+    font_name: str = "monospace"
+    font_size: int = 12
+    color_scheme: str = ""
+    scrollback: int = 1000
+    backspace: int = 127
+    terminal_type: str = "linux"
+    func_keys_and_keypad: str = ""
+    disable_copy: bool = False
+    disable_paste: bool = False
+    clipboard_limit: int = CLIPBOARD_MIN
+    typescript_path: str | None = None
+    typescript_name: str = "typescript"
+    create_typescript_path: bool = False
+    typescript_write_existing: bool = False
+
+    @classmethod
+    def from_params(cls, params: Params, terminal_type: str = "linux") -> TerminalConfig:
+        """Read the shared terminal parameters (missing ones take guacd's defaults)."""
+        backspace = params.get_int("backspace", 127)
+        size = params.get_int("font-size", 12)
+        return cls(
+            font_name=params.get("font-name") or "monospace",
+            font_size=size if size > 0 else 12,
+            color_scheme=params.get("color-scheme"),
+            scrollback=max(0, params.get_int("scrollback", 1000)),
+            backspace=backspace if 0 <= backspace <= 127 else 127,
+            terminal_type=params.get("terminal-type") or terminal_type,
+            func_keys_and_keypad=params.get("func-keys-and-keypad"),
+            disable_copy=params.get_bool("disable-copy"),
+            disable_paste=params.get_bool("disable-paste"),
+            clipboard_limit=clipboard_limit(params),
+            typescript_path=params.get_opt("typescript-path"),
+            typescript_name=params.get("typescript-name") or "typescript",
+            create_typescript_path=params.get_bool("create-typescript-path"),
+            typescript_write_existing=params.get_bool("typescript-write-existing"),
+        )
+
+
+class Typescript:
+    """A typescript recording: raw host output plus a ``scriptreplay`` timing file.
+
+    As guacd: the data file is wrapped in ``[BEGIN TYPESCRIPT]``/``[END TYPESCRIPT]``
+    lines (``scriptreplay`` skips the first line as a header), the timing file has one
+    ``<seconds since previous> <bytes>`` line per flush, name collisions get ``.1`` ..
+    ``.255`` suffixes unless ``write_existing``; files are 0600, a created directory 0700.
+    """
+
+    HEADER: Final = b"[BEGIN TYPESCRIPT]\n"
+    FOOTER: Final = b"\n[END TYPESCRIPT]\n"
+    MAX_SUFFIX: Final = 255
+    MAX_DELAY_MS: Final = 86400000
+    BUFFER: Final = 4096
+
+    def __init__(self, data_fd: int, timing_fd: int, path: str) -> None:
+        self.path = path
+        self._data = data_fd
+        self._timing = timing_fd
+        self._buffer = bytearray()
+        self._last = time.monotonic()
+        os.write(self._data, self.HEADER)
+
+    @classmethod
+    def create(
+        cls, directory: str, name: str, create_path: bool = False, write_existing: bool = False
+    ) -> Typescript:
+        """Open the two files (raises OSError when impossible)."""
+        if create_path:
+            with contextlib.suppress(FileExistsError):
+                os.mkdir(directory, 0o700)
+        base = os.path.join(directory, name)
+        flags = os.O_CREAT | os.O_WRONLY | (os.O_TRUNC if write_existing else os.O_EXCL)
+        path = base
+        for i in range(cls.MAX_SUFFIX + 1):
+            path = base if i == 0 else f"{base}.{i}"
+            try:
+                data_fd = os.open(path, flags, 0o600)
+                break
+            except FileExistsError:
+                continue
+        else:
+            raise FileExistsError(f"no free typescript name for {base}")
+        try:
+            timing_fd = os.open(path + ".timing", flags, 0o600)
+        except OSError:
+            os.close(data_fd)
+            raise
+        return cls(data_fd, timing_fd, path)
+
+    def write(self, data: bytes) -> None:
+        """Record host output (flushed with the next frame or when the buffer is full)."""
+        self._buffer += data
+        if len(self._buffer) >= self.BUFFER:
+            self.flush()
+
+    def flush(self) -> None:
+        """Write buffered output with its timing line."""
+        if not self._buffer:
+            return
+        now = time.monotonic()
+        elapsed = min(int((now - self._last) * 1000), self.MAX_DELAY_MS)
+        self._last = now
+        os.write(self._timing, f"{elapsed / 1000:.6f} {len(self._buffer)}\n".encode())
+        os.write(self._data, bytes(self._buffer))
+        self._buffer.clear()
+
+    def close(self) -> None:
+        """Flush, write the footer and close both files."""
+        try:
+            self.flush()
+            os.write(self._data, self.FOOTER)
+        finally:
+            os.close(self._data)
+            os.close(self._timing)
+
+
+@dataclass
+class _Prompt:
+    future: asyncio.Future[str]
+    echo: bool
+    text: str = ""
+
+
+Point = tuple[int, int]  # (absolute line, column)
+
+
+@dataclass
+class Selection:
+    """Selected text between two points (inclusive), in absolute line numbers."""
+
+    start: Point
+    end: Point
+    block: bool = False
+
+    def bounds(self) -> tuple[Point, Point]:
+        """(first, last) in reading order (block: top-left and bottom-right corners)."""
+        if self.block:
+            (r0, r1), (c0, c1) = (
+                sorted((self.start[0], self.end[0])),
+                sorted((self.start[1], self.end[1])),
+            )
+            return (r0, c0), (r1, c1)
+        a, z = sorted((self.start, self.end))
+        return a, z
+
+    def columns(self, line: int, cols: int) -> tuple[int, int] | None:
+        """Selected [c0, c1] on ``line``, or None."""
+        (r0, c0), (r1, c1) = self.bounds()
+        if not r0 <= line <= r1:
+            return None
+        if self.block:
+            return c0, c1
+        return (c0 if line == r0 else 0), (c1 if line == r1 else cols - 1)
+
+
+class TerminalSession:
+    """Emulator + view + user input handling for one terminal connection."""
+
+    def __init__(
+        self,
+        conn: Connection,
+        config: TerminalConfig,
+        *,
+        send_input: Callable[[bytes], None],
+        on_resize: Callable[[int, int], None] | None = None,
+        on_osc: Callable[[OscEvent], None] | None = None,
+        pause_reading: Callable[[], None] | None = None,
+        resume_reading: Callable[[], None] | None = None,
+        strategy: str = "auto",
+    ) -> None:
+        self.conn = conn
+        self.cfg = config
+        self.log = conn.log
+        self._send_input = send_input
+        self.on_resize = on_resize
+        self.on_osc = on_osc
+        self.pause_reading = pause_reading
+        self.resume_reading = resume_reading
+        self._strategy = strategy
+        self.keys = KeyEncoder(
+            backspace=config.backspace,
+            terminal_type=config.terminal_type,
+            func_keys_and_keypad=config.func_keys_and_keypad or "esc",
+        )
+        self._reporter = MouseReporter()
+        self.argv_values = {
+            "color-scheme": config.color_scheme,
+            "font-name": config.font_name,
+            "font-size": str(config.font_size),
+        }
+        self.clipboard = b""
+        self.clipboard_mimetype = "text/plain"
+        self.typescript: Typescript | None = None
+        # created by start()
+        self.term: Terminal
+        self.view: TerminalView
+        self.started = False
+        self._pending_joins: list[User] = []
+        self._task: asyncio.Task[None] | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+        # output
+        self._backlog: deque[bytes] = deque()
+        self._backlog_bytes = 0
+        self._paused = False
+        self._wake = _Wakeup()
+        self._dirty = False
+        self._flushed = asyncio.Event()
+        self._last_flush = 0.0
+        self._closed = False
+        # screen cache: CellKeys of the live screen rows and history lines shown
+        self._live: list[list[CellKey]] = []
+        self._history: dict[int, list[CellKey]] = {}
+        self._keys: dict[CellKey, CellKey] = {}
+        self._colours: dict[tuple[int, int, int], tuple[int, int]] = {}
+        self._pushed = 0
+        self._offset = 0  # rows scrolled back into history
+        # mouse and selection
+        self._mask = 0
+        self._dragging_scrollbar = False
+        self._selection: Selection | None = None
+        self._anchor: Point | None = None
+        self._selecting = False
+        self._clicks = 0
+        self._last_click = (0.0, (0, 0))
+        self._prompt: _Prompt | None = None
+
+    # Lifecycle --------------------------------------------------------------------
+    async def start(self) -> None:
+        """Create emulator and view (font loading runs off the loop) and start drawing."""
+        owner = self.conn.owner
+        width, height, dpi = 1024, 768, 96
+        if owner is not None:
+            width = owner.info.width or width
+            height = owner.info.height or height
+            dpi = owner.info.dpi or dpi
+        fonts = await self._load_font(self.cfg.font_name, self.cfg.font_size, dpi)
+        palette = parse_color_scheme(self.cfg.color_scheme, self.log.logger)
+        self.view = TerminalView(
+            self.conn,
+            fonts,
+            width,
+            height,
+            dpi,
+            _pack(palette.background),
+            strategy=self._strategy,  # type: ignore[arg-type]
+        )
+        self._update_webp()
+        cols, rows = self.view.cols, self.view.rows
+        self.term = Terminal(
+            min(cols, MAX_COLS), min(rows, MAX_ROWS), self.cfg.scrollback, palette=palette
+        )
+        self._live = [self._row_keys(y) for y in range(self.term.rows)]
+        if self.cfg.typescript_path:
+            self._open_typescript()
+        self.started = True
+        self._task = asyncio.get_running_loop().create_task(self._pump())
+        for user in self._pending_joins:
+            self.user_joined(user)
+        self._pending_joins.clear()
+
+    async def _load_font(self, name: str, size: int, dpi: int) -> FontSet:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(None, get_fontset, name, font_pixels(size, dpi))
+
+    def _open_typescript(self) -> None:
+        assert self.cfg.typescript_path is not None
+        try:
+            self.typescript = Typescript.create(
+                self.cfg.typescript_path,
+                self.cfg.typescript_name,
+                self.cfg.create_typescript_path,
+                self.cfg.typescript_write_existing,
+            )
+            self.log.info("Typescript will be written to %s", self.typescript.path)
+        except OSError as exc:
+            self.log.error("Unable to create typescript: %s", exc)
+
+    async def close(self) -> None:
+        """Stop drawing; flush and close the typescript."""
+        self._closed = True
+        self._wake.set()
+        tasks = [t for t in (self._task, *self._tasks) if t is not None]
+        for t in tasks:
+            t.cancel()
+        if tasks:
+            await asyncio.wait(tasks, timeout=2)
+        if self.typescript is not None:
+            try:
+                self.typescript.close()
+            except OSError as exc:
+                self.log.error("Unable to finish typescript: %s", exc)
+            self.typescript = None
+        if self.started:
+            self.term.close()
+
+    async def drain(self, timeout: float = 2.0) -> None:
+        """Wait until all host output so far has been drawn (e.g. before ending)."""
+        deadline = time.monotonic() + timeout
+        while (self._backlog or self._dirty) and self.started and not self._closed:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return
+            self._flushed.clear()
+            self._wake.set()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._flushed.wait(), left)
+
+    # Host output ------------------------------------------------------------------
+    def write_output(self, data: bytes) -> None:
+        """Output from the host: recorded, then drawn with the next frame."""
+        if not data or self._closed:
+            return
+        if self.typescript is not None:
+            try:
+                self.typescript.write(data)
+            except OSError as exc:
+                self.log.error("Typescript write failed, recording stopped: %s", exc)
+                self.typescript = None
+        self._queue(data)
+
+    def write_local(self, data: bytes) -> None:
+        """Text shown in the terminal that did not come from the host (prompts)."""
+        if data and not self._closed:
+            self._queue(data)
+
+    def clear_screen(self) -> None:
+        """Clear prompts from the screen, as guacd does once credentials are known."""
+        self.write_local(b"\x1b[H\x1b[J")
+
+    def _queue(self, data: bytes) -> None:
+        self._backlog.append(data)
+        self._backlog_bytes += len(data)
+        if self._backlog_bytes > BACKLOG_HIGH and not self._paused and self.pause_reading:
+            self._paused = True
+            self.pause_reading()
+        self._wake.set()
+
+    @property
+    def backlog(self) -> int:
+        """Bytes of host output not yet fed to the emulator."""
+        return self._backlog_bytes
+
+    def _feed_slice(self) -> None:
+        """Feed up to FEED_SLICE bytes of backlog to the emulator."""
+        parts: list[bytes] = []
+        size = 0
+        backlog = self._backlog
+        while backlog and size < FEED_SLICE:
+            chunk = backlog.popleft()
+            room = FEED_SLICE - size
+            if len(chunk) > room:
+                backlog.appendleft(chunk[room:])
+                chunk = chunk[:room]
+            parts.append(chunk)
+            size += len(chunk)
+        self._backlog_bytes -= size
+        term = self.term
+        term.feed(parts[0] if len(parts) == 1 else b"".join(parts))
+        reply = term.output_to_host()
+        if reply:
+            self._send_input(reply)
+        for event in term.take_osc():
+            self._osc(event)
+        self._dirty = True
+        if self._paused and self._backlog_bytes < BACKLOG_LOW:
+            self._paused = False
+            if self.resume_reading:
+                self.resume_reading()
+
+    def _osc(self, event: OscEvent) -> None:
+        if event.command == OSC_SCROLLBACK:
+            with contextlib.suppress(ValueError, MemoryError):
+                self.term.set_scrollback_limit(int(event.data.strip() or "0"))
+            return
+        if self.on_osc is not None:
+            try:
+                self.on_osc(event)
+            except Exception:
+                self.log.exception("OSC handler failed")
+
+    # Frames -----------------------------------------------------------------------
+    async def _pump(self) -> None:
+        """Feed output and draw frames with guacd's pacing (see module docstring)."""
+        loop = asyncio.get_running_loop()
+        wake = self._wake
+        while not self._closed:
+            if not self._backlog and not self._dirty:
+                wake.clear()
+                if not await wake.wait(IDLE_SYNC):
+                    self._typescript_flush()
+                    self.conn.end_frame()
+                    continue
+            start = loop.time()
+            interactive = start - self._last_flush >= FRAME_MAX
+            while True:
+                if self._backlog:
+                    self._feed_slice()
+                    if self._backlog:
+                        if loop.time() - start >= FRAME_MAX and not self.conn.congested:
+                            break
+                        if loop.time() - start >= CONGESTED_WAIT:
+                            break
+                        await asyncio.sleep(0)
+                        continue
+                if interactive:
+                    break
+                remaining = FRAME_MAX - (loop.time() - start)
+                if remaining <= 0:
+                    break
+                wake.clear()
+                if not await wake.wait(min(FRAME_GAP, remaining)):
+                    break
+            await self._flush()
+
+    async def _flush(self) -> None:
+        """Draw what changed and end the frame."""
+        term = self.term
+        damage = term.take_damage()
+        self._dirty = False
+        extra = b""
+        if damage.title is not None:
+            extra = b.name(damage.title)
+        pushed = term.scrollback_pushed
+        if self._offset:
+            self._offset = min(self._offset + pushed - self._pushed, term.scrollback_len)
+        self._pushed = pushed
+        if damage.full or len(self._live) != term.rows:
+            self._colours.clear()
+            self._live = [self._row_keys(y) for y in range(term.rows)]
+        else:
+            live = self._live
+            for s in damage.scrolls:
+                top, bottom, n = s.top, s.bottom, s.lines
+                if n > 0:
+                    live[top:bottom] = live[top + n : bottom] + live[top : top + n]
+                elif n < 0:
+                    live[top:bottom] = live[bottom + n : bottom] + live[top : bottom + n]
+                if not self._offset:
+                    self.view.scroll(top, bottom, n)
+            for y in damage.rows:
+                live[y] = self._row_keys(y)
+        bg = _pack(term.palette.background)
+        if bg != self.view.background:
+            self.view.set_background(bg)
+        self.view.set_scrollbar(term.scrollback_len, self._offset)
+        data = await self.view.update(self._visible_rows(), self._cursor())
+        self._typescript_flush()
+        self._last_flush = asyncio.get_running_loop().time()
+        self.conn.end_frame(extra=extra + data)
+        self._flushed.set()
+
+    def _typescript_flush(self) -> None:
+        if self.typescript is not None:
+            try:
+                self.typescript.flush()
+            except OSError as exc:
+                self.log.error("Typescript write failed, recording stopped: %s", exc)
+                self.typescript = None
+
+    def _request_frame(self) -> None:
+        """Something other than host output changed the picture (scroll, selection)."""
+        self._dirty = True
+        self._wake.set()
+
+    # Screen content -------------------------------------------------------------------
+    def _row_keys(self, y: int) -> list[CellKey]:
+        """The view's cell keys for emulator row ``y`` (negative: history)."""
+        term = self.term
+        keys: list[CellKey] = []
+        intern = self._keys
+        colours = self._colours
+        palette = term.palette
+        reverse = term.reverse_video
+        for run in term.row_runs(y):
+            attrs = run.attrs
+            ck = (run.fg, run.bg, attrs | (reverse << 15))
+            pair = colours.get(ck)
+            if pair is None:
+                f, g = palette.cell_rgb(run.fg, run.bg, attrs, reverse)
+                pair = colours[ck] = (_pack(f), _pack(g))
+            fg, bg = pair
+            flags = (
+                (BOLD if attrs & ATTR_BOLD else 0)
+                | (ITALIC if attrs & ATTR_ITALIC else 0)
+                | (UNDERLINE if attrs & ATTR_UNDERLINE else 0)
+                | (STRIKE if attrs & ATTR_STRIKE else 0)
+            )
+            if run.cluster:
+                if run.width >= 2:
+                    key = _intern(intern, (run.text, fg, bg, flags | WIDE))
+                    keys.append(key)
+                    keys.append(_intern(intern, continuation(key)))
+                    blank = _intern(intern, ("", fg, bg, flags))
+                    keys.extend([blank] * (run.width - 2))
+                else:
+                    keys.append(_intern(intern, (run.text, fg, bg, flags)))
+                continue
+            text = run.text
+            if not text.strip(" "):
+                keys.extend([_intern(intern, ("", fg, bg, flags))] * run.width)
+                continue
+            for ch in text:
+                k = (ch if ch != " " else "", fg, bg, flags)
+                keys.append(intern.get(k) or _intern(intern, k))
+        if len(intern) > 65536:
+            intern.clear()
+        return keys
+
+    def _visible_rows(self) -> list[list[CellKey]]:
+        """What the display shows: live rows, or history when scrolled back; selection."""
+        term = self.term
+        rows = term.rows
+        offset = self._offset
+        sel = self._selection
+        if not offset and sel is None:
+            self._history.clear()
+            return self._live
+        out: list[list[CellKey]] = []
+        base = self._pushed
+        wanted: dict[int, list[CellKey]] = {}
+        for i in range(rows):
+            emu = i - offset
+            if emu >= 0:
+                row = self._live[emu]
+            else:
+                line = base + emu
+                row = self._history.get(line) or self._row_keys(emu)
+                wanted[line] = row
+            if sel is not None:
+                span = sel.columns(base + emu, term.cols)
+                if span is not None:
+                    row = self._highlight(row, *span)
+            out.append(row)
+        self._history = wanted
+        return out
+
+    def _highlight(self, row: list[CellKey], c0: int, c1: int) -> list[CellKey]:
+        out = list(row)
+        intern = self._keys
+        for c in range(max(0, c0), min(len(row) - 1, c1) + 1):
+            k = row[c]
+            out[c] = _intern(intern, (k[0], k[2], k[1], k[3]))
+        return out
+
+    def _cursor(self) -> Cursor:
+        c = self.term.cursor
+        return Cursor(c.row + self._offset, c.col, c.visible)
+
+    # Users ------------------------------------------------------------------------
+    def user_joined(self, user: User) -> None:
+        """The owner gets the live parameters; joiners get the current screen."""
+        if not self.started:
+            self._pending_joins.append(user)
+            return
+        self._update_webp()
+        if user.owner:
+            for name in ARGV_NAMES:
+                user.send(_argv_stream(user, name, self.argv_values[name]))
+            return
+        self._spawn(self._replay(user))
+
+    def user_left(self, user: User) -> None:
+        """Re-evaluate what every remaining user supports."""
+        if self.started:
+            self._update_webp()
+
+    def _update_webp(self) -> None:
+        users = self.conn.users
+        self.view.webp = bool(users) and all(u.info.supports_webp for u in users)
+
+    async def _replay(self, user: User) -> None:
+        data = await self.view.full_state()
+        title = self.term.title
+        user.send(data + (b.name(title) if title else b"") + b.sync(self.conn.timestamp(), 0))
+
+    def _spawn(self, coro: object) -> None:
+        task: asyncio.Task[None] = asyncio.get_running_loop().create_task(coro)  # type: ignore[arg-type]
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    # Input: keys -----------------------------------------------------------------------
+    def key(self, user: User, keysym: int, pressed: bool) -> None:
+        """A key event: bytes for the host, or a local action (paste, scroll)."""
+        if not self.started:
+            return
+        term = self.term
+        res = self.keys.key(
+            keysym,
+            pressed,
+            application_cursor=term.application_cursor_keys,
+            application_keypad=term.application_keypad,
+        )
+        if self._prompt is not None:
+            if res.action is KeyAction.INPUT:
+                self._prompt_input(res.data)
+            elif res.action is KeyAction.PASTE and not self.cfg.disable_paste:
+                self._prompt_input(self.clipboard.split(b"\n")[0].split(b"\r")[0])
+            return
+        if res.action is KeyAction.INPUT:
+            if res.data:
+                self._scroll_to(0)
+                self.send_input(res.data)
+        elif res.action is KeyAction.PASTE:
+            self.paste()
+        elif res.action is KeyAction.SCROLL_PAGE_UP:
+            self._scroll_to(self._offset + term.rows)
+        elif res.action is KeyAction.SCROLL_PAGE_DOWN:
+            self._scroll_to(self._offset - term.rows)
+
+    def send_input(self, data: bytes) -> None:
+        """Bytes typed by a user, for the host."""
+        if data:
+            self._send_input(data)
+
+    # Input: prompt -----------------------------------------------------------------------
+    async def prompt(self, text: str, echo: bool = True) -> str:
+        """Ask the user for a line of text inside the terminal (guacd's credential prompt)."""
+        fut: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+        self._prompt = _Prompt(fut, echo)
+        self.write_local(text.encode())
+        try:
+            return await fut
+        finally:
+            self._prompt = None
+
+    def _prompt_input(self, data: bytes) -> None:
+        p = self._prompt
+        if p is None or p.future.done():
+            return
+        for ch in data.decode("utf-8", "replace"):
+            if ch in "\r\n":
+                self.write_local(b"\r\n")
+                p.future.set_result(p.text)
+                return
+            if ch in "\x7f\x08":
+                if p.text:
+                    p.text = p.text[:-1]
+                    if p.echo:
+                        self.write_local(b"\x08 \x08")
+            elif ch == "\x15":  # Ctrl+U: start over
+                if p.echo and p.text:
+                    self.write_local(b"\x08 \x08" * len(p.text))
+                p.text = ""
+            elif ch >= " ":
+                p.text += ch
+                if p.echo:
+                    self.write_local(ch.encode())
+
+    # Input: mouse ----------------------------------------------------------------------
+    def mouse(self, user: User, x: int, y: int, mask: int) -> None:
+        """Pointer events: scrollbar, wheel, selection, paste, or reports to the app."""
+        if not self.started:
+            return
+        prev, self._mask = self._mask, mask
+        pressed, released = mask & ~prev, prev & ~mask
+        view, term = self.view, self.term
+        if self._dragging_scrollbar:
+            if mask & 1:
+                self._scroll_to(view.scrollbar_offset(y, term.scrollback_len))
+            else:
+                self._dragging_scrollbar = False
+            return
+        tracking = term.mouse_mode is not MouseMode.NONE and not self.keys.shift
+        if pressed & 1 and view.on_scrollbar(x) and term.scrollback_len and not tracking:
+            self._dragging_scrollbar = True
+            self._scroll_to(view.scrollbar_offset(y, term.scrollback_len))
+            return
+        row, col = view.cell_at(x, y)
+        col = min(col, term.cols - 1)
+        if tracking:
+            mods = (
+                (MOD_SHIFT if self.keys.shift else 0)
+                | (MOD_ALT if self.keys.alt else 0)
+                | (MOD_CTRL if self.keys.ctrl else 0)
+            )
+            data = self._reporter.update(
+                col,
+                row - self._offset,
+                mask,
+                mode=term.mouse_mode,
+                encoding=term.mouse_encoding,
+                modifiers=mods,
+            )
+            if data and row >= self._offset:
+                self.send_input(data)
+            return
+        if pressed & 8:
+            self._scroll_to(self._offset + WHEEL_ROWS)
+        if pressed & 16:
+            self._scroll_to(self._offset - WHEEL_ROWS)
+        point = (self._pushed + row - self._offset, col)
+        if pressed & 1:
+            self._select_press(point)
+        elif mask & 1 and self._selecting:
+            self._select_drag(point)
+        if released & 1 and self._selecting:
+            self._select_release()
+        if released & (2 | 4):
+            self.paste()
+
+    def _scroll_to(self, offset: int) -> None:
+        offset = max(0, min(offset, self.term.scrollback_len if self.started else 0))
+        if offset != self._offset:
+            self.view.scroll(0, self.term.rows, self._offset - offset)
+            self._offset = offset
+            self._request_frame()
+
+    # Selection ---------------------------------------------------------------------------
+    def _select_press(self, point: Point) -> None:
+        now = time.monotonic()
+        last_time, last_point = self._last_click
+        if now - last_time <= CLICK_INTERVAL and last_point == point:
+            self._clicks = self._clicks % 3 + 1
+        else:
+            self._clicks = 1
+        self._last_click = (now, point)
+        self._selecting = True
+        if self._clicks == 1:
+            if self.keys.shift and self._selection is not None:
+                self._selection = Selection(self._selection.start, point)
+                self._anchor = self._selection.start
+            else:
+                self._anchor = point
+                if self._selection is not None:
+                    self._selection = None
+                    self._request_frame()
+            return
+        if self._clicks == 2:
+            c0, c1 = self._word_at(point)
+            self._selection = Selection((point[0], c0), (point[0], c1))
+        else:
+            self._selection = Selection((point[0], 0), (point[0], self.term.cols - 1))
+        self._anchor = None
+        self._request_frame()
+
+    def _select_drag(self, point: Point) -> None:
+        if self._anchor is None:
+            if self._selection is not None:
+                self._selection.end = point
+                self._request_frame()
+            return
+        if point == self._anchor and self._selection is None:
+            return
+        self._selection = Selection(self._anchor, point, block=self.keys.alt)
+        self._request_frame()
+
+    def _select_release(self) -> None:
+        self._selecting = False
+        sel = self._selection
+        if sel is None:
+            return
+        text = self.selection_text()
+        if text and not self.cfg.disable_copy:
+            self.copy_to_clipboard(text)
+
+    def _word_at(self, point: Point) -> tuple[int, int]:
+        line, col = point
+        emu = line - self._pushed
+        if not -self.term.scrollback_len <= emu < self.term.rows:
+            return col, col
+        cells = self.term.row_cells(emu)
+
+        def word(c: int) -> bool:
+            ch = cells[c].text
+            return bool(ch) and not ch.isspace() and ch not in _WORD_DELIMITERS
+
+        if col >= len(cells) or not word(col):
+            return col, col
+        c0 = c1 = col
+        while c0 > 0 and (word(c0 - 1) or cells[c0 - 1].width == 0):
+            c0 -= 1
+        while c1 + 1 < len(cells) and (word(c1 + 1) or cells[c1 + 1].width == 0):
+            c1 += 1
+        return c0, c1
+
+    def selection_text(self) -> str:
+        """The selected text (rows joined with newlines except where soft-wrapped)."""
+        sel = self._selection
+        if sel is None or not self.started:
+            return ""
+        (l0, c0), (l1, c1) = sel.bounds()
+        base, term = self._pushed, self.term
+        r0, r1 = max(l0 - base, -term.scrollback_len), min(l1 - base, term.rows - 1)
+        if r0 > r1:
+            return ""
+        if sel.block:
+            return term.text_block((r0, c0), (r1, c1))
+        return term.text_range((r0, c0), (r1, c1 + 1))
+
+    def clear_selection(self) -> None:
+        """Remove the selection highlight."""
+        if self._selection is not None:
+            self._selection = None
+            self._request_frame()
+
+    # Clipboard ---------------------------------------------------------------------------
+    def copy_to_clipboard(self, text: str) -> None:
+        """Make ``text`` the connection's clipboard and send it to every user."""
+        data = text.encode("utf-8")[: self.cfg.clipboard_limit]
+        self.clipboard = data
+        self.clipboard_mimetype = "text/plain"
+        for user in list(self.conn.users):
+            stream = user.alloc_stream()
+            parts = [b.clipboard(stream, "text/plain")]
+            parts.extend(
+                b.blob(stream, data[i : i + CLIPBOARD_BLOB])
+                for i in range(0, len(data), CLIPBOARD_BLOB)
+            )
+            parts.append(b.end(stream))
+            user.send(b"".join(parts))
+            user.free_stream(stream)
+
+    def set_clipboard(self, user: User, mimetype: str, data: bytes) -> None:
+        """A client's clipboard arrived (``disable-paste`` ignores it)."""
+        if self.cfg.disable_paste or not mimetype.startswith("text/"):
+            return
+        self.clipboard = data[: self.cfg.clipboard_limit]
+        self.clipboard_mimetype = mimetype
+
+    def paste(self) -> None:
+        """Type the connection clipboard into the session (unless ``disable-paste``)."""
+        if self.cfg.disable_paste or not self.clipboard or not self.started:
+            return
+        if self._prompt is not None:
+            self._prompt_input(self.clipboard.split(b"\n")[0].split(b"\r")[0])
+            return
+        self._scroll_to(0)
+        data = normalize_newlines(self.clipboard)
+        self.send_input(encode_paste(data, self.term.bracketed_paste))
+
+    # Size and live parameters --------------------------------------------------------
+    def resize(self, user: User, width: int, height: int) -> None:
+        """A client's display changed size: new grid, PTY resized by the handler."""
+        if not self.started or width <= 0 or height <= 0:
+            return
+        cols, rows = self.view.resize(width, height)
+        self._apply_grid(cols, rows)
+
+    def _apply_grid(self, cols: int, rows: int) -> None:
+        cols, rows = min(cols, MAX_COLS), min(rows, MAX_ROWS)
+        term = self.term
+        self._offset = 0
+        self._selection = None
+        if (cols, rows) != (term.cols, term.rows):
+            term.resize(cols, rows)
+            if self.on_resize is not None:
+                self.on_resize(cols, rows)
+        term.invalidate()
+        self._request_frame()
+
+    def argv(self, user: User, name: str, value: str) -> None:
+        """A live parameter update (color-scheme, font-name, font-size), echoed to all."""
+        if name not in ARGV_NAMES or not self.started:
+            return
+        if name == "color-scheme":
+            self._set_palette(parse_color_scheme(value, self.log.logger))
+        elif name == "font-size":
+            try:
+                size = int(value)
+            except ValueError:
+                return
+            if size <= 0:
+                return
+            self.cfg.font_size = size
+            self._spawn(self._change_font())
+        else:
+            self.cfg.font_name = value or "monospace"
+            self._spawn(self._change_font())
+        self.argv_values[name] = value
+        for u in list(self.conn.users):
+            u.send(_argv_stream(u, name, value))
+
+    def _set_palette(self, new: Palette) -> None:
+        # The emulator offers no palette setter yet: update its palette in place.
+        current = self.term.palette
+        current.foreground = new.foreground
+        current.background = new.background
+        current.colors[:] = new.colors
+        self._colours.clear()
+        self.term.invalidate()
+        self._request_frame()
+
+    async def _change_font(self) -> None:
+        fonts = await self._load_font(self.cfg.font_name, self.cfg.font_size, self.view.dpi)
+        if fonts is self.view.fonts or self._closed:
+            return
+        async with self.view.lock:
+            cols, rows = self.view.set_font(fonts)
+        self._apply_grid(cols, rows)
+
+
+class _Wakeup:
+    """A flag the pump can wait on with a timeout, without a task per wait.
+
+    (``asyncio.wait_for`` on an ``Event`` creates a task per call and, on Python 3.11,
+    can swallow a cancellation that races with the event being set.)
+    """
+
+    __slots__ = ("_flag", "_waiter")
+
+    def __init__(self) -> None:
+        self._flag = False
+        self._waiter: asyncio.Future[bool] | None = None
+
+    def set(self) -> None:
+        self._flag = True
+        w = self._waiter
+        if w is not None and not w.done():
+            w.set_result(True)
+
+    def clear(self) -> None:
+        self._flag = False
+
+    async def wait(self, timeout: float) -> bool:
+        """True once set, False after ``timeout`` seconds."""
+        if self._flag:
+            return True
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[bool] = loop.create_future()
+        self._waiter = fut
+        timer = loop.call_later(timeout, _resolve, fut, False)
+        try:
+            return await fut
+        finally:
+            timer.cancel()
+            self._waiter = None
+
+
+def _resolve(fut: asyncio.Future[bool], value: bool) -> None:
+    if not fut.done():
+        fut.set_result(value)
+
+
+def _pack(rgb: tuple[int, int, int]) -> int:
+    return (rgb[0] << 16) | (rgb[1] << 8) | rgb[2]
+
+
+def _intern(table: dict[CellKey, CellKey], key: CellKey) -> CellKey:
+    found = table.get(key)
+    if found is None:
+        table[key] = found = key
+    return found
+
+
+def _argv_stream(user: User, name: str, value: str) -> bytes:
+    """An ``argv`` stream carrying one parameter value (text/plain)."""
+    stream = user.alloc_stream()
+    data = value.encode("utf-8")
+    out = b.argv(stream, "text/plain", name)
+    if data:
+        out += b"".join(b.blobs(stream, data))
+    out += b.end(stream)
+    user.free_stream(stream)
+    return out

@@ -1,0 +1,315 @@
+"""TerminalSession with the real emulator and view, but a fake connection (no sockets)."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import os
+import time
+from pathlib import Path
+
+import pytest
+from ssh.fakes import FakeConn, FakeUser
+from ssh.term_screen import Display, TextReader
+
+from guacr.protocol.parser import Parser
+from guacr.terminal import session as session_mod
+from guacr.terminal.session import TerminalConfig, TerminalSession, Typescript
+
+RETURN = 0xFF0D
+
+
+class Host:
+    """What the handler would be: collects input for the host, tracks flow control."""
+
+    def __init__(self) -> None:
+        self.input = bytearray()
+        self.paused = 0
+        self.resumed = 0
+        self.sizes: list[tuple[int, int]] = []
+
+
+async def make_session(conn: FakeConn | None = None, **cfg: object) -> tuple[TerminalSession, Host]:
+    conn = conn or FakeConn()
+    host = Host()
+    s = TerminalSession(
+        conn,  # type: ignore[arg-type]
+        TerminalConfig(**cfg),  # type: ignore[arg-type]
+        send_input=host.input.extend,
+        on_resize=lambda c, r: host.sizes.append((c, r)),
+        pause_reading=lambda: setattr(host, "paused", host.paused + 1),
+        resume_reading=lambda: setattr(host, "resumed", host.resumed + 1),
+    )
+    await s.start()
+    return s, host
+
+
+def screen_text(conn: FakeConn) -> list[str]:
+    d = Display()
+    d.feed_all(conn.instructions())
+    return TextReader().screen(d)
+
+
+async def settle(s: TerminalSession) -> None:
+    await s.drain()
+    await asyncio.sleep(0.06)
+
+
+async def test_output_is_drawn_and_frames_end_with_sync() -> None:
+    s, _ = await make_session()
+    try:
+        s.write_output(b"hello \x1b[1mworld\x1b[0m\r\n$ ")
+        await settle(s)
+        assert screen_text(s.conn)[:2] == ["hello world", "$"]  # type: ignore[arg-type]
+        assert s.conn.broadcasts[-1].endswith(b"4.sync,1.0,1.0;")
+    finally:
+        await s.close()
+
+
+async def test_echo_after_quiet_is_flushed_at_once() -> None:
+    s, _ = await make_session()
+    conn: FakeConn = s.conn  # type: ignore[assignment]
+    try:
+        await asyncio.sleep(0.1)
+        before = len(conn.frames)
+        t0 = time.monotonic()
+        s.write_output(b"x")
+        while len(conn.frames) == before and time.monotonic() - t0 < 1:
+            await asyncio.sleep(0.001)
+        assert conn.frames[before][0] - t0 < 0.008  # no 10 ms coalescing wait after quiet
+    finally:
+        await s.close()
+
+
+async def test_streaming_output_is_coalesced_into_40ms_frames() -> None:
+    s, _ = await make_session()
+    conn: FakeConn = s.conn  # type: ignore[assignment]
+    try:
+        await asyncio.sleep(0.05)
+        start = len(conn.frames)
+        t0 = time.monotonic()
+        for i in range(60):  # 60 writes, 5 ms apart: 300 ms of continuous output
+            s.write_output(b"line %d\r\n" % i)
+            await asyncio.sleep(0.005)
+        elapsed = time.monotonic() - t0
+        frames = len(conn.frames) - start
+        # guacd pacing: at most one frame per 40 ms (+1 for the first immediate one)
+        assert 2 <= frames <= elapsed / 0.040 + 3, (frames, elapsed)
+    finally:
+        await s.close()
+
+
+async def test_idle_terminal_syncs_periodically(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(session_mod, "IDLE_SYNC", 0.05)
+    s, _ = await make_session()
+    try:
+        await asyncio.sleep(0.3)
+        assert len(s.conn.frames) >= 3  # type: ignore[attr-defined]
+    finally:
+        await s.close()
+
+
+async def test_flow_control_pauses_and_resumes_reading() -> None:
+    s, host = await make_session()
+    try:
+        chunk = b"0123456789" * 100 + b"\r\n"
+        for _ in range(400):  # ~400 KB queued before the pump can run
+            s.write_output(chunk)
+        assert host.paused == 1 and s.backlog > session_mod.BACKLOG_HIGH
+        await s.drain(10)
+        assert s.backlog == 0 and host.resumed == 1
+    finally:
+        await s.close()
+
+
+async def test_answerbacks_go_to_the_host() -> None:
+    s, host = await make_session()
+    try:
+        s.write_output(b"\x1b[6n")  # cursor position report
+        await settle(s)
+        assert bytes(host.input) == b"\x1b[1;1R"
+    finally:
+        await s.close()
+
+
+async def test_keys_become_bytes_and_resize_reaches_the_host() -> None:
+    s, host = await make_session()
+    user = s.conn.owner  # type: ignore[attr-defined]
+    try:
+        for keysym in (ord("l"), ord("s"), RETURN, 0xFF52):  # l s Return Up
+            s.key(user, keysym, True)
+            s.key(user, keysym, False)
+        assert bytes(host.input) == b"ls\r\x1b[A"
+        s.resize(user, 1024, 768)
+        assert host.sizes[-1] == (99, 39)
+        assert (s.term.cols, s.term.rows) == (99, 39)
+    finally:
+        await s.close()
+
+
+async def test_selection_double_click_copies_the_word_to_every_user() -> None:
+    owner, other = FakeUser(), FakeUser(owner=False)
+    s, _ = await make_session(FakeConn(owner, other))
+    try:
+        s.write_output(b"first line\r\nhello wonderful world\r\n")
+        await settle(s)
+        cw, ch, m = s.view.fonts.cell_width, s.view.fonts.cell_height, s.view.margin
+        x, y = m + cw * 8 + 2, m + ch * 1 + 5  # on "wonderful"
+        for _ in range(2):
+            s.mouse(owner, x, y, 1)  # type: ignore[arg-type]
+            s.mouse(owner, x, y, 0)  # type: ignore[arg-type]
+        for u in (owner, other):
+            ins = u.instructions()
+            assert any(i[0] == "clipboard" and i[2] == "text/plain" for i in ins)
+            blob = [i for i in ins if i[0] == "blob"][-1]
+            assert base64.b64decode(blob[2]) == b"wonderful"
+        # drag from "first" down to "hello": two rows, joined by a newline
+        s.mouse(owner, m + 1, m + 2, 1)  # type: ignore[arg-type]
+        s.mouse(owner, m + cw * 4 + 2, m + ch + 2, 1)  # type: ignore[arg-type]
+        s.mouse(owner, m + cw * 4 + 2, m + ch + 2, 0)  # type: ignore[arg-type]
+        assert s.selection_text() == "first line\nhello"
+        triple = m + ch * 1 + 3
+        for _ in range(3):
+            s.mouse(owner, m + 5, triple, 1)  # type: ignore[arg-type]
+            s.mouse(owner, m + 5, triple, 0)  # type: ignore[arg-type]
+        assert s.selection_text() == "hello wonderful world"
+    finally:
+        await s.close()
+
+
+async def test_disable_copy_sends_no_clipboard() -> None:
+    s, _ = await make_session(disable_copy=True)
+    owner = s.conn.owner  # type: ignore[attr-defined]
+    try:
+        s.write_output(b"secret\r\n")
+        await settle(s)
+        m = s.view.margin
+        for _ in range(2):
+            s.mouse(owner, m + 3, m + 3, 1)
+            s.mouse(owner, m + 3, m + 3, 0)
+        assert s.selection_text() == "secret"
+        assert not any(i[0] == "clipboard" for i in owner.instructions())
+    finally:
+        await s.close()
+
+
+async def test_paste_is_normalised_and_bracketed_when_the_app_asks() -> None:
+    s, host = await make_session()
+    owner = s.conn.owner  # type: ignore[attr-defined]
+    try:
+        s.set_clipboard(owner, "text/plain", b"echo a\r\necho b\n")
+        s.mouse(owner, 20, 20, 4)
+        s.mouse(owner, 20, 20, 0)  # right button release pastes
+        assert bytes(host.input) == b"echo a\recho b\r"
+        host.input.clear()
+        s.write_output(b"\x1b[?2004h")
+        await settle(s)
+        s.paste()
+        assert bytes(host.input) == b"\x1b[200~echo a\recho b\r\x1b[201~"
+    finally:
+        await s.close()
+
+
+async def test_disable_paste_ignores_client_clipboard() -> None:
+    s, host = await make_session(disable_paste=True)
+    owner = s.conn.owner  # type: ignore[attr-defined]
+    try:
+        s.set_clipboard(owner, "text/plain", b"rm -rf ~\n")
+        s.paste()
+        assert bytes(host.input) == b""
+    finally:
+        await s.close()
+
+
+async def test_wheel_scrolls_back_three_rows_with_a_copy() -> None:
+    s, _ = await make_session()
+    owner = s.conn.owner  # type: ignore[attr-defined]
+    try:
+        s.write_output(b"".join(b"%d\r\n" % i for i in range(100)))
+        await settle(s)
+        mark = len(s.conn.broadcasts)  # type: ignore[attr-defined]
+        s.mouse(owner, 50, 50, 8)
+        s.mouse(owner, 50, 50, 0)
+        await settle(s)
+        ins = Parser().receive_data(b"".join(s.conn.broadcasts[mark:]))  # type: ignore[attr-defined]
+        ch = s.view.fonts.cell_height
+        assert any(i[0] == "copy" and i[1] == "1" and i[9] == str(3 * ch) for i in ins), ins
+        rows = s.term.rows
+        text = screen_text(s.conn)  # type: ignore[arg-type]
+        assert text[0] == str(100 - rows + 1 - 3)  # three older lines now on top
+        s.key(owner, ord("a"), True)  # typing returns to the bottom
+        await settle(s)
+        assert screen_text(s.conn)[0] == str(100 - rows + 1)  # type: ignore[arg-type]
+    finally:
+        await s.close()
+
+
+async def test_mouse_goes_to_the_app_when_it_tracks_the_mouse() -> None:
+    s, host = await make_session()
+    owner = s.conn.owner  # type: ignore[attr-defined]
+    try:
+        s.write_output(b"\x1b[?1000h\x1b[?1006h")
+        await settle(s)
+        m, cw, ch = s.view.margin, s.view.fonts.cell_width, s.view.fonts.cell_height
+        s.mouse(owner, m + cw * 4 + 1, m + ch * 2 + 1, 1)
+        s.mouse(owner, m + cw * 4 + 1, m + ch * 2 + 1, 0)
+        assert bytes(host.input) == b"\x1b[<0;5;3M\x1b[<0;5;3m"
+    finally:
+        await s.close()
+
+
+async def test_prompt_reads_a_line_without_echo() -> None:
+    s, host = await make_session()
+    owner = s.conn.owner  # type: ignore[attr-defined]
+    try:
+        task = asyncio.ensure_future(s.prompt("Password: ", echo=False))
+        await asyncio.sleep(0)
+        for keysym in (ord("s"), ord("x"), 0xFF08, ord("e"), ord("c"), RETURN):
+            s.key(owner, keysym, True)
+            s.key(owner, keysym, False)
+        assert await asyncio.wait_for(task, 1) == "sec"
+        await settle(s)
+        assert screen_text(s.conn)[0] == "Password:"  # type: ignore[arg-type]
+        assert bytes(host.input) == b""  # nothing typed reached the host
+    finally:
+        await s.close()
+
+
+async def test_title_becomes_name_and_argv_updates_are_echoed() -> None:
+    owner, other = FakeUser(), FakeUser(owner=False)
+    s, host = await make_session(FakeConn(owner, other))
+    try:
+        s.user_joined(owner)  # type: ignore[arg-type]
+        names = [i[3] for i in owner.instructions() if i[0] == "argv"]
+        assert names == ["color-scheme", "font-name", "font-size"]
+        s.write_output(b"\x1b]0;my title\x07")
+        await settle(s)
+        assert ("name", "my title") in s.conn.instructions()  # type: ignore[attr-defined]
+        s.argv(owner, "font-size", "14")  # type: ignore[arg-type]
+        for _ in range(50):
+            await asyncio.sleep(0.02)
+            if host.sizes:
+                break
+        assert s.view.fonts.pixels == 19 and host.sizes  # 14 pt at 96 dpi, grid changed
+        assert ("argv", "0", "text/plain", "font-size") in other.instructions()
+    finally:
+        await s.close()
+
+
+def test_typescript_files_follow_scriptreplay_format(tmp_path: Path) -> None:
+    ts = Typescript.create(str(tmp_path / "ts"), "session", create_path=True)
+    ts.write(b"hello ")
+    ts.flush()
+    ts.write(b"world\r\n")
+    ts.close()
+    data = (tmp_path / "ts" / "session").read_bytes()
+    assert data == b"[BEGIN TYPESCRIPT]\nhello world\r\n\n[END TYPESCRIPT]\n"
+    timing = (tmp_path / "ts" / "session.timing").read_text().splitlines()
+    assert [int(line.split()[1]) for line in timing] == [6, 7]
+    assert all(float(line.split()[0]) >= 0 for line in timing)
+    assert oct(os.stat(tmp_path / "ts").st_mode & 0o777) == "0o700"
+    # a second recording with the same name gets a suffix
+    again = Typescript.create(str(tmp_path / "ts"), "session")
+    again.close()
+    assert again.path.endswith("session.1")
+    assert (tmp_path / "ts" / "session.1.timing").exists()

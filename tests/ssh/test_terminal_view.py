@@ -1,0 +1,196 @@
+"""TerminalView: what a client shows after replaying its output equals the screen.
+
+The decisive check is pixel-exact: the view's text layer, replayed instruction by
+instruction, must equal a from-scratch composition of the expected screen, whatever
+mix of glyph copies, images, rectangles and scroll copies the view chose.
+"""
+
+from __future__ import annotations
+
+import random
+
+import numpy as np
+import pytest
+from ssh.fakes import FakeConn
+from ssh.term_screen import Display, TextReader
+
+from guacr.protocol.parser import Parser
+from guacr.render.glyphs import BOLD, UNDERLINE, WIDE, CellKey, continuation, get_fontset
+from guacr.render.terminal_view import Cursor, TerminalView, margin_for_dpi
+
+FG, BG = 0x999999, 0x000000
+# at most 16 colour pairs on screen: every image is then an exact palette image
+COLOURS = [0x999999, 0x3E993E, 0xFF6767, 0x6767FF]
+
+
+def row_of(text: str, cols: int, fg: int = FG, bg: int = BG, flags: int = 0) -> list[CellKey]:
+    return [((ch if ch != " " else ""), fg, bg, flags) for ch in text[:cols].ljust(cols)]
+
+
+def make_view(strategy: str = "auto", width: int = 800, height: int = 480) -> TerminalView:
+    fonts = get_fontset("monospace", 16)
+    return TerminalView(FakeConn(), fonts, width, height, 96, BG, strategy)  # type: ignore[arg-type]
+
+
+async def apply(view: TerminalView, display: Display, screen: list[list[CellKey]]) -> bytes:
+    out = await view.update(screen, Cursor(0, 0, False))
+    display.feed_all(Parser().receive_data(out))
+    return out
+
+
+def assert_shows(view: TerminalView, display: Display, screen: list[list[CellKey]]) -> None:
+    expected = np.asarray(view.fonts.compose(screen, BG).convert("RGB"))
+    layer = display.layer(view.text_layer).convert("RGB")
+    actual = np.asarray(layer)[: expected.shape[0], : expected.shape[1]]
+    assert actual.shape == expected.shape
+    bad = np.argwhere((actual != expected).any(axis=2))
+    assert not len(bad), f"{len(bad)} pixels differ, first at {bad[0]}"
+
+
+def random_screen(rng: random.Random, cols: int, rows: int) -> list[list[CellKey]]:
+    words = ["ls", "-la", "guest", "root", "4096", "Nov", "bin", "src", "x", "README.md"]
+    screen = []
+    for _ in range(rows):
+        row: list[CellKey] = []
+        while len(row) < cols:
+            fg = rng.choice(COLOURS)
+            bg = BG if rng.random() < 0.85 else rng.choice(COLOURS[2:])
+            flags = rng.choice([0, 0, 0, BOLD, UNDERLINE])
+            if rng.random() < 0.05 and len(row) + 2 <= cols:
+                key = ("界", fg, bg, flags | WIDE)
+                row += [key, continuation(key)]
+                continue
+            for ch in rng.choice(words) + " ":
+                row.append((ch if ch != " " else "", fg, bg, flags))
+        screen.append(row[:cols])
+        if screen[-1] and screen[-1][-1][3] & WIDE:
+            last = screen[-1][-1]
+            screen[-1][-1] = ("", last[1], last[2], 0)
+    return screen
+
+
+@pytest.mark.parametrize("strategy", ["auto", "glyphs", "images"])
+async def test_replay_matches_screen_through_random_updates(strategy: str) -> None:
+    rng = random.Random(1234)
+    view, display = make_view(strategy), Display()
+    cols, rows = view.cols, view.rows
+    screen = random_screen(rng, cols, rows)
+    await apply(view, display, screen)
+    assert_shows(view, display, screen)
+    for step in range(25):
+        kind = step % 5
+        if kind == 0:  # scroll up by a few lines with new lines at the bottom
+            n = rng.randint(1, 5)
+            screen = screen[n:] + random_screen(rng, cols, n)
+            view.scroll(0, rows, n)
+        elif kind == 1:  # a scroll region moving down (reverse index in vim)
+            top, bottom = 2, rows - 3
+            screen = (
+                screen[:top]
+                + random_screen(rng, cols, 1)
+                + screen[top : bottom - 1]
+                + screen[bottom:]
+            )
+            view.scroll(top, bottom, -1)
+        elif kind == 2:  # typing: one or two cells
+            r, c = rng.randrange(rows), rng.randrange(cols - 1)
+            screen[r] = list(screen[r])
+            screen[r][c] = (rng.choice("abcxyz"), FG, BG, 0)
+        elif kind == 3:  # a few lines rewritten
+            for r in rng.sample(range(rows), 3):
+                screen[r] = random_screen(rng, cols, 1)[0]
+        else:  # a scroll nobody reported (detected by the view)
+            screen = screen[2:] + random_screen(rng, cols, 2)
+        await apply(view, display, screen)
+        assert_shows(view, display, screen)
+
+
+async def test_scroll_is_a_copy_and_only_the_new_row_is_drawn() -> None:
+    view, display = make_view(), Display()
+    cols, rows = view.cols, view.rows
+    lines = [f"line {i} " + "abcdefghij" * 5 for i in range(rows + 1)]
+    await apply(view, display, [row_of(t, cols) for t in lines[:rows]])
+    view.scroll(0, rows, 1)
+    screen = [row_of(t, cols) for t in lines[1:]]
+    out = await apply(view, display, screen)
+    ins = Parser().receive_data(out)
+    ch = view.fonts.cell_height
+    copies = [i for i in ins if i[0] == "copy" and i[1] == str(view.text_layer)]
+    assert copies == [
+        ("copy", "1", "0", str(ch), str(cols * view.fonts.cell_width), str((rows - 1) * ch),
+         "14", "1", "0", "0")
+    ]  # fmt: skip
+    for i in ins:  # everything else lands on the last row
+        if i[0] in ("img", "rect") and i[1 if i[0] == "rect" else 3] == str(view.text_layer):
+            y = int(i[3] if i[0] == "rect" else i[6])
+            assert y >= (rows - 1) * ch, i
+    assert_shows(view, display, screen)
+
+
+async def test_keystroke_is_one_small_copy_without_an_image() -> None:
+    view, display = make_view(), Display()
+    cols, rows = view.cols, view.rows
+    prompt = "guest@host:~$ "
+    screen = [row_of("", cols) for _ in range(rows)]
+    screen[3] = row_of(prompt, cols)
+    await apply(view, display, screen)
+    typed = "echo hello"
+    for i in range(1, len(typed) + 1):  # each new glyph is uploaded to the atlas once
+        screen[3] = row_of(prompt + typed[:i], cols)
+        await apply(view, display, screen)
+    screen[3] = row_of(prompt + "echo hell", cols)
+    await apply(view, display, screen)
+    screen[3] = row_of(prompt + "echo hello", cols)
+    out = await view.update(screen, Cursor(3, len(prompt) + 10))
+    display.feed_all(Parser().receive_data(out))
+    ops = [i[0] for i in Parser().receive_data(out)]
+    assert "img" not in ops and ops.count("copy") == 1, ops
+    assert len(out) < 200
+    assert_shows(view, display, screen)
+
+
+async def test_cursor_moves_without_touching_text() -> None:
+    view, _display = make_view(), Display()
+    screen = [row_of("hello", view.cols) for _ in range(view.rows)]
+    await view.update(screen, Cursor(0, 0))
+    out = await view.update(screen, Cursor(2, 3))
+    ops = Parser().receive_data(out)
+    assert all(i[1] == str(view.cursor_layer) for i in ops if i[0] in ("move", "size"))
+    assert all(i[7] == str(view.cursor_layer) for i in ops if i[0] == "copy")
+    assert all(i[3] != str(view.text_layer) for i in ops if i[0] == "img")
+    assert not any(i[0] in ("rect", "cfill") and i[1] == str(view.text_layer) for i in ops)
+
+
+async def test_layout_margin_and_grid_follow_dpi() -> None:
+    assert margin_for_dpi(96) == 7 and margin_for_dpi(120) == 9
+    view = make_view(width=1024, height=768)
+    # guacd: (1024 - 16 scrollbar - 2*7 margin) // 10 = 99 columns, (768 - 14) // 19 = 39 rows
+    assert (view.cols, view.rows) == (99, 39)
+    out = await view.update([row_of("", 99)] * 39, Cursor(0, 0))
+    ins = Parser().receive_data(out)
+    assert ("move", "1", "0", "7", "7", "0") in ins
+    assert ("size", "0", "1024", "768") in ins
+
+
+async def test_joiner_replay_shows_the_same_screen() -> None:
+    view, display = make_view(), Display()
+    screen = random_screen(random.Random(7), view.cols, view.rows)
+    await apply(view, display, screen)
+    joiner = Display()
+    joiner.feed_all(Parser().receive_data(await view.full_state()))
+    assert_shows(view, joiner, screen)
+    # and later broadcasts (glyph copies from the atlas) still draw correctly for both
+    screen = [list(r) for r in screen]
+    screen[0][0] = ("Q", FG, BG, 0)
+    out = await view.update(screen, Cursor(0, 1))
+    for d in (display, joiner):
+        d.feed_all(Parser().receive_data(out))
+        assert_shows(view, d, screen)
+
+
+async def test_reader_decodes_text_layer() -> None:
+    view, display = make_view(), Display()
+    screen = [row_of(f"row {i}: The quick brown fox ~|%*`'", view.cols) for i in range(view.rows)]
+    await apply(view, display, screen)
+    text = TextReader().screen(display)
+    assert text[5] == "row 5: The quick brown fox ~|%*`'"
