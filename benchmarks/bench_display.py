@@ -144,7 +144,9 @@ def scenes(w: int, h: int) -> dict[str, tuple[Callable[[Display, int], None], fl
         d.blit(10, 420 - 17, lines[i % 8])
 
     def small(d: Display, i: int) -> None:
-        d.blit(100 + 9 * (i % 50), 200, lines[i % 8][:, :10])
+        glyph = np.full((17, 10, 3), 255, np.uint8)
+        glyph[3:14, 2] = glyph[3, 2:8] = glyph[8, 2:7] = (i * 40) % 200  # an "F"
+        d.blit(100 + 9 * (i % 50), 200 + 17 * (i // 50), glyph)
 
     return {
         "full-text": (full_text, 0.4),

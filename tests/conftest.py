@@ -14,6 +14,7 @@ from servers import SSHServer, TelnetServer, TigerVNCServer, X11VNCServer
 REQUIRED_BINARIES = (
     "/usr/sbin/sshd", "ssh", "ssh-keygen", "sshpass", "/usr/sbin/telnetd", "socat",
     "Xtigervnc", "tigervncpasswd", "Xvfb", "x11vnc", "xterm", "xsetroot", "xwd", "xdotool",
+    "xclip", "xwud", "xprop",
 )  # fmt: skip
 
 

@@ -827,7 +827,7 @@ class X11VNCServer(_XDesktop):
                 "-nonap", "-wait", "5", "-defer", "5",
                 "-forever", "-shared",
                 "-listen", self.host, "-noipv6",
-                "-rfbport", str(self.port),
+                "-rfbport", str(self.port), "-rfbportv6", "-1",  # loopback IPv4 only
                 "-noxdamage",
                 *auth,
             ]  # fmt: skip

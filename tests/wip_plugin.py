@@ -11,7 +11,6 @@ import pytest
 
 WORK_IN_PROGRESS = {  # path prefix -> reason
     "tests/ssh/": "issue 3: SSH handler, terminal session and view unfinished",
-    "tests/vnc/test_rfb_real_servers.py": "issue 5: RFB real-server checks unfinished",
     "tests/vnc_handler/": "issue 5: VNC handler unfinished",
 }
 

@@ -28,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import sys
 import time
 from collections.abc import Callable
 from concurrent.futures import Executor
@@ -114,6 +115,21 @@ class _Image:
 Part = bytes | _Image
 
 
+def _packed(rgb: tuple[int, int, int]) -> np.uint32:
+    """An opaque colour as the framebuffer's uint32 (RGBX bytes in memory order)."""
+    return np.uint32(int.from_bytes(bytes((rgb[0], rgb[1], rgb[2], 255)), sys.byteorder))
+
+
+def _put_rgb(dst: U8, src: U8) -> None:
+    """Copy RGB(X) pixels into an RGBX region, one channel at a time.
+
+    Measured ~10x faster than assigning ``dst[..., :3] = src`` (a 3-of-4 strided copy).
+    """
+    dst[..., 0] = src[..., 0]
+    dst[..., 1] = src[..., 1]
+    dst[..., 2] = src[..., 2]
+
+
 def _encode_all(images: list[_Image]) -> None:
     for image in images:
         image.encode()
@@ -172,8 +188,14 @@ class Display:
         self._executor = executor
         self.width = 0
         self.height = 0
-        self._fb: U8 = np.zeros((0, 0, 4), np.uint8)
-        self._sent: U8 = np.zeros((0, 0, 4), np.uint8)
+        # Both buffers are padded to whole 64x64 cells (pad: opaque black in both, so
+        # it never differs) and exposed as views of the visible area.
+        self._fb_full: U8 = np.zeros((0, 0, 4), np.uint8)
+        self._fb: U8 = self._fb_full
+        self._sent_full: U8 = np.zeros((0, 0, 4), np.uint8)
+        self._sent: U8 = self._sent_full
+        self._fb32: U32 = self._as32(self._fb_full)
+        self._sent32: U32 = self._as32(self._sent_full)
         self._touched = np.zeros((0, 0), np.bool_)
         self._last_change = np.zeros((0, 0), np.float64)
         self._interval = np.zeros((0, 0), np.float64)
@@ -197,13 +219,10 @@ class Display:
         self._task: asyncio.Task[None] | None = None
 
     # ------------------------------------------------------------------- drawing API
-    @property
-    def _fb32(self) -> U32:
-        return self._fb.view(np.uint32)[..., 0]
-
-    @property
-    def _sent32(self) -> U32:
-        return self._sent.view(np.uint32)[..., 0]
+    @staticmethod
+    def _as32(frame: U8) -> U32:
+        """The (h, w) uint32 view of an (h, w, 4) RGBX buffer: one compare per pixel."""
+        return frame.view(np.uint32)[..., 0]
 
     def resize(self, width: int, height: int) -> None:
         """Change the display size; content in the overlap is kept, the rest is black."""
@@ -211,13 +230,15 @@ class Display:
         height = max(1, min(height, MAX_SIZE))
         if (width, height) == (self.width, self.height):
             return
-        fb = np.zeros((height, width, 4), np.uint8)
+        rows, cols = pl.cell_grid(width, height)
+        fb = np.zeros((rows * pl.CELL, cols * pl.CELL, 4), np.uint8)
         fb[..., 3] = 255
         h, w = min(height, self.height), min(width, self.width)
         fb[:h, :w] = self._fb[:h, :w]
-        self._fb = fb
+        self._fb_full = fb
+        self._fb = fb[:height, :width]
+        self._fb32 = self._as32(fb)
         self.width, self.height = width, height
-        rows, cols = pl.cell_grid(width, height)
         self._touched = np.ones((rows, cols), np.bool_)
         self._last_change = np.full((rows, cols), -1e9)
         self._interval = np.full((rows, cols), np.inf)
@@ -236,8 +257,8 @@ class Display:
         cx, cy, cw, ch = self._clip(x, y, w, h)
         if not cw or not ch:
             return
-        src = pixels[cy - y : cy - y + ch, cx - x : cx - x + cw, :3]
-        self._fb[cy : cy + ch, cx : cx + cw, :3] = src
+        src = pixels[cy - y : cy - y + ch, cx - x : cx - x + cw]
+        _put_rgb(self._fb[cy : cy + ch, cx : cx + cw], src)
         pl.mark(self._touched, cx, cy, cw, ch)
         self._open = True
 
@@ -246,7 +267,9 @@ class Display:
         x, y, w, h = self._clip(x, y, w, h)
         if not w or not h:
             return
-        self._fb[y : y + h, x : x + w] = (rgb[0], rgb[1], rgb[2], 255)
+        # One uint32 store per pixel (RGBX in memory order): far cheaper than a
+        # broadcast of a 4-tuple, and VNC servers send thousands of fills a second.
+        self._fb32[y : y + h, x : x + w] = _packed(rgb)
         pl.mark(self._touched, x, y, w, h)
         self._open = True
 
@@ -295,7 +318,7 @@ class Display:
         ):
             self.blit(x, y, pixels[:h, :w])
             return
-        self._fb[y : y + h, x : x + w, :3] = pixels
+        _put_rgb(self._fb[y : y + h, x : x + w], pixels)
         self._ops.append(_Jpeg(x, y, pixels, data))
         self._open = True
 
@@ -501,7 +524,13 @@ class Display:
         for op in self._ops:
             if isinstance(op, _Resize):
                 h, w = op.height, op.width
-                self._sent = np.zeros((h, w, 4), np.uint8)  # alpha 0: unknown
+                rows, cols = pl.cell_grid(w, h)
+                sent = np.zeros((rows * pl.CELL, cols * pl.CELL, 4), np.uint8)
+                sent[h:, :, 3] = 255  # the pad matches the framebuffer's
+                sent[:, w:, 3] = 255
+                self._sent_full = sent
+                self._sent = sent[:h, :w]  # alpha 0: unknown
+                self._sent32 = self._as32(sent)
                 parts.append(b.size(0, w, h))
             elif isinstance(op, pl.Copy):
                 pl.apply_copy(self._sent32, op)
@@ -510,7 +539,7 @@ class Display:
             else:
                 h, w = op.pixels.shape[:2]
                 region = self._sent[op.y : op.y + h, op.x : op.x + w]
-                region[..., :3] = op.pixels
+                _put_rgb(region, op.pixels)
                 region[..., 3] = 255
                 parts.append(_Image(0, op.x, op.y, b.MODE_OVER, enc.JPEG, data=op.data))
         self._ops.clear()
@@ -520,9 +549,9 @@ class Display:
         parts: list[Part] = []
         self._replay_ops(parts)
         fb32, sent32 = self._fb32, self._sent32
-        boxes = pl.find_dirty(fb32, sent32, self._touched)
+        boxes = pl.find_dirty(fb32, sent32, self._touched, self.width, self.height)
         if self.copy_search and not self._refresh and len(boxes) >= 2:
-            copies = pl.find_scrolls(fb32, sent32, boxes)
+            copies = pl.find_scrolls(fb32, sent32, boxes, self.width, self.height)
             if copies:
                 for copy in copies:
                     pl.apply_copy(sent32, copy)
@@ -532,14 +561,15 @@ class Display:
                         )
                     )
                 self.stats.copies += len(copies)
-                boxes = pl.find_dirty(fb32, sent32, self._touched)
+                boxes = pl.find_dirty(fb32, sent32, self._touched, self.width, self.height)
         self._touched[:] = False
         refresh, self._refresh = self._refresh, False
         now = time.monotonic() * 1000
-        for box in boxes:
-            for cell in box.cells:
-                self._interval[cell] = now - self._last_change[cell]
-                self._last_change[cell] = now
+        if boxes:
+            rows = np.fromiter((box.cells[0][0] for box in boxes), np.intp, len(boxes))
+            cols = np.fromiter((box.cells[0][1] for box in boxes), np.intp, len(boxes))
+            self._interval[rows, cols] = now - self._last_change[rows, cols]
+            self._last_change[rows, cols] = now
         solids, images = pl.classify(fb32, boxes)
         users = self.conn.users
         jpeg_ok = bool(users) and all(u.info.supports_jpeg for u in users)
@@ -548,8 +578,8 @@ class Display:
         for box in pl.combine_images(images):
             fps = 0.0
             if not refresh:
-                rows, cols = zip(*box.cells, strict=True)
-                interval = float(np.mean(self._interval[rows, cols]))
+                cy, cx = zip(*box.cells, strict=True)
+                interval = float(np.mean(self._interval[cy, cx]))
                 fps = 1000.0 / interval if interval > 0 else 0.0
             region = fb32[box.y0 : box.y1, box.x0 : box.x1]
             mimetype = pl.choose_format(
@@ -558,16 +588,18 @@ class Display:
             lossy = mimetype == enc.JPEG or (mimetype == enc.WEBP and not self.lossless)
             if lossy:
                 box = pl.align_lossy(box, self.width, self.height)
-            pixels = self._fb[box.y0 : box.y1, box.x0 : box.x1].copy()
-            self._sent[box.y0 : box.y1, box.x0 : box.x1] = pixels
+            # The encoder reads ``_sent`` directly: it changes only when a frame is
+            # planned, and the next plan waits for this frame's encoding to finish.
+            pixels = self._sent[box.y0 : box.y1, box.x0 : box.x1]
+            pixels[...] = self._fb[box.y0 : box.y1, box.x0 : box.x1]
             if lossy:
                 self._lossy[
                     box.y0 // pl.CELL : (box.y1 - 1) // pl.CELL + 1,
                     box.x0 // pl.CELL : (box.x1 - 1) // pl.CELL + 1,
                 ] = True
             else:
-                rows, cols = zip(*box.cells, strict=True)
-                self._lossy[rows, cols] = False
+                cy, cx = zip(*box.cells, strict=True)
+                self._lossy[cy, cx] = False
             parts.append(
                 _Image(0, box.x0, box.y0, b.MODE_OVER, mimetype, pixels, quality, self.lossless)
             )
@@ -612,7 +644,8 @@ class Display:
             sent32 = self._sent32
             unknown = np.zeros_like(sent32)
             touched = np.ones(pl.cell_grid(width, height), np.bool_)
-            solids, images = pl.classify(sent32, pl.find_dirty(sent32, unknown, touched))
+            boxes = pl.find_dirty(sent32, unknown, touched, width, height)
+            solids, images = pl.classify(sent32, boxes)
             for box in pl.combine_images(images):
                 pixels = self._sent[box.y0 : box.y1, box.x0 : box.x1].copy()
                 parts.append(_Image(0, box.x0, box.y0, b.MODE_OVER, enc.PNG, pixels))

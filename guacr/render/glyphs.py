@@ -9,10 +9,11 @@ the same font (one :class:`FontSet` per font name and pixel size).
 Composing a rectangle of cells is then pure numpy: gather the tiles into one coverage
 plane, and turn (colour pair, coverage) into palette indices. The result is a palette
 image that PNG encodes 4-5x faster and ~4x smaller than the RGB equivalent. Measured
-for a full 99x39 screen of ``ls -la`` (benchmarks/bench_ssh.py ``render``): 2-3 ms
-to compose instead of 6.7 ms of per-cell ``Image.paste``, and no 26 ms
-``convert("P")``, which is what pasting cached RGB cell images (the fastest
-Pillow-only strategy in shared measurements) would need before a palette PNG.
+once for a full 99x39 screen of ``ls -la`` while choosing this design: ~3.8 ms to
+compose (the per-cell index lookup in Python dominates) instead of 6.7 ms of per-cell
+``Image.paste`` of cached RGB cells (the fastest Pillow-only strategy in earlier
+measurements), which would then still need a 26 ms ``convert("P")`` (or a 13-23 ms
+RGB PNG three times larger).
 """
 
 from __future__ import annotations
@@ -49,6 +50,9 @@ FALLBACK_FILES: Final = {
     (False, True): "/usr/share/fonts/truetype/dejavu/DejaVuSansMono-Oblique.ttf",
     (True, True): "/usr/share/fonts/truetype/dejavu/DejaVuSansMono-BoldOblique.ttf",
 }
+MIN_PIXELS: Final = 4
+MAX_PIXELS: Final = 200
+MAX_FONTSETS: Final = 16
 MAX_TILES: Final = 16384  # coverage tiles per font (190 bytes each at 10x19 px)
 
 U8 = npt.NDArray[np.uint8]
@@ -303,11 +307,17 @@ _fontsets_lock = threading.Lock()
 
 
 def get_fontset(name: str, pixels: int) -> FontSet:
-    """The shared :class:`FontSet` for ``name`` at ``pixels`` (blocking on first use)."""
-    key = (name or DEFAULT_FONT, pixels)
+    """The shared :class:`FontSet` for ``name`` at ``pixels`` (blocking on first use).
+
+    Sizes are clamped and few sets are kept (sessions hold on to theirs), so clients
+    sending many ``font-size`` updates cannot make a worker load fonts without bound.
+    """
+    key = (name or DEFAULT_FONT, min(max(pixels, MIN_PIXELS), MAX_PIXELS))
     with _fontsets_lock:
         fs = _fontsets.get(key)
         if fs is None:
             fs = FontSet(*key)
+            if len(_fontsets) >= MAX_FONTSETS:
+                del _fontsets[next(iter(_fontsets))]
             _fontsets[key] = fs
         return fs

@@ -105,17 +105,23 @@ def overlaps(grid: Bool, x: int, y: int, w: int, h: int) -> bool:
     )
 
 
-def find_dirty(new: U32, old: U32, touched: Bool) -> list[Box]:
-    """Dirty cells (tight boxes) among the touched ones, in row-major order."""
+def find_dirty(
+    new: U32, old: U32, touched: Bool, width: int | None = None, height: int | None = None
+) -> list[Box]:
+    """Dirty cells (tight boxes) among the touched ones, in row-major order.
+
+    Frames padded to whole cells avoid a copy; boxes are clipped to width x height.
+    """
     if not touched.any():
         return []
     rows = np.flatnonzero(touched.any(axis=1))
     cols = np.flatnonzero(touched.any(axis=0))
     r0, r1 = int(rows[0]), int(rows[-1]) + 1
     c0, c1 = int(cols[0]), int(cols[-1]) + 1
-    height, width = new.shape
-    py0, py1 = r0 * CELL, min(r1 * CELL, height)
-    px0, px1 = c0 * CELL, min(c1 * CELL, width)
+    height = new.shape[0] if height is None else height
+    width = new.shape[1] if width is None else width
+    py0, py1 = r0 * CELL, min(r1 * CELL, new.shape[0])
+    px0, px1 = c0 * CELL, min(c1 * CELL, new.shape[1])
     diff = new[py0:py1, px0:px1] != old[py0:py1, px0:px1]
     nr, nc = r1 - r0, c1 - c0
     if diff.shape != (nr * CELL, nc * CELL):
@@ -128,76 +134,143 @@ def find_dirty(new: U32, old: U32, touched: Bool) -> list[Box]:
     if not dirty.any():
         return []
     col_any = d4.any(axis=1)  # (nr, nc, 64): which columns of each cell
-    top = row_any.argmax(axis=2)
-    bottom = CELL - row_any[:, :, ::-1].argmax(axis=2)
-    left = col_any.argmax(axis=2)
-    right = CELL - col_any[:, :, ::-1].argmax(axis=2)
+    rs, cs = np.nonzero(dirty)
+    top = row_any[rs, cs].argmax(axis=1)
+    bottom = CELL - row_any[rs, cs, ::-1].argmax(axis=1)
+    left = col_any[rs, cs].argmax(axis=1)
+    right = CELL - col_any[rs, cs, ::-1].argmax(axis=1)
+    ys = (rs + r0) * CELL
+    xs = (cs + c0) * CELL
     boxes = []
-    for r, c in zip(*np.nonzero(dirty), strict=True):
-        cy, cx = int(r) + r0, int(c) + c0
-        bx, by = cx * CELL, cy * CELL
-        boxes.append(
-            Box(
-                bx + int(left[r, c]),
-                by + int(top[r, c]),
-                min(bx + int(right[r, c]), width),
-                min(by + int(bottom[r, c]), height),
-                [(cy, cx)],
-            )
-        )
+    for cy, cx, x0, y0, x1, y1 in zip(
+        (rs + r0).tolist(),
+        (cs + c0).tolist(),
+        (xs + left).tolist(),
+        (ys + top).tolist(),
+        np.minimum(xs + right, width).tolist(),
+        np.minimum(ys + bottom, height).tolist(),
+        strict=True,
+    ):
+        boxes.append(Box(x0, y0, x1, y1, [(cy, cx)]))
     return boxes
 
 
 # ----------------------------------------------------------------------- copy search
 
 _rng = np.random.default_rng(0x6775_6163)
-_WEIGHTS = (_rng.integers(1, 1 << 63, CELL, dtype=np.uint64) | np.uint64(1)).astype(np.uint64)
+_WEIGHTS = _rng.integers(1, 1 << 63, CELL, dtype=np.uint64) | np.uint64(1)
+SEARCH_SAMPLES: Final = 3  # column bands hashed to find candidate offsets
+MAX_OFFSETS: Final = 4  # candidate offsets checked exactly per frame
+PALETTE_SAMPLE: Final = 4096  # pixels sampled to tell few-colour content from photos
+FEW_COLOURS: Final = 256
 
 
-def _row_hashes(frame: U32, y0: int, y1: int, x0: int, bands: int) -> npt.NDArray[np.uint64]:
-    """Hash of each row of each 64-px column band: shape (rows, bands)."""
-    width = frame.shape[1]
-    x1 = min(x0 + bands * CELL, width)
-    block = frame[y0:y1, x0:x1].astype(np.uint64)
-    if x1 - x0 != bands * CELL:
-        padded = np.zeros((y1 - y0, bands * CELL), np.uint64)
-        padded[:, : x1 - x0] = block
-        block = padded
+def _band_hashes(frame: U32, y0: int, y1: int, x0: int) -> npt.NDArray[np.uint64]:
+    """One hash per row of the 64-px column band at x0 (fewer columns at the edge)."""
+    block = frame[y0:y1, x0 : x0 + CELL].astype(np.uint64)
     with np.errstate(over="ignore"):
-        hashed: npt.NDArray[np.uint64] = (block.reshape(y1 - y0, bands, CELL) * _WEIGHTS).sum(
-            axis=2, dtype=np.uint64
+        hashed: npt.NDArray[np.uint64] = (block * _WEIGHTS[: block.shape[1]]).sum(
+            axis=1, dtype=np.uint64
         )
     return hashed
 
 
-def find_scrolls(new: U32, old: U32, boxes: list[Box]) -> list[Copy]:
+def _offsets(hn: npt.NDArray[np.uint64], ho: npt.NDArray[np.uint64]) -> dict[int, int]:
+    """offset -> votes: where rows unique in the old band reappear in the new one.
+
+    A terminal caught mid-redraw can show two or three offsets at once (the top already
+    scrolled further than the bottom), so every offset with a real share of the votes
+    counts; chance matches of unrelated content scatter over many small offsets.
+    """
+    changed = hn != ho
+    if int(changed.sum()) < MIN_SCROLL_ROWS:
+        return {}
+    values, first, counts = np.unique(ho, return_index=True, return_counts=True)
+    unique_old = values[counts == 1]
+    if not len(unique_old):
+        return {}
+    where = first[counts == 1]
+    pos = np.minimum(np.searchsorted(unique_old, hn), len(unique_old) - 1)
+    hit = (unique_old[pos] == hn) & changed
+    offsets = np.flatnonzero(hit) - where[pos[hit]]
+    offsets = offsets[offsets != 0]
+    if len(offsets) < MIN_SCROLL_ROWS:
+        return {}
+    vals, votes = np.unique(offsets, return_counts=True)
+    keep = (votes >= MIN_SCROLL_ROWS) & (votes * 4 >= len(offsets))
+    return dict(zip(vals[keep].tolist(), votes[keep].tolist(), strict=True))
+
+
+def _per_band(eq: Bool, bands: int) -> Bool:
+    """Reduce a (rows, width) match matrix to (rows, bands): all pixels of the band."""
+    rows, width = eq.shape
+    full = width // CELL
+    out = np.empty((rows, bands), np.bool_)
+    if full:
+        out[:, :full] = eq[:, : full * CELL].reshape(rows, full, CELL).all(axis=2)
+    if full < bands:
+        out[:, full] = eq[:, full * CELL :].all(axis=1)
+    return out
+
+
+def find_scrolls(
+    new: U32, old: U32, boxes: list[Box], width: int | None = None, height: int | None = None
+) -> list[Copy]:
     """Vertical moves of content between ``old`` and ``new`` inside the dirty area.
 
-    For each 64-px column band, rows that occur once in the old frame vote for the
-    offset at which they reappear; the winning offset's runs of matching rows (verified
-    pixel for pixel) become copies. Adjacent bands with the same run merge into one copy.
+    A few of the most changed 64-px column bands are hashed row by row; rows that are
+    unique in the old band vote for the offset at which they reappear. Each winning
+    offset is then checked exactly on every dirty band at once (one compare pass), and
+    runs of matching rows become copies; bands with the same run merge into one copy.
     Horizontal and diagonal moves are left to explicit copies from the server.
     """
     if len(boxes) < 2:
         return []
-    cols = sorted({cx for b in boxes for _, cx in b.cells})
-    ys = [cy for b in boxes for cy, _ in b.cells]
-    height, width = new.shape
+    per_col: dict[int, int] = {}
+    for box in boxes:
+        for _, cx in box.cells:
+            per_col[cx] = per_col.get(cx, 0) + 1
+    ys = [cy for box in boxes for cy, _ in box.cells]
+    height = new.shape[0] if height is None else height
+    width = new.shape[1] if width is None else width
     y0, y1 = min(ys) * CELL, min((max(ys) + 1) * CELL, height)
-    c0, c1 = cols[0], cols[-1] + 1
     if y1 - y0 < 2 * MIN_SCROLL_ROWS:
         return []
+    votes: dict[int, int] = {}
+    busiest = sorted(per_col, key=lambda c: -per_col[c])[:SEARCH_SAMPLES]
+    for c in busiest:
+        hn = _band_hashes(new, y0, y1, c * CELL)
+        ho = _band_hashes(old, y0, y1, c * CELL)
+        for offset, count in _offsets(hn, ho).items():
+            votes[offset] = votes.get(offset, 0) + count
+    if not votes:
+        return []
+    c0, c1 = min(per_col), max(per_col) + 1
+    x0, x1 = c0 * CELL, min(c1 * CELL, width)
     bands = c1 - c0
-    hn = _row_hashes(new, y0, y1, c0 * CELL, bands)
-    ho = _row_hashes(old, y0, y1, c0 * CELL, bands)
-    dirty_cols = set(cols)
-    runs: dict[tuple[int, int, int], list[int]] = {}  # (start, end, offset) -> bands
-    for band in range(bands):
-        if band + c0 not in dirty_cols:
+    dirty_band = np.zeros(bands, np.bool_)
+    dirty_band[[c - c0 for c in per_col]] = True
+    unchanged = _per_band(new[y0:y1, x0:x1] == old[y0:y1, x0:x1], bands)
+    used = np.zeros((y1 - y0, bands), np.bool_)
+    runs: dict[tuple[int, int, int], list[int]] = {}
+    for offset in sorted(votes, key=lambda o: -votes[o])[:MAX_OFFSETS]:
+        ya, yb = max(y0, y0 + offset), min(y1, y1 + offset)
+        if yb - ya < MIN_SCROLL_ROWS:
             continue
-        found = _band_runs(hn[:, band], ho[:, band])
-        for start, end, offset in found:
-            runs.setdefault((start + y0, end + y0, offset), []).append(band + c0)
+        match = np.zeros((y1 - y0, bands), np.bool_)
+        match[ya - y0 : yb - y0] = _per_band(
+            new[ya:yb, x0:x1] == old[ya - offset : yb - offset, x0:x1], bands
+        )
+        match &= ~used
+        match[:, ~dirty_band] = False
+        for band in np.flatnonzero(match.any(axis=0)).tolist():
+            column = match[:, band]
+            edges = np.flatnonzero(np.diff(np.concatenate(([0], column.view(np.int8), [0]))))
+            for start, end in zip(edges[::2].tolist(), edges[1::2].tolist(), strict=True):
+                if end - start < MIN_SCROLL_ROWS or unchanged[start:end, band].all():
+                    continue
+                used[start:end, band] = True
+                runs.setdefault((start + y0, end + y0, offset), []).append(band + c0)
     copies: list[Copy] = []
     for (start, end, offset), band_list in sorted(runs.items()):
         band_list.sort()
@@ -206,56 +279,14 @@ def find_scrolls(new: U32, old: U32, boxes: list[Box]) -> list[Copy]:
             if band == group[-1] + 1:
                 group.append(band)
                 continue
-            x0 = group[0] * CELL
-            x1 = min((group[-1] + 1) * CELL, width)
-            src_y = start - offset
-            if np.array_equal(new[start:end, x0:x1], old[src_y : src_y + end - start, x0:x1]):
-                copies.append(Copy(x0, src_y, x1 - x0, end - start, x0, start))
+            bx0 = group[0] * CELL
+            bx1 = min((group[-1] + 1) * CELL, width)
+            copies.append(Copy(bx0, start - offset, bx1 - bx0, end - start, bx0, start))
             group = [band]
     # Apply order matters when runs of one band overlap each other's sources: moving
     # content up, copy top runs first; moving it down, bottom runs first.
     copies.sort(key=lambda c: c.dy if c.dy < c.sy else -c.dy)
     return copies
-
-
-def _band_runs(
-    hn: npt.NDArray[np.uint64], ho: npt.NDArray[np.uint64]
-) -> list[tuple[int, int, int]]:
-    """Runs (start, end, offset) of rows where new[i] == old[i - offset] in one band."""
-    n = len(hn)
-    changed = hn != ho
-    if int(changed.sum()) < MIN_SCROLL_ROWS:
-        return []
-    values, first, counts = np.unique(ho, return_index=True, return_counts=True)
-    unique_old = values[counts == 1]
-    if not len(unique_old):
-        return []
-    where = first[counts == 1]
-    pos = np.searchsorted(unique_old, hn)
-    pos[pos >= len(unique_old)] = 0
-    hit = (unique_old[pos] == hn) & changed
-    if int(hit.sum()) < MIN_SCROLL_ROWS:
-        return []
-    offsets = np.flatnonzero(hit) - where[pos[hit]]
-    offsets = offsets[offsets != 0]
-    if not len(offsets):
-        return []
-    vals, votes = np.unique(offsets, return_counts=True)
-    best = int(np.argmax(votes))
-    if votes[best] < MIN_SCROLL_ROWS:
-        return []
-    offset = int(vals[best])
-    idx = np.arange(n)
-    src = idx - offset
-    ok = (src >= 0) & (src < n)
-    match = np.zeros(n, np.bool_)
-    match[ok] = hn[ok] == ho[src[ok]]
-    out = []
-    edges = np.flatnonzero(np.diff(np.concatenate(([0], match.view(np.int8), [0]))))
-    for start, end in zip(edges[::2], edges[1::2], strict=True):
-        if end - start >= MIN_SCROLL_ROWS and changed[start:end].any():
-            out.append((int(start), int(end), offset))
-    return out
 
 
 def apply_copy(frame: U32, copy: Copy) -> None:
@@ -275,7 +306,12 @@ def classify(frame: U32, boxes: list[Box]) -> tuple[list[Solid], list[Box]]:
     for box in boxes:
         region = frame[box.y0 : box.y1, box.x0 : box.x1]
         first = region[0, 0]
-        if (region == first).all():
+        # Probe a few pixels before comparing them all: most image cells fail at once.
+        if (
+            region[-1, -1] == first
+            and region[box.h // 2, box.w // 2] == first
+            and (region == first).all()
+        ):
             solids.append(Solid(box.x0, box.y0, box.x1, box.y1, int(first)))
         else:
             images.append(box)
@@ -313,38 +349,52 @@ def combine_solids(solids: list[Solid]) -> list[Solid]:
     return out
 
 
-def _tile(box: Box) -> tuple[int, int]:
-    return box.x0 // TILE, box.y0 // TILE
-
-
-def _same_tile(a: Box, b: Box) -> bool:
-    x0, y0 = min(a.x0, b.x0), min(a.y0, b.y0)
-    x1, y1 = max(a.x1, b.x1), max(a.y1, b.y1)
-    return x0 // TILE == (x1 - 1) // TILE and y0 // TILE == (y1 - 1) // TILE
-
-
 def _worth_merging(a: Box, b: Box) -> bool:
     """guacd-style rule: merge when small, or when the cost grows by under a quarter."""
-    x0, y0 = min(a.x0, b.x0), min(a.y0, b.y0)
-    x1, y1 = max(a.x1, b.x1), max(a.y1, b.y1)
-    w, h = x1 - x0, y1 - y0
+    w = max(a.x1, b.x1) - min(a.x0, b.x0)
+    h = max(a.y1, b.y1) - min(a.y0, b.y0)
     if w <= CELL and h <= CELL:
         return True
-    merged = BASE_COST + w * h
     separate = 2 * BASE_COST + a.area + b.area
-    return merged <= separate + separate // 4
+    return BASE_COST + w * h <= separate + separate // 4
 
 
-def _union(a: Box, b: Box) -> Box:
-    return Box(
-        min(a.x0, b.x0), min(a.y0, b.y0), max(a.x1, b.x1), max(a.y1, b.y1), a.cells + b.cells
-    )
+def _absorb(into: Box, other: Box) -> None:
+    into.x0, into.y0 = min(into.x0, other.x0), min(into.y0, other.y0)
+    into.x1, into.y1 = max(into.x1, other.x1), max(into.y1, other.y1)
+    into.cells.extend(other.cells)
 
 
 def combine_images(boxes: list[Box]) -> list[Box]:
-    """Merge image boxes horizontally within cell rows, then vertically across rows."""
+    """Merge image boxes within each 512x512 tile (never across tiles).
+
+    A tile whose boxes are cheaper as one image (the usual case for big changes) is
+    merged at once; otherwise boxes merge pairwise, along cell rows then down columns.
+    The boxes passed in may be modified.
+    """
     if len(boxes) < 2:
         return boxes
+    tiles: dict[tuple[int, int], list[Box]] = {}
+    for box in boxes:
+        tiles.setdefault((box.x0 // TILE, box.y0 // TILE), []).append(box)
+    out: list[Box] = []
+    for group in tiles.values():
+        if len(group) == 1:
+            out += group
+            continue
+        x0 = min(b.x0 for b in group)
+        y0 = min(b.y0 for b in group)
+        x1 = max(b.x1 for b in group)
+        y1 = max(b.y1 for b in group)
+        separate = len(group) * BASE_COST + sum(b.area for b in group)
+        if BASE_COST + (x1 - x0) * (y1 - y0) <= separate + separate // 4:
+            out.append(Box(x0, y0, x1, y1, [c for b in group for c in b.cells]))
+        else:
+            out += _combine_pairwise(group)
+    return out
+
+
+def _combine_pairwise(boxes: list[Box]) -> list[Box]:
     by_row: dict[int, list[Box]] = {}
     for box in boxes:
         by_row.setdefault(box.cells[0][0], []).append(box)
@@ -352,29 +402,30 @@ def combine_images(boxes: list[Box]) -> list[Box]:
     for r in sorted(by_row):
         merged: list[Box] = []
         for box in sorted(by_row[r], key=lambda b: b.x0):
-            last = merged[-1] if merged else None
-            if last is not None and _same_tile(last, box) and _worth_merging(last, box):
-                merged[-1] = _union(last, box)
+            if merged and _worth_merging(merged[-1], box):
+                _absorb(merged[-1], box)
             else:
                 merged.append(box)
         rows.append(merged)
     done: list[Box] = []
     open_: list[Box] = []
-    for row in rows:
+    last_row = -2
+    for r, row in zip(sorted(by_row), rows, strict=True):
+        if r != last_row + 1:
+            done += open_
+            open_ = []
         next_open: list[Box] = []
         for box in row:
             for i, above in enumerate(open_):
-                if (
-                    above.y1 >= box.y0 - CELL
-                    and _same_tile(above, box)
-                    and _worth_merging(above, box)
-                ):
-                    box = _union(above, box)
+                if _worth_merging(above, box):
+                    _absorb(above, box)
+                    box = above
                     del open_[i]
                     break
             next_open.append(box)
         done += open_
         open_ = next_open
+        last_row = r
     return done + open_
 
 
@@ -394,6 +445,17 @@ def png_score(region: U32) -> int:
     return 256 * same // different - 1024
 
 
+def few_colours(region: U32) -> bool:
+    """True if a pixel sample shows at most 256 colours (anti-aliased text, UI).
+
+    guacd's neighbour score alone calls dense anti-aliased text "photo-like"; such
+    content is far smaller as a palette PNG than as JPEG (and stays sharp).
+    """
+    h, w = region.shape
+    step = max(1, int((h * w / PALETTE_SAMPLE) ** 0.5))
+    return len(np.unique(region[::step, ::step])) <= FEW_COLOURS
+
+
 def choose_format(
     region: U32,
     fps: float,
@@ -402,10 +464,13 @@ def choose_format(
     jpeg_ok: bool,
     webp_ok: bool,
 ) -> str:
-    """guacd's choice: WebP, else JPEG for busy photo-like regions; PNG otherwise."""
+    """guacd's choice: WebP, else JPEG for busy photo-like regions; PNG otherwise.
+
+    One addition: content with few colours stays PNG (see ``few_colours``).
+    """
     if fps < MIN_LOSSY_FPS:
         return PNG
-    photo = png_score(region) < 0
+    photo = png_score(region) < 0 and not few_colours(region)
     if webp_ok and photo:
         return WEBP
     if jpeg_ok and not lossless and photo and region.size > MIN_LOSSY_AREA:

@@ -12,26 +12,37 @@ the text layer is moved to (margin, margin), the margin being 2 mm at the client
 layer above the text holding the inverted cell, so moving or hiding it is one ``move``
 or ``shade`` and never touches the text.
 
-How changed cells are drawn -- the measured choice (``benchmarks/bench_terminal_view.py``,
-80x24 and 99x39 screens, DejaVu Sans Mono 16 px, 2-core shared VM):
+How changed cells are drawn -- measured, then chosen (``benchmarks/bench_ssh.py render``:
+99x39 cells, DejaVu Sans Mono 16 px; bytes are exact, times from a loaded 2-core VM):
 
-* ``glyphs``: every distinct cell (character + colours + attributes) is drawn once into
-  an off-screen buffer on the client (a negative layer index, the *atlas*); every cell
-  afterwards is one ``copy`` from it. Blank runs are ``rect`` + ``cfill``.
-* ``images``: changed cells are composed from the server-side glyph cache into one
-  image per changed block of rows and sent as PNG (or lossless WebP when every user
-  offered it and it is smaller).
+* ``glyphs`` (the idea from the issue): each distinct cell (character + colours +
+  attributes) is drawn once into an off-screen buffer on the client (negative layer
+  index, the *atlas*); every later cell is one ``copy`` from it; blank runs are
+  ``rect`` + ``cfill``.
+* ``images``: changed cells are composed into one image per block of changed rows and
+  sent as a palette PNG (lossless WebP when every user offered it and it is smaller).
 
-A keystroke echo costs ~100 bytes and ~40 us with ``glyphs`` against ~450 bytes and
-~250 us with ``images`` (one PNG per change). A full-screen redraw of dense text costs
-~45-55 bytes per non-blank cell with ``glyphs`` but only ~8-20 bytes per cell as PNG,
-while PNG costs several ms of CPU per full screen. ``auto`` (the default) therefore
-uses glyph copies for small changes and switches to images when a frame redraws more
-than :data:`IMAGE_THRESHOLD` non-blank cells: typing, editing and cursor motion stay
-tiny and encode-free, full-screen redraws and bulk output stay compact.
+=========================  ====================  ====================
+per frame                   glyphs                images
+=========================  ====================  ====================
+keystroke echo              84 B, ~0.15-0.4 ms    277 B, ~0.25 ms
+full screen (``ls -la``)    63 KB, ~7 ms          48 KB, ~16-36 ms
+bulk output (``seq``)       7.9 KB                3.8 KB
+one long line scrolled in   7.7 KB                4.5 KB
+=========================  ====================  ====================
+
+A glyph copy is ~55 bytes of instruction while antialiased text compresses to ~15-25
+bytes per cell as PNG, so copies only win for a handful of cells -- but those are the
+most frequent frames (typing, cursor-line edits), where they are 3x smaller, need no
+encoder at all, and a client draws them without decoding anything. Hence ``auto``
+(the default, a hybrid): a frame changing at most :data:`FRAME_GLYPH_LIMIT` glyphs is
+drawn with atlas copies only; otherwise rows changing more than
+:data:`ROW_GLYPH_LIMIT` glyphs go out as images and the rest as copies. Measured with
+``auto``: keystroke 84 B, full screen 48 KB, bulk frame 3.8 KB.
 
 CPU-heavy work (composing and encoding big images) runs in a small bounded thread pool;
-small images are encoded inline because a thread hop costs more than they do.
+images of at most :data:`INLINE_CELLS` cells (~0.1-0.2 ms of encoding: a glyph strip,
+one short row) are encoded inline, so an echo frame never waits for a thread hand-off.
 """
 
 from __future__ import annotations
@@ -60,12 +71,53 @@ SCROLLBAR_MIN_HANDLE: Final = 64
 FRAME_GLYPH_LIMIT: Final = 8  # frames changing at most this many glyphs use copies only
 ROW_GLYPH_LIMIT: Final = 2  # otherwise rows changing more glyphs than this are images
 INLINE_CELLS: Final = 100  # images of up to this many cells are encoded on the loop
-WEBP_MIN_PIXELS: Final = 4096  # smaller images are always PNG (WebP rarely wins there)
+# Lossless WebP (quality 50, method 2) is tried for mid-sized images when every user
+# offered it: measured on `ls -la` text it is ~35% smaller than our palette PNG (one
+# 99-column row 1521 -> 992 bytes, four rows 4706 -> 2928) for ~4x the CPU (0.2 ->
+# 0.9 ms per row). A full screen would cost ~30 ms instead of ~6 ms: PNG only there.
+WEBP_MIN_PIXELS: Final = 2048
+WEBP_MAX_PIXELS: Final = 150_000
 ATLAS_COLUMNS: Final = 32  # glyph slots per atlas row
 ATLAS_MAX_ROWS: Final = 128  # 4096 slots; a full atlas is reset (rare)
 PNG_LEVEL: Final = 6
 
 Row = Sequence[CellKey]
+
+Pointer = Literal["blank", "ibar", "arrow"]
+# Pointer images: x offset in the pointer buffer, size, hotspot (guacd shows an I-beam
+# over text and an arrow over the scrollbar).
+_POINTERS: Final[dict[str, tuple[int, int, int, int, int]]] = {
+    "ibar": (0, 7, 16, 3, 8),
+    "arrow": (8, 11, 18, 0, 0),
+    "blank": (20, 1, 1, 0, 0),
+}
+_pointer_png: bytes | None = None
+
+
+def pointer_png() -> bytes:
+    """One PNG holding the I-beam, the arrow and a blank pixel (made once per process)."""
+    global _pointer_png
+    if _pointer_png is None:
+        from PIL import ImageDraw
+
+        img = Image.new("RGBA", (21, 18), (0, 0, 0, 0))
+        d = ImageDraw.Draw(img)
+        white, black = (255, 255, 255, 255), (0, 0, 0, 255)
+        # I-beam: white outline, black stroke
+        d.rectangle((2, 0, 4, 15), fill=white)
+        d.rectangle((0, 0, 6, 2), fill=white)
+        d.rectangle((0, 13, 6, 15), fill=white)
+        d.line((3, 1, 3, 14), fill=black)
+        d.line((1, 1, 5, 1), fill=black)
+        d.line((1, 14, 5, 14), fill=black)
+        # arrow: black body, white border
+        arrow = [(8, 0), (8, 15), (11, 12), (14, 17), (16, 16), (13, 11), (18, 11)]
+        d.polygon(arrow, fill=black, outline=white)
+        buf = io.BytesIO()
+        img.save(buf, "PNG")
+        _pointer_png = buf.getvalue()
+    return _pointer_png
+
 
 _pool: ThreadPoolExecutor | None = None
 
@@ -121,9 +173,9 @@ def encode_image(img: Image.Image, webp: bool) -> tuple[str, bytes]:
     buf = io.BytesIO()
     src.save(buf, "PNG", compress_level=PNG_LEVEL)
     png = buf.getvalue()
-    if webp and img.width * img.height >= WEBP_MIN_PIXELS:
+    if webp and WEBP_MIN_PIXELS <= img.width * img.height <= WEBP_MAX_PIXELS:
         wbuf = io.BytesIO()
-        img.save(wbuf, "WEBP", lossless=True, quality=0, method=0)
+        img.save(wbuf, "WEBP", lossless=True, quality=50, method=2)
         if wbuf.tell() < len(png):
             return "image/webp", wbuf.getvalue()
     return "image/png", png
@@ -161,6 +213,9 @@ class TerminalView:
         self.cursor_layer = conn.layers.alloc()
         self.scrollbar_layer = conn.layers.alloc()
         self.atlas_buffer = conn.buffers.alloc()
+        self.pointer_buffer = conn.buffers.alloc()
+        self._pointer: Pointer = "blank"
+        self._pointer_drawn: Pointer | None = None
         self.lock = asyncio.Lock()  # one update or join replay at a time (see session)
         self.webp = False
         self.width = width
@@ -270,6 +325,15 @@ class TerminalView:
         else:
             self._moves.append((top, bottom, lines))
 
+    @property
+    def pointer(self) -> Pointer:
+        """The mouse pointer shown (or about to be)."""
+        return self._pointer
+
+    def set_pointer(self, pointer: Pointer) -> None:
+        """The mouse pointer to show from the next update on."""
+        self._pointer = pointer
+
     def set_scrollbar(self, scrollback: int, offset: int) -> None:
         """Scrollback rows available and how far back the view is scrolled."""
         self._scroll_state = (scrollback, offset)
@@ -308,6 +372,9 @@ class TerminalView:
                 self._draw_images(screen, image_cells, ops)
         self._plan_cursor(screen, cursor, ops)
         self._plan_scrollbar(ops)
+        if self._pointer != self._pointer_drawn:
+            ops.append(self._pointer_bytes(upload=self._pointer_drawn is None))
+            self._pointer_drawn = self._pointer
         if self._atlas_new:
             ops[0:0] = self._atlas_uploads()
         return ops
@@ -633,6 +700,17 @@ class TerminalView:
             out.append(b.cfill(b.MODE_OVER, layer, 0x80, 0x80, 0x80, 0x80))
         ops.append(b"".join(out))
 
+    def _pointer_bytes(self, upload: bool) -> bytes:
+        out = b""
+        if upload:
+            stream = self.conn.alloc_stream()
+            out = b.size(self.pointer_buffer, 21, 18) + b.image(
+                stream, b.MODE_SRC, self.pointer_buffer, "image/png", 0, 0, pointer_png()
+            )
+            self.conn.free_stream(stream)
+        x, w, h, hx, hy = _POINTERS[self._pointer]
+        return out + b.cursor(hx, hy, self.pointer_buffer, x, 0, w, h)
+
     def _layout_bytes(self) -> bytes:
         """Size the display and layers; paint the background under everything."""
         cw, ch = self.fonts.cell_width, self.fonts.cell_height
@@ -672,6 +750,8 @@ class TerminalView:
         drawn, self._scroll_drawn = self._scroll_drawn, None
         self._plan_scrollbar(ops)
         self._scroll_drawn = drawn
+        if self._pointer_drawn is not None:
+            ops.append(self._pointer_bytes(upload=True))
         return ops
 
     # Encoding -------------------------------------------------------------------------

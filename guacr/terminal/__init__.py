@@ -42,7 +42,7 @@ Colours in runs and cells are ints: `DEFAULT_COLOR` (-1, so the colour scheme's
 default foreground/background applies), 0-255 palette indices, or
 ``TRUECOLOR | 0xRRGGBB``. `Terminal.palette.cell_rgb(fg, bg, attrs,
 term.reverse_video)` gives the final RGB pair the way guacd draws it (bold brightens
-colours 0-7; reverse swaps).
+colours 0-7, faint halves the foreground, reverse swaps).
 
 Scrollback: `scrollback_len` lines sit above the screen; `row_runs(-1)` is the newest
 history line, `scrollback_row(0)` the oldest. `scrollback_pushed` counts every line
@@ -66,6 +66,7 @@ from guacr.terminal.model import (
     ATTR_BOLD,
     ATTR_CURLY_UNDERLINE,
     ATTR_DOUBLE_UNDERLINE,
+    ATTR_FAINT,
     ATTR_ITALIC,
     ATTR_REVERSE,
     ATTR_STRIKE,
@@ -92,6 +93,7 @@ __all__ = [
     "ATTR_BOLD",
     "ATTR_CURLY_UNDERLINE",
     "ATTR_DOUBLE_UNDERLINE",
+    "ATTR_FAINT",
     "ATTR_ITALIC",
     "ATTR_REVERSE",
     "ATTR_STRIKE",

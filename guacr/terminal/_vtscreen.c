@@ -40,6 +40,7 @@
 #define A_BLINK 0x0020
 #define A_REVERSE 0x0040
 #define A_STRIKE 0x0080
+#define A_FAINT 0x0100
 #define A_CLUSTER 0x8000 /* run flag: one wide and/or combining cell */
 
 /* colour encoding: -1 default, 0..255 palette, 0x1000000|rgb truecolour */
@@ -63,6 +64,7 @@
 
 #define MAX_SCROLLS 32
 #define OSC_CAP 8192
+#define QUEUE_CAP (1 << 20) /* bytes for the host / OSC records nobody collected */
 #define NOWRAP (-1000000)
 
 typedef struct {
@@ -127,6 +129,8 @@ typedef struct {
     /* pre-scanner */
     int ps;
     int ps_leader, ps_inter, ps_nparam, ps_pending_esc, ps_str_is_osc, ps_break_ris;
+    uint32_t ps_colon; /* bit i: parameter i was followed by ':' */
+    int faint, faint_next; /* SGR 2, which libvterm 0.1 does not keep */
     int32_t ps_params[16];
     char *ps_str;
     size_t ps_str_len;
@@ -158,6 +162,8 @@ static int grow(char **p, size_t *cap, size_t need)
 
 static void out_append(gvt *t, const char *s, size_t n)
 {
+    if (t->out_len + n > QUEUE_CAP)
+        return; /* a host flooding queries while nobody reads the answers */
     if (n > 0 && grow(&t->out, &t->out_cap, t->out_len + n)) {
         memcpy(t->out + t->out_len, s, n);
         t->out_len += n;
@@ -364,7 +370,7 @@ static int cb_putglyph(VTermGlyphInfo *info, VTermPos pos, void *user)
         c->ch[0] = ' ';
     c->fg = t->pen.fg;
     c->bg = t->pen.bg;
-    c->attrs = t->pen.attrs;
+    c->attrs = t->pen.attrs | (t->faint ? A_FAINT : 0);
     c->width = (uint8_t)w;
     if (w == 2) {
         gvt_cell *r = &cells[col + 1];
@@ -453,8 +459,25 @@ static int cb_moverect(VTermRect dest, VTermRect src, void *user)
 {
     gvt *t = user;
     int h = dest.end_row - dest.start_row, w = dest.end_col - dest.start_col;
+    int dc = dest.start_col, sc = src.start_col;
+    /* libvterm 0.1 leaves left/right margins unclamped after a resize: clip */
+    if (dc < 0) {
+        w += dc;
+        sc -= dc;
+        dc = 0;
+    }
+    if (sc < 0) {
+        w += sc;
+        dc -= sc;
+        sc = 0;
+    }
+    if (dc + w > t->cols)
+        w = t->cols - dc;
+    if (sc + w > t->cols)
+        w = t->cols - sc;
     if (h <= 0 || w <= 0)
         return 1;
+    int de = dc + w;
     gvt_line *L = t->buf[t->cur];
     int up = dest.start_row <= src.start_row;
     for (int k = 0; k < h; k++) {
@@ -462,18 +485,17 @@ static int cb_moverect(VTermRect dest, VTermRect src, void *user)
         int dr = dest.start_row + i, sr = src.start_row + i;
         if (dr < 0 || dr >= t->rows || sr < 0 || sr >= t->rows)
             continue;
-        memmove(&L[dr].cells[dest.start_col], &L[sr].cells[src.start_col],
-                sizeof(gvt_cell) * (size_t)w);
+        memmove(&L[dr].cells[dc], &L[sr].cells[sc], sizeof(gvt_cell) * (size_t)w);
         gvt_cell *c = L[dr].cells;
         /* halves of wide characters cut by the move become blanks */
-        if (c[dest.start_col].width == 0)
-            cell_clear(&c[dest.start_col]);
-        if (c[dest.end_col - 1].width == 2)
-            cell_clear(&c[dest.end_col - 1]);
-        if (dest.start_col > 0 && c[dest.start_col - 1].width == 2)
-            cell_clear(&c[dest.start_col - 1]);
-        if (dest.end_col < t->cols && c[dest.end_col].width == 0)
-            cell_clear(&c[dest.end_col]);
+        if (c[dc].width == 0)
+            cell_clear(&c[dc]);
+        if (c[de - 1].width == 2)
+            cell_clear(&c[de - 1]);
+        if (dc > 0 && c[dc - 1].width == 2)
+            cell_clear(&c[dc - 1]);
+        if (de < t->cols && c[de].width == 0)
+            cell_clear(&c[de]);
     }
     mark_rows(t, dest.start_row, dest.end_row);
     return 1;
@@ -639,12 +661,17 @@ static int resize_buffer(gvt *t, int idx, int old_rows, int new_rows, VTermPos *
     if (!N)
         return 0;
     int src_from = 0, dst_from = 0;
+    int active = idx == t->cur;
     if (new_rows < old_rows) {
-        /* drop blank rows below the cursor first, then push the top away */
+        /* drop blank rows below the cursor first, then push the top away, but
+         * never the cursor's row (rows below it are cut off then, as in xterm) */
+        int cur = active ? t->cur_row : old_rows - 1;
         int keep = old_rows;
-        while (keep > new_rows && keep - 1 > t->cur_row && line_blank(&L[keep - 1]))
+        while (keep > new_rows && keep - 1 > cur && line_blank(&L[keep - 1]))
             keep--;
         src_from = keep - new_rows;
+        if (src_from > cur)
+            src_from = cur > 0 ? cur : 0;
         for (int r = 0; r < src_from; r++) {
             if (idx == 0 && t->sb_max > 0) {
                 gvt_line back = sb_push(t, L[r]);
@@ -652,14 +679,14 @@ static int resize_buffer(gvt *t, int idx, int old_rows, int new_rows, VTermPos *
             } else
                 free_line(&L[r]);
         }
-        for (int r = keep; r < old_rows; r++)
+        for (int r = src_from + new_rows; r < old_rows; r++)
             free_line(&L[r]);
-        if (idx == t->cur)
+        if (active)
             delta->row -= src_from;
         memcpy(N, L + src_from, sizeof(gvt_line) * (size_t)new_rows);
     } else {
         int pull = 0;
-        if (idx == 0) {
+        if (idx == 0 && active) {
             /* pull history back onto the screen, newest line lowest */
             int want = new_rows - old_rows;
             gvt_line *tmp = t->scratch; /* sized for max(old,new) rows */
@@ -667,8 +694,7 @@ static int resize_buffer(gvt *t, int idx, int old_rows, int new_rows, VTermPos *
                 pull++;
             for (int i = 0; i < pull; i++)
                 N[i] = tmp[pull - 1 - i];
-            if (idx == t->cur)
-                delta->row += pull;
+            delta->row += pull;
         }
         dst_from = pull;
         memcpy(N + dst_from, L, sizeof(gvt_line) * (size_t)old_rows);
@@ -748,6 +774,7 @@ static void reset_modes(gvt *t, int hard)
 {
     t->reg_top = 0;
     t->reg_bottom = -1;
+    t->faint = t->faint_next = 0;
     t->m_app_cursor = 0;
     t->m_app_keypad = 0;
     t->m_paste = 0;
@@ -804,7 +831,7 @@ static void osc_done(gvt *t, char terminator)
     if (t->ps_str_over)
         return;
     uint32_t n = (uint32_t)t->ps_str_len;
-    if (!grow(&t->oscq, &t->oscq_cap, t->oscq_len + 5 + n))
+    if (t->oscq_len + 5 + n > QUEUE_CAP || !grow(&t->oscq, &t->oscq_cap, t->oscq_len + 5 + n))
         return;
     memcpy(t->oscq + t->oscq_len, &n, 4);
     t->oscq[t->oscq_len + 4] = terminator;
@@ -833,6 +860,7 @@ enum {
     P_SYNC_RIS,
     P_SYNC_DECSTR,
     P_SYNC_ENQ,
+    P_SYNC_FAINT, /* SGR changed faintness: applies from the next byte on */
 };
 
 enum { STR_DCS, STR_OSC, STR_OTHER };
@@ -853,6 +881,7 @@ static int scan_esc_byte(gvt *t, unsigned char c)
         t->ps_inter = 0;
         t->ps_nparam = 0;
         t->ps_params[0] = -1;
+        t->ps_colon = 0;
         return P_NONE;
     case ']':
         t->ps = S_OSC;
@@ -906,9 +935,40 @@ static void track_decstbm(gvt *t)
     t->reg_bottom = bottom;
 }
 
+/* Faintness after an SGR, following libvterm's reading of the parameters. */
+static int sgr_faint(const gvt *t, int faint)
+{
+    int n = t->ps_nparam + 1;
+    for (int i = 0; i < n && i < 16; i++) {
+        int p = t->ps_params[i];
+        if (p <= 0 || p == 22) /* a missing parameter means 0, as in libvterm */
+            faint = 0;
+        else if (p == 2)
+            faint = 1;
+        else if (p == 38 || p == 48 || p == 58) {
+            if (t->ps_colon & (1u << i)) {
+                while (i < n - 1 && (t->ps_colon & (1u << i)))
+                    i++; /* 38:2::r:g:b - sub-parameters */
+            } else if (i + 1 < n && t->ps_params[i + 1] == 5)
+                i += 2;
+            else if (i + 1 < n && t->ps_params[i + 1] == 2)
+                i += 4;
+        }
+    }
+    return faint;
+}
+
 static int scan_csi_final(gvt *t, unsigned char c)
 {
     t->ps = S_GROUND;
+    if (t->ps_leader == 0 && t->ps_inter == 0 && c == 'm') {
+        int f = sgr_faint(t, t->faint_next);
+        if (f != t->faint_next) {
+            t->faint_next = f;
+            return P_SYNC_FAINT;
+        }
+        return P_NONE;
+    }
     if (t->ps_leader == '?' && t->ps_inter == 0 && (c == 'h' || c == 'l')) {
         for (int i = 0; i <= t->ps_nparam && i < 16; i++)
             if (t->ps_params[i] >= 0)
@@ -984,6 +1044,8 @@ static int scan_byte(gvt *t, unsigned char c)
             if (*p < 100000)
                 *p = *p * 10 + (c - '0');
         } else if (c == ';' || c == ':') {
+            if (c == ':')
+                t->ps_colon |= 1u << t->ps_nparam;
             if (t->ps_nparam < 15)
                 t->ps_params[++t->ps_nparam] = -1;
         } else if (c >= 0x3c && c <= 0x3f) {
@@ -1224,6 +1286,12 @@ int gvt_feed(gvt *t, const char *d, size_t n)
                 vt_write(t, d + seg, i + 1 - seg);
             seg = i + 1;
             out_append(t, t->answerback, (size_t)t->answerback_len);
+            break;
+        case P_SYNC_FAINT:
+            if (!skip)
+                vt_write(t, d + seg, i + 1 - seg);
+            seg = i + 1;
+            t->faint = t->faint_next;
             break;
         }
     }

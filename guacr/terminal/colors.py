@@ -14,7 +14,7 @@ import re
 from collections.abc import Sequence
 
 from guacr.terminal._x11colors import X11_COLORS
-from guacr.terminal.model import ATTR_BOLD, ATTR_REVERSE, DEFAULT_COLOR, TRUECOLOR
+from guacr.terminal.model import ATTR_BOLD, ATTR_FAINT, ATTR_REVERSE, DEFAULT_COLOR, TRUECOLOR
 
 __all__ = [
     "PRESETS",
@@ -116,13 +116,17 @@ class Palette:
     ) -> tuple[RGB, RGB]:
         """Final (foreground, background) of a cell as guacd draws it.
 
-        Bold text in one of the eight normal colours uses the bright variant; reverse
-        (SGR 7, toggled again by DECSCNM `reverse_video`) swaps the two.
+        Bold text in one of the eight normal colours uses the bright variant; faint
+        (SGR 2) text without bold has its foreground halved; reverse (SGR 7, toggled
+        again by DECSCNM `reverse_video`) swaps the two.
         """
-        if attrs & ATTR_BOLD and 0 <= fg <= 7:
+        bold = attrs & ATTR_BOLD
+        if bold and not attrs & ATTR_FAINT and 0 <= fg <= 7:
             fg += 8
         f = self.resolve(fg, self.foreground)
         b = self.resolve(bg, self.background)
+        if attrs & ATTR_FAINT and not bold:
+            f = (f[0] // 2, f[1] // 2, f[2] // 2)
         if bool(attrs & ATTR_REVERSE) != reverse_video:
             return b, f
         return f, b

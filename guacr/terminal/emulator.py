@@ -184,7 +184,6 @@ class Terminal:
 
     def row_runs(self, row: int) -> list[Run]:
         """Runs of identical attributes tiling the row (negative rows: scrollback)."""
-        self._check_row(row)
         nr = self._lib.gvt_line_runs(
             self._h,
             row,

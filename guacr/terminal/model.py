@@ -16,6 +16,7 @@ __all__ = [
     "ATTR_BOLD",
     "ATTR_CURLY_UNDERLINE",
     "ATTR_DOUBLE_UNDERLINE",
+    "ATTR_FAINT",
     "ATTR_ITALIC",
     "ATTR_REVERSE",
     "ATTR_STRIKE",
@@ -47,6 +48,7 @@ ATTR_ITALIC = 0x0010
 ATTR_BLINK = 0x0020
 ATTR_REVERSE = 0x0040
 ATTR_STRIKE = 0x0080
+ATTR_FAINT = 0x0100  # SGR 2, half-bright
 
 
 def is_truecolor(color: int) -> bool:
@@ -109,6 +111,10 @@ class Cell(NamedTuple):
     @property
     def strike(self) -> bool:
         return bool(self.attrs & ATTR_STRIKE)
+
+    @property
+    def faint(self) -> bool:
+        return bool(self.attrs & ATTR_FAINT)
 
 
 class ScrollEvent(NamedTuple):

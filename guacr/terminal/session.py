@@ -6,9 +6,9 @@ user does with a terminal into bytes for the host, and host output into frames:
 
 * **Frames are paced like guacd's**: output is collected while it keeps arriving
   within 10 ms, for at most 40 ms, then drawn and ended with ``sync``; an idle
-  terminal still sends ``sync`` once a second. One exception for latency: output
-  arriving after at least 40 ms of quiet (a key echo) is drawn as soon as it has
-  been read, instead of waiting the extra 10 ms.
+  terminal still sends ``sync`` once a second. Exceptions for latency: output after
+  40 ms of quiet, and small output (<= 512 bytes) within 100 ms of a user's input (a
+  key echo), are drawn as soon as they have been read, without the 10 ms wait.
 * **Flow control**: host output waits in a bounded backlog; above
   :data:`BACKLOG_HIGH` bytes the handler is asked to stop reading from the host, and
   to resume below :data:`BACKLOG_LOW`. The emulator is fed in slices so other
@@ -22,7 +22,18 @@ user does with a terminal into bytes for the host, and host output into frames:
 
 The session never talks to the host itself: the handler passes ``send_input`` (bytes
 for the host), and optionally ``on_resize`` (new PTY size), ``pause_reading`` /
-``resume_reading`` (flow control) and ``on_osc`` (guacd's OSC 482200-482203).
+``resume_reading`` (flow control) and ``on_osc`` (guacd's OSC 482200-482203). Glue for a
+handler (see ``guacr.handlers.ssh.handler`` for a complete one)::
+
+    ARGV = frozenset(ARGV_NAMES)                       # class attribute
+    self.clipboard_limit = clipboard_limit(params)     # read by the core
+    self.session = TerminalSession(conn, TerminalConfig.from_params(params),
+                                   send_input=..., on_resize=..., ...)
+    # run():   await self.session.start(); [await self.session.prompt("Login as: ")]
+    #          host output -> self.session.write_output(data); at the end drain()
+    # close(): await self.session.close()
+    # hooks:   user_joined/user_left -> same names; on_key -> key; on_mouse -> mouse;
+    #          on_size -> resize; on_clipboard -> set_clipboard; on_argv -> argv
 """
 
 from __future__ import annotations
@@ -51,7 +62,7 @@ from guacr.render.glyphs import (
     font_pixels,
     get_fontset,
 )
-from guacr.render.terminal_view import Cursor, TerminalView
+from guacr.render.terminal_view import Cursor, Pointer, TerminalView
 from guacr.terminal import (
     ATTR_BOLD,
     ATTR_ITALIC,
@@ -83,6 +94,8 @@ IDLE_SYNC: Final = 1.0  # an idle terminal still ends a frame once a second
 FEED_SLICE: Final = 16384  # bytes fed to the emulator between yields to the loop
 BACKLOG_HIGH: Final = 256 * 1024  # pause reading from the host above this ...
 BACKLOG_LOW: Final = 64 * 1024  # ... and resume below this
+TYPING_WINDOW: Final = 0.1  # output this soon after a user's input may be an echo ...
+ECHO_BYTES: Final = 512  # ... if it is this small: drawn without the coalescing wait
 CONGESTED_WAIT: Final = 0.5  # longest a frame is held back for a congested client
 WHEEL_ROWS: Final = 3
 CLICK_INTERVAL: Final = 0.3  # clicks closer than this count as double/triple clicks
@@ -315,6 +328,7 @@ class TerminalSession:
         self._dirty = False
         self._flushed = asyncio.Event()
         self._last_flush = 0.0
+        self._last_input = 0.0
         self._closed = False
         # screen cache: CellKeys of the live screen rows and history lines shown
         self._live: list[list[CellKey]] = []
@@ -449,8 +463,8 @@ class TerminalSession:
         """Bytes of host output not yet fed to the emulator."""
         return self._backlog_bytes
 
-    def _feed_slice(self) -> None:
-        """Feed up to FEED_SLICE bytes of backlog to the emulator."""
+    def _feed_slice(self) -> int:
+        """Feed up to FEED_SLICE bytes of backlog to the emulator; returns the count."""
         parts: list[bytes] = []
         size = 0
         backlog = self._backlog
@@ -475,6 +489,7 @@ class TerminalSession:
             self._paused = False
             if self.resume_reading:
                 self.resume_reading()
+        return size
 
     def _osc(self, event: OscEvent) -> None:
         if event.command == OSC_SCROLLBACK:
@@ -490,7 +505,6 @@ class TerminalSession:
     # Frames -----------------------------------------------------------------------
     async def _pump(self) -> None:
         """Feed output and draw frames with guacd's pacing (see module docstring)."""
-        loop = asyncio.get_running_loop()
         wake = self._wake
         while not self._closed:
             if not self._backlog and not self._dirty:
@@ -499,21 +513,25 @@ class TerminalSession:
                     self._typescript_flush()
                     self.conn.end_frame()
                     continue
-            start = loop.time()
-            interactive = start - self._last_flush >= FRAME_MAX
+            start = time.monotonic()
+            # Draw at once (no 10 ms coalescing) after quiet, or for the few bytes a key
+            # echo produces while a user types: waiting can't catch more data there.
+            quiet = start - self._last_flush >= FRAME_MAX
+            typing = start - self._last_input < TYPING_WINDOW
+            fed = 0
             while True:
                 if self._backlog:
-                    self._feed_slice()
+                    fed += self._feed_slice()
                     if self._backlog:
-                        if loop.time() - start >= FRAME_MAX and not self.conn.congested:
+                        if time.monotonic() - start >= FRAME_MAX and not self.conn.congested:
                             break
-                        if loop.time() - start >= CONGESTED_WAIT:
+                        if time.monotonic() - start >= CONGESTED_WAIT:
                             break
                         await asyncio.sleep(0)
                         continue
-                if interactive:
+                if quiet or (typing and fed <= ECHO_BYTES):
                     break
-                remaining = FRAME_MAX - (loop.time() - start)
+                remaining = FRAME_MAX - (time.monotonic() - start)
                 if remaining <= 0:
                     break
                 wake.clear()
@@ -554,7 +572,7 @@ class TerminalSession:
         self.view.set_scrollbar(term.scrollback_len, self._offset)
         data = await self.view.update(self._visible_rows(), self._cursor())
         self._typescript_flush()
-        self._last_flush = asyncio.get_running_loop().time()
+        self._last_flush = time.monotonic()
         self.conn.end_frame(extra=extra + data)
         self._flushed.set()
 
@@ -680,7 +698,8 @@ class TerminalSession:
     async def _replay(self, user: User) -> None:
         data = await self.view.full_state()
         title = self.term.title
-        user.send(data + (b.name(title) if title else b"") + b.sync(self.conn.timestamp(), 0))
+        user.send(data + (b.name(title) if title else b""))
+        self.conn.end_frame()  # a client shows nothing before the next sync
 
     def _spawn(self, coro: object) -> None:
         task: asyncio.Task[None] = asyncio.get_running_loop().create_task(coro)  # type: ignore[arg-type]
@@ -719,6 +738,7 @@ class TerminalSession:
     def send_input(self, data: bytes) -> None:
         """Bytes typed by a user, for the host."""
         if data:
+            self._last_input = time.monotonic()
             self._send_input(data)
 
     # Input: prompt -----------------------------------------------------------------------
@@ -774,6 +794,10 @@ class TerminalSession:
             self._dragging_scrollbar = True
             self._scroll_to(view.scrollbar_offset(y, term.scrollback_len))
             return
+        pointer: Pointer = "arrow" if view.on_scrollbar(x) else "ibar"
+        if pointer != view.pointer:
+            view.set_pointer(pointer)
+            self._request_frame()
         row, col = view.cell_at(x, y)
         col = min(col, term.cols - 1)
         if tracking:

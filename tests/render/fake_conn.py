@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from render.guac_canvas import Canvas
+from tests.render.guac_canvas import Canvas
 
 from guacr.protocol import builders as b
 from guacr.protocol.handshake import ClientInfo

@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 import pytest
 from PIL import Image
-from render.fake_conn import FakeConn, FakeUser
+from tests.render.fake_conn import FakeConn, FakeUser
 
 from guacr.render import encode as enc
 from guacr.render import plan as pl

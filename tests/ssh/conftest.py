@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import os
-import stat
+import shutil
+import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -21,14 +22,18 @@ def guacr_ssh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Guacr]:
 
 
 @pytest.fixture
-def shared_dir(sshd: SSHServer, tmp_path: Path) -> Path:
-    """A directory both the test and the sshd's ``guest`` user can write to."""
-    os.chmod(tmp_path, 0o777)
-    for parent in tmp_path.parents:
-        mode = parent.stat().st_mode
-        if not mode & stat.S_IXOTH:
-            os.chmod(parent, mode | stat.S_IXOTH)
-    return tmp_path
+def shared_dir(sshd: SSHServer) -> Iterator[Path]:
+    """A directory both the test and the sshd's ``guest`` user can write to.
+
+    Not under pytest's tmp_path: pytest resets /tmp/pytest-of-<user> to 0700 whenever a
+    session starts, which would lock ``guest`` out while other test runs start.
+    """
+    path = Path(tempfile.mkdtemp(prefix="guacr-ssh-test-"))
+    os.chmod(path, 0o777)
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
 
 
 @pytest.fixture

@@ -10,6 +10,7 @@ import os
 import time
 from pathlib import Path
 
+import asyncssh
 import pytest
 from guacr_process import Guacr
 from servers import SSHServer
@@ -44,7 +45,9 @@ def test_private_key_auth(connect, sshd: SSHServer, shared_dir: Path, key: str) 
         assert wait_file(out, term=term) == f"{key}\n"
 
 
-def test_encrypted_key_with_passphrase_parameter(connect, sshd: SSHServer, shared_dir: Path) -> None:
+def test_encrypted_key_with_passphrase_parameter(
+    connect, sshd: SSHServer, shared_dir: Path
+) -> None:
     pem = sshd.keys["ed25519_pass"].read_text()
     with connect(password="", passphrase=sshd.passphrase, **{"private-key": pem}) as term:
         logged_in(term)
@@ -99,13 +102,11 @@ def test_closed_port_fails_fast(guacr_ssh: Guacr, sshd: SSHServer) -> None:
 
 
 def test_host_key_mismatch_is_refused(connect, sshd: SSHServer) -> None:
-    wrong = sshd.host_keys["rsa"]  # a real key, but not the one the server presents first
-    other = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHPMBa9ksmAUdrfQOIvk8XHj4vx6Crx1CFbvU+XXHy2l"
+    other = asyncssh.generate_private_key("ssh-ed25519").export_public_key().decode().strip()
     for value in (other, f"[{sshd.host}]:{sshd.port} {other}"):
         with connect(**{"host-key": value}) as term:
             err = term.wait_for("error")
             assert err[2] == "512" and "Host key did not match" in err[1], err
-    assert wrong
 
 
 @pytest.mark.parametrize("form", ["bare", "known_hosts"])
@@ -180,7 +181,9 @@ def test_selection_is_copied_to_the_client_clipboard(connect) -> None:
         clip = [i for i in term.log[start:] if i[0] == "clipboard"]
         assert clip and clip[0][2] == "text/plain"
         data = b"".join(
-            base64.b64decode(i[2]) for i in term.log[start:] if i[0] == "blob" and i[1] == clip[0][1]
+            base64.b64decode(i[2])
+            for i in term.log[start:]
+            if i[0] == "blob" and i[1] == clip[0][1]
         )
         assert data == b"COPY-ME-PLEASE"
 
@@ -189,9 +192,11 @@ def test_client_clipboard_is_pasted_on_right_click(connect, shared_dir: Path) ->
     out = shared_dir / "pasted"
     with connect() as term:
         logged_in(term)
-        term.send_clipboard(f"echo PASTED-OK > {out}\n")
+        term.send_clipboard(f"echo PASTED-OK > {out}")
         term.mouse(100, 100, 4)
         term.mouse(100, 100, 0)
+        term.wait_text("PASTED-OK")  # bash enabled bracketed paste: it waits for Return
+        term.key(0xFF0D)
         assert wait_file(out, term=term) == "PASTED-OK\n"
 
 
@@ -206,6 +211,9 @@ def test_joining_user_sees_the_screen_at_once(connect, guacr_ssh: Guacr, sshd: S
             joiner = TermClient(joiner_client)
             joiner.wait_text("SHARED-VIEW", timeout=5)
             assert not any(i[0] == "argv" for i in joiner.log)  # argv goes to the owner only
+            term.run("echo AFTER-JOIN")  # the joiner keeps following the session
+            joiner.wait_text("AFTER-JOIN", timeout=5)
+            assert not joiner.errors and not joiner.eof
         finally:
             joiner_client.close()
 
@@ -248,7 +256,9 @@ def test_typescript_is_recorded(connect, shared_dir: Path) -> None:
         term.wait(lambda: term.eof or any(i[0] == "disconnect" for i in term.log), what="end")
     data_file = shared_dir / "ts" / "rec"
     deadline = time.monotonic() + 5
-    while time.monotonic() < deadline and not data_file.read_bytes().endswith(b"[END TYPESCRIPT]\n"):
+    while time.monotonic() < deadline and not data_file.read_bytes().endswith(
+        b"[END TYPESCRIPT]\n"
+    ):
         time.sleep(0.05)
     data = data_file.read_bytes()
     assert data.startswith(b"[BEGIN TYPESCRIPT]\n") and data.endswith(b"\n[END TYPESCRIPT]\n")
@@ -336,3 +346,35 @@ def test_sftp_disable_download_and_upload(connect, shared_dir: Path) -> None:
         term.client.send("get", obj, str(secret))
         term.pump(0.5)
         assert not any(i[0] == "body" for i in term.log[start:])
+
+
+def test_remote_download_and_upload_directory_escape_codes(connect, shared_dir: Path) -> None:
+    """guacd's OSC 482200 (send a file to the user) and 482201 (set the upload dir)."""
+    source = shared_dir / "from-remote.txt"
+    source.write_bytes(b"downloaded via OSC\n" * 500)
+    with connect(**{"enable-sftp": "true"}) as term:
+        term.wait_for("filesystem", timeout=15)
+        logged_in(term)
+        start = len(term.log)
+        term.run(f"printf '\\033]482200;{source}\\007'")
+        term.wait(lambda: any(i[0] == "file" for i in term.log[start:]), what="file stream")
+        file_ins = next(i for i in term.log[start:] if i[0] == "file")
+        assert file_ins[2:] == ("application/octet-stream", "from-remote.txt")
+        stream, data, seen = file_ins[1], bytearray(), len(term.log)
+        term.client.send("ack", stream, "Ready", 0)
+        while True:
+            term.wait(
+                lambda: any(i[0] in ("blob", "end") and i[1] == stream for i in term.log[seen:]),
+                what="download data",
+            )
+            ins = next(i for i in term.log[seen:] if i[0] in ("blob", "end") and i[1] == stream)
+            seen = term.log.index(ins, seen) + 1
+            if ins[0] == "end":
+                break
+            data += base64.b64decode(ins[2])
+            term.client.send("ack", stream, "OK", 0)
+        assert bytes(data) == source.read_bytes()
+        term.run(f"printf '\\033]482201;{shared_dir}\\007'")
+        term.pump(0.5)
+        _upload(term, ("file", 8, "text/plain", "into-upload-dir.txt"), 8, b"uploaded\n")
+        assert (shared_dir / "into-upload-dir.txt").read_bytes() == b"uploaded\n"

@@ -313,3 +313,55 @@ def test_typescript_files_follow_scriptreplay_format(tmp_path: Path) -> None:
     again.close()
     assert again.path.endswith("session.1")
     assert (tmp_path / "ts" / "session.1.timing").exists()
+
+
+async def test_pointer_is_an_ibar_over_text_and_an_arrow_over_the_scrollbar() -> None:
+    s, _ = await make_session()
+    owner = s.conn.owner  # type: ignore[attr-defined]
+    try:
+        await settle(s)
+        s.mouse(owner, 100, 100, 0)
+        await settle(s)
+        cursors = [i for i in s.conn.instructions() if i[0] == "cursor"]  # type: ignore[attr-defined]
+        assert cursors[-1][1:3] == ("3", "8") and cursors[-1][6:] == ("7", "16")  # I-beam
+        s.mouse(owner, s.view.width - 5, 100, 0)
+        await settle(s)
+        cursors = [i for i in s.conn.instructions() if i[0] == "cursor"]  # type: ignore[attr-defined]
+        assert cursors[-1][6:] == ("11", "18")  # arrow
+    finally:
+        await s.close()
+
+
+async def test_dragging_the_scrollbar_to_the_top_shows_the_oldest_history() -> None:
+    s, _ = await make_session()
+    owner = s.conn.owner  # type: ignore[attr-defined]
+    try:
+        s.write_output(b"".join(b"L%d\r\n" % i for i in range(60)))
+        await settle(s)
+        x = s.view.width - 8
+        s.mouse(owner, x, s.view.height // 2, 1)
+        s.mouse(owner, x, 0, 1)  # drag the handle to the top
+        s.mouse(owner, x, 0, 0)
+        await settle(s)
+        assert screen_text(s.conn)[0] == "L0"  # type: ignore[arg-type]
+    finally:
+        await s.close()
+
+
+async def test_color_scheme_update_repaints_everything() -> None:
+    s, _ = await make_session()
+    owner = s.conn.owner  # type: ignore[attr-defined]
+    try:
+        s.write_output(b"some text\r\n")
+        await settle(s)
+        mark = len(s.conn.broadcasts)  # type: ignore[attr-defined]
+        s.argv(owner, "color-scheme", "black-white")
+        await settle(s)
+        ins = Parser().receive_data(b"".join(s.conn.broadcasts[mark:]))  # type: ignore[attr-defined]
+        assert ("cfill", "14", "0", "255", "255", "255", "255") in ins  # margins now white
+        d = Display()
+        d.feed_all(s.conn.instructions())  # type: ignore[attr-defined]
+        assert d.layer(1).convert("RGB").getpixel((1, 1)) == (255, 255, 255)
+        assert TextReader().screen(d)[0] == "some text"
+    finally:
+        await s.close()

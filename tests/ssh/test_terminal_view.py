@@ -194,3 +194,16 @@ async def test_reader_decodes_text_layer() -> None:
     await apply(view, display, screen)
     text = TextReader().screen(display)
     assert text[5] == "row 5: The quick brown fox ~|%*`'"
+
+
+async def test_lossless_webp_when_every_user_offered_it() -> None:
+    view, display = make_view("images"), Display()
+    view.webp = True
+    screen = [row_of("", view.cols) for _ in range(view.rows)]
+    await apply(view, display, screen)
+    for r in range(2, 5):
+        screen[r] = row_of(f"{r}: drwxr-xr-x 2 root root 4096 Nov 23 00:08 directory", view.cols)
+    out = await apply(view, display, screen)
+    mimetypes = [i[4] for i in Parser().receive_data(out) if i[0] == "img"]
+    assert "image/webp" in mimetypes
+    assert_shows(view, display, screen)  # lossless: pixel-exact after decoding

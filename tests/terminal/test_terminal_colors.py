@@ -8,6 +8,7 @@ import pytest
 
 from guacr.terminal import (
     ATTR_BOLD,
+    ATTR_FAINT,
     ATTR_REVERSE,
     DEFAULT_COLOR,
     TRUECOLOR,
@@ -99,6 +100,8 @@ def test_cell_rgb() -> None:
     assert palette.cell_rgb(DEFAULT_COLOR, DEFAULT_COLOR, ATTR_REVERSE) == (BLACK, WHITE)
     assert palette.cell_rgb(DEFAULT_COLOR, DEFAULT_COLOR, ATTR_REVERSE, True) == (WHITE, BLACK)
     assert palette.cell_rgb(DEFAULT_COLOR, DEFAULT_COLOR, 0, True) == (BLACK, WHITE)
+    assert palette.cell_rgb(DEFAULT_COLOR, DEFAULT_COLOR, ATTR_FAINT)[0] == (0x7F, 0x7F, 0x7F)
+    assert palette.cell_rgb(1, DEFAULT_COLOR, ATTR_FAINT | ATTR_BOLD)[0] == (0x99, 0x3E, 0x3E)
 
 
 def test_palette_copy_is_independent() -> None:

@@ -116,10 +116,10 @@ def test_reset_leaves_the_alternate_screen() -> None:
     term.feed(b"\x1bc")
     assert not term.alt_screen_active and term.lines() == ["", "", "", "", ""]
     assert not term.application_cursor_keys and not term.bracketed_paste
-    assert term.mouse_mode is MouseMode.NONE
+    assert modes(term)[0] is MouseMode.NONE
     term.feed(b"\x1b[?1049h\x1b[?1h\x1b[?1000h\x1b[!p")  # soft reset keeps mouse tracking
     assert not term.alt_screen_active and not term.application_cursor_keys
-    assert term.mouse_mode is MouseMode.NORMAL
+    assert modes(term)[0] is MouseMode.NORMAL
 
 
 def test_dsr_da_and_enq_answers() -> None:
@@ -190,20 +190,25 @@ def test_osc_4_10_11_104_palette() -> None:
     assert term.palette.colors[5] == Palette().colors[5]  # RIS restores the scheme
 
 
+def modes(term: Terminal) -> tuple[MouseMode, MouseEncoding]:
+    """Read through a call so type checkers do not narrow the properties between feeds."""
+    return term.mouse_mode, term.mouse_encoding
+
+
 def test_modes() -> None:
     term = Terminal(10, 2)
-    assert term.mouse_mode is MouseMode.NONE and term.mouse_encoding is MouseEncoding.DEFAULT
+    assert modes(term) == (MouseMode.NONE, MouseEncoding.DEFAULT)
     term.feed(b"\x1b[?1;2004;1002;1006h\x1b=")
     assert term.application_cursor_keys and term.bracketed_paste and term.application_keypad
-    assert term.mouse_mode is MouseMode.BUTTON_EVENT and term.mouse_sgr
+    assert modes(term) == (MouseMode.BUTTON_EVENT, MouseEncoding.SGR) and term.mouse_sgr
     term.feed(b"\x1b[?1003h")
-    assert term.mouse_mode is MouseMode.ANY_EVENT
+    assert modes(term)[0] is MouseMode.ANY_EVENT
     term.feed(b"\x1b[?1002l")  # resetting a mode that is not active changes nothing
-    assert term.mouse_mode is MouseMode.ANY_EVENT
+    assert modes(term)[0] is MouseMode.ANY_EVENT
     term.feed(b"\x1b[?1003l\x1b[?9h\x1b[?1015h")
-    assert term.mouse_mode is MouseMode.X10 and term.mouse_encoding is MouseEncoding.URXVT
+    assert modes(term) == (MouseMode.X10, MouseEncoding.URXVT)
     term.feed(b"\x1b[?1000h\x1b[?1005h\x1b[?1l\x1b[?2004l\x1b>")
-    assert term.mouse_mode is MouseMode.NORMAL and term.mouse_encoding is MouseEncoding.UTF8
+    assert modes(term) == (MouseMode.NORMAL, MouseEncoding.UTF8)
     assert not (term.application_cursor_keys or term.bracketed_paste or term.application_keypad)
     term.feed(b"\x1b[?5h")
     assert term.reverse_video and term.take_damage().full
@@ -265,6 +270,14 @@ def test_resize_drops_blank_rows_below_cursor_first() -> None:
     term.feed(b"top")
     term.resize(10, 2)
     assert term.lines() == ["top", ""] and term.scrollback_len == 0
+
+
+def test_resize_keeps_the_cursor_row_on_screen() -> None:
+    term = Terminal(10, 5)
+    term.feed(b"a\r\nb\r\nc\r\nd\r\ne\x1b[2;1H")  # cursor on "b", text below it
+    term.resize(10, 2)
+    assert term.lines() == ["b", "c"] and term.cursor[:2] == (0, 0)
+    assert term.row_text(-1) == "a"  # only the rows above the cursor went to history
 
 
 def test_resize_columns() -> None:
@@ -340,9 +353,9 @@ def test_shrinking_below_the_scroll_region_top_is_safe() -> None:
     term = Terminal(20, 40)
     term.feed(b"\x1b[20;30r\x1b[25;3Hmid")
     term.resize(20, 10)
-    term.feed(b"\x1b[10;1Hlast\n\n\rafter")
+    term.feed(b"\x1b[10;1H\x1b[2Klast\n\n\rafter")
     assert term.lines()[-3:] == ["last", "", "after"]
-    term.feed(b"\x1b[5;8r")  # a region that still fits is left alone
+    term.feed(b"\x1b[2J\x1b[5;8r")  # a region that still fits is left alone
     term.resize(20, 9)
     term.feed(b"\x1b[8;1Hx\ny")
     assert term.row_text(6) == "x" and term.row_text(7) == " y"
@@ -369,3 +382,22 @@ def test_random_input_keeps_invariants() -> None:
             row, col = term.cursor[:2]
             assert 0 <= row < term.rows and 0 <= col < term.cols
             term.output_to_host()
+
+
+def test_faint_sgr_2() -> None:
+    # libvterm 0.1.4 drops SGR 2; guacd draws it half-bright, so the engine keeps it
+    term = term_with(b"a\x1b[2mb\x1b[38;5;2mc\x1b[22md\x1b[2;1me\x1b[mf\x1b[38;2;2;2;2mg\x1b[;2mh")
+    assert [(c.text, c.faint) for c in term.row_cells(0)[:8]] == [
+        ("a", False), ("b", True), ("c", True), ("d", False),
+        ("e", True), ("f", False), ("g", False), ("h", True),
+    ]  # fmt: skip
+    assert term.row_cells(0)[2].fg == 2  # 38;5;2 is a colour, not faint
+    term.feed(b"\x1bc.")
+    assert not term.row_cells(0)[0].faint
+
+
+def test_uncollected_answers_are_bounded() -> None:
+    term = Terminal(10, 2)
+    for _ in range(40):
+        term.feed(b"\x1b[6n" * 10_000)
+    assert 0 < len(term.output_to_host()) <= 1 << 20

@@ -172,3 +172,21 @@ def test_wide_and_combining_characters() -> None:
     cells = term.row_cells(0)
     assert len(cells) == 30 and cells[0] == ("日", 2, -1, -1, 0) and cells[1].width == 0
     assert term.text_range((0, 0), (1, 30)) == "日本語テキスト|e\u0301x|한국어|ａｂ|\u00e9\u0302z"
+
+
+def test_terminals_in_parallel_threads() -> None:
+    # feed() runs without the GIL: separate terminals must not share native state
+    from concurrent.futures import ThreadPoolExecutor
+
+    names = ["vi.quit", "vilong.back", "less.quit", "top.out"] * 3
+
+    def run(name: str) -> bool:
+        cols, rows, parts = GOLDEN[name]
+        term = Terminal(cols, rows)
+        data = b"".join(_bytes(p) for p in parts)
+        for i in range(0, len(data), 16):
+            term.feed(data[i : i + 16])
+        return term.lines() == _golden(name, rows)
+
+    with ThreadPoolExecutor(4) as pool:
+        assert all(pool.map(run, names))

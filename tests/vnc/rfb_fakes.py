@@ -163,10 +163,10 @@ def hextile_body(img: U8, pf: PixelFormat, mode: str = "mixed") -> bytes:
             if choice == "mono" and len(colours) <= 2:
                 bg = colours[0]
                 fg = colours[-1]
-                runs = _pixel_subrects(tile, fg) if len(colours) == 2 else []
+                mono = _pixel_subrects(tile, fg) if len(colours) == 2 else []
                 out += bytes([2 | 4 | 8]) + pack_pixels(bg, pf) + pack_pixels(fg, pf)
-                out += bytes([len(runs)])
-                for sx, sy, sw in runs:
+                out += bytes([len(mono)])
+                for sx, sy, sw in mono:
                     out += bytes([(sx << 4) | sy, ((sw - 1) << 4) | 0])
                 continue
             if choice == "coloured":

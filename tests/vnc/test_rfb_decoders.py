@@ -362,15 +362,18 @@ def test_extended_clipboard_flow() -> None:
     assert run(client, F.extended_clipboard(payload)) == [
         ServerCutText("h\u00e9llo\nw\u00f6rld", extended=True)
     ]
-    # Client text goes out as an unsolicited Provide (fits the server's 1000 bytes).
+    # Classic Latin-1 text first (for libvncserver), then the UTF-8 copy as an
+    # unsolicited Provide (it fits the server's 1000 bytes).
     client.client_cut_text("\u20ac1\nline")
     sent = client.data_to_send()
-    parsed = m.parse_extended_clipboard(sent[8:], 10_000)
+    legacy = struct.pack(">B3xI", 6, 7) + b"?1\nline"
+    assert sent.startswith(legacy)
+    parsed = m.parse_extended_clipboard(sent[len(legacy) + 8 :], 10_000)
     assert parsed.action == m.CLIP_PROVIDE and parsed.text == "\u20ac1\nline"
     # Too big for unsolicited: notify, then answer the server's request.
     big = "x" * 2000
     client.client_cut_text(big)
-    assert client.data_to_send() == m.clipboard_notify(True)
+    assert client.data_to_send() == m.client_cut_text(big.encode()) + m.clipboard_notify(True)
     run(client, F.extended_clipboard(struct.pack(">I", m.CLIP_REQUEST | m.CLIP_TEXT)))
     assert m.parse_extended_clipboard(client.data_to_send()[8:], 10_000).text == big
     run(client, F.extended_clipboard(struct.pack(">I", m.CLIP_PEEK)))
@@ -383,3 +386,94 @@ def test_jpeg_helper_decodes() -> None:
     _, jpeg = F.tight_jpeg(img, 95)
     out = decode_jpeg(jpeg)
     assert out.shape == (16, 16, 3) and np.abs(out.astype(int) - img).max() < 30
+
+
+@pytest.mark.parametrize("mode", ["rle", "prle"])
+def test_zrle_vectorised_runs_with_long_runs_inside(mode: str) -> None:
+    """Many short runs (past the Python fast path), long runs (multi-byte lengths) in
+    the middle and at the end: exercises the vectorised scanners' hand-offs."""
+    rng = np.random.default_rng(11)
+    palette = rng.integers(0, 256, (6, 3), dtype=np.uint8)
+    idx = rng.integers(0, 6, 64 * 64)
+    idx[500:1300] = 2  # an 800-pixel run: lengths 255, 255, 255, 34
+    idx[2000:2256] = 4  # exactly 256: lengths 255, 0
+    idx[3500:] = 5  # the tile ends inside a long run
+    img = palette[idx].reshape(64, 64, 3)
+    client = F.connect(64, 64)
+    stream = F.ZlibStream()
+    fb = np.zeros_like(img)
+    run(client, F.update(F.rect(0, 0, 64, 64, 16, F.zrle_body(img, F.BGRX, stream, mode))), fb)
+    np.testing.assert_array_equal(fb, img)
+
+
+def test_hextile_overlapping_subrects_last_wins() -> None:
+    client = F.connect(16, 16)
+    red, green, blue = (np.array(c, np.uint8) for c in ([255, 0, 0], [0, 255, 0], [0, 0, 255]))
+    subs = b"".join(
+        F.pack_pixels(colour, F.BGRX) + bytes([(x << 4) | y, ((w - 1) << 4) | (h - 1)])
+        for colour, x, y, w, h in ((green, 0, 0, 8, 8), (blue, 4, 4, 8, 8), (green, 6, 6, 2, 2))
+    )
+    body = bytes([2 | 8 | 16]) + F.pack_pixels(red, F.BGRX) + b"\x03" + subs
+    events = run(client, F.update(F.rect(0, 0, 16, 16, 5, body)))
+    pixels = events[1].pixels  # type: ignore[attr-defined]
+    expected = np.empty((16, 16, 3), np.uint8)
+    expected[:] = red
+    expected[0:8, 0:8] = green
+    expected[4:12, 4:12] = blue
+    expected[6:8, 6:8] = green
+    np.testing.assert_array_equal(pixels, expected)
+
+
+def test_every_encoding_survives_any_fragmentation() -> None:
+    """One update mixing all encodings, fed whole, byte by byte and in random chunks."""
+    w, h = 80, 64
+    img = F.random_image(h, w, 5, seed=4)
+
+    def build() -> bytes:
+        zs, zr, tg = (F.ZlibStream() for _ in range(3))
+        return F.update(
+            F.rect(0, 0, w, 16, 0, F.raw_body(img[:16], F.BGRX)),
+            F.rect(0, 16, w, 16, 5, F.hextile_body(img[16:32], F.BGRX)),
+            F.rect(0, 32, w, 8, 6, F.zlib_body(img[32:40], F.BGRX, zs)),
+            F.rect(0, 40, w, 8, 16, F.zrle_body(img[40:48], F.BGRX, zr, "prle")),
+            F.rect(0, 48, w, 16, 7, F.tight_palette(img[48:], F.BGRX, tg)),
+            F.rect(0, 0, 8, 8, 1, struct.pack(">HH", 8, 8)),
+        )
+
+    data = build()
+    expected = img.copy()
+    expected[0:8, 0:8] = img[8:16, 8:16]
+    rng = np.random.default_rng(9)
+    for mode in ("whole", "bytes", "random"):
+        client = F.connect(w, h)
+        fb = np.zeros_like(img)
+        if mode == "whole":
+            chunks = [data]
+        elif mode == "bytes":
+            chunks = [data[i : i + 1] for i in range(len(data))]
+        else:
+            cuts = np.sort(rng.integers(0, len(data), 40))
+            chunks = [data[a:b] for a, b in zip([0, *cuts], [*cuts, len(data)], strict=True)]
+        events: list[Event] = []
+        for chunk in chunks:
+            events += client.receive_data(chunk)
+        paint(events, fb)
+        assert isinstance(events[-1], FramebufferUpdateEnd), mode
+        np.testing.assert_array_equal(fb, expected, err_msg=mode)
+
+
+def test_build_encodings_from_guacd_names() -> None:
+    from guacr.handlers.vnc.constants import GUACD_DEFAULT_ENCODINGS, build_encodings
+
+    assert build_encodings(GUACD_DEFAULT_ENCODINGS, cursor=False, desktop_resize=False)[:5] == [
+        16,
+        1,
+        5,
+        6,
+        2,
+    ]
+    full = build_encodings("tight zrle", quality_level=6, compress_level=2)
+    assert full[:2] == [7, 16]
+    assert {-239, -308, -223, -224, -307, Encoding.EXTENDED_CLIPBOARD, -254, -26} <= set(full)
+    assert build_encodings("bogus raw", quality_level=12, clipboard=False)[0] == 0
+    assert Encoding.EXTENDED_CLIPBOARD not in build_encodings("raw", clipboard=False)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import struct
+from typing import TypeVar
 
 import pytest
 
@@ -25,6 +26,7 @@ from guacr.handlers.vnc.security import vnc_auth_response
 from tests.vnc.rfb_fakes import BGRX, server_init
 
 CHALLENGE = bytes(range(100, 116))
+E = TypeVar("E", bound=Event)
 
 
 def feed(client: RFBClient, *chunks: bytes) -> list[Event]:
@@ -34,7 +36,7 @@ def feed(client: RFBClient, *chunks: bytes) -> list[Event]:
     return events
 
 
-def only(events: list[Event], kind: type) -> list[Event]:
+def only(events: list[Event], kind: type[E]) -> list[E]:
     return [e for e in events if isinstance(e, kind)]
 
 

@@ -177,3 +177,12 @@ def test_mutated_valid_updates_only_raise_rfb_errors() -> None:
                 client.receive_data(bytes(mutated))
             except RFBError:
                 pass
+
+
+def test_absurd_framebuffer_sizes_refused() -> None:
+    from guacr.handlers.vnc.client import RFBClient
+
+    client = RFBClient()
+    with pytest.raises(RFBProtocolError, match="exceeds"):
+        client.receive_data(b"RFB 003.008\n\x01\x01\0\0\0\0" + F.server_init(65535, 65535))
+    bad(F.update(F.rect(0, 0, 40000, 20, Encoding.DESKTOP_SIZE)), "exceeds")

@@ -182,7 +182,7 @@ class SSHHandler(Handler):
         )
         self._ssh: asyncssh.SSHClientConnection | None = None
         self._chan: asyncssh.SSHClientChannel[bytes] | None = None
-        self._channel_done: asyncio.Future[None] = asyncio.get_event_loop().create_future()
+        self._channel_done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self.sftp: SFTPFilesystem | None = None
 
     # Lifecycle ---------------------------------------------------------------------------

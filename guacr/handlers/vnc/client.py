@@ -24,7 +24,6 @@ from guacr.handlers.vnc import messages as msg
 from guacr.handlers.vnc.constants import Encoding, SecurityType
 from guacr.handlers.vnc.decoders import (
     DecoderState,
-    decode_hextile,
     decode_raw,
     decode_rre,
     decode_zlib,
@@ -48,6 +47,7 @@ from guacr.handlers.vnc.events import (
     ServerCutText,
 )
 from guacr.handlers.vnc.handshake import Handshake
+from guacr.handlers.vnc.hextile import decode_hextile
 from guacr.handlers.vnc.pixels import PixelConverter, PixelFormat
 from guacr.handlers.vnc.security import TLSLayer, make_tls_context
 from guacr.handlers.vnc.stream import Reader, Request, StartTLS, WaitCredentials, read_string
@@ -67,10 +67,13 @@ _DECODERS = {
     Encoding.ZRLE: decode_zrle,
 }
 MAX_CURSOR = 512
+# Larger framebuffers are refused (guacd's display stops at 8192; leave room above).
+MAX_DIMENSION = 16384
 # Cut text beyond this is a protocol error; beyond max_clipboard it is truncated.
 MAX_CUT_TEXT = 64 << 20
 MAX_LEGACY_CUT_TEXT = (1 << 20) - 1
 _COMPACT_AT = 1 << 16
+_BIG_READ = 1 << 12
 # What guacd asks for by default: 32 bpp, depth 24, little-endian BGRX.
 DEFAULT_PIXEL_FORMAT = PixelFormat()
 
@@ -161,7 +164,11 @@ class RFBClient:
         if not data:
             self._eof = True
         if self._tls is not None:
-            self._in += self._tls.receive_wire(data)
+            try:
+                self._in += self._tls.receive_wire(data)
+            except RFBError as exc:
+                self._fail(exc)
+                raise
             self._out += self._tls.wire_data()
             if self._tls.closed:
                 self._eof = True
@@ -216,7 +223,11 @@ class RFBClient:
                     end = self._pos + req
                     if end > len(buf):
                         break
-                    data = bytes(buf[self._pos : end])
+                    if req > _BIG_READ:
+                        with memoryview(buf) as view:  # one copy instead of two
+                            data = view[self._pos : end].tobytes()
+                    else:
+                        data = bytes(buf[self._pos : end])
                     self._pos = end
                     self._request = gen.send(data)
                 elif isinstance(req, WaitCredentials):
@@ -266,6 +277,7 @@ class RFBClient:
         init = yield from self._handshake.run()
         if init is None:
             return
+        self._check_size(init.width, init.height)
         self.width, self.height, self.name = init.width, init.height, init.name
         pf = self._requested_pf
         if pf is not None:
@@ -330,6 +342,7 @@ class RFBClient:
             elif enc == Encoding.CURSOR:
                 yield from self._read_cursor(x, y, w, h)
             elif enc == Encoding.DESKTOP_SIZE:
+                self._check_size(w, h)
                 self.width, self.height = w, h
                 emit(DesktopResized(w, h))
             elif enc == Encoding.EXTENDED_DESKTOP_SIZE:
@@ -341,6 +354,11 @@ class RFBClient:
             else:
                 raise RFBProtocolError(f"rectangle with unsupported encoding {enc}")
         emit(FramebufferUpdateEnd())
+
+    @staticmethod
+    def _check_size(w: int, h: int) -> None:
+        if w > MAX_DIMENSION or h > MAX_DIMENSION:
+            raise RFBProtocolError(f"framebuffer {w}x{h} exceeds {MAX_DIMENSION} pixels")
 
     def _check_bounds(self, x: int, y: int, w: int, h: int) -> None:
         if x + w > self.width or y + h > self.height:
@@ -371,6 +389,7 @@ class RFBClient:
         screens = tuple(Screen(*_SCREEN.unpack_from(raw, i * 16)) for i in range(count))
         self.supports_set_desktop_size = True
         if reason != 1 or status == 0:
+            self._check_size(w, h)
             self.width, self.height, self.screens = w, h, screens
         self._events.append(DesktopResized(self.width, self.height, reason, status, screens))
 
@@ -477,7 +496,10 @@ class RFBClient:
             self._send(msg.clipboard_notify(True))
 
     def set_desktop_size(self, width: int, height: int) -> bool:
-        """Ask the server to resize (ExtendedDesktopSize). False if it cannot."""
+        """Ask the server to resize (ExtendedDesktopSize). False if it cannot.
+
+        The server answers with an ExtendedDesktopSize rectangle (reason 1) inside a
+        FramebufferUpdate, so an update request must be outstanding to see it."""
         self._require_connected()
         if not self.supports_set_desktop_size:
             return False

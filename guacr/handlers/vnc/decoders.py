@@ -22,7 +22,7 @@ from guacr.handlers.vnc.stream import Reader
 
 # Native unsigned dtypes per bytes-per-pixel: pixels are moved as opaque integers whose
 # in-memory bytes equal the wire bytes, and only interpreted once per rectangle.
-_NATIVE: dict[int, np.dtype[Any]] = {
+NATIVE_DTYPES: dict[int, np.dtype[Any]] = {
     1: np.dtype(np.uint8),
     2: np.dtype(np.uint16),
     4: np.dtype(np.uint32),
@@ -123,7 +123,7 @@ def decode_rre(st: DecoderState, x: int, y: int, w: int, h: int) -> Reader[Event
     subs = (yield count * (bpp + 8)) if count else b""
     if count == 0:
         return SolidRect(x, y, w, h, st.converter.pixel_rgb(bg), Encoding.RRE)
-    dt = _NATIVE[bpp]
+    dt = NATIVE_DTYPES[bpp]
     canvas = np.empty((h, w), dt)
     canvas.fill(int.from_bytes(bg, _BYTEORDER))
     geometry = struct.Struct(">HHHH")
@@ -134,59 +134,3 @@ def decode_rre(st: DecoderState, x: int, y: int, w: int, h: int) -> Reader[Event
         canvas[sy : sy + sh, sx : sx + sw] = int.from_bytes(subs[off : off + bpp], _BYTEORDER)
     raw = canvas.view(np.uint8).reshape(h, w, bpp)
     return rgb_event(st, x, y, w, h, raw, Encoding.RRE)
-
-
-def decode_hextile(st: DecoderState, x: int, y: int, w: int, h: int) -> Reader[Event | None]:
-    """Hextile: 16x16 tiles, each raw or background + optional (coloured) subrects."""
-    bpp = st.converter.bpp
-    dt = _NATIVE[bpp]
-    canvas = np.empty((h, w), dt)
-    bg = fg = 0
-    order = _BYTEORDER
-    for ty in range(0, h, 16):
-        th = min(16, h - ty)
-        for tx in range(0, w, 16):
-            tw = min(16, w - tx)
-            sub = (yield 1)[0]
-            tile = canvas[ty : ty + th, tx : tx + tw]
-            if sub & 1:
-                data = yield tw * th * bpp
-                tile[:] = np.frombuffer(data, dt).reshape(th, tw)
-                continue
-            head_len = (bpp if sub & 2 else 0) + (bpp if sub & 4 else 0) + (sub >> 3 & 1)
-            head = (yield head_len) if head_len else b""
-            off = 0
-            if sub & 2:
-                bg = int.from_bytes(head[:bpp], order)
-                off = bpp
-            if sub & 4:
-                fg = int.from_bytes(head[off : off + bpp], order)
-            tile.fill(bg)
-            if not sub & 8:
-                continue
-            count = head[-1]
-            if not count:
-                continue
-            if sub & 16:
-                stride = bpp + 2
-                subs = yield count * stride
-                for i in range(0, count * stride, stride):
-                    xy = subs[i + bpp]
-                    wh = subs[i + bpp + 1]
-                    sx, sy, sw, sh = xy >> 4, xy & 15, (wh >> 4) + 1, (wh & 15) + 1
-                    if sx + sw > tw or sy + sh > th:
-                        _check_sub(sx, sy, sw, sh, tw, th, "Hextile")
-                    tile[sy : sy + sh, sx : sx + sw] = int.from_bytes(subs[i : i + bpp], order)
-            else:
-                subs = yield count * 2
-                for i in range(0, count * 2, 2):
-                    xy = subs[i]
-                    wh = subs[i + 1]
-                    sx, sy, sw, sh = xy >> 4, xy & 15, (wh >> 4) + 1, (wh & 15) + 1
-                    if sx + sw > tw or sy + sh > th:
-                        _check_sub(sx, sy, sw, sh, tw, th, "Hextile")
-                    tile[sy : sy + sh, sx : sx + sw] = fg
-    if w == 0 or h == 0:
-        return None
-    raw = canvas.view(np.uint8).reshape(h, w, bpp)
-    return rgb_event(st, x, y, w, h, raw, Encoding.HEXTILE)

@@ -122,7 +122,8 @@ class PixelConverter:
             if swap_red_blue
             else pf
         )
-        self._colour_map: U8Array = np.zeros((1 << min(pf.bits_per_pixel, 16), 3), np.uint8)
+        entries = 1 << pf.bits_per_pixel if not pf.true_colour else 256
+        self._colour_map: U8Array = np.zeros((entries, 3), np.uint8)
         self._lut: U8Array | None = None
         self._byte_index: tuple[int, int, int] | None = None
         self.cpixel_size, self._cpixel_pad = self._cpixel_layout()

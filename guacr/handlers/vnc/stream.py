@@ -34,17 +34,7 @@ Command = StartTLS | WaitCredentials
 Request = int | Command
 Reader = Generator[Request, bytes, T]
 
-_U16 = struct.Struct(">H")
 _U32 = struct.Struct(">I")
-
-
-def read_u8() -> Reader[int]:
-    return (yield 1)[0]
-
-
-def read_u16() -> Reader[int]:
-    value: int = _U16.unpack((yield 2))[0]
-    return value
 
 
 def read_u32() -> Reader[int]:

@@ -1,9 +1,10 @@
 """ZRLE (encoding 16): 64x64 tiles inside one persistent zlib stream.
 
 The whole rectangle's zlib payload is length-prefixed, so tiles are parsed from the
-inflated bytes directly. Raw, solid and packed-palette tiles are pure numpy; the two
-RLE forms need a Python loop per run (not per pixel) to find run boundaries, then
-expand with ``np.repeat``.
+inflated bytes directly. Raw, solid and packed-palette tiles are pure numpy. RLE runs
+have variable-length encodings; the first few of a tile are read in Python, the rest
+are located with vectorised scans (see ``_scan_palette_runs``/``_scan_plain_runs``)
+and expanded with ``np.repeat``. benchmarks/bench_rfb_decode.py measures the result.
 """
 
 from __future__ import annotations
@@ -83,7 +84,7 @@ def _decode_tiles(buf: bytes, out: npt.NDArray[np.uint8], w: int, h: int, cps: i
                 size = sub - 128
                 palette = _palette(arr, buf, pos, size, cps)
                 pos += size * cps
-                pos = _palette_rle(buf, pos, tile, palette, npix)
+                pos = _palette_rle(buf, arr, pos, tile, palette, npix)
             else:
                 raise RFBProtocolError(f"ZRLE: invalid tile sub-encoding {sub}")
     return pos
@@ -112,6 +113,105 @@ def _unpack_indices(rows: npt.NDArray[np.uint8], bits: int, width: int) -> npt.N
     return idx.reshape(rows.shape[0], rows.shape[1] * per_byte)[:, :width]
 
 
+# Runs decoded in Python before switching to a vectorised scan: cheap tiles (a few
+# long runs) stay cheap, busy ones (thousands of runs) avoid a Python loop per run.
+_PY_RUNS = 24
+
+
+def _scan_palette_runs(
+    buf: bytes, arr: npt.NDArray[np.uint8], pos: int, pixels: int
+) -> tuple[npt.NDArray[np.intp], npt.NDArray[np.int64], int]:
+    """Find the rest of a palette-RLE tile's runs without a loop per run.
+
+    Parsing is a two-state machine (expect an index / expect a length byte). A byte
+    below 128 always leads to "index" (a lone pixel, or the last length byte), 255
+    always to "length" (run flag on index 127, or a length continuation) and any
+    other byte flips the state. So the state before each byte follows from the last
+    byte that forces it and the parity of flips since: a cumulative max and sum.
+    Returns the offsets of the index bytes, the run lengths and the offset after the
+    tile. A run costs at most two bytes per pixel, which bounds the window; runs past
+    the tile's end are cut off by the pixel count.
+    """
+    window = arr[pos : min(len(buf), pos + 2 * pixels + 8)]
+    n = len(window)
+    if n == 0:
+        raise RFBProtocolError("ZRLE: tile data truncated")
+    forced = (window < 128) | (window == 255)
+    last_forced = np.maximum.accumulate(np.where(forced, np.arange(n), -1))
+    flips = np.cumsum(~forced, dtype=np.int64)
+    anchor = np.maximum(last_forced, 0)
+    has_anchor = last_forced >= 0
+    base = has_anchor & (window[anchor] == 255)
+    parity = (flips - np.where(has_anchor, flips[anchor], 0)) & 1
+    expect_length_after = base ^ (parity == 1)
+    expect_index_before = np.empty(n, bool)
+    expect_index_before[0] = True
+    expect_index_before[1:] = ~expect_length_after[:-1]
+    starts = np.flatnonzero(expect_index_before)
+    ends = np.append(starts[1:], n)
+    if expect_length_after[-1]:  # the last token is cut by the window: drop it
+        starts, ends = starts[:-1], ends[:-1]
+    sums = np.concatenate(([0], np.cumsum(window, dtype=np.int64)))
+    # Run length = 1 + its length bytes = 1 + token bytes - the index byte.
+    lengths = 1 + sums[ends] - sums[starts] - window[starts]
+    done = np.cumsum(lengths)
+    last = int(np.searchsorted(done, pixels))
+    if last >= len(done):
+        raise RFBProtocolError("ZRLE: tile data truncated")
+    if done[last] != pixels:
+        raise RFBProtocolError("ZRLE: run overflows tile")
+    return (pos + starts[: last + 1]).astype(np.intp), lengths[: last + 1], pos + int(ends[last])
+
+
+def _scan_plain_runs(
+    buf: bytes, arr: npt.NDArray[np.uint8], pos: int, pixels: int, cps: int
+) -> tuple[npt.NDArray[np.intp], npt.NDArray[np.int64], int]:
+    """Vectorised plain RLE: runs shorter than 256 pixels are exactly CPIXEL + 1 byte,
+    so the rest of the tile is read as a strided array up to the first longer run,
+    which is parsed in Python before looking again. A 64x64 tile holds at most 16 runs
+    of 256 pixels or more, which bounds the rescans."""
+    stride = cps + 1
+    heads: list[npt.NDArray[np.intp]] = []
+    runs: list[npt.NDArray[np.int64]] = []
+    while pixels > 0:
+        count = min(pixels, (len(buf) - pos) // stride)
+        if count <= 0:
+            raise RFBProtocolError("ZRLE: tile data truncated")
+        lens = arr[pos + cps : pos + count * stride : stride]
+        long_runs = np.flatnonzero(lens == 255)
+        regular = int(long_runs[0]) if long_runs.size else count
+        lengths = lens[:regular].astype(np.int64) + 1
+        done = np.cumsum(lengths)
+        if regular and done[-1] >= pixels:
+            last = int(np.searchsorted(done, pixels))
+            if done[last] != pixels:
+                raise RFBProtocolError("ZRLE: run overflows tile")
+            heads.append(pos + stride * np.arange(last + 1))
+            runs.append(lengths[: last + 1])
+            return np.concatenate(heads), np.concatenate(runs), pos + stride * (last + 1)
+        heads.append(pos + stride * np.arange(regular))
+        runs.append(lengths)
+        pixels -= int(done[-1]) if regular else 0
+        pos += stride * regular
+        if regular == count:
+            continue
+        head = pos
+        pos += cps
+        length = 1
+        while True:
+            b = buf[pos]
+            pos += 1
+            length += b
+            if b != 255:
+                break
+        heads.append(np.array([head], np.intp))
+        runs.append(np.array([length], np.int64))
+        pixels -= length
+    if pixels < 0:
+        raise RFBProtocolError("ZRLE: run overflows tile")
+    return np.concatenate(heads), np.concatenate(runs), pos
+
+
 def _plain_rle(
     buf: bytes,
     arr: npt.NDArray[np.uint8],
@@ -123,7 +223,7 @@ def _plain_rle(
     starts: list[int] = []
     lengths: list[int] = []
     filled = 0
-    while filled < npix:
+    while filled < npix and len(starts) < _PY_RUNS:
         starts.append(pos)
         pos += cps
         length = 1
@@ -135,23 +235,33 @@ def _plain_rle(
                 break
         lengths.append(length)
         filled += length
-    _need(buf, pos)
-    if filled != npix:
+    heads = np.asarray(starts, np.intp)
+    runs = np.asarray(lengths, np.int64)
+    if filled < npix:
+        more_heads, more_runs, pos = _scan_plain_runs(buf, arr, pos, npix - filled, cps)
+        heads = np.concatenate((heads, more_heads))
+        runs = np.concatenate((runs, more_runs))
+    elif filled != npix:
         raise RFBProtocolError("ZRLE: run overflows tile")
-    offsets = np.asarray(starts, np.intp)[:, None] + np.arange(cps)
-    colours = arr[offsets]
+    _need(buf, pos)
+    colours = arr[heads[:, None] + np.arange(cps)]
     th, tw = tile.shape[:2]
-    tile[:] = np.repeat(colours, lengths, axis=0).reshape(th, tw, cps)
+    tile[:] = np.repeat(colours, runs, axis=0).reshape(th, tw, cps)
     return pos
 
 
 def _palette_rle(
-    buf: bytes, pos: int, tile: npt.NDArray[np.uint8], palette: npt.NDArray[np.uint8], npix: int
+    buf: bytes,
+    arr: npt.NDArray[np.uint8],
+    pos: int,
+    tile: npt.NDArray[np.uint8],
+    palette: npt.NDArray[np.uint8],
+    npix: int,
 ) -> int:
     indices: list[int] = []
     lengths: list[int] = []
     filled = 0
-    while filled < npix:
+    while filled < npix and len(indices) < _PY_RUNS:
         b = buf[pos]
         pos += 1
         if b < 128:
@@ -169,11 +279,16 @@ def _palette_rle(
         indices.append(b & 127)
         lengths.append(length)
         filled += length
-    if filled != npix:
-        raise RFBProtocolError("ZRLE: run overflows tile")
     idx = np.asarray(indices, np.intp)
+    runs = np.asarray(lengths, np.int64)
+    if filled < npix:
+        heads, more_runs, pos = _scan_palette_runs(buf, arr, pos, npix - filled)
+        idx = np.concatenate((idx, (arr[heads] & 127).astype(np.intp)))
+        runs = np.concatenate((runs, more_runs))
+    elif filled != npix:
+        raise RFBProtocolError("ZRLE: run overflows tile")
     if int(idx.max()) >= len(palette):
         raise RFBProtocolError("ZRLE: palette index out of range")
     th, tw = tile.shape[:2]
-    tile[:] = np.repeat(palette[idx], lengths, axis=0).reshape(th, tw, -1)
+    tile[:] = np.repeat(palette[idx], runs, axis=0).reshape(th, tw, -1)
     return pos
