@@ -2,12 +2,16 @@
 
 Scene: an xterm scrolls ``ls -la /usr/bin`` in a loop on the VNC desktop while a
 Guacamole client (this script) watches through the proxy, echoing every ``sync`` like
-guacamole-common-js. Printed:
+guacamole-common-js. ``--scene flood`` (default) runs the loop unthrottled: xterm then
+jump-scrolls, so nearly every frame shows a screenful of new text. ``--scene paced``
+feeds it 125 lines/s, a real scroll (two lines per frame). Printed:
 
 * frames/s (``sync`` instructions) and bytes/s received by the client;
 * proxy CPU seconds per second of session (utime+stime of the proxy processes, /proc);
 * key-press-to-first-changed-frame latency: a key typed into a second, idle xterm,
-  timed until the first frame that draws into that xterm (median and max of N).
+  timed until the first frame that draws into that xterm (median and max of N);
+* for reference (self-contained mode), the update rate the same server gives a bare
+  RFB client (guacr's own RFB core, no Guacamole side) on the same scene.
 
 Self-contained by default: starts Xtigervnc (1024x768, with the usual idle xterm) and
 guacr on 127.0.0.1. Against anything else::
@@ -46,6 +50,11 @@ from guacr.protocol.parser import Parser  # noqa: E402
 TYPE_REGION = (10, 10, 740, 330)  # x0, y0, x1, y1
 SCROLL_GEOMETRY = "80x24+280+340"
 XK_BACKSPACE = 0xFF08
+SCENES = {
+    "flood": "while :; do ls -la /usr/bin; done",
+    "paced": "while :; do ls -la /usr/bin; done | "
+    "perl -ne '$|=1; print; select(undef, undef, undef, 0.008)'",
+}
 
 
 def cpu_seconds(pids: list[int]) -> float:
@@ -58,6 +67,35 @@ def cpu_seconds(pids: list[int]) -> float:
             fields = raw[raw.rindex(b")") + 2 :].split()
             total += int(fields[11]) + int(fields[12])
     return total / tick
+
+
+def bare_rfb_rate(host: str, port: int, password: str, seconds: float) -> float:
+    """FramebufferUpdates/s a plain RFB client gets (requesting the next at each end)."""
+    import asyncio
+
+    from guacr.handlers.vnc.client import RFBClient
+    from guacr.handlers.vnc.constants import build_encodings
+    from guacr.handlers.vnc.events import Connected, FramebufferUpdateEnd
+
+    async def run() -> float:
+        reader, writer = await asyncio.open_connection(host, port)
+        client = RFBClient(password=password or None)
+        updates, start = 0, 0.0
+        while not start or time.monotonic() - start < seconds:
+            for event in client.receive_data(await reader.read(1 << 18)):
+                if isinstance(event, Connected):
+                    client.set_encodings(build_encodings())
+                    client.framebuffer_update_request(False)
+                elif isinstance(event, FramebufferUpdateEnd):
+                    updates += 1
+                    if updates == 5:
+                        start, updates = time.monotonic(), 0
+                    client.framebuffer_update_request(True)
+            writer.write(client.data_to_send())
+        writer.close()
+        return updates / (time.monotonic() - start)
+
+    return asyncio.run(run())
 
 
 def children(pid: int) -> list[int]:
@@ -156,6 +194,7 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=10.0)
     ap.add_argument("--samples", type=int, default=10, help="key latency samples")
     ap.add_argument("--param", action="append", default=[], help="extra NAME=VALUE")
+    ap.add_argument("--scene", choices=sorted(SCENES), default="flood")
     args = ap.parse_args()
 
     with contextlib.ExitStack() as stack:
@@ -178,12 +217,16 @@ def main() -> None:
         scroller = subprocess.Popen(
             ["xterm", "-geometry", SCROLL_GEOMETRY, "-fa", "DejaVu Sans Mono", "-fs", "14",
              "-bg", "white", "-fg", "black",
-             "-e", "sh", "-c", "while :; do ls -la /usr/bin; done"],
+             "-e", "sh", "-c", SCENES[args.scene]],
             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
             start_new_session=True,
         )  # fmt: skip
         stack.callback(lambda: (os.killpg(scroller.pid, signal.SIGKILL), scroller.wait()))
 
+        bare = None
+        if not args.proxy:
+            time.sleep(1.0)
+            bare = bare_rfb_rate(values["hostname"], int(values["port"]), values["password"], 5)
         viewer = Viewer(*proxy)
         viewer.handshake(values)
         viewer.pump(1.0)
@@ -213,7 +256,9 @@ def main() -> None:
             viewer.send("key", XK_BACKSPACE, 0)
         viewer.pump(0.3)
 
-    print(f"session: {elapsed:.1f} s of a scrolling xterm, proxy {proxy[0]}:{proxy[1]}")
+    print(f"session: {elapsed:.1f} s, scene {args.scene}, proxy {proxy[0]}:{proxy[1]}")
+    if bare is not None:
+        print(f"bare RFB client {bare:8.1f} updates/s from the same server and scene")
     print(f"frames/s        {fps:8.1f}   (target >= 55)")
     print(f"bytes/s         {rate / 1e6:8.3f} MB (target <= 1)")
     print(f"proxy CPU       {cpu:8.3f} core (target <= 0.35; pids {pids})")

@@ -10,7 +10,6 @@ from __future__ import annotations
 import pytest
 
 WORK_IN_PROGRESS = {  # path prefix -> reason
-    "tests/ssh/": "issue 3: SSH handler, terminal session and view unfinished",
     "tests/vnc_handler/": "issue 5: VNC handler unfinished",
 }
 

@@ -15,7 +15,9 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from guacr.handlers.base import Handler
 
-BUILTIN: dict[str, str] = {}
+BUILTIN: dict[str, str] = {
+    "ssh": "guacr.handlers.ssh:SSHHandler",
+}
 
 _extra: dict[str, str] = {}
 _loaded: dict[str, type[Handler]] = {}

@@ -3,8 +3,7 @@
 Behaviour follows guacd 1.6.1 (same 45 parameters, order and defaults, same prompts
 and status codes) with modern SSH underneath: OpenSSH and PEM private keys (ed25519,
 ECDSA, RSA signed with rsa-sha2-256/512), optional host-key verification, SFTP on the
-same connection. Deliberate differences: ``terminal-type`` defaults to
-``xterm-256color`` (guacd: ``linux``), and a missing password is asked for before
+same connection. Deliberate difference: a missing password is asked for before
 connecting rather than after the SSH handshake (same prompt, same result), so the
 connect ``timeout`` can bound the whole handshake without cutting off a typist.
 
@@ -94,7 +93,7 @@ SSH_DEFAULTS: Final = {
     "recording-name": "recording",
     "server-alive-interval": "0",
     "backspace": "127",
-    "terminal-type": "xterm-256color",
+    "terminal-type": "linux",  # guacd's default
     "scrollback": "1000",
     "wol-broadcast-addr": "255.255.255.255",
     "wol-udp-port": "9",
