@@ -10,9 +10,11 @@ windows, a photo):
 * ``scroll-copyrect``: the same scroll announced by the server as a CopyRect
 * ``small``: one 10x17 glyph typed
 
-Run: ``.venv/bin/python benchmarks/bench_display.py [--frames N]``.
+Run: ``.venv/bin/python benchmarks/bench_display.py [--frames N] [--micro]``.
 Prints median ms per frame: plan (on the loop), frame total (plan + encode + assemble,
-wall clock with the 2-thread pool) and bytes per frame.
+wall clock with the 2-thread pool) and bytes per frame. ``--micro`` adds the
+measurements behind the choices commented in guacr/render (encoder settings, palette
+building, framebuffer writes).
 """
 
 from __future__ import annotations
@@ -157,9 +159,103 @@ def scenes(w: int, h: int) -> dict[str, tuple[Callable[[Display, int], None], fl
     }
 
 
+def best_ms(fn: Callable[[], object], runs: int = 7) -> float:
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return min(times) * 1e3
+
+
+def micro() -> None:
+    """The measurements behind the choices commented in guacr/render."""
+    import io
+
+    from guacr.render import encode as enc
+
+    rng = np.random.default_rng(3)
+    samples = {
+        "text 512x46": text_block(46, 512, rng),
+        "text 512x256": text_block(256, 512, rng),
+        "photo 512x512": photo(512, 512, rng),
+    }
+    print(f"\n{'encoder (ms / bytes)':<22} " + " ".join(f"{k:>20}" for k in samples))
+    rgbx = {}
+    for name, rgb in samples.items():
+        arr = np.full((*rgb.shape[:2], 4), 255, np.uint8)
+        arr[..., :3] = rgb
+        rgbx[name] = arr
+
+    def row(label: str, fn: Callable[[np.ndarray], bytes | None]) -> None:
+        cells = []
+        for arr in rgbx.values():
+            out = fn(arr)
+            ms = best_ms(lambda arr=arr: fn(arr))  # type: ignore[misc]
+            cells.append(f"{ms:8.2f} / {len(out) if out else 0:>8}")
+        print(f"{label:<22} " + " ".join(f"{c:>20}" for c in cells))
+
+    def png(level: int, palette: bool) -> Callable[[np.ndarray], bytes | None]:
+        def run(arr: np.ndarray) -> bytes | None:
+            rgb = enc._rgb_image(arr)
+            image = enc._palette_image(rgb, arr) if palette else rgb
+            if image is None:
+                return None
+            out = io.BytesIO()
+            image.save(out, "PNG", compress_level=level)
+            return out.getvalue()
+
+        return run
+
+    def quantize(arr: np.ndarray) -> bytes | None:
+        rgb = enc._rgb_image(arr)
+        colours = rgb.getcolors(256)
+        if colours is None:
+            return None
+        out = io.BytesIO()
+        rgb.quantize(len(colours)).save(out, "PNG", compress_level=4)
+        return out.getvalue()
+
+    row("PNG rgb level 1", png(1, False))
+    row("PNG rgb level 6", png(6, False))
+    row("PNG palette level 1", png(1, True))
+    row("PNG palette level 4", png(4, True))
+    row("PNG Pillow quantize", quantize)
+    row("encode_png (used)", enc.encode_png)
+    row("JPEG q90", lambda a: enc.encode_jpeg(a, 90))
+    row("WebP q90 method 0", lambda a: enc.encode_webp(a, 90))
+
+    def webp_m4(arr: np.ndarray) -> bytes:
+        out = io.BytesIO()
+        enc._rgb_image(arr).save(out, "WEBP", quality=90, method=4)
+        return out.getvalue()
+
+    row("WebP q90 method 4", webp_m4)
+
+    h, w = 1080, 1920
+    fb = np.zeros((h, w, 4), np.uint8)
+    src = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+
+    def strided() -> None:
+        fb[..., :3] = src
+
+    def per_channel() -> None:
+        for c in range(3):
+            fb[..., c] = src[..., c]
+
+    fb32 = fb.view(np.uint32)[..., 0]
+    print(f"\n{'framebuffer write, 1920x1080':<34} ms")
+    print(f"{'blit: fb[..., :3] = rgb':<34} {best_ms(strided):6.2f}")
+    print(f"{'blit: one channel at a time':<34} {best_ms(per_channel):6.2f}")
+    tuple_fill = best_ms(lambda: fb.__setitem__(..., (1, 2, 3, 255)))
+    print(f"{'fill: fb[...] = (r, g, b, 255)':<34} {tuple_fill:6.2f}")
+    print(f"{'fill: uint32 view = packed':<34} {best_ms(lambda: fb32.__setitem__(..., 7)):6.2f}")
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--frames", type=int, default=15)
+    parser.add_argument("--micro", action="store_true", help="also run the micro measurements")
     args = parser.parse_args()
     print(f"{'scene':<16} {'size':>10} {'plan ms':>8} {'frame ms':>9} {'bytes/frame':>12}")
     for w, h in ((1024, 768), (1920, 1080)):
@@ -167,6 +263,8 @@ async def main() -> None:
             frames = args.frames if not name.startswith("full-text") else min(args.frames, 6)
             plan_ms, total_ms, size = await measure(w, h, frames, step, interval)
             print(f"{name:<16} {w}x{h:<5} {plan_ms:8.2f} {total_ms:9.2f} {size:12.0f}")
+    if args.micro:
+        micro()
 
 
 if __name__ == "__main__":

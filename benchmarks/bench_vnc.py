@@ -80,7 +80,7 @@ def bare_rfb_rate(host: str, port: int, password: str, seconds: float) -> float:
     async def run() -> float:
         reader, writer = await asyncio.open_connection(host, port)
         client = RFBClient(password=password or None)
-        updates, start = 0, 0.0
+        updates, warmup, start = 0, 5, 0.0
         while not start or time.monotonic() - start < seconds:
             for event in client.receive_data(await reader.read(1 << 18)):
                 if isinstance(event, Connected):
@@ -88,7 +88,7 @@ def bare_rfb_rate(host: str, port: int, password: str, seconds: float) -> float:
                     client.framebuffer_update_request(False)
                 elif isinstance(event, FramebufferUpdateEnd):
                     updates += 1
-                    if updates == 5:
+                    if updates == warmup and not start:
                         start, updates = time.monotonic(), 0
                     client.framebuffer_update_request(True)
             writer.write(client.data_to_send())

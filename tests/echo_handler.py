@@ -52,6 +52,11 @@ class EchoHandler(Handler):
         self.conn.end_frame()
         await asyncio.Event().wait()
 
+    async def close(self) -> None:
+        # Awaits something, like real handlers closing an upstream socket, so the core
+        # must not cancel its own cleanup (tests/server/test_daemon.py checks removal).
+        await asyncio.sleep(0.01)
+
     def user_joined(self, user: User) -> None:
         user.send(b.name(f"joined pid={os.getpid()} owner={user.owner}"))
 

@@ -17,6 +17,7 @@ if TYPE_CHECKING:
 
 BUILTIN: dict[str, str] = {
     "ssh": "guacr.handlers.ssh:SSHHandler",
+    "vnc": "guacr.handlers.vnc.handler:VNCHandler",
 }
 
 _extra: dict[str, str] = {}

@@ -52,6 +52,14 @@ class Handler:
         self.params = params
         self.log = conn.log
 
+    def accepts_argv(self, name: str) -> bool:
+        """Whether a live ``argv`` update of ``name`` is allowed now (else ack 771).
+
+        Defaults to ``ARGV``; handlers override it for names allowed only at times,
+        such as VNC credentials while a ``required`` prompt is pending.
+        """
+        return name in self.ARGV
+
     @classmethod
     def arg_names(cls) -> list[str]:
         """Parameter names in guacd's exact order, as sent in ``args``."""

@@ -26,7 +26,6 @@ Runs entirely on the event loop except the encoders; nothing here blocks.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import sys
 import time
@@ -39,7 +38,9 @@ from typing import TYPE_CHECKING
 import numpy as np
 import numpy.typing as npt
 
+from guacr.errors import GuacrError
 from guacr.protocol import builders as b
+from guacr.protocol.status import Status
 from guacr.render import encode as enc
 from guacr.render import plan as pl
 
@@ -123,7 +124,8 @@ def _packed(rgb: tuple[int, int, int]) -> np.uint32:
 def _put_rgb(dst: U8, src: U8) -> None:
     """Copy RGB(X) pixels into an RGBX region, one channel at a time.
 
-    Measured ~10x faster than assigning ``dst[..., :3] = src`` (a 3-of-4 strided copy).
+    Several times faster than ``dst[..., :3] = src`` (a 3-of-4 strided copy); see
+    ``benchmarks/bench_display.py --micro``.
     """
     dst[..., 0] = src[..., 0]
     dst[..., 1] = src[..., 1]
@@ -267,8 +269,8 @@ class Display:
         x, y, w, h = self._clip(x, y, w, h)
         if not w or not h:
             return
-        # One uint32 store per pixel (RGBX in memory order): far cheaper than a
-        # broadcast of a 4-tuple, and VNC servers send thousands of fills a second.
+        # One uint32 store per pixel (RGBX in memory order): far cheaper than a 4-tuple
+        # broadcast (bench_display.py --micro), and servers send many fills a second.
         self._fb32[y : y + h, x : x + w] = _packed(rgb)
         pl.mark(self._touched, x, y, w, h)
         self._open = True
@@ -370,14 +372,14 @@ class Display:
     async def close(self) -> None:
         """Stop the pipeline and release the pointer buffer."""
         self._closed = True
-        task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
         if self._cursor_buffer is not None:
             self.conn.buffers.free(self._cursor_buffer)
             self._cursor_buffer = None
+        task, self._task = self._task, None
+        if task is not None and not task.done():
+            task.cancel()
+            # asyncio.wait neither raises the task's CancelledError nor swallows ours.
+            await asyncio.wait([task], timeout=1.0)
 
     # -------------------------------------------------------------------- pipeline
     def _kick(self) -> None:
@@ -406,7 +408,7 @@ class Display:
             raise
         except Exception:
             log.exception("Display pipeline failed")
-            self.conn.end()
+            self.conn.end(GuacrError("Internal server error.", Status.SERVER_ERROR))
 
     async def _wait(self) -> None:
         if (self._ready_frames and not self._open) or self._joiners:

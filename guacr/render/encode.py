@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import os
+import sys
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import Final
@@ -26,11 +27,15 @@ JPEG: Final = "image/jpeg"
 WEBP: Final = "image/webp"
 
 PNG_LEVEL = 1
+# Palette images deflate 1 byte per pixel: level 4 makes them noticeably smaller for
+# about the same time as level 1 (bench_display.py --micro); RGB PNGs keep level 1.
+PALETTE_PNG_LEVEL = 4
 WEBP_METHOD = 0
 MAX_QUALITY = 90
 MIN_QUALITY = 30
 
 _HASH_MULT = np.uint32(0x9E3779B1)  # Fibonacci hashing into a 2**16 palette table
+_RGB_MASK = np.uint32(int.from_bytes(b"\xff\xff\xff\x00", sys.byteorder))
 
 
 def lossy_quality(lag_ms: int) -> int:
@@ -44,51 +49,43 @@ def _rgb_image(pixels: U8) -> Image.Image:
     return Image.frombytes("RGB", (w, h), np.ascontiguousarray(pixels), "raw", "RGBX")
 
 
-def _palette_image(pixels: U8) -> Image.Image | None:
-    """A palette ("P") image when the region has at most 256 colours, else None.
+def _palette_image(rgb: Image.Image, pixels: U8) -> Image.Image | None:
+    """A palette ("P") version of ``rgb`` when it has at most 256 colours, else None.
 
-    Palette PNGs of desktop text are several times smaller and faster to deflate than
-    RGB ones. Pillow's quantizers are exact only by luck and cost ~15 ms per 512x512
-    tile, so indices come from a hashed lookup table instead (well under 1 ms).
+    Palette PNGs of desktop text are smaller and faster to deflate than RGB ones.
+    Pillow's quantizer is exact only by luck and several times slower than
+    ``getcolors`` (which gives up at once on busy images) plus a hashed lookup table
+    (bench_display.py --micro).
     """
-    h, w = pixels.shape[:2]
-    packed = np.ascontiguousarray(pixels).view(np.uint32).reshape(h, w)
-    # Cheap early exit for busy regions: a sample with too many colours.
-    sample = packed[:: max(1, h // 8), :: max(1, w // 64)]
-    if len(np.unique(sample)) > 256:
+    found = rgb.getcolors(256)
+    if found is None:
         return None
-    colours = np.unique(packed) if packed.size <= 4096 else _unique_small(packed)
-    if colours is None or len(colours) > 256:
-        return None
+    rgb0 = np.zeros((len(found), 4), np.uint8)
+    rgb0[:, :3] = [colour for _, colour in found]
+    colours = rgb0.view(np.uint32)[:, 0]  # same byte layout as the masked pixels
     keys = (colours * _HASH_MULT) >> np.uint32(16)
-    if len(np.unique(keys)) != len(colours):
+    if len(set(keys.tolist())) != len(colours):
         return None  # hash collision: rare; plain RGB PNG is still correct
+    h, w = pixels.shape[:2]
+    packed = np.ascontiguousarray(pixels).view(np.uint32).reshape(h, w) & _RGB_MASK
     table = np.zeros(1 << 16, np.uint8)
     table[keys] = np.arange(len(colours), dtype=np.uint8)
+    # Every pixel's colour is in ``colours`` (getcolors is exact), so this is exact.
     index = table[(packed * _HASH_MULT) >> np.uint32(16)]
-    if not np.array_equal(colours[index], packed):
-        return None  # a colour outside the sampled set hashed onto a known one
     image = Image.frombytes("P", (w, h), index.tobytes())
     image.putpalette(colours.view(np.uint8).reshape(-1, 4)[:, :3].tobytes())
     return image
 
 
-def _unique_small(packed: U32) -> U32 | None:
-    """Distinct colours if there are at most 256 (Pillow's C counter stops early)."""
-    h, w = packed.shape
-    rgb = Image.frombytes("RGB", (w, h), packed.tobytes(), "raw", "RGBX")
-    found = rgb.getcolors(256)
-    if found is None:
-        return None
-    values = [r | (g << 8) | (b << 16) | (255 << 24) for _, (r, g, b) in found]  # type: ignore[misc]
-    return np.array(sorted(values), np.uint32)
-
-
 def encode_png(pixels: U8) -> bytes:
     """Lossless PNG, as a palette image when the content allows."""
-    image = _palette_image(pixels) or _rgb_image(pixels)
+    rgb = _rgb_image(pixels)
+    palette = _palette_image(rgb, pixels)
     out = io.BytesIO()
-    image.save(out, "PNG", compress_level=PNG_LEVEL)
+    if palette is not None:
+        palette.save(out, "PNG", compress_level=PALETTE_PNG_LEVEL)
+    else:
+        rgb.save(out, "PNG", compress_level=PNG_LEVEL)
     return out.getvalue()
 
 
@@ -102,7 +99,8 @@ def encode_jpeg(pixels: U8, quality: int) -> bytes:
 
 
 def encode_webp(pixels: U8, quality: int, lossless: bool = False) -> bytes:
-    """WebP at the cheapest effort (default effort costs ~3x for a few % of size)."""
+    """WebP at the cheapest effort: the default costs 2-3x the time for a few % of size
+    (bench_display.py --micro)."""
     out = io.BytesIO()
     _rgb_image(pixels).save(
         out, "WEBP", quality=quality, method=WEBP_METHOD, lossless=lossless, exact=lossless

@@ -87,8 +87,12 @@ class Connection:
 
     def stop(self) -> None:
         """Stop the handler (cancelling ``run``); users get nothing more."""
-        if self._task is not None and not self._task.done():
-            self._task.cancel()
+        task = self._task
+        # From inside the task itself (``_run``'s cleanup ending the connection),
+        # cancelling would abort the awaited ``handler.close()`` and the bookkeeping
+        # after it: the connection would never be removed.
+        if task is not None and not task.done() and task is not asyncio.current_task():
+            task.cancel()
 
     def end(self, error: GuacrError | None = None) -> None:
         """End the connection for every user, with ``error`` if given."""

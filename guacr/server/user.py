@@ -382,7 +382,7 @@ class User(asyncio.Protocol):
         if len(ins) < 4:
             return
         index = _int(ins[1])
-        if ins[3] not in type(self._handler).ARGV:
+        if not self._handler.accepts_argv(ins[3]):
             self._open_refused(ins[1], "argv", "Not allowed.", Status.CLIENT_FORBIDDEN)
             return
         stream = self._new_stream(ins[1], "argv", ins[2], ins[3])

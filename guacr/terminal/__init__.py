@@ -4,7 +4,9 @@ Sans-I/O: bytes from the host go in, screen state and bytes for the host come ou
 The engine is libvterm's parser/state layer under a small C cell store (see
 `guacr.terminal.emulator` for why and the measurements). Runtime dependency: the
 Debian package ``libvterm0``; build (``python -m guacr.terminal.build``): ``gcc``
-and ``libvterm-dev``.
+and ``libvterm-dev``. Call ``guacr.terminal.native.load()`` at worker start-up to
+fail early (`NativeLibraryError` names the missing package) rather than on the
+first connection.
 
 Typical session loop (the renderer and session live elsewhere)::
 

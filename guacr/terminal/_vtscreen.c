@@ -19,8 +19,21 @@
  * A small pre-scanner runs over the input before libvterm sees it. It tracks
  * the modes libvterm keeps private (DECCKM, keypad mode, mouse tracking and
  * encoding, bracketed paste, focus events), captures OSC strings whole (libvterm
- * 0.1 truncates strings split across writes to 64 bytes), removes APC/PM/SOS
- * strings (libvterm 0.1 would print their payload) and answers ENQ.
+ * 0.1 truncates strings split across writes to 64 bytes), keeps SGR 2 (faint),
+ * answers ENQ, and contains defects of libvterm 0.1.4 (Debian bookworm) that
+ * fuzzing under AddressSanitizer and valgrind found, each of which hangs the
+ * process or corrupts memory on hostile or merely unlucky input:
+ *   - REP after a glyph of width 0 (or before any glyph) loops forever;
+ *   - UTF-8 encoded C1 controls (U+0080-U+009F) get width -1 and walk the cursor
+ *     to negative columns, from where tab stops are written out of bounds;
+ *   - double-width lines (ESC # 3/4/6) on a 1-column screen put the cursor at
+ *     column -1 (they are dropped; guacd draws them as normal lines too);
+ *   - a resize keeps a scroll-region top below the new bottom: the next line
+ *     feed memmoves a negative size (the region is reset, see gvt_resize);
+ *   - ESC 8 restores a saved cursor outside a screen that shrank (clamped);
+ *   - APC/PM/SOS payloads are printed (stripped here, like guacd);
+ *   - DECSTR (CSI ! p) is never recognised (done through vterm_state_reset);
+ *   - RIS leaves the alternate screen without saying so (handled here).
  */
 #include <stdint.h>
 #include <stdio.h>
@@ -90,7 +103,7 @@ typedef struct {
     int32_t top, bottom, lines;
 } gvt_scroll;
 
-enum { S_GROUND, S_ESC, S_ESC_INT, S_CSI, S_CSI_INT, S_CSI_BAD, S_OSC, S_OSC_ESC, S_STR, S_STR_ESC };
+enum { S_GROUND, S_ESC, S_ESC_INT, S_CSI, S_CSI_INT, S_OSC, S_OSC_ESC, S_STR, S_STR_ESC };
 
 typedef struct {
     VTerm *vt;
@@ -131,6 +144,8 @@ typedef struct {
     int ps_leader, ps_inter, ps_nparam, ps_pending_esc, ps_str_is_osc, ps_break_ris;
     uint32_t ps_colon; /* bit i: parameter i was followed by ':' */
     int faint, faint_next; /* SGR 2, which libvterm 0.1 does not keep */
+    int ps_pending_c2;     /* a 0xC2 byte held back at the end of the last chunk */
+    int last_width;        /* width of the last glyph, as libvterm's REP will use it */
     int32_t ps_params[16];
     char *ps_str;
     size_t ps_str_len;
@@ -343,6 +358,7 @@ static gvt_line *sb_line(gvt *t, int i) /* 0 = oldest */
 static int cb_putglyph(VTermGlyphInfo *info, VTermPos pos, void *user)
 {
     gvt *t = user;
+    t->last_width = info->width;
     if (pos.row < 0 || pos.row >= t->rows || pos.col < 0 || pos.col >= t->cols)
         return 1;
     gvt_line *ln = &t->buf[t->cur][pos.row];
@@ -665,7 +681,9 @@ static int resize_buffer(gvt *t, int idx, int old_rows, int new_rows, VTermPos *
     if (new_rows < old_rows) {
         /* drop blank rows below the cursor first, then push the top away, but
          * never the cursor's row (rows below it are cut off then, as in xterm) */
-        int cur = active ? t->cur_row : old_rows - 1;
+        VTermPos p;
+        vterm_state_get_cursorpos(t->state, &p);
+        int cur = active ? p.row : old_rows - 1;
         int keep = old_rows;
         while (keep > new_rows && keep - 1 > cur && line_blank(&L[keep - 1]))
             keep--;
@@ -711,7 +729,8 @@ static int cb_resize(int rows, int cols, VTermPos *delta, void *user)
 {
     gvt *t = user;
     int old_rows = t->rows;
-    gvt_line *scratch = realloc(t->scratch, sizeof(gvt_line) * (size_t)(rows > old_rows ? rows : old_rows));
+    size_t most = (size_t)(rows > old_rows ? rows : old_rows);
+    gvt_line *scratch = realloc(t->scratch, sizeof(gvt_line) * most);
     uint8_t *dirty = realloc(t->dirty, (size_t)rows);
     if (!scratch || !dirty) {
         if (scratch)
@@ -861,6 +880,10 @@ enum {
     P_SYNC_DECSTR,
     P_SYNC_ENQ,
     P_SYNC_FAINT, /* SGR changed faintness: applies from the next byte on */
+    P_SYNC_REP,   /* REP: libvterm 0.1 loops forever if the last glyph had width 0 */
+    P_SYNC_DECALN, /* ESC # 8 draws without setting what REP repeats */
+    P_DROP_FINAL,  /* give libvterm CAN instead of this final byte */
+    P_SYNC_CLAMP,  /* cursor restore: the saved position may lie outside a shrunk screen */
 };
 
 enum { STR_DCS, STR_OSC, STR_OTHER };
@@ -910,8 +933,14 @@ static int scan_esc_byte(gvt *t, unsigned char c)
         t->m_app_keypad = 0;
         t->ps = S_GROUND;
         return P_NONE;
+    case '8':
+        t->ps = S_GROUND;
+        return P_SYNC_CLAMP; /* DECRC */
     default:
+        if (c >= 0x80)
+            return P_NONE; /* libvterm ignores it and stays in the escape */
         t->ps = (c >= 0x20 && c <= 0x2f) ? S_ESC_INT : S_GROUND;
+        t->ps_inter = c;
         return P_NONE;
     }
 }
@@ -970,13 +999,20 @@ static int scan_csi_final(gvt *t, unsigned char c)
         return P_NONE;
     }
     if (t->ps_leader == '?' && t->ps_inter == 0 && (c == 'h' || c == 'l')) {
+        int restore = 0;
         for (int i = 0; i <= t->ps_nparam && i < 16; i++)
-            if (t->ps_params[i] >= 0)
+            if (t->ps_params[i] >= 0) {
                 set_dec_mode(t, t->ps_params[i], c == 'h');
+                restore |= c == 'l' && (t->ps_params[i] == 1048 || t->ps_params[i] == 1049);
+            }
+        if (restore)
+            return P_SYNC_CLAMP;
     } else if (t->ps_leader == 0 && t->ps_inter == '!' && c == 'p')
         return P_SYNC_DECSTR;
     else if (t->ps_leader == 0 && t->ps_inter == 0 && c == 'r')
         track_decstbm(t);
+    else if (t->ps_leader == 0 && t->ps_inter == 0 && c == 'b')
+        return P_SYNC_REP;
     return P_NONE;
 }
 
@@ -1013,8 +1049,16 @@ static int scan_byte(gvt *t, unsigned char c)
             t->ps = S_ESC;
         else if (c == 0x05)
             return P_SYNC_ENQ;
-        else if (c >= 0x30)
+        else if (c >= 0x30 && c < 0x80) {
             t->ps = S_GROUND;
+            if (t->ps_inter == '#' && c == '8')
+                return P_SYNC_DECALN;
+            /* double-width/height lines: guacr draws them as normal lines, and in
+             * libvterm 0.1 they can put the cursor at column -1 on a 1-column
+             * screen, from where tab stops are written out of bounds */
+            if (t->ps_inter == '#' && (c == '3' || c == '4' || c == '6'))
+                return P_DROP_FINAL;
+        }
         return P_NONE;
     case S_CSI:
     case S_CSI_INT:
@@ -1216,10 +1260,32 @@ int gvt_feed(gvt *t, const char *d, size_t n)
     long esc_at = -1;             /* last ESC seen in this chunk */
     t->ps_pending_esc = 0;
 
-    for (size_t i = 0; i < n; i++) {
+    if (t->ps_pending_c2 && n) {
+        t->ps_pending_c2 = 0;
+        if ((unsigned char)d[0] >= 0x80 && (unsigned char)d[0] <= 0x9f)
+            seg = 1; /* drop the C1 control */
+        else
+            vt_write(t, "\xc2", 1);
+    }
+
+    for (size_t i = seg; i < n; i++) {
         unsigned char c = (unsigned char)d[i];
-        if (t->ps == S_GROUND && c >= 0x20 && c != 0x7f && !held)
-            continue; /* plain text */
+        if (t->ps == S_GROUND && c >= 0x20 && c != 0x7f && !held) {
+            /* plain text; but U+0080-U+009F (C2 80-9F) would get width -1 from
+             * libvterm 0.1 and walk the cursor to negative columns: drop them */
+            if (c == 0xc2) {
+                if (i + 1 == n) {
+                    vt_write(t, d + seg, i - seg);
+                    seg = n;
+                    t->ps_pending_c2 = 1;
+                } else if ((unsigned char)d[i + 1] >= 0x80 && (unsigned char)d[i + 1] <= 0x9f) {
+                    vt_write(t, d + seg, i - seg);
+                    seg = i + 2;
+                    i++;
+                }
+            }
+            continue;
+        }
         int a = scan_byte(t, c);
         if (held) {
             held = 0;
@@ -1274,11 +1340,13 @@ int gvt_feed(gvt *t, const char *d, size_t n)
         case P_STRIP_AGAIN:
             break;
         case P_SYNC_DECSTR:
+            /* libvterm 0.1 never matches CSI ! p (it rejects the '!' intermediate);
+             * do the soft reset through its API. Like xterm, stay on the screen. */
             if (!skip)
                 vt_write(t, d + seg, i + 1 - seg);
             seg = i + 1;
+            vterm_state_reset(t->state, 0);
             reset_modes(t, 0);
-            switch_buffer(t, 0);
             flags |= F_RESET;
             break;
         case P_SYNC_ENQ:
@@ -1292,6 +1360,49 @@ int gvt_feed(gvt *t, const char *d, size_t n)
                 vt_write(t, d + seg, i + 1 - seg);
             seg = i + 1;
             t->faint = t->faint_next;
+            break;
+        case P_SYNC_DECALN: {
+            if (!skip)
+                vt_write(t, d + seg, i - seg);
+            int w = t->last_width;
+            vt_write(t, d + i, 1);
+            seg = i + 1;
+            t->last_width = w;
+            break;
+        }
+        case P_SYNC_CLAMP: {
+            /* libvterm 0.1 restores a saved cursor (ESC 8) without clamping it to a
+             * screen that shrank meanwhile, and later indexes its line table with
+             * it. Relative moves bring it back whatever the origin mode. */
+            if (!skip)
+                vt_write(t, d + seg, i + 1 - seg);
+            seg = i + 1;
+            VTermPos p;
+            vterm_state_get_cursorpos(t->state, &p);
+            /* one move: every CSI ends by clamping both coordinates */
+            char fix[32];
+            int k = 0;
+            if (p.row >= t->rows)
+                k = snprintf(fix, sizeof fix, "\x1b[%dA", p.row - t->rows + 1);
+            else if (p.col >= t->cols)
+                k = snprintf(fix, sizeof fix, "\x1b[%dD", p.col - t->cols + 1);
+            if (k > 0)
+                vt_write(t, fix, (size_t)k);
+            break;
+        }
+        case P_DROP_FINAL:
+            if (!skip)
+                vt_write(t, d + seg, i - seg);
+            vt_write(t, "\x18", 1);
+            seg = i + 1;
+            break;
+        case P_SYNC_REP:
+            /* libvterm has the CSI up to its final byte; by now it has drawn every
+             * glyph before it, so last_width is what REP would step by */
+            if (!skip)
+                vt_write(t, d + seg, i - seg);
+            vt_write(t, t->last_width > 0 ? "b" : "\x18", 1);
+            seg = i + 1;
             break;
         }
     }
@@ -1328,7 +1439,9 @@ void gvt_resize(gvt *t, int rows, int cols)
         t->reg_bottom = -1;
     if ((t->reg_bottom < 0 ? rows : t->reg_bottom) <= t->reg_top) {
         char seq[48];
-        int n = snprintf(seq, sizeof seq, "\x1b[r\x1b[%d;%dH", t->cur_row + 1, t->cur_col + 1);
+        VTermPos p;
+        vterm_state_get_cursorpos(t->state, &p);
+        int n = snprintf(seq, sizeof seq, "\x1b[r\x1b[%d;%dH", p.row + 1, p.col + 1);
         if (!stripping(t) && (t->ps != S_GROUND || t->ps_pending_esc)) {
             /* a sequence is cut in half by this resize: drop it (CAN) */
             vterm_input_write(t->vt, "\x18", 1);
@@ -1395,6 +1508,12 @@ void gvt_set_full_damage(gvt *t) { t->full = 1; }
 /* [row, col, visible, blink, shape] */
 void gvt_cursor(gvt *t, int32_t *out)
 {
+    /* ask libvterm: its movecursor callback is skipped when a CSI restores the
+     * cursor and then clamps it back to where it started */
+    VTermPos p;
+    vterm_state_get_cursorpos(t->state, &p);
+    t->cur_row = p.row < 0 ? 0 : p.row >= t->rows ? t->rows - 1 : p.row;
+    t->cur_col = p.col < 0 ? 0 : p.col >= t->cols ? t->cols - 1 : p.col;
     out[0] = t->cur_row;
     out[1] = t->cur_col;
     out[2] = t->cur_visible;

@@ -484,3 +484,20 @@ def test_palette_png_is_exact_and_small() -> None:
     with Image.open(io.BytesIO(enc.encode_png(busy))) as im:
         assert im.mode == "RGB"
         assert np.array_equal(np.asarray(im), busy[..., :3])
+
+
+async def test_busy_text_stays_png() -> None:
+    """Anti-aliased text scores as "photo-like" by guacd's neighbour rule alone, but
+    with few colours it stays PNG (smaller and sharp) even when it changes fast."""
+    display, conn = await new_display()
+    rng = np.random.default_rng(5)
+    grey = rng.integers(0, 256, 40, dtype=np.uint8)  # 40 grey levels, like AA text
+    for _ in range(4):
+        display.blit(0, 0, np.repeat(grey[rng.integers(0, 40, (H, W))][..., None], 3, axis=2))
+        display.end_frame()
+        await settle(display)
+        await asyncio.sleep(0.03)
+    canvas = conn.users[0].canvas
+    assert set(canvas.mimetypes) == {"image/png"}
+    assert np.array_equal(canvas.rgb(), fb_rgb(display))
+    await display.close()

@@ -255,6 +255,27 @@ def test_handler_errors_reach_the_client(guacr: Guacr) -> None:
         assert c.read_until_eof(5)[-1] == ("disconnect",)
 
 
+def wait_log(g: Guacr, text: str, timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while text not in g.log():
+        assert time.monotonic() < deadline, f"{text!r} not logged"
+        time.sleep(0.05)
+
+
+def test_connections_are_removed_however_they_end(guacr: Guacr) -> None:
+    """Handler ends by itself, by error, or the last user leaves: always cleaned up."""
+    for mode, leave in (("finish", False), ("deny", False), ("", True)):
+        with guacr.client() as c:
+            cid = c.handshake("echo", {"mode": mode})
+            if leave:
+                c.send("disconnect")
+            c.read_until_eof(5)
+        wait_log(guacr, f"Connection {cid} removed.")
+        with guacr.client() as j:  # and the id is no longer joinable
+            j.send("select", cid)
+            assert j.read_until_eof(5)[0] == ("error", "No such connection.", "516")
+
+
 def test_silence_gives_nop_then_776_and_handshake_times_out(guacr: Guacr) -> None:
     with guacr.client(timeout=30) as silent, guacr.client(timeout=30) as stalled:
         silent.handshake("echo", {})

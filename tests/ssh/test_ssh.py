@@ -132,7 +132,9 @@ def test_environment_locale_and_timezone(connect, shared_dir: Path) -> None:
         logged_in(term)
         out = shared_dir / "env"
         term.run(f'echo "$LANG $TZ $TERM" > {out}')
-        assert wait_file(out, term=term) == "C.UTF-8 Europe/Paris linux\n"  # guacd default terminal-type
+        assert (
+            wait_file(out, term=term) == "C.UTF-8 Europe/Paris linux\n"
+        )  # guacd default terminal-type
 
 
 def test_scrollback_with_the_mouse_wheel(connect) -> None:

@@ -117,9 +117,13 @@ def test_reset_leaves_the_alternate_screen() -> None:
     assert not term.alt_screen_active and term.lines() == ["", "", "", "", ""]
     assert not term.application_cursor_keys and not term.bracketed_paste
     assert modes(term)[0] is MouseMode.NONE
-    term.feed(b"\x1b[?1049h\x1b[?1h\x1b[?1000h\x1b[!p")  # soft reset keeps mouse tracking
-    assert not term.alt_screen_active and not term.application_cursor_keys
+    # soft reset (DECSTR): modes, pen and margins reset; screen and mouse tracking stay
+    term.feed(b"\x1b[?1049h\x1b[?1h\x1b[?1000h\x1b[2;4r\x1b[1mX\x1b[!pY")
+    assert term.alt_screen_active and not term.application_cursor_keys
     assert modes(term)[0] is MouseMode.NORMAL
+    assert [(c.text, c.bold) for c in term.row_cells(0)[:2]] == [("X", True), ("Y", False)]
+    term.feed(b"\x1b[5;1H\n")  # margins are gone: the whole screen scrolls
+    assert term.lines() == ["", "", "", "", ""]
 
 
 def test_dsr_da_and_enq_answers() -> None:
@@ -401,3 +405,45 @@ def test_uncollected_answers_are_bounded() -> None:
     for _ in range(40):
         term.feed(b"\x1b[6n" * 10_000)
     assert 0 < len(term.output_to_host()) <= 1 << 20
+
+
+@pytest.mark.parametrize(
+    "stream, text, col",
+    [
+        (b"\x1b[999b", "", 0),  # REP before any character: libvterm 0.1.4 would hang
+        ("\u0301\x1b[5b".encode(), "\u0301", 0),  # last glyph of width 0: same
+        (b"x\x1b#8\x1b[2b", "ExxEEEEEEE", 3),  # DECALN does not change what REP repeats
+        (b"\x1b#8\x1b[2b", "EEEEEEEEEE", 0),
+        (b"ab\xc2\x80\xc2\x9fc\xc2\xa0d", "abc\xa0d", 5),  # UTF-8 C1 controls are dropped
+    ],
+)
+def test_libvterm_rep_and_c1_defects_are_contained(stream: bytes, text: str, col: int) -> None:
+    for split in range(len(stream) + 1):
+        term = Terminal(10, 2)
+        term.feed(stream[:split])
+        term.feed(stream[split:])
+        assert (term.row_text(0), term.cursor.col) == (text, col), split
+
+
+@pytest.mark.parametrize("restore", [b"\x1b8", b"\x1b[?1048l", b"\x1b[?1049h\x1b[?1049l"])
+def test_saved_cursor_beyond_a_shrunk_screen_is_clamped(restore: bytes) -> None:
+    # libvterm 0.1.4 restores a saved position unchecked and then indexes its line
+    # table with it; the engine clamps it right after every restore
+    term = Terminal(20, 30)
+    save = b"\x1b[?1049h" if restore.startswith(b"\x1b[?1049h") else b"\x1b7"
+    term.feed(b"\x1b[25;15H" + (b"\x1b7" if save == b"\x1b7" else b"\x1b[?1048h"))
+    term.resize(10, 8)
+    term.feed(restore.replace(b"\x1b[?1049h", b""))
+    assert term.cursor[:2] == (7, 9)
+    term.feed(b"\x1b[2L\x1b[M\x1bHx\r\n\r\n")
+    assert term.cursor[:2] == (7, 0)
+
+
+def test_double_width_line_requests_are_ignored() -> None:
+    # drawn as normal lines (guacd does the same); in libvterm 0.1.4 they can move the
+    # cursor to column -1 on a one-column screen
+    term = Terminal(1, 3)
+    term.feed(b"\x1b#6\x1b[5I\x1bHa\x1b#3b\x1b#4")
+    assert term.cursor.col == 0 and term.lines() == ["a", "b", ""]
+    wide = term_with(b"\x1b#6ab")
+    assert wide.row_text(0) == "ab"

@@ -9,15 +9,14 @@ the next is sent only when the display can take another frame (it is not still
 encoding one with another waiting behind it, and the client is neither lagging nor
 congested), so a slow client slows the server down instead of piling up frames.
 
-Decoding runs in the worker pool for big reads (zlib/ZRLE/Hextile of a full screen
-costs tens of ms); while it runs, input for the RFB client is queued and applied right
-after, because the client object is not thread-safe.
+Decoding runs in the worker pool for big reads (a full-screen ZRLE or Hextile update
+is heavy work in Python); while it runs, input for the RFB client is queued and applied
+right after, because the client object is not thread-safe.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import socket
 import time
 from collections.abc import Callable
@@ -108,7 +107,7 @@ CONNECT_TIMEOUT = 15.0
 RETRY_INTERVAL = 1.0  # guacd waits 1 s between autoretry attempts
 WOL_ATTEMPTS = 5
 READ_SIZE = 1 << 18
-INLINE_DECODE = 16 * 1024  # smaller reads decode on the loop: cheaper than a thread hop
+INLINE_DECODE = 16 * 1024  # smaller reads decode on the loop, sparing a thread hop each
 RESIZE_INTERVAL = 0.25  # at most this often a SetDesktopSize for the owner's size
 REPEATER_ID_LENGTH = 250
 
@@ -204,8 +203,8 @@ class VNCHandler(Handler):
 
     protocol = "vnc"
     PARAMS = params(VNC_ARGS, VNC_DEFAULTS)
-    # Accepted only while a ``required`` prompt is pending (see on_argv); the core
-    # decides per class, so other times a value is acknowledged but ignored.
+    # Accepted only while a ``required`` prompt asks for them (accepts_argv); at any
+    # other time the core answers 771, as guacd does.
     ARGV = frozenset({"username", "password"})
 
     def __init__(self, conn: Connection, params: Params) -> None:
@@ -255,14 +254,14 @@ class VNCHandler(Handler):
         await self._pump()
 
     async def close(self) -> None:
+        # Synchronous steps first, so a cancellation arriving at an await below still
+        # leaves no socket or task behind.
         if self._resize_task is not None:
             self._resize_task.cancel()
-        await self.display.close()
         writer, self._writer = self._writer, None
         if writer is not None:
             writer.close()
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(writer.wait_closed(), 2)
+        await self.display.close()
 
     def _log_unsupported(self) -> None:
         p = self.params
@@ -558,6 +557,10 @@ class VNCHandler(Handler):
         self._answers.clear()
         self.log.info("Asking the owner for: %s", ", ".join(kinds))
         self.conn.send_to_owner(b.required(*kinds))
+
+    def accepts_argv(self, name: str) -> bool:
+        """Credentials may be sent only while a prompt for them is pending."""
+        return name in self._prompt
 
     def on_argv(self, user: User, name: str, value: str) -> None:
         if user is not self.conn.owner or name not in self._prompt:
