@@ -48,6 +48,11 @@ class EchoHandler(Handler):
             return
         if mode == "die":  # kill the whole worker process (worker crash test)
             os._exit(9)
+        if mode == "flood":  # ignore congestion: the core's write-buffer cap must act
+            chunk = b.name("x" * 8000) * 64
+            while self.conn.users:
+                self.conn.broadcast(chunk)
+                await asyncio.sleep(0)
         self.conn.broadcast(b.size(0, 64, 48))
         self.conn.end_frame()
         await asyncio.Event().wait()

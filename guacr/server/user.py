@@ -13,6 +13,7 @@ import asyncio
 import binascii
 import enum
 import logging
+import os
 import socket
 import time
 import uuid
@@ -44,6 +45,10 @@ MAX_OBJECTS = 64
 ARGV_MAX = 16384  # largest live parameter value
 DEFAULT_CLIPBOARD_LIMIT = 262144
 HIGH_WATER = 1 << 20  # write buffer size at which a user counts as congested
+# A user whose unsent output passes this is dropped: handlers pace on ``congested``,
+# so only a client that stopped reading gets here, and it must not exhaust the
+# worker's memory for everyone else. Overridable for tests (GUACR_MAX_WRITE_BUFFER).
+MAX_WRITE_BUFFER = int(os.environ.get("GUACR_MAX_WRITE_BUFFER", 64 << 20))
 
 
 class State(enum.Enum):
@@ -150,6 +155,18 @@ class User(asyncio.Protocol):
         if t is not None and self.state is not State.CLOSED:
             t.write(data)
             self.last_sent = time.monotonic()
+            if self.congested and t.get_write_buffer_size() > MAX_WRITE_BUFFER:
+                self._drop_slow_reader(t)
+
+    def _drop_slow_reader(self, t: asyncio.Transport) -> None:
+        self.log.warning(
+            "User %s is not reading (%d bytes unsent); disconnecting it",
+            self.id,
+            t.get_write_buffer_size(),
+        )
+        self.state = State.CLOSED
+        t.abort()  # queued output cannot be delivered anyway; free it now
+        self._leave()
 
     def ack(self, stream: int, message: str, status: Status | int) -> None:
         """Send ``ack`` for an inbound stream."""

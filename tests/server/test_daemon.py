@@ -354,6 +354,19 @@ def test_killed_worker_only_ends_its_own_connections(tmp_path: Path) -> None:
                 c.close()
 
 
+def test_client_that_stops_reading_is_dropped_alone(tmp_path: Path) -> None:
+    env = {"GUACR_MAX_WRITE_BUFFER": str(4 << 20)}
+    with run_guacr(tmp_path, workers=1, env=env) as g, g.client() as neighbour:
+        with g.client() as sleeper:
+            neighbour.handshake("echo", {})
+            sleeper.handshake("echo", {"mode": "flood"})  # then never reads
+            wait_log(g, "is not reading", timeout=20)
+        # the worker is fine and the neighbour is served
+        neighbour.send("key", 5, 1)
+        assert names_until(neighbour, "key 5 1")[-1] == "key 5 1"
+        assert g.worker_pids() and "Traceback" not in g.log()
+
+
 def test_sigterm_shuts_down_cleanly(tmp_path: Path) -> None:
     with run_guacr(tmp_path, workers=2) as g:
         c = g.client()
