@@ -23,6 +23,8 @@ if [ ! -x .venv/bin/python ]; then
     .venv/bin/pip install -q --upgrade pip
 fi
 .venv/bin/pip install -q -e "${1:-.}"
+# Build the terminal's C screen layer now rather than on first use.
+.venv/bin/python -m guacr.terminal.build
 if [ -w /usr/local/bin ]; then
     ln -sf "$ROOT/.venv/bin/guacr" /usr/local/bin/guacr
 fi

@@ -1,0 +1,38 @@
+"""Fixtures for the Telnet handler tests: one guacr daemon per module, loading the handler."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+import pytest
+from guacr_process import Guacr, run_guacr
+from servers import TelnetServer
+from ssh.ssh_helpers import TermClient
+from telnet_handler.telnet_helpers import HANDLERS, telnet_values
+
+@pytest.fixture(scope="module")
+def guacr_telnet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Guacr]:
+    with run_guacr(tmp_path_factory.mktemp("guacr-telnet"), workers=1, handlers=HANDLERS) as g:
+        yield g
+
+
+@pytest.fixture
+def connect(guacr_telnet: Guacr, telnetd: TelnetServer) -> Callable[..., object]:
+    """``with connect(**params) as term:`` a terminal client on a telnet connection."""
+
+    @contextmanager
+    def _connect(
+        size: tuple[int, int, int] = (800, 480, 96), **values: str
+    ) -> Iterator[TermClient]:
+        client = guacr_telnet.client()
+        try:
+            term = TermClient(client)
+            term.connection_id = client.handshake(
+                "telnet", telnet_values(telnetd, **values), size=size
+            )
+            yield term
+        finally:
+            client.close()
+
+    return _connect
