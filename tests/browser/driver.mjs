@@ -4,6 +4,7 @@
 // Reads one JSON command per line on stdin, answers one JSON line on stdout each
 // ({"ok": true, ...} or {"ok": false, "error": "..."}), so all test logic (tokens,
 // timing, pixel comparison) stays in the Python test. Commands:
+//   {"cmd": "reload"}                                    a fresh page (for the next test)
 //   {"cmd": "connect", "query": "token=...&width=..."}  open the page's Guacamole client
 //   {"cmd": "wait_connected", "timeout": ms}             until the client state is CONNECTED
 //   {"cmd": "type", "text": "..."} / {"cmd": "press", "key": "Enter"}   real DOM key events
@@ -48,10 +49,18 @@ page.on('console', (msg) => {
 page.on('pageerror', (err) => {
     console_.push({ type: 'pageerror', text: String(err && err.stack ? err.stack : err) });
 });
-await page.goto(url);
-await page.waitForFunction(() => window.guacrTest !== undefined, null, { timeout: 10000 });
+async function load() {
+    console_.length = 0;
+    await page.goto(url);
+    await page.waitForFunction(() => window.guacrTest !== undefined, null, { timeout: 10000 });
+}
+await load();
 
 const commands = {
+    async reload() {
+        await load();
+        return {};
+    },
     async connect({ query }) {
         await page.evaluate((q) => window.guacrTest.connect(q), query);
         return {};

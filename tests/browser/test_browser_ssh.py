@@ -1,16 +1,17 @@
 """End to end as a user sees it: a browser types into an SSH terminal served by guacr.
 
 Chain: headless Chromium (Debian's, driven by playwright-core) runs guacamole-common-js,
-whose WebSocket tunnel reaches guacamole-lite (npm; the bridge most Node deployments
-use), which speaks the Guacamole protocol to guacr's TCP port; guacr's built-in ssh
+whose WebSocket tunnel reaches guacamole-lite (npm, a Node WebSocket-to-guacd bridge),
+which speaks the Guacamole protocol to guacr's TCP port; guacr's built-in ssh
 handler logs into a real OpenSSH server. Keys are typed as real DOM key events
 (Guacamole.Keyboard turns them into ``key`` instructions).
 
 How the screen is checked: the display is flattened in the page (all layers composited)
 and saved as PNG; the test renders the expected text with guacr's own glyph renderer
 (same font, size, DPI and colours) and looks for those exact pixels. guacr sends
-lossless PNGs (or atlas copies of them) and the browser draws them 1:1, so an exact
-match is possible and needs no OCR. The command is ``echo BROWSER-$((6*7))``: only the
+lossless PNGs (or atlas copies of them; guacamole-lite offers guacd only PNG and JPEG,
+never WebP) and the browser draws them 1:1, so an exact match is possible and needs no
+OCR. The command is ``echo BROWSER-$((6*7))``: only the
 command's *output* contains ``BROWSER-42``, so a match proves the shell ran it, and the
 typed line (matched separately) must sit right above it.
 
@@ -40,7 +41,7 @@ import numpy as np
 import pytest
 from cryptography.hazmat.primitives import padding
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
-from guacr_process import free_port, run_guacr
+from guacr_process import Guacr, free_port, run_guacr
 from PIL import Image
 from servers import SSHServer, wait_port
 
@@ -58,6 +59,7 @@ OUTPUT = "BROWSER-42"
 TUNNEL_OPEN = 1  # Guacamole.Tunnel.State.OPEN
 CLIENT_CONNECTED = 3  # Guacamole.Client.State.CONNECTED
 CLIENT_DISCONNECTED = 5
+LITE_INACTIVITY_LIMIT = 10.0  # guacamole-lite 1.2.0: closes when guacd is silent this long
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -231,7 +233,53 @@ class Driver:
             self._log.close()
 
 
-# ---------------------------------------------------------------- the test
+# ---------------------------------------------------------------- the tests
+
+
+class Stack:
+    """guacr, the bridge and the browser, shared by this module's tests."""
+
+    def __init__(self, guacr: Guacr, key: bytes, driver: Driver, sshd: SSHServer) -> None:
+        self.guacr = guacr
+        self.key = key
+        self.driver = driver
+        self.sshd = sshd
+
+    def query(self) -> str:
+        """The tunnel's connect data: an encrypted token plus the allowed plain settings."""
+        token = lite_token(
+            self.key,
+            {
+                "type": "ssh",
+                "settings": {
+                    "hostname": self.sshd.host,
+                    "port": str(self.sshd.port),
+                    "username": self.sshd.username,
+                    "password": self.sshd.password,
+                },
+            },
+        )
+        plain = {"width": WIDTH, "height": HEIGHT, "dpi": DPI, "font-size": FONT_SIZE}
+        return urlencode({"token": token, **plain, "color-scheme": COLOR_SCHEME})
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory, sshd: SSHServer) -> Iterator[Stack]:
+    if shutil.which("node") is None or not os.access(CHROMIUM, os.X_OK):
+        pytest.fail("node and /usr/bin/chromium are needed: run scripts/install-test-deps.sh")
+    if not (HERE / "node_modules" / "guacamole-lite").is_dir():
+        pytest.fail("npm packages missing: run (cd tests/browser && npm ci)")
+    tmp = tmp_path_factory.mktemp("browser")
+    key = secrets.token_hex(16).encode()  # 32 ASCII bytes, as guacamole-lite wants
+    profile = tmp / "chromium-profile"
+    with run_guacr(tmp, workers=2) as guacr, run_bridge(tmp, guacr.port, key) as port:
+        driver = Driver(f"http://127.0.0.1:{port}/", profile, tmp / "driver.log")
+        try:
+            yield Stack(guacr, key, driver, sshd)
+        finally:
+            driver.close()
+            shutil.rmtree(profile, ignore_errors=True)
+        assert "Traceback" not in guacr.log(), guacr.log()
 
 
 def _snapshot(driver: Driver, path: Path) -> np.ndarray:
@@ -254,93 +302,81 @@ def _wait_for(
         time.sleep(0.1)
 
 
-def test_browser_types_command_and_sees_output(tmp_path: Path, sshd: SSHServer) -> None:
-    if shutil.which("node") is None or not os.access(CHROMIUM, os.X_OK):
-        pytest.fail("node and /usr/bin/chromium are needed: run scripts/install-test-deps.sh")
-    if not (HERE / "node_modules" / "guacamole-lite").is_dir():
-        pytest.fail("npm packages missing: run (cd tests/browser && npm ci)")
+def _connect(stack: Stack, shot: Path) -> None:
+    """Open a fresh page, connect through the bridge, wait for the shell prompt."""
+    driver = stack.driver
+    driver.call("reload")
+    driver.call("connect", query=stack.query())
+    driver.call("wait_connected", timeout=10000)
+    status = driver.call("status")
+    assert not status["errors"], status
+    assert status["apiVersion"] == "1.5.0"
+    assert TUNNEL_OPEN in status["tunnelStates"], status
+    assert CLIENT_CONNECTED in status["clientStates"], status
+    assert status["tunnelUuid"], "guacamole-lite forwards guacr's connection id"
+    # The shell's prompt ("...$ ") is on the display: the terminal is ready.
+    found = _wait_for(driver, shot, {"prompt": render_text("$")}, timeout=10)
+    assert found["prompt"], f"no shell prompt on the browser's display ({shot})"
 
-    t0 = time.monotonic()
-    key = secrets.token_hex(16).encode()  # 32 ASCII bytes, as guacamole-lite wants
-    token = lite_token(
-        key,
-        {
-            "type": "ssh",
-            "settings": {
-                "hostname": sshd.host,
-                "port": str(sshd.port),
-                "username": sshd.username,
-                "password": sshd.password,
-            },
-        },
-    )
-    query = urlencode(
-        {
-            "token": token,
-            "width": WIDTH,
-            "height": HEIGHT,
-            "dpi": DPI,
-            "font-size": FONT_SIZE,
-            "color-scheme": COLOR_SCHEME,
-        }
-    )
-    prompt = render_text("$")
-    typed = render_text(COMMAND)
-    output = render_text(OUTPUT)
+
+def _run_command(stack: Stack, shot: Path, command: str, output: str) -> None:
+    """Type ``command`` + Enter; its ``output`` must appear on the line below it."""
+    driver = stack.driver
+    driver.call("type", text=command)
+    driver.call("press", key="Enter")
+    needles = {"typed": render_text(command), "output": render_text(output)}
+    found = _wait_for(driver, shot, needles, timeout=10)
+    assert found["typed"], f"typed command not echoed on the display ({shot})"
+    assert found["output"], f"{output} not on the browser's display ({shot})"
+    assert len(found["output"]) == 1, found
+    (out_x, out_y), (typed_x, typed_y) = found["output"][0], found["typed"][-1]
+    # The output is the line right below the command, starting at column 0.
     fonts = get_fontset("monospace", font_pixels(FONT_SIZE, DPI))
+    assert out_y == typed_y + fonts.cell_height, found
+    assert out_x == margin_for_dpi(DPI) < typed_x, found
+
+
+def _disconnect(stack: Stack) -> None:
+    """Disconnect; no Guacamole error and nothing on the browser console, ever."""
+    driver = stack.driver
+    driver.call("disconnect")
+    deadline = time.monotonic() + 5
+    while True:
+        status = driver.call("status")
+        if status["clientStates"][-1] == CLIENT_DISCONNECTED:
+            break
+        assert time.monotonic() < deadline, f"client did not disconnect: {status}"
+        time.sleep(0.05)
+    assert not status["errors"], status
+    # guacamole-common-js never logs by itself: anything here is an uncaught exception
+    # (e.g. an instruction handler choking on guacr's output) or a failed request.
+    problems = [m for m in status["console"] if m["type"] in ("error", "warning", "pageerror")]
+    assert not problems, f"browser console errors: {problems}"
+
+
+def test_browser_types_command_and_sees_output(stack: Stack, tmp_path: Path) -> None:
     shot = tmp_path / "display.png"
-    profile = tmp_path / "chromium-profile"
-    timings: dict[str, float] = {}
+    t0 = time.monotonic()
+    _connect(stack, shot)
+    t1 = time.monotonic()
+    _run_command(stack, shot, COMMAND, OUTPUT)
+    t2 = time.monotonic()
+    _disconnect(stack)
+    print(f"browser e2e: prompt after {t1 - t0:.2f} s, output {t2 - t1:.2f} s after typing")
 
-    with run_guacr(tmp_path, workers=2) as guacr, run_bridge(tmp_path, guacr.port, key) as port:
-        driver = Driver(f"http://127.0.0.1:{port}/", profile, tmp_path / "driver.log")
-        try:
-            timings["browser up"] = time.monotonic() - t0
-            driver.call("connect", query=query)
-            driver.call("wait_connected", timeout=10000)
-            timings["connected"] = time.monotonic() - t0
-            status = driver.call("status")
-            assert not status["errors"], status
-            assert status["apiVersion"] == "1.5.0"
-            assert TUNNEL_OPEN in status["tunnelStates"], status
-            assert CLIENT_CONNECTED in status["clientStates"], status
-            assert status["tunnelUuid"], "guacamole-lite forwards guacr's connection id"
 
-            # The shell's prompt ("...$ ") is on the display: the terminal is ready.
-            found = _wait_for(driver, shot, {"prompt": prompt}, timeout=10)
-            assert found["prompt"], "no shell prompt on the browser's display"
-            timings["prompt"] = time.monotonic() - t0
+def test_idle_session_outlives_bridge_inactivity_limit(stack: Stack, tmp_path: Path) -> None:
+    """guacamole-lite drops a connection when guacd sends nothing for 10 s (the browser
+    then only sees an internal error): an idle terminal must stay usable past that.
 
-            driver.call("type", text=COMMAND)
-            driver.call("press", key="Enter")
-            found = _wait_for(driver, shot, {"typed": typed, "output": output}, timeout=10)
-            timings["output"] = time.monotonic() - t0
-            assert found["typed"], f"typed command not echoed on the display ({shot})"
-            assert found["output"], f"{OUTPUT} not on the browser's display ({shot})"
-            assert len(found["output"]) == 1, found
-            (out_x, out_y), (typed_x, typed_y) = found["output"][0], found["typed"][-1]
-            # The output is the line right below the command, starting at column 0.
-            assert out_y == typed_y + fonts.cell_height, found
-            assert out_x == margin_for_dpi(DPI) < typed_x, found
-
-            driver.call("disconnect")
-            deadline = time.monotonic() + 5
-            while True:
-                status = driver.call("status")
-                if status["clientStates"][-1] == CLIENT_DISCONNECTED:
-                    break
-                assert time.monotonic() < deadline, f"client did not disconnect: {status}"
-                time.sleep(0.05)
-            assert not status["errors"], status
-            # guacamole-common-js never logs by itself: anything here is an uncaught
-            # exception (e.g. from an instruction handler choking on guacr's output) or
-            # a failed request.
-            problems = [
-                m for m in status["console"] if m["type"] in ("error", "warning", "pageerror")
-            ]
-            assert not problems, f"browser console errors: {problems}"
-        finally:
-            driver.close()
-        assert "Traceback" not in guacr.log(), guacr.log()
-    total = time.monotonic() - t0
-    print(f"browser e2e timings (s): {timings}, total {total:.2f}")
+    What keeps it open today is the terminal's idle ``sync`` (once a second, observed)
+    and, behind it, the user's keep-alive ``nop`` after 5 s of silence.
+    """
+    shot = tmp_path / "display.png"
+    _connect(stack, shot)
+    time.sleep(LITE_INACTIVITY_LIMIT + 1.5)
+    status = stack.driver.call("status")
+    assert status["tunnelStates"][-1] == TUNNEL_OPEN, status
+    assert status["clientStates"][-1] == CLIENT_CONNECTED, status
+    _run_command(stack, shot, "echo IDLE-$((5*5))", "IDLE-25")
+    _disconnect(stack)
