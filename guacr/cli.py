@@ -111,9 +111,11 @@ def main(argv: list[str] | None = None) -> None:
     if not config.foreground:
         daemonize()
     if config.pid_file:
-        try:
-            with open(config.pid_file, "w") as f:
+        try:  # atomically: a reader never sees an empty PID file
+            tmp = f"{config.pid_file}.{os.getpid()}.tmp"
+            with open(tmp, "w") as f:
                 f.write(f"{os.getpid()}\n")
+            os.replace(tmp, config.pid_file)
         except OSError as exc:
             log.error("Could not write PID file: %s", exc)
             sys.exit(1)

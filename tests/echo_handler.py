@@ -34,7 +34,15 @@ class EchoHandler(Handler):
     """Echoes input back as ``name`` instructions; behaviour chosen by parameters."""
 
     protocol = "echo"
-    PARAMS = params(["hostname", "port", "mode", "read-only", "password"], {"port": "1"})
+    PARAMS = params(
+        [
+            "hostname", "port", "mode", "read-only", "password",
+            "recording-path", "recording-name", "recording-exclude-output",
+            "recording-exclude-mouse", "recording-include-keys", "recording-include-clipboard",
+            "create-recording-path", "recording-write-existing",
+        ],
+        {"port": "1"},
+    )  # fmt: skip
     ARGV = frozenset({"font-size"})
 
     async def run(self) -> None:

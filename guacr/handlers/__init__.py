@@ -18,6 +18,7 @@ if TYPE_CHECKING:
 BUILTIN: dict[str, str] = {
     "ssh": "guacr.handlers.ssh:SSHHandler",
     "vnc": "guacr.handlers.vnc.handler:VNCHandler",
+    "telnet": "guacr.handlers.telnet.handler:TelnetHandler",
 }
 
 _extra: dict[str, str] = {}

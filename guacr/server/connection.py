@@ -20,6 +20,7 @@ from guacr.handlers.params import Params
 from guacr.protocol import builders as b
 from guacr.protocol.status import Status
 from guacr.server.pool import IndexPool
+from guacr.server.recording import Recording
 from guacr.server.user import User, monotonic_ms
 
 if TYPE_CHECKING:
@@ -46,6 +47,7 @@ class Connection:
         self.buffers = IndexPool(-1, -1)
         self._streams = IndexPool(1, 2)  # connection-level streams are odd, as in guacd
         self.tees: list[Callable[[bytes], None]] = []
+        self.recording: Recording | None = None
         self.log = logging.LoggerAdapter(log, {})
         self.handler: Handler
         self._task: asyncio.Task[None] | None = None
@@ -62,6 +64,10 @@ class Connection:
             self.id,
         )
         log.debug("Parameters for %s: %s", self.id, params.loggable())
+        if "recording-path" in {p.name for p in self.handler_cls.PARAMS}:
+            self.recording = Recording.from_params(params)
+            if self.recording is not None:
+                self.tees.append(self.recording.output)
         self.handler = self.handler_cls(self, params)
         self._task = asyncio.get_running_loop().create_task(self._run())
         self._safe(self.handler.user_joined, owner)
@@ -125,6 +131,8 @@ class Connection:
                 await asyncio.wait_for(self.handler.close(), CLOSE_TIMEOUT)
             except Exception:
                 log.exception("Closing connection %s failed", self.id)
+            if self.recording is not None:
+                self.recording.close()
             self.worker.connection_closed(self)
             log.info("Connection %s removed.", self.id)
 

@@ -37,6 +37,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("guacr.user")
 
+LINGER = 2.0  # seconds a closed user's socket waits for the client's own close
 HANDSHAKE_TIMEOUT = 15.0  # per handshake read, as guacd
 CLIENT_TIMEOUT = 15.0  # client silence after connect -> 776
 KEEPALIVE_INTERVAL = 5.0  # nop once nothing was written for this long
@@ -123,12 +124,19 @@ class User(asyncio.Protocol):
             data, self._pending = self._pending, b""
             self.data_received(data)
 
+    @property
+    def closed(self) -> bool:
+        """True once the user was closed (its socket may still linger)."""
+        return self.state is State.CLOSED
+
     def data_received(self, data: bytes) -> None:
+        if self.state is State.CLOSED:
+            return  # lingering after close: discard
         self.last_received = time.monotonic()
         try:
             instructions = self.parser.receive_data(data)
             for ins in instructions:
-                if self.state is State.CLOSED:
+                if self.closed:  # an earlier instruction ended this user
                     return
                 self._dispatch(ins)
         except GuacrError as exc:
@@ -197,12 +205,23 @@ class User(asyncio.Protocol):
         self.close()
 
     def close(self) -> None:
-        """Close the socket (after flushing) and leave the connection."""
+        """Flush, send FIN, and leave the connection; the socket lingers briefly.
+
+        Closing outright while the client's last ``sync``/``nop`` sit unread makes the
+        kernel send RST, which can destroy our final ``error``/``disconnect`` in the
+        client's receive buffer. So we half-close, discard whatever still arrives, and
+        close when the client does (or after ``LINGER`` seconds).
+        """
         if self.state is State.CLOSED:
             return
         self.state = State.CLOSED
-        if self.transport is not None:
-            self.transport.close()
+        t = self.transport
+        if t is not None:
+            if t.can_write_eof():
+                t.write_eof()
+                asyncio.get_running_loop().call_later(LINGER, t.close)
+            else:
+                t.close()
         self._leave()
 
     def tick(self, now: float) -> None:
@@ -337,11 +356,17 @@ class User(asyncio.Protocol):
 
     def _op_mouse(self, ins: Instruction) -> None:
         if len(ins) >= 4:
-            self._handler.on_mouse(self, _int(ins[1]), _int(ins[2]), _int(ins[3]))
+            x, y, mask = _int(ins[1]), _int(ins[2]), _int(ins[3])
+            self._handler.on_mouse(self, x, y, mask)
+            if self.conn is not None and self.conn.recording is not None:
+                self.conn.recording.mouse(x, y, mask)
 
     def _op_key(self, ins: Instruction) -> None:
         if len(ins) >= 3:
-            self._handler.on_key(self, _int(ins[1]), ins[2] == "1")
+            keysym, pressed = _int(ins[1]), ins[2] == "1"
+            self._handler.on_key(self, keysym, pressed)
+            if self.conn is not None and self.conn.recording is not None:
+                self.conn.recording.key(keysym, pressed)
 
     def _op_size(self, ins: Instruction) -> None:
         if len(ins) >= 3:
@@ -479,7 +504,10 @@ class User(asyncio.Protocol):
         if stream.sink is not None:
             stream.sink.end()
         elif stream.kind == "clipboard":
-            self._handler.on_clipboard(self, stream.mimetype, bytes(stream.buffer))
+            data = bytes(stream.buffer)
+            self._handler.on_clipboard(self, stream.mimetype, data)
+            if self.conn is not None and self.conn.recording is not None:
+                self.conn.recording.clipboard(stream.mimetype, data)
         elif stream.kind == "argv":
             value = bytes(stream.buffer).decode("utf-8", "replace")
             self._handler.on_argv(self, stream.name, value)

@@ -48,8 +48,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final
 
+from guacr.files import open_unique
 from guacr.handlers.params import Params
 from guacr.protocol import builders as b
+from guacr.protocol.status import Status
 from guacr.render.glyphs import (
     BOLD,
     ITALIC,
@@ -159,6 +161,22 @@ class TerminalConfig:
         )
 
 
+class StdinPipe:
+    """A client ``pipe`` named ``STDIN``: its data is typed into the session, as guacd."""
+
+    def __init__(self, write: Callable[[bytes], None], user: User, stream: int) -> None:
+        self.write, self.user, self.stream = write, user, stream
+        user.ack(stream, "Ready for STDIN data.", Status.SUCCESS)
+
+    def blob(self, data: bytes) -> None:
+        """Type the data, then ask for more."""
+        self.write(data)
+        self.user.ack(self.stream, "OK", Status.SUCCESS)
+
+    def end(self) -> None:
+        """Nothing to finish: input was typed as it came."""
+
+
 class Typescript:
     """A typescript recording: raw host output plus a ``scriptreplay`` timing file.
 
@@ -187,21 +205,15 @@ class Typescript:
         cls, directory: str, name: str, create_path: bool = False, write_existing: bool = False
     ) -> Typescript:
         """Open the two files (raises OSError when impossible)."""
-        if create_path:
-            with contextlib.suppress(FileExistsError):
-                os.mkdir(directory, 0o700)
-        base = os.path.join(directory, name)
+        data_fd, path = open_unique(
+            directory,
+            name,
+            file_mode=0o600,
+            create_dir=create_path,
+            dir_mode=0o700,
+            write_existing=write_existing,
+        )
         flags = os.O_CREAT | os.O_WRONLY | (os.O_TRUNC if write_existing else os.O_EXCL)
-        path = base
-        for i in range(cls.MAX_SUFFIX + 1):
-            path = base if i == 0 else f"{base}.{i}"
-            try:
-                data_fd = os.open(path, flags, 0o600)
-                break
-            except FileExistsError:
-                continue
-        else:
-            raise FileExistsError(f"no free typescript name for {base}")
         try:
             timing_fd = os.open(path + ".timing", flags, 0o600)
         except OSError:

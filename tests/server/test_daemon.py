@@ -17,7 +17,11 @@ from pathlib import Path
 import pytest
 from guacr_process import Client, Guacr, run_guacr
 
+from echo_handler import EchoHandler
+
 from guacr.protocol.instruction import encode
+
+N_ARGS = len(EchoHandler.PARAMS)
 
 
 @pytest.fixture(scope="module")
@@ -48,18 +52,12 @@ def test_full_handshake(guacr: Guacr) -> None:
     with guacr.client() as c:
         c.send("select", "echo")
         args = c.expect("args")
-        assert args == (
-            "args",
-            "VERSION_1_5_0",
-            "hostname",
-            "port",
-            "mode",
-            "read-only",
-            "password",
-        )
+        assert args[:7] == ("args", "VERSION_1_5_0", "hostname", "port", "mode", "read-only",
+                            "password")  # fmt: skip
+        assert args[7:] == tuple(EchoHandler.arg_names()[5:])
         c.send("size", 1024, 768, 96)
         c.send("image", "image/png")
-        c.send("connect", "VERSION_1_5_0", "h", "", "", "", "secret")
+        c.send("connect", "VERSION_1_5_0", "h", "", "", "", "secret", *[""] * (len(args) - 7))
         ready = c.expect("ready")
         assert ready[1].startswith("$") and len(ready[1]) == 37
         assert owner_pid(c) in guacr.worker_pids()
@@ -81,7 +79,7 @@ def test_handshake_pipelined_in_one_write(guacr: Guacr) -> None:
             + encode("video")
             + encode("image", "image/png")
             + encode("bogus-opcode", "ignored")
-            + encode("connect", "VERSION_1_5_0", "h", "", "", "", "")
+            + encode("connect", "VERSION_1_5_0", "h", *[""] * (N_ARGS - 1))
             + encode("key", 97, 1)
         )
         assert c.expect("args")[1] == "VERSION_1_5_0"
@@ -236,7 +234,7 @@ def test_wrong_value_count_and_missing_image_get_errors(guacr: Guacr) -> None:
     with guacr.client() as c:
         c.send("select", "echo")
         c.expect("args")
-        c.send("connect", "VERSION_1_5_0", "", "", "", "", "")
+        c.send("connect", "VERSION_1_5_0", *[""] * N_ARGS)
         out = c.read_until_eof(5)
         assert out[0][0] == "error" and "image" in out[0][1]
 

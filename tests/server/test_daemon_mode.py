@@ -28,7 +28,9 @@ def test_background_daemon_writes_pidfile_and_serves(tmp_path: Path) -> None:
     deadline = time.monotonic() + 15
     while not pidfile.exists() and time.monotonic() < deadline:
         time.sleep(0.05)
-    pid = int(pidfile.read_text())
+    text = pidfile.read_text()
+    assert text.endswith("\n"), "PID file must be complete as soon as it exists"
+    pid = int(text)
     try:
         os.kill(pid, 0)
         for _ in range(100):  # the worker may still be booting

@@ -4,6 +4,7 @@ replays the drawing and reads the screen back."""
 from __future__ import annotations
 
 import base64
+import fcntl
 import hashlib
 import json
 import os
@@ -15,6 +16,8 @@ import pytest
 from guacr_process import Guacr
 from servers import SSHServer
 from ssh.ssh_helpers import TermClient, ssh_values, wait_file
+
+from guacr.protocol.parser import Parser
 
 PROMPT = "$"
 
@@ -245,6 +248,37 @@ def test_command_parameter_runs_instead_of_a_shell(connect) -> None:
         term.wait_text("FROM-COMMAND")
         term.wait(lambda: term.eof or any(i[0] == "disconnect" for i in term.log), what="end")
         assert not term.errors
+
+
+def test_session_recording_is_written(connect, tmp_path: Path) -> None:
+    """recording-* parameters: the .guac file holds the drawing and the typed keys."""
+    with connect(
+        **{
+            "recording-path": str(tmp_path / "rec"),
+            "create-recording-path": "true",
+            "recording-include-keys": "true",
+        }
+    ) as term:
+        logged_in(term)
+        term.run("echo RECORDED-$((2+3)); exit")
+        term.wait(lambda: term.eof or any(i[0] == "disconnect" for i in term.log), what="end")
+    path = tmp_path / "rec" / "recording"
+    deadline = time.monotonic() + 5
+    while True:  # finished once guacr released its lock on the file
+        fd = os.open(path, os.O_RDWR)
+        try:
+            fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            break
+        except OSError:
+            assert time.monotonic() < deadline, "recording still locked"
+            time.sleep(0.05)
+        finally:
+            os.close(fd)
+    instructions = Parser().receive_data(path.read_bytes())
+    opcodes = {i[0] for i in instructions}
+    assert {"size", "img", "sync", "key"} <= opcodes
+    typed = [int(i[1]) for i in instructions if i[0] == "key" and i[2] == "1"]
+    assert bytes(k for k in typed if k < 128).startswith(b"echo RECORDED")
 
 
 def test_typescript_is_recorded(connect, shared_dir: Path) -> None:

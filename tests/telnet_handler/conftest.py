@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 
 import pytest
 from guacr_process import Guacr, run_guacr
 from servers import TelnetServer
-from ssh.ssh_helpers import TermClient
-from telnet_handler.telnet_helpers import HANDLERS, telnet_values
+from telnet_handler.telnet_helpers import HANDLERS, Connect, TelnetTerm, telnet_values
+
 
 @pytest.fixture(scope="module")
 def guacr_telnet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Guacr]:
@@ -18,16 +18,16 @@ def guacr_telnet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Guacr]:
 
 
 @pytest.fixture
-def connect(guacr_telnet: Guacr, telnetd: TelnetServer) -> Callable[..., object]:
+def connect(guacr_telnet: Guacr, telnetd: TelnetServer) -> Connect:
     """``with connect(**params) as term:`` a terminal client on a telnet connection."""
 
     @contextmanager
     def _connect(
         size: tuple[int, int, int] = (800, 480, 96), **values: str
-    ) -> Iterator[TermClient]:
+    ) -> Iterator[TelnetTerm]:
         client = guacr_telnet.client()
         try:
-            term = TermClient(client)
+            term = TelnetTerm(client)
             term.connection_id = client.handshake(
                 "telnet", telnet_values(telnetd, **values), size=size
             )

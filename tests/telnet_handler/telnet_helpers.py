@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+
 from servers import TelnetServer
+from ssh.ssh_helpers import TermClient
 
 HANDLERS = "telnet=guacr.handlers.telnet.handler:TelnetHandler"
 
@@ -17,3 +21,27 @@ def telnet_values(telnetd: TelnetServer, **extra: str) -> dict[str, str]:
     }
     values.update(extra)
     return values
+
+
+class TelnetTerm(TermClient):
+    """TermClient that reads a reset after the server's close as the end of the stream.
+
+    The daemon closes its socket right after ``disconnect``/``error``; a ``sync`` reply
+    the client sent just before then makes the kernel answer with RST, which ``recv``
+    reports as ECONNRESET once the instructions before it have been read.
+    """
+
+    def pump(self, timeout: float = 0.05) -> bool:
+        try:
+            return super().pump(timeout)
+        except ConnectionResetError:
+            self.eof = True
+            return False
+
+    def ended(self) -> bool:
+        """The server said ``disconnect`` or closed the connection."""
+        return self.eof or any(i[0] == "disconnect" for i in self.log)
+
+
+# The ``connect`` fixture: ``with connect(size=..., **params) as term:``.
+Connect = Callable[..., AbstractContextManager[TelnetTerm]]

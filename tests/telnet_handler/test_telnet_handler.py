@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 from guacr_process import Guacr
 from servers import TelnetServer
-from ssh.ssh_helpers import TermClient, reader
-from telnet_handler.telnet_helpers import telnet_values
+from ssh.ssh_helpers import reader
+from telnet_handler.telnet_helpers import Connect, TelnetTerm, telnet_values
 
 from guacr.handlers.telnet.handler import TelnetHandler
 
@@ -35,7 +35,7 @@ SUCCESS = r"[$#] $"
 FAILURE = "Login incorrect"
 
 
-def logged_in(term: TermClient) -> None:
+def logged_in(term: TelnetTerm) -> None:
     term.wait_text(SHELL_PROMPT, timeout=15)
 
 
@@ -46,10 +46,10 @@ def free_port() -> int:
 
 
 @contextmanager
-def raw_client(guacr: Guacr, values: dict[str, str]) -> Iterator[TermClient]:
+def raw_client(guacr: Guacr, values: dict[str, str]) -> Iterator[TelnetTerm]:
     client = guacr.client()
     try:
-        term = TermClient(client)
+        term = TelnetTerm(client)
         term.connection_id = client.handshake("telnet", values)
         yield term
     finally:
@@ -71,17 +71,17 @@ def test_args_are_guacds_in_order_with_defaults(guacr_telnet: Guacr) -> None:
 
 
 # Login and session ---------------------------------------------------------------------
-def test_auto_login_runs_a_typed_command_and_remote_exit_ends_normally(connect) -> None:
+def test_auto_login_runs_a_typed_command_and_remote_exit_ends_normally(connect: Connect) -> None:
     with connect() as term:
         logged_in(term)
         term.run("echo SHOWN-$((6*7)) T=$TERM")
         term.wait_text("SHOWN-42 T=linux")  # output of the command, read off the screen
         term.run("exit")
-        term.wait(lambda: term.eof or any(i[0] == "disconnect" for i in term.log), what="end")
+        term.wait(term.ended, what="the end of the connection")
         assert not term.errors, term.errors
 
 
-def test_naws_on_start_and_on_every_resize(connect) -> None:
+def test_naws_on_start_and_on_every_resize(connect: Connect) -> None:
     with connect(size=(800, 480, 96)) as term:
         logged_in(term)
         term.run('echo "S=$(stty size)="')
@@ -92,7 +92,7 @@ def test_naws_on_start_and_on_every_resize(connect) -> None:
         term.wait_text("R=39 99=")  # ... and for 1024x768 after the client's resize
 
 
-def test_login_regexes_hide_the_terminal_until_success(connect) -> None:
+def test_login_regexes_hide_the_terminal_until_success(connect: Connect) -> None:
     """With success/failure regexes nothing is drawn before the shell prompt appears; then
     the held output (login prompts included) is shown at once."""
     with connect(**{"login-success-regex": SUCCESS, "login-failure-regex": FAILURE}) as term:
@@ -116,7 +116,7 @@ def test_login_regexes_hide_the_terminal_until_success(connect) -> None:
         term.wait_text("AFTER-2")
 
 
-def test_wrong_password_fails_with_769(connect) -> None:
+def test_wrong_password_fails_with_769(connect: Connect) -> None:
     values = {"password": "not-the-password", "login-success-regex": SUCCESS,
               "login-failure-regex": FAILURE}  # fmt: skip
     with connect(**values) as term:
@@ -125,7 +125,18 @@ def test_wrong_password_fails_with_769(connect) -> None:
         assert "not-the-password" not in err[1]
 
 
-def test_byte_0xff_round_trip(connect, tmp_path: Path) -> None:
+def test_bulk_output_with_flow_control_then_typing(connect: Connect) -> None:
+    """~2 MB of output (reading from the socket pauses while the emulator is behind)
+    ends, and the session still answers typed commands afterwards."""
+    with connect() as term:
+        logged_in(term)
+        term.run("seq 1 300000; echo DONE-$((2*3))")
+        term.wait_text("DONE-6", timeout=30)
+        term.run("echo STILL-$((3*3))")
+        term.wait_text("STILL-9")
+
+
+def test_byte_0xff_round_trip(connect: Connect, tmp_path: Path) -> None:
     """0xFF both ways: typed through a STDIN pipe (sent as IAC IAC) and read back by a raw
     tty; printed by the shell and recorded byte for byte in the typescript."""
     with connect(**{"typescript-path": str(tmp_path), "typescript-name": "ts"}) as term:
@@ -140,7 +151,7 @@ def test_byte_0xff_round_trip(connect, tmp_path: Path) -> None:
         term.run(r"printf '<\377>\n'; echo PRINTED")
         term.wait_text("PRINTED")
         term.run("exit")
-        term.wait(lambda: term.eof or any(i[0] == "disconnect" for i in term.log), what="end")
+        term.wait(term.ended, what="the end of the connection")
     time.sleep(0.3)  # the typescript is closed when the connection ends
     recorded = (tmp_path / "ts").read_bytes()
     assert b"<\xff>" in recorded

@@ -24,7 +24,8 @@ import numpy as np
 import pytest
 from servers import TigerVNCServer, X11VNCServer
 
-from guacr.handlers.vnc.handler import VNC_ARGS, VNCHandler, repeater_id, wol_packet
+from guacr.handlers.vnc.handler import VNC_ARGS, VNCHandler, repeater_id
+from guacr.handlers.wol import magic_packet as wol_packet
 from tests.guacr_process import Guacr, free_port, run_guacr
 from tests.vnc_handler.guac_session import GuacSession
 

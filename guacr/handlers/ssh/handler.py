@@ -23,12 +23,19 @@ from typing import TYPE_CHECKING, Final
 import asyncssh
 
 from guacr.errors import GuacrError, Unauthorized, UpstreamError
+from guacr.handlers import wol
 from guacr.handlers.base import Handler, StreamSink
 from guacr.handlers.params import Params, params
 from guacr.handlers.ssh.sftp import SFTPFilesystem
 from guacr.protocol.status import Status
 from guacr.terminal import OscEvent
-from guacr.terminal.session import ARGV_NAMES, TerminalConfig, TerminalSession, clipboard_limit
+from guacr.terminal.session import (
+    ARGV_NAMES,
+    StdinPipe,
+    TerminalConfig,
+    TerminalSession,
+    clipboard_limit,
+)
 
 if TYPE_CHECKING:
     from guacr.server.connection import Connection
@@ -102,7 +109,6 @@ SSH_DEFAULTS: Final = {
 
 OSC_DOWNLOAD: Final = 482200
 OSC_UPLOAD_PATH: Final = 482201
-WOL_RETRIES: Final = 5
 _KEY_TYPES: Final = ("ssh-", "ecdsa-", "sk-", "rsa-")
 
 
@@ -143,21 +149,6 @@ class _Channel(asyncssh.SSHClientSession[bytes]):
         done = self.handler._channel_done
         if not done.done():
             done.set_result(None)
-
-
-class _StdinPipe:
-    """A client ``pipe`` named STDIN: its data is typed into the session."""
-
-    def __init__(self, handler: SSHHandler, user: User, stream: int) -> None:
-        self.handler, self.user, self.stream = handler, user, stream
-        user.ack(stream, "Ready for STDIN data.", Status.SUCCESS)
-
-    def blob(self, data: bytes) -> None:
-        self.handler._write(data)
-        self.user.ack(self.stream, "OK", Status.SUCCESS)
-
-    def end(self) -> None:
-        pass
 
 
 class SSHHandler(Handler):
@@ -206,7 +197,7 @@ class SSHHandler(Handler):
         if prompted or p.get_opt("private-key"):
             session.clear_screen()
         if p.get_bool("wol-send-packet"):
-            await self._wake_on_lan()
+            wol.send_from_params(self.params, self.log)
         ssh = await self._connect(hostname, port, username, password, key)
         self._ssh = ssh
         self.log.info("SSH connection successful.")
@@ -309,9 +300,7 @@ class SSHHandler(Handler):
         p = self.params
         timeout = float(max(1, p.get_int("timeout", 10)))
         known_hosts = self._known_hosts(hostname, port)
-        attempts = (
-            WOL_RETRIES if p.get_bool("wol-send-packet") and p.get_int("wol-wait-time") > 0 else 1
-        )
+        attempts = wol.connect_attempts(p)
         sock: socket.socket | None = None
         for attempt in range(attempts):
             try:
@@ -415,29 +404,6 @@ class SSHHandler(Handler):
             self.sftp.expose(owner)
         self.log.debug("SFTP session initialized")
 
-    async def _wake_on_lan(self) -> None:
-        p = self.params
-        mac = p.get_opt("wol-mac-addr")
-        if mac is None:
-            self.log.warning("Wake-on-LAN requested without wol-mac-addr: not sent.")
-            return
-        try:
-            raw = bytes.fromhex(mac.replace(":", "").replace("-", ""))
-            if len(raw) != 6:
-                raise ValueError(mac)
-        except ValueError:
-            self.log.warning("Invalid wol-mac-addr: Wake-on-LAN packet not sent.")
-            return
-        packet = b"\xff" * 6 + raw * 16
-        broadcast = p.get("wol-broadcast-addr") or "255.255.255.255"
-        port = p.get_int("wol-udp-port", 9)
-        try:
-            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-                s.setsockopt(socket.SOL_SOCKET, socket.SO_BROADCAST, 1)
-                s.sendto(packet, (broadcast, port))
-        except OSError as exc:
-            self.log.warning("Wake-on-LAN packet could not be sent: %s", exc)
-
     # Session callbacks -----------------------------------------------------------------------
     def _write(self, data: bytes) -> None:
         chan = self._chan
@@ -493,7 +459,7 @@ class SSHHandler(Handler):
 
     def on_pipe(self, user: User, stream: int, mimetype: str, name: str) -> StreamSink | None:
         if name == "STDIN":
-            return _StdinPipe(self, user, stream)
+            return StdinPipe(self._write, user, stream)
         return None
 
     def on_file(self, user: User, stream: int, mimetype: str, filename: str) -> StreamSink | None:

@@ -21,7 +21,6 @@ The telnet wire format and the login matching are sans-I/O (``protocol.py``,
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import errno
 import socket
 import time
@@ -29,12 +28,18 @@ from collections import deque
 from typing import TYPE_CHECKING, Final, cast
 
 from guacr.errors import GuacrError, Unauthorized, UpstreamNotFound, UpstreamTimeout
+from guacr.handlers import wol
 from guacr.handlers.base import Handler, StreamSink
 from guacr.handlers.params import Params, params
 from guacr.handlers.telnet.login import LoginFailed, LoginMatcher, LoginSucceeded, SendInput
 from guacr.handlers.telnet.protocol import Data, TelnetClient
-from guacr.protocol.status import Status
-from guacr.terminal.session import ARGV_NAMES, TerminalConfig, TerminalSession, clipboard_limit
+from guacr.terminal.session import (
+    ARGV_NAMES,
+    StdinPipe,
+    TerminalConfig,
+    TerminalSession,
+    clipboard_limit,
+)
 
 if TYPE_CHECKING:
     from guacr.server.connection import Connection
@@ -98,7 +103,6 @@ TELNET_DEFAULTS: Final = {
     "wol-wait-time": "0",
 }
 
-WOL_RETRIES: Final = 5  # guacd retries the connect this often after a Wake-on-LAN packet
 # Output held back while the login outcome is unknown (success/failure regexes set).
 # Only the newest part is kept: the login screen is short, a flood is not a prompt.
 HOLD_LIMIT: Final = 1 << 20
@@ -124,21 +128,6 @@ class _Telnet(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.handler._lost(exc)
-
-
-class _StdinPipe:
-    """A client ``pipe`` named STDIN: its data is typed into the session (as guacd)."""
-
-    def __init__(self, handler: TelnetHandler, user: User, stream: int) -> None:
-        self.handler, self.user, self.stream = handler, user, stream
-        user.ack(stream, "Ready for STDIN data.", Status.SUCCESS)
-
-    def blob(self, data: bytes) -> None:
-        self.handler._write(data)
-        self.user.ack(self.stream, "OK", Status.SUCCESS)
-
-    def end(self) -> None:
-        pass
 
 
 class TelnetHandler(Handler):
@@ -183,14 +172,18 @@ class TelnetHandler(Handler):
             port = 23
         timeout = float(max(1, p.get_int("timeout", 10)))
         if p.get_bool("wol-send-packet"):
-            self._wake_on_lan()
+            wol.send_from_params(self.params, self.log)
         sock = await self._connect_with_retries(hostname, port, timeout)
         term = self.session.term
         self.telnet = TelnetClient(
             p.get("terminal-type"), p.get_opt("username"), term.cols, term.rows
         )
         loop = asyncio.get_running_loop()
-        await loop.create_connection(lambda: _Telnet(self), sock=sock)
+        try:
+            await loop.create_connection(lambda: _Telnet(self), sock=sock)
+        except BaseException:
+            sock.close()  # cancelled or failed before the transport took the socket
+            raise
         self.log.info("Telnet connection successful.")
         failure = await self._done
         if failure is not None:
@@ -210,7 +203,7 @@ class TelnetHandler(Handler):
         """guacd: after a Wake-on-LAN packet with a wait time, retry while the host wakes."""
         p = self.params
         wait = p.get_int("wol-wait-time", 0)
-        attempts = WOL_RETRIES if p.get_bool("wol-send-packet") and wait > 0 else 1
+        attempts = wol.connect_attempts(p)
         for attempt in range(attempts):
             try:
                 return await connect_tcp(hostname, port, timeout)
@@ -220,28 +213,6 @@ class TelnetHandler(Handler):
                     raise
                 await asyncio.sleep(wait)
         raise AssertionError("unreachable")
-
-    def _wake_on_lan(self) -> None:
-        p = self.params
-        mac = p.get_opt("wol-mac-addr")
-        if mac is None:
-            self.log.warning("Wake-on-LAN requested without wol-mac-addr: not sent.")
-            return
-        raw = b""
-        with contextlib.suppress(ValueError):
-            raw = bytes.fromhex(mac.replace(":", "").replace("-", "").replace(".", ""))
-        if len(raw) != 6:
-            self.log.warning("Invalid wol-mac-addr: Wake-on-LAN packet not sent.")
-            return
-        broadcast = p.get("wol-broadcast-addr")
-        udp_port = p.get_int("wol-udp-port", 9)
-        try:
-            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-                s.setsockopt(socket.SOL_SOCKET, socket.SO_BROADCAST, 1)
-                s.sendto(b"\xff" * 6 + raw * 16, (broadcast, udp_port))
-            self.log.info("Wake-on-LAN packet sent to %s:%d.", broadcast, udp_port)
-        except OSError as exc:
-            self.log.warning("Wake-on-LAN packet could not be sent: %s", exc)
 
     # Telnet traffic ------------------------------------------------------------------------
     def _received(self, data: bytes) -> None:
@@ -343,7 +314,7 @@ class TelnetHandler(Handler):
 
     def on_pipe(self, user: User, stream: int, mimetype: str, name: str) -> StreamSink | None:
         if name == "STDIN":
-            return _StdinPipe(self, user, stream)
+            return StdinPipe(self._write, user, stream)
         return None
 
 

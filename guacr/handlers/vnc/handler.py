@@ -27,6 +27,7 @@ import numpy as np
 import numpy.typing as npt
 
 from guacr.errors import GuacrError, Unauthorized, UpstreamError, UpstreamNotFound
+from guacr.handlers import wol
 from guacr.handlers.base import Handler
 from guacr.handlers.params import Params, params
 from guacr.handlers.vnc.client import RFBClient
@@ -105,7 +106,6 @@ CLIPBOARD_MAX = 50 * 1024 * 1024
 CLIPBOARD_BLOB = 4096
 CONNECT_TIMEOUT = 15.0
 RETRY_INTERVAL = 1.0  # guacd waits 1 s between autoretry attempts
-WOL_ATTEMPTS = 5
 READ_SIZE = 1 << 18
 INLINE_DECODE = 16 * 1024  # smaller reads decode on the loop, sparing a thread hop each
 RESIZE_INTERVAL = 0.25  # at most this often a SetDesktopSize for the owner's size
@@ -184,15 +184,6 @@ class VNCSettings:
         )
 
 
-def wol_packet(mac: str) -> bytes:
-    """The Wake-on-LAN magic packet: 6 x 0xFF, then the MAC address 16 times."""
-    digits = mac.replace(":", "").replace("-", "").replace(".", "")
-    raw = bytes.fromhex(digits)
-    if len(raw) != 6:
-        raise ValueError(f"not a MAC address: {mac!r}")
-    return b"\xff" * 6 + raw * 16
-
-
 def repeater_id(host: str, port: int) -> bytes:
     """What an UltraVNC repeater expects after its banner: "host:port", NUL-padded."""
     return f"{host}:{port}".encode()[:REPEATER_ID_LENGTH].ljust(REPEATER_ID_LENGTH, b"\0")
@@ -234,10 +225,8 @@ class VNCHandler(Handler):
     async def run(self) -> None:
         s = self.settings
         self._log_unsupported()
-        if s.wol and s.wol_mac:
-            self._send_wol()
-        elif s.wol:
-            self.log.warning("Wake-on-LAN requested without wol-mac-addr: not sent.")
+        if s.wol:
+            wol.send_from_params(self.params, self.log)
         reader, writer = await self._open()
         self._reader, self._writer = reader, writer
         try:
@@ -272,18 +261,6 @@ class VNCHandler(Handler):
         if p.get_bool("disable-server-input"):
             self.log.warning("disable-server-input is not supported; server input stays on.")
 
-    def _send_wol(self) -> None:
-        s = self.settings
-        assert s.wol_mac is not None
-        try:
-            packet = wol_packet(s.wol_mac)
-            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_BROADCAST, 1)
-                sock.sendto(packet, (s.wol_broadcast, s.wol_port))
-            self.log.info("Wake-on-LAN packet sent to %s:%d.", s.wol_broadcast, s.wol_port)
-        except (OSError, ValueError) as exc:
-            self.log.warning("Wake-on-LAN packet not sent: %s", exc)
-
     # ------------------------------------------------------------------ connecting
     async def _open(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
         """TCP to the server (or repeater, or reverse listen), with guacd's retries."""
@@ -293,7 +270,7 @@ class VNCHandler(Handler):
         attempts = s.autoretry + 1
         interval = RETRY_INTERVAL
         if s.wol and s.wol_mac and s.wol_wait:
-            attempts, interval = max(attempts, WOL_ATTEMPTS), float(s.wol_wait)
+            attempts, interval = max(attempts, wol.RETRIES), float(s.wol_wait)
             await asyncio.sleep(interval)
         error: Exception | None = None
         for attempt in range(attempts):
