@@ -119,18 +119,10 @@ def main(argv: list[str] | None = None) -> None:
         except OSError as exc:
             log.error("Could not write PID file: %s", exc)
             sys.exit(1)
-    from guacr.server.supervisor import Supervisor
-    from guacr.server.worker import run_loop
+    from guacr.server.forkserver import ForkServer
 
-    wconfig = config.worker_config()
     log.info("Guacamole proxy daemon (guacr) version %s started", __version__)
-    status = 0
-
-    async def _run() -> None:
-        nonlocal status
-        status = await Supervisor(wconfig, [sock]).run()
-
-    run_loop(_run(), config.uvloop)
+    status = ForkServer(config.worker_config(), [sock]).run()
     log.info("Exiting")
     if config.pid_file:
         with contextlib.suppress(OSError):

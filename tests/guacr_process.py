@@ -6,6 +6,7 @@ Tests talk to it over TCP exactly as a Guacamole client would.
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -39,11 +40,19 @@ class Guacr:
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
 
+    def listener_pid(self) -> int:
+        """The listener, forked by the main process (it logs its pid)."""
+        m = re.search(r"Listener running \(pid (\d+)\)", self.log())
+        assert m, "listener pid not logged"
+        return int(m.group(1))
+
     def worker_pids(self) -> list[int]:
+        """Live workers: children of the main process other than the listener."""
         out = subprocess.run(
             ["pgrep", "-P", str(self.proc.pid)], capture_output=True, text=True
         ).stdout
-        return sorted(int(x) for x in out.split())
+        listener = self.listener_pid()
+        return sorted(int(x) for x in out.split() if int(x) != listener)
 
     def client(self, timeout: float = 10.0) -> Client:
         return Client(self.port, timeout)

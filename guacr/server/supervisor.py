@@ -1,5 +1,8 @@
 """The listener process: owns the listening sockets, supervises workers, routes users.
 
+It is forked by the main process (guacr.server.forkserver), which also forks the
+workers on its request, so all of them share the code the main process preloaded.
+
 For each accepted client it reads only the ``select`` instruction (15 s limit, with
 the sans-I/O parser), then hands the socket plus the bytes already read to a worker
 over that worker's SEQPACKET channel (``socket.send_fds``):
@@ -25,14 +28,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import os
 import select
 import signal
 import socket
-import subprocess
-import sys
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -58,9 +58,10 @@ class Slot:
     """One worker position; its process is replaced when it dies."""
 
     index: int
-    proc: subprocess.Popen[bytes] | None = None
+    pid: int | None = None  # known once the fork server answers ``spawned``
     chan: socket.socket | None = None
-    ready: bool = False
+    ready: bool = False  # serving now
+    was_ready: bool = False  # reached ``ready`` since its last start
     load: int = 0
     boot_failures: int = 0
     given_up: bool = False
@@ -71,9 +72,12 @@ class Slot:
 class Supervisor:
     """Listener + worker supervisor."""
 
-    def __init__(self, config: dict[str, Any], sockets: list[socket.socket]) -> None:
+    def __init__(
+        self, config: dict[str, Any], sockets: list[socket.socket], forkserver: socket.socket
+    ) -> None:
         self.config = config
         self.sockets = sockets
+        self.forkserver = forkserver
         self.slots = [Slot(i) for i in range(max(1, int(config.get("workers", 1))))]
         self.owners: dict[str, Slot] = {}
         self.stopping = False
@@ -81,31 +85,49 @@ class Supervisor:
         self._accept_tasks: list[asyncio.Task[None]] = []
         self._intakes: set[asyncio.Task[None]] = set()
         self._done: asyncio.Future[int] | None = None
+        self.alive: set[int] = set()  # worker pids not yet reported exited
         for name, target in config.get("extra_handlers", {}).items():
             handlers.register(name, target)
 
     # Workers --------------------------------------------------------------------------
     def spawn(self, slot: Slot) -> None:
-        """Start (or restart) the worker process of ``slot``."""
+        """Start (or restart) the worker of ``slot``: the fork server forks it."""
         parent_end, child_end = channel.pair()
-        cmd = [
-            sys.executable,
-            "-m",
-            "guacr.server.worker",
-            "--channel-fd",
-            str(child_end.fileno()),
-            "--config",
-            json.dumps(self.config),
-        ]
-        slot.proc = subprocess.Popen(cmd, pass_fds=[child_end.fileno()], close_fds=True)
+        channel.send(self.forkserver, "spawn", slot.index, fds=[child_end.fileno()])
         child_end.close()
+        slot.pid = None
         slot.chan = parent_end
-        slot.ready = False
+        slot.ready = slot.was_ready = False
         slot.load = 0
         slot.started = time.monotonic()
         parent_end.setblocking(False)
         asyncio.get_running_loop().add_reader(parent_end.fileno(), self._on_channel, slot)
-        log.debug("Worker %d started (pid %d)", slot.index, slot.proc.pid)
+
+    def _on_forkserver(self) -> None:
+        """``spawned,<slot>,<pid>`` and ``exited,<pid>,<status>`` from the main process."""
+        try:
+            msg, fds = channel.recv(self.forkserver)
+        except BlockingIOError:
+            return
+        for fd in fds:
+            os.close(fd)
+        if msg is None:
+            log.error("The main process went away; stopping")
+            asyncio.get_running_loop().remove_reader(self.forkserver.fileno())
+            if self._done is not None and not self._done.done():
+                self._done.set_result(1)
+            return
+        if msg[0] == "spawned" and len(msg) == 3:
+            slot = self.slots[int(msg[1])]
+            slot.pid = int(msg[2])
+            self.alive.add(slot.pid)
+            log.debug("Worker %d started (pid %d)", slot.index, slot.pid)
+        elif msg[0] == "exited" and len(msg) == 3:
+            pid, status = int(msg[1]), int(msg[2])
+            self.alive.discard(pid)
+            for slot in self.slots:
+                if slot.pid == pid:
+                    self._worker_exited(slot, status)
 
     def _on_channel(self, slot: Slot) -> None:
         assert slot.chan is not None
@@ -117,13 +139,14 @@ class Supervisor:
             log.exception("Channel of worker %d failed", slot.index)
             msg, fds = None, []
         if msg is None:
-            self._worker_died(slot)
+            self._channel_closed(slot)  # the process is dying; its exit report follows
             return
         op = msg[0]
         if op == "ready":
             slot.ready = True
             slot.boot_failures = 0
-            log.info("Worker %d ready (pid %s)", slot.index, slot.proc.pid if slot.proc else "?")
+            slot.was_ready = True
+            log.info("Worker %d ready (pid %s)", slot.index, slot.pid or "?")
         elif op == "open" and len(msg) == 2:
             slot.owned.add(msg[1])
             self.owners[msg[1]] = slot
@@ -141,29 +164,33 @@ class Supervisor:
         for fd in fds:
             os.close(fd)
 
-    def _worker_died(self, slot: Slot) -> None:
-        loop = asyncio.get_running_loop()
+    def _channel_closed(self, slot: Slot) -> None:
+        """Stop routing to a worker whose channel closed (it is exiting)."""
         if slot.chan is not None:
-            loop.remove_reader(slot.chan.fileno())
+            asyncio.get_running_loop().remove_reader(slot.chan.fileno())
             slot.chan.close()
             slot.chan = None
-        code = slot.proc.wait() if slot.proc else None
+        slot.ready = False
         for cid in slot.owned:
             if self.owners.get(cid) is slot:
                 del self.owners[cid]
         slot.owned.clear()
+
+    def _worker_exited(self, slot: Slot, code: int) -> None:
+        loop = asyncio.get_running_loop()
+        self._channel_closed(slot)
+        pid, slot.pid = slot.pid, None
         if self.stopping:
             return
-        if not slot.ready:
+        if not slot.was_ready:
             slot.boot_failures += 1
         log.error(
             "Worker %d (pid %s) exited with status %s%s",
             slot.index,
-            slot.proc.pid if slot.proc else "?",
+            pid,
             code,
-            "" if slot.ready else " before it was ready",
+            "" if slot.was_ready else " before it was ready",
         )
-        slot.ready = False
         if slot.boot_failures >= BOOT_FAILURES_BEFORE_GIVING_UP:
             slot.given_up = True
             log.error(
@@ -315,6 +342,9 @@ class Supervisor:
         self._done = loop.create_future()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self._on_signal, sig)
+        log.info("Listener running (pid %d)", os.getpid())
+        self.forkserver.setblocking(False)
+        loop.add_reader(self.forkserver.fileno(), self._on_forkserver)
         for slot in self.slots:
             self.spawn(slot)
         for lsock in self.sockets:
@@ -335,18 +365,16 @@ class Supervisor:
             task.cancel()
         for lsock in self.sockets:
             lsock.close()
-        procs = [s.proc for s in self.slots if s.proc is not None and s.proc.poll() is None]
-        for proc in procs:
+        for pid in list(self.alive):
             with contextlib.suppress(ProcessLookupError):
-                proc.send_signal(signal.SIGTERM)
+                os.kill(pid, signal.SIGTERM)
         deadline = time.monotonic() + STOP_DEADLINE
-        while any(p.poll() is None for p in procs) and time.monotonic() < deadline:
-            await asyncio.sleep(0.05)
-        for proc in procs:
-            if proc.poll() is None:
-                log.warning("Worker pid %d did not stop in time; killing it", proc.pid)
-                proc.kill()
-                proc.wait()
+        while self.alive and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)  # exit reports arrive through _on_forkserver
+        for pid in list(self.alive):
+            log.warning("Worker pid %d did not stop in time; killing it", pid)
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
 
 
 def ins_bytes(ins: tuple[str, ...]) -> bytes:

@@ -5,15 +5,13 @@ bytes it already read (the ``select``). The worker runs handshakes and handlers,
 reports the connection ids it owns (so joins can be routed here) and its load, and
 sweeps all users once a second for timeouts and keep-alives.
 
-Run as ``python -m guacr.server.worker --channel-fd N --config JSON``.
+Workers are forked by the main process (guacr.server.forkserver); see ``run_forked``.
 """
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import contextlib
-import json
 import logging
 import os
 import signal
@@ -205,19 +203,9 @@ def run_loop(coro: Any, use_uvloop: bool = True) -> None:
     asyncio.run(coro)
 
 
-def main(argv: list[str] | None = None) -> None:
-    """Worker process entry point."""
-    parser = argparse.ArgumentParser(prog="guacr-worker")
-    parser.add_argument("--channel-fd", type=int, required=True)
-    parser.add_argument("--config", default="{}")
-    ns = parser.parse_args(argv)
-    config = json.loads(ns.config)
+def run_forked(chan: socket.socket, config: dict[str, Any]) -> None:
+    """Worker entry point in a child of the fork server (guacr.server.forkserver)."""
     glog.setup(config.get("log_level", "info"))
-    chan = socket.socket(fileno=ns.channel_fd)
     if os.environ.get("GUACR_TEST_WORKER_BOOT_FAIL"):
         sys.exit(3)  # test hook: a worker that cannot boot
     run_loop(serve(chan, config), config.get("uvloop", True))
-
-
-if __name__ == "__main__":
-    main()

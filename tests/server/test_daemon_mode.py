@@ -12,26 +12,40 @@ from pathlib import Path
 from guacr_process import ECHO, ROOT, Client, free_port
 
 
+def daemon_pids(marker: str) -> list[int]:
+    """PIDs of guacr processes whose command line holds ``marker`` (our unique config)."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                cmd = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+            except OSError:
+                continue
+            if marker in cmd and " -m guacr" in cmd:
+                pids.append(int(entry.name))
+    return pids
+
+
 def test_background_daemon_writes_pidfile_and_serves(tmp_path: Path) -> None:
     port = free_port()
     pidfile = tmp_path / "guacr.pid"
     conf = tmp_path / "guacd.conf"
     conf.write_text(f"[server]\nbind_host = 127.0.0.1\nbind_port = {port}\n[guacr]\nworkers = 1\n")
     env = dict(os.environ, PYTHONPATH=str(ROOT), GUACR_HANDLERS=ECHO)
-    started = subprocess.run(
-        [sys.executable, "-m", "guacr", "--config", str(conf), "-p", str(pidfile)],
-        env=env,
-        capture_output=True,
-        timeout=20,
-    )
-    assert started.returncode == 0  # the launching process returns once detached
-    deadline = time.monotonic() + 15
-    while not pidfile.exists() and time.monotonic() < deadline:
-        time.sleep(0.05)
-    text = pidfile.read_text()
-    assert text.endswith("\n"), "PID file must be complete as soon as it exists"
-    pid = int(text)
     try:
+        started = subprocess.run(
+            [sys.executable, "-m", "guacr", "--config", str(conf), "-p", str(pidfile)],
+            env=env,
+            capture_output=True,
+            timeout=20,
+        )
+        assert started.returncode == 0  # the launching process returns once detached
+        deadline = time.monotonic() + 15
+        while not pidfile.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        text = pidfile.read_text()
+        assert text.endswith("\n"), "PID file must be complete as soon as it exists"
+        pid = int(text)
         os.kill(pid, 0)
         for _ in range(100):  # the worker may still be booting
             try:
@@ -42,18 +56,15 @@ def test_background_daemon_writes_pidfile_and_serves(tmp_path: Path) -> None:
                 time.sleep(0.1)
         else:
             raise AssertionError("daemon never served a handshake")
-    finally:
         os.kill(pid, signal.SIGTERM)
-    deadline = time.monotonic() + 15
-    while time.monotonic() < deadline:
-        try:
-            os.kill(pid, 0)
+        deadline = time.monotonic() + 15
+        while daemon_pids(str(conf)):
+            assert time.monotonic() < deadline, "daemon did not stop on SIGTERM"
             time.sleep(0.05)
-        except ProcessLookupError:
-            break
-    else:
-        raise AssertionError("daemon did not stop on SIGTERM")
-    assert not pidfile.exists()  # removed on clean exit
+        assert not pidfile.exists()  # removed on clean exit
+    finally:
+        for leftover in daemon_pids(str(conf)):  # never leave a daemon behind
+            os.kill(leftover, signal.SIGKILL)
 
 
 def test_invalid_log_level_exits_1() -> None:
