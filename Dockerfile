@@ -10,7 +10,7 @@ RUN python3 -m venv /opt/guacr && /opt/guacr/bin/pip install --no-cache-dir /src
 
 FROM debian:bookworm-slim
 RUN apt-get update && apt-get install -y --no-install-recommends \
-        python3 libvterm0 fonts-dejavu-core ca-certificates netcat-openbsd \
+        python3 libvterm0 fonts-dejavu-core fonts-wqy-microhei fontconfig ca-certificates netcat-openbsd \
     && rm -rf /var/lib/apt/lists/* \
     && groupadd -g 1000 guacd && useradd -u 1000 -g guacd -s /usr/sbin/nologin guacd
 COPY --from=build /opt/guacr /opt/guacr

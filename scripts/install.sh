@@ -11,11 +11,13 @@ for bin in python3 gcc; do command -v "$bin" >/dev/null || need_apt=1; done
 python3 -c 'import venv, ensurepip' 2>/dev/null || need_apt=1
 [ -e /usr/share/fonts/truetype/dejavu/DejaVuSansMono.ttf ] || need_apt=1
 [ -e /usr/include/vterm.h ] || need_apt=1
+command -v fc-match >/dev/null || need_apt=1
+[ -e /usr/share/fonts/truetype/wqy/wqy-microhei.ttc ] || need_apt=1
 if [ "$need_apt" = 1 ]; then
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -qq
     apt-get install -y -qq --no-install-recommends -o DPkg::Lock::Timeout=900 \
-        python3 python3-venv python3-dev gcc libc6-dev fonts-dejavu-core libvterm0 libvterm-dev ca-certificates
+        python3 python3-venv python3-dev gcc libc6-dev fonts-dejavu-core fonts-wqy-microhei fontconfig libvterm0 libvterm-dev ca-certificates
 fi
 
 if [ ! -x .venv/bin/python ]; then

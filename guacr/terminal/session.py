@@ -19,11 +19,17 @@ user does with a terminal into bytes for the host, and host output into frames:
   paste, mouse reports when the application enabled tracking, live ``argv`` updates of
   ``color-scheme``/``font-name``/``font-size``, window title as ``name``, typescript
   recording in ``scriptreplay`` format, and in-terminal prompts for credentials.
+* guacd's output pipe: after ``ESC ] 482202 ; name BEL`` host output goes to a
+  ``pipe`` stream named ``name`` for every user instead of the display, until
+  ``ESC ] 482203 ; BEL`` (see :class:`OutputRouter`); OSC 482204 sets the scrollback.
+* Characters the font lacks (CJK, symbols) are drawn from a fallback font, looked up
+  off the loop before the frame that first shows them (``FontSet.prepare``).
 
 The session never talks to the host itself: the handler passes ``send_input`` (bytes
 for the host), and optionally ``on_resize`` (new PTY size), ``pause_reading`` /
-``resume_reading`` (flow control) and ``on_osc`` (guacd's OSC 482200-482203). Glue for a
-handler (see ``guacr.handlers.ssh.handler`` for a complete one)::
+``resume_reading`` (flow control) and ``on_osc`` (other OSCs, e.g. guacd's 482200
+download and 482201 upload directory). Glue for a handler (see
+``guacr.handlers.ssh.handler`` for a complete one)::
 
     ARGV = frozenset(ARGV_NAMES)                       # class attribute
     self.clipboard_limit = clipboard_limit(params)     # read by the core
@@ -42,11 +48,12 @@ import asyncio
 import contextlib
 import logging
 import os
+import re
 import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Final, NamedTuple
 
 from guacr.files import open_unique
 from guacr.handlers.params import Params
@@ -105,6 +112,8 @@ CLIPBOARD_BLOB: Final = 4096
 CLIPBOARD_MIN: Final = 262144
 CLIPBOARD_MAX: Final = 52428800
 ARGV_NAMES: Final = ("color-scheme", "font-name", "font-size")
+OSC_PIPE_OPEN: Final = 482202
+OSC_PIPE_CLOSE: Final = 482203
 OSC_SCROLLBACK: Final = 482204
 _WORD_DELIMITERS: Final = frozenset("\"'`()[]{}<>|,;")
 
@@ -248,6 +257,215 @@ class Typescript:
             os.close(self._timing)
 
 
+# guacd's output pipe (OSC 482202/482203) ----------------------------------------------
+TO_TERM: Final = 0  # bytes for the emulator
+TO_PIPE: Final = 1  # text for the open pipe stream
+PIPE_OPEN: Final = 2  # open a pipe: data = name, flags
+PIPE_CLOSE: Final = 3  # close the open pipe
+PIPE_INTERPRET: Final = 1  # OSC 482202 flag: output goes to the display too
+PIPE_AUTOFLUSH: Final = 2  # OSC 482202 flag: the pipe buffer is sent with every frame
+PIPE_BLOB: Final = 6048  # guacd's pipe buffer: a blob when full (else at close/autoflush)
+_OSC_PAYLOAD_MAX: Final = 2047  # guacd keeps this much of an OSC parameter
+_GROUND, _ESC, _CSI, _OSC_NUM, _STRING, _STRING_ESC = range(6)
+_CSI_END: Final = re.compile(rb"[\x18\x1a\x1b\x40-\x7e]")
+# whole CSIs and short escapes (not strings): most escapes in piped output
+_SHORT_ESCAPES: Final = re.compile(
+    rb"(\x1b(?:\[[\x20-\x3f]*[\x40-\x7e]|[\x20-\x2f]*[\x30-\x4f\x51-\x57\x59-\x5a\x60-\x7e]))"
+)
+_STRING_END: Final = re.compile(rb"[\x07\x18\x1a\x1b]")
+_LEADING_INT: Final = re.compile(rb"\s*\+?(\d+)")
+
+
+class Route(NamedTuple):
+    """One piece of host output and where it goes (see :class:`OutputRouter`)."""
+
+    kind: int
+    data: bytes = b""
+    flags: int = 0
+
+
+class OutputRouter:
+    """Splits host output between the emulator and guacd's output pipe (sans-I/O).
+
+    ``ESC ] 482202 ; [flags ;]... name`` (BEL or ST) opens a pipe: from then on, as in
+    guacd, text goes to the pipe instead of the display, while escape sequences still
+    reach the emulator (they are interpreted, not piped), until ``ESC ] 482203``
+    closes it. Flags (OR-ed numbers before the name): 1 = draw the text too, 2 = send
+    the pipe buffer with every frame. guacd only closes on ``ESC ] 482203 ;``; the form
+    without ``;`` (which guacd ignores) closes too.
+
+    Outside a pipe the only cost is one ``bytes.find`` per chunk: all bytes go to the
+    emulator and only ``ESC ]`` is looked at.
+    """
+
+    def __init__(self) -> None:
+        self.piping = False
+        self._keep_order = False  # text is drawn as well as piped (flag 1)
+        self._state = _GROUND
+        self._num = bytearray()  # digits of the OSC number being read
+        self._cmd = 0  # 482202/482203 while its payload is read, else 0
+        self._payload = bytearray()
+        self._data = b""  # the chunk being routed, and routes found so far
+        self._out: list[Route] = []
+        self._mark = 0  # start of bytes not yet given a route
+
+    def feed(self, data: bytes) -> list[Route]:
+        """Route one chunk; state carries over to the next."""
+        quiet = self._state == _GROUND and not self.piping
+        if quiet and data.find(b"\x1b]") < 0 and not data.endswith(b"\x1b"):
+            return [Route(TO_TERM, data)]
+        out: list[Route] = []
+        self._data, self._out, self._mark = data, out, 0
+        pos, n = 0, len(data)
+        while pos < n:
+            pos = self._step(data, pos, n)
+        self._emit_term(n)
+        self._data = b""
+        return out
+
+    def _emit_term(self, end: int) -> None:
+        if end > self._mark:
+            self._out.append(Route(TO_TERM, self._data[self._mark : end]))
+        self._mark = end
+
+    def _step(self, data: bytes, pos: int, n: int) -> int:
+        """Consume from ``pos``; returns the new position."""
+        state = self._state
+        if state == _GROUND:
+            if self.piping:
+                return self._pipe_text(data, pos, n)
+            i = data.find(b"\x1b]", pos)
+            if i >= 0:
+                self._state, self._num = _OSC_NUM, bytearray()
+                return i + 2
+            if data.endswith(b"\x1b"):
+                self._state = _ESC
+            return n
+        c = data[pos]
+        if state == _ESC:
+            return self._escape(c, pos)
+        if state == _CSI:
+            m = _CSI_END.search(data, pos)
+            if m is None:
+                return n
+            self._state = _ESC if data[m.start()] == 0x1B else _GROUND
+            return m.start() + 1
+        if state == _OSC_NUM:
+            if 0x30 <= c <= 0x39 and len(self._num) < 8:
+                self._num.append(c)
+                return pos + 1
+            return self._osc_number(c, pos)
+        if state == _STRING:
+            m = _STRING_END.search(data, pos)
+            end = n if m is None else m.start()
+            if self._cmd:
+                room = _OSC_PAYLOAD_MAX - len(self._payload)
+                self._payload += data[pos : min(end, pos + max(0, room))]
+            if m is None:
+                return n
+            c = data[end]
+            if c == 0x07:
+                self._finish(end + 1)
+            elif c == 0x1B:
+                self._state = _STRING_ESC
+            else:  # CAN/SUB cancel the string
+                self._cmd, self._state = 0, _GROUND
+            return end + 1
+        # _STRING_ESC: ESC \ ends the string; ESC + anything else ends it and starts anew
+        if c == 0x5C:
+            self._finish(pos + 1)
+            return pos + 1
+        self._finish(pos)
+        self._state = _ESC
+        return pos
+
+    def _pipe_text(self, data: bytes, pos: int, n: int) -> int:
+        """Inside a pipe: text to the pipe, whole short escapes to the emulator, up to the
+        first other escape (split in C: piped ``ls --color`` output is mostly escapes)."""
+        parts = _SHORT_ESCAPES.split(data[pos:] if pos else data)  # text, escape, text, ...
+        end = n
+        for k in range(0, len(parts), 2):
+            j = parts[k].find(b"\x1b")
+            if j >= 0:  # a string, or an escape this chunk ends inside
+                parts[k] = parts[k][:j]
+                del parts[k + 1 :]
+                end = pos + sum(map(len, parts))
+                break
+        self._emit_term(pos)
+        out = self._out
+        if self._keep_order:  # the text is drawn too: keep it in order with the escapes
+            for k, part in enumerate(parts):
+                if part:
+                    out.append(Route(TO_TERM if k % 2 else TO_PIPE, part))
+        else:  # pipe and emulator are separate sinks: one route each
+            escapes, text = b"".join(parts[1::2]), b"".join(parts[0::2])
+            if escapes:
+                out.append(Route(TO_TERM, escapes))
+            if text:
+                out.append(Route(TO_PIPE, text))
+        self._mark = end
+        if end == n:
+            return n
+        self._state = _ESC  # its ESC goes to the emulator with what follows
+        return end + 1
+
+    def _escape(self, c: int, pos: int) -> int:
+        if c == 0x5D:  # ]
+            self._state, self._num = _OSC_NUM, bytearray()
+        elif not self.piping:
+            self._state = _GROUND  # only OSCs matter outside a pipe
+            return pos
+        elif c == 0x5B:  # [
+            self._state = _CSI
+        elif c in b"PX^_":  # DCS, SOS, PM, APC: strings up to ST
+            self._cmd, self._state = 0, _STRING
+        elif 0x20 <= c <= 0x2F or c == 0x1B or (c < 0x20 and c not in (0x18, 0x1A)):
+            pass  # intermediate, repeated ESC or an executed control: still in the escape
+        else:
+            self._state = _GROUND  # final byte
+        return pos + 1
+
+    def _osc_number(self, c: int, pos: int) -> int:
+        cmd = int(self._num) if self._num else -1
+        terminator = c in (0x07, 0x1B)
+        if cmd in (OSC_PIPE_OPEN, OSC_PIPE_CLOSE) and (
+            c == 0x3B or (terminator and cmd == OSC_PIPE_CLOSE)
+        ):
+            self._cmd, self._payload = cmd, bytearray()
+            if c == 0x3B:
+                self._state = _STRING
+            elif c == 0x07:
+                self._finish(pos + 1)
+            else:
+                self._state = _STRING_ESC
+            return pos + 1
+        # Any other OSC: inside a pipe skip it to its end (it isn't text); outside a
+        # pipe nothing more to watch.
+        self._cmd = 0
+        self._state = _STRING if self.piping else _GROUND
+        return pos
+
+    def _finish(self, end: int) -> None:
+        """An OSC ended at ``end``: act on 482202/482203 (their bytes go to the emulator)."""
+        cmd, self._cmd, self._state = self._cmd, 0, _GROUND
+        if cmd == OSC_PIPE_OPEN:
+            *params, name = bytes(self._payload).split(b";")
+            flags = 0
+            for p in params:
+                m = _LEADING_INT.match(p)
+                value = int(m.group(1)) if m else 0
+                flags |= value if value <= 0x7FFFFFFF else 0
+            self._emit_term(end)
+            self._out.append(Route(PIPE_OPEN, name, flags))
+            self.piping = True
+            self._keep_order = bool(flags & PIPE_INTERPRET)
+        elif cmd == OSC_PIPE_CLOSE:
+            self._emit_term(end)
+            if self.piping:
+                self._out.append(Route(PIPE_CLOSE))
+            self.piping = False
+
+
 @dataclass
 class _Prompt:
     future: asyncio.Future[str]
@@ -342,6 +560,14 @@ class TerminalSession:
         self._last_flush = 0.0
         self._last_input = 0.0
         self._closed = False
+        # guacd's output pipe (OSC 482202): a connection-level stream
+        self._router = OutputRouter()
+        self._pipe: int | None = None
+        self._pipe_name = ""
+        self._pipe_flags = 0
+        self._pipe_buffer = bytearray()
+        # non-ASCII cell texts seen since the last frame: fonts may need a fallback
+        self._glyph_texts: set[str] = set()
         # screen cache: CellKeys of the live screen rows and history lines shown
         self._live: list[list[CellKey]] = []
         self._history: dict[int, list[CellKey]] = {}
@@ -414,6 +640,7 @@ class TerminalSession:
         """Stop drawing; flush and close the typescript."""
         self._closed = True
         self._wake.set()
+        self._pipe_close()
         tasks = [t for t in (self._task, *self._tasks) if t is not None]
         for t in tasks:
             t.cancel()
@@ -490,7 +717,12 @@ class TerminalSession:
             size += len(chunk)
         self._backlog_bytes -= size
         term = self.term
-        term.feed(parts[0] if len(parts) == 1 else b"".join(parts))
+        data = parts[0] if len(parts) == 1 else b"".join(parts)
+        routes = self._router.feed(data)
+        if len(routes) == 1 and routes[0].kind == TO_TERM:
+            term.feed(data)
+        else:
+            self._route(routes)
         reply = term.output_to_host()
         if reply:
             self._send_input(reply)
@@ -503,7 +735,83 @@ class TerminalSession:
                 self.resume_reading()
         return size
 
+    def _route(self, routes: list[Route]) -> None:
+        """Host output with an output pipe involved (see :class:`OutputRouter`)."""
+        term = self.term
+        pending: list[bytes] = []  # emulator input: one feed per run of routes
+        for r in routes:
+            if r.kind == TO_TERM:
+                pending.append(r.data)
+            elif r.kind == TO_PIPE:
+                self._pipe_write(r.data)
+                if self._pipe_flags & PIPE_INTERPRET or self._pipe is None:
+                    pending.append(r.data)  # drawn too, in order
+            else:
+                if pending:
+                    term.feed(b"".join(pending))
+                    pending.clear()
+                if r.kind == PIPE_OPEN:
+                    self._pipe_open(r.data.decode("utf-8", "replace"), r.flags)
+                else:
+                    self._pipe_close()
+        if pending:
+            term.feed(b"".join(pending))
+
+    # Output pipe (OSC 482202/482203) --------------------------------------------------
+    def _pipe_open(self, name: str, flags: int) -> None:
+        """Open a pipe stream to every user, as guacd (closing any open one first)."""
+        self._pipe_close()
+        try:
+            stream = self.conn.alloc_stream()
+        except OverflowError:
+            self.log.warning("No stream left for pipe %r: output stays on the display", name)
+            self._router.piping = False
+            return
+        self._pipe, self._pipe_name, self._pipe_flags = stream, name, flags
+        self.conn.broadcast(b.pipe(stream, "text/plain", name))
+        self.log.debug("Terminal output now goes to pipe %r (flags=%d)", name, flags)
+
+    def _pipe_write(self, data: bytes) -> None:
+        """Buffer pipe output; full buffers go out as guacd-sized blobs."""
+        stream = self._pipe
+        if stream is None:
+            return
+        buf = self._pipe_buffer
+        buf += data
+        if len(buf) > PIPE_BLOB:  # as guacd: a full buffer is sent when more arrives
+            full = (len(buf) - 1) // PIPE_BLOB * PIPE_BLOB
+            self.conn.broadcast(
+                b"".join(
+                    b.blob(stream, bytes(buf[i : i + PIPE_BLOB])) for i in range(0, full, PIPE_BLOB)
+                )
+            )
+            del buf[:full]
+
+    def _pipe_flush(self) -> None:
+        if self._pipe is not None and self._pipe_buffer:
+            self.conn.broadcast(b.blob(self._pipe, bytes(self._pipe_buffer)))
+            self._pipe_buffer.clear()
+
+    def _pipe_close(self) -> None:
+        """Send what is buffered and end the pipe stream; output returns to the display."""
+        stream = self._pipe
+        if stream is None:
+            return
+        self._pipe_flush()
+        self._pipe = None
+        self._pipe_flags = 0
+        self.conn.broadcast(b.end(stream))
+        self.conn.free_stream(stream)
+        self.log.debug("Terminal output now goes to the display again")
+
+    @property
+    def pipe_name(self) -> str | None:
+        """The name of the open output pipe, if any."""
+        return self._pipe_name if self._pipe is not None else None
+
     def _osc(self, event: OscEvent) -> None:
+        if event.command in (OSC_PIPE_OPEN, OSC_PIPE_CLOSE):
+            return  # handled by the router, where the output splits
         if event.command == OSC_SCROLLBACK:
             with contextlib.suppress(ValueError, MemoryError):
                 self.term.set_scrollback_limit(int(event.data.strip() or "0"))
@@ -582,11 +890,25 @@ class TerminalSession:
         if bg != self.view.background:
             self.view.set_background(bg)
         self.view.set_scrollbar(term.scrollback_len, self._offset)
-        data = await self.view.update(self._visible_rows(), self._cursor())
+        if self._pipe_flags & PIPE_AUTOFLUSH:
+            self._pipe_flush()
+        rows = self._visible_rows()
+        if self._glyph_texts:
+            await self._prepare_glyphs()
+        data = await self.view.update(rows, self._cursor())
         self._typescript_flush()
         self._last_flush = time.monotonic()
         self.conn.end_frame(extra=extra + data)
         self._flushed.set()
+
+    async def _prepare_glyphs(self) -> None:
+        """Let the font find fallback fonts for new characters, off the loop (fontconfig
+        tools and font files): once per character and font."""
+        texts, self._glyph_texts = self._glyph_texts, set()
+        fonts = self.view.fonts
+        todo = [t for t in texts if fonts.needs_lookup(t)]
+        if todo:
+            await asyncio.get_running_loop().run_in_executor(None, fonts.prepare, todo)
 
     def _typescript_flush(self) -> None:
         if self.typescript is not None:
@@ -626,13 +948,15 @@ class TerminalSession:
             )
             if run.cluster:
                 if run.width >= 2:
-                    key = _intern(intern, (run.text, fg, bg, flags | WIDE))
+                    k = (run.text, fg, bg, flags | WIDE)
+                    key = intern.get(k) or self._new_key(k)
                     keys.append(key)
                     keys.append(_intern(intern, continuation(key)))
                     blank = _intern(intern, ("", fg, bg, flags))
                     keys.extend([blank] * (run.width - 2))
                 else:
-                    keys.append(_intern(intern, (run.text, fg, bg, flags)))
+                    k = (run.text, fg, bg, flags)
+                    keys.append(intern.get(k) or self._new_key(k))
                 continue
             text = run.text
             if not text.strip(" "):
@@ -640,10 +964,17 @@ class TerminalSession:
                 continue
             for ch in text:
                 k = (ch if ch != " " else "", fg, bg, flags)
-                keys.append(intern.get(k) or _intern(intern, k))
+                keys.append(intern.get(k) or self._new_key(k))
         if len(intern) > 65536:
             intern.clear()
         return keys
+
+    def _new_key(self, key: CellKey) -> CellKey:
+        """Intern a key not seen before; note text the font may need a fallback for."""
+        self._keys[key] = key
+        if not key[0].isascii():
+            self._glyph_texts.add(key[0])
+        return key
 
     def _visible_rows(self) -> list[list[CellKey]]:
         """What the display shows: live rows, or history when scrolled back; selection."""
@@ -692,6 +1023,9 @@ class TerminalSession:
             self._pending_joins.append(user)
             return
         self._update_webp()
+        if self._pipe is not None:
+            # guacd doesn't tell joiners; with the ``pipe`` they can read what follows
+            user.send(b.pipe(self._pipe, "text/plain", self._pipe_name))
         if user.owner:
             for name in ARGV_NAMES:
                 user.send(_argv_stream(user, name, self.argv_values[name]))
@@ -1031,6 +1365,7 @@ class TerminalSession:
             return
         async with self.view.lock:
             cols, rows = self.view.set_font(fonts)
+        self._keys.clear()  # every text is seen anew: the new font may lack others
         self._apply_grid(cols, rows)
 
 
