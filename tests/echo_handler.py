@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import time
 
 from guacr.errors import GuacrError
 from guacr.handlers.base import Handler, StreamSink
@@ -56,6 +57,8 @@ class EchoHandler(Handler):
             return
         if mode == "die":  # kill the whole worker process (worker crash test)
             os._exit(9)
+        if mode == "hang":  # block the worker's event loop (hung-worker test)
+            time.sleep(3600)
         if mode == "flood":  # ignore congestion: the core's write-buffer cap must act
             chunk = b.name("x" * 8000) * 64
             while self.conn.users:

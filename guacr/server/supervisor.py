@@ -51,6 +51,10 @@ SELECT_TIMEOUT = 15.0
 BOOT_FAILURES_BEFORE_GIVING_UP = 3
 RESTART_DELAY = 0.2
 STOP_DEADLINE = 10.0
+PING_INTERVAL = 5.0
+# A worker whose event loop has not answered a ping for this long is hung (a handler
+# blocking the loop): it is killed and restarted like a crashed one.
+HANG_TIMEOUT = float(os.environ.get("GUACR_WORKER_HANG_TIMEOUT", "30"))
 
 
 @dataclass
@@ -62,6 +66,7 @@ class Slot:
     chan: socket.socket | None = None
     ready: bool = False  # serving now
     was_ready: bool = False  # reached ``ready`` since its last start
+    last_pong: float = 0.0
     load: int = 0
     boot_failures: int = 0
     given_up: bool = False
@@ -146,6 +151,7 @@ class Supervisor:
             slot.ready = True
             slot.boot_failures = 0
             slot.was_ready = True
+            slot.last_pong = time.monotonic()
             log.info("Worker %d ready (pid %s)", slot.index, slot.pid or "?")
         elif op == "open" and len(msg) == 2:
             slot.owned.add(msg[1])
@@ -156,6 +162,8 @@ class Supervisor:
                 del self.owners[msg[1]]
         elif op == "load" and len(msg) == 2:
             slot.load = int(msg[1])
+        elif op == "pong":
+            slot.last_pong = time.monotonic()
         elif op == "forward" and len(msg) == 3 and len(fds) == 1:
             self._route_join(fds[0], msg[1], channel.unpack_bytes(msg[2]))
             fds = []
@@ -309,6 +317,27 @@ class Supervisor:
         rest = b"".join(ins_bytes(i) for i in instructions[1:]) + parser.pending_bytes()
         self.route(sock, target, rest)
 
+    async def _watch_workers(self) -> None:
+        """Ping ready workers; kill one whose loop stopped answering (hung)."""
+        while not self.stopping:
+            await asyncio.sleep(min(PING_INTERVAL, HANG_TIMEOUT / 3))
+            now = time.monotonic()
+            for slot in self.slots:
+                if not slot.ready or slot.chan is None or slot.pid is None:
+                    continue
+                if now - slot.last_pong > HANG_TIMEOUT:
+                    log.error(
+                        "Worker %d (pid %d) has not answered for %.0f s; killing it",
+                        slot.index,
+                        slot.pid,
+                        now - slot.last_pong,
+                    )
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(slot.pid, signal.SIGKILL)
+                    continue
+                with contextlib.suppress(OSError):
+                    channel.send(slot.chan, "ping")
+
     async def _accept_loop(self, lsock: socket.socket) -> None:
         loop = asyncio.get_running_loop()
         while not self.stopping:
@@ -347,6 +376,7 @@ class Supervisor:
         loop.add_reader(self.forkserver.fileno(), self._on_forkserver)
         for slot in self.slots:
             self.spawn(slot)
+        self._accept_tasks.append(loop.create_task(self._watch_workers()))
         for lsock in self.sockets:
             lsock.setblocking(False)
             self._accept_tasks.append(loop.create_task(self._accept_loop(lsock)))

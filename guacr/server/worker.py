@@ -95,6 +95,8 @@ class Worker:
             return
         if msg[0] == "handoff" and len(fds) == 1 and len(msg) == 4:
             self._accept(fds[0], msg[1], channel.unpack_bytes(msg[2]), msg[3] == "1")
+        elif msg[0] == "ping" and not fds:
+            self._report("pong")  # answered by the loop itself: proof it is not blocked
         else:
             for fd in fds:
                 os.close(fd)

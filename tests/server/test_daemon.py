@@ -7,6 +7,7 @@ pid serving a connection and echoes input as ``name`` instructions.
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
 import threading
@@ -370,6 +371,26 @@ def test_client_that_stops_reading_is_dropped_alone(tmp_path: Path) -> None:
         neighbour.send("key", 5, 1)
         assert names_until(neighbour, "key 5 1")[-1] == "key 5 1"
         assert g.worker_pids() and "Traceback" not in g.log()
+
+
+def test_hung_worker_is_killed_and_replaced(tmp_path: Path) -> None:
+    with run_guacr(tmp_path, workers=2, env={"GUACR_WORKER_HANG_TIMEOUT": "3"}) as g:
+        with g.client() as hung_owner:
+            hung_owner.handshake("echo", {"mode": "hang"})
+            victim = owner_pid(hung_owner)  # announced before run() blocks the loop
+            wait_log(g, "has not answered", timeout=15)
+            hung_owner.read_until_eof(10)  # its session ends with the worker
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            pids = g.worker_pids()
+            if len(pids) == 2 and victim not in pids:
+                break
+            time.sleep(0.1)
+        assert victim not in g.worker_pids() and len(g.worker_pids()) == 2
+        with g.client() as c:  # service goes on
+            c.handshake("echo", {})
+            c.send("key", 9, 1)
+            assert names_until(c, "key 9 1")[-1] == "key 9 1"
 
 
 def test_sigterm_shuts_down_cleanly(tmp_path: Path) -> None:
