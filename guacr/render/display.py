@@ -241,7 +241,7 @@ class Display:
         self._fb = fb[:height, :width]
         self._fb32 = self._as32(fb)
         self.width, self.height = width, height
-        self._touched = np.ones((rows, cols), np.bool_)
+        self._touched = np.ones(pl.touch_grid(width, height), np.bool_)
         self._last_change = np.full((rows, cols), -1e9)
         self._interval = np.full((rows, cols), np.inf)
         self._lossy = np.zeros((rows, cols), np.bool_)
@@ -441,7 +441,7 @@ class Display:
         h, w = self._sent.shape[:2]
         mask = np.repeat(np.repeat(still, pl.CELL, axis=0), pl.CELL, axis=1)
         self._sent[..., 3][mask[:h, :w]] = 0
-        self._touched |= still
+        self._touched |= np.repeat(still, pl.CELL, axis=0)
         self._refresh = True
         self._ready_frames += 1
 
@@ -563,6 +563,12 @@ class Display:
                         )
                     )
                 self.stats.copies += len(copies)
+                # Only what was dirty, or written by a copy (which may have read a
+                # source another copy overwrote), can differ now.
+                self._touched[:] = False
+                pl.mark_boxes(self._touched, boxes)
+                for copy in copies:
+                    pl.mark(self._touched, copy.dx, copy.dy, copy.w, copy.h)
                 boxes = pl.find_dirty(fb32, sent32, self._touched, self.width, self.height)
         self._touched[:] = False
         refresh, self._refresh = self._refresh, False
@@ -645,7 +651,7 @@ class Display:
         if width and height:
             sent32 = self._sent32
             unknown = np.zeros_like(sent32)
-            touched = np.ones(pl.cell_grid(width, height), np.bool_)
+            touched = np.ones(pl.touch_grid(width, height), np.bool_)
             boxes = pl.find_dirty(sent32, unknown, touched, width, height)
             solids, images = pl.classify(sent32, boxes)
             for box in pl.combine_images(images):

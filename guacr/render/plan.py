@@ -19,7 +19,7 @@ The framebuffers are (h, w) uint32 views of RGBX pixels: one compare per pixel.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Final
+from typing import Final, cast
 
 import numpy as np
 import numpy.typing as npt
@@ -31,6 +31,8 @@ U32 = npt.NDArray[np.uint32]
 Bool = npt.NDArray[np.bool_]
 
 CELL: Final = 64
+_FRF = 3
+GATHER_RATIO = 4
 TILE: Final = 512
 BASE_COST: Final = 4096  # fixed cost of one operation, in pixels
 NON_IMAGE_DIVISOR: Final = 128  # rect/cfill and copy cost 1/128 of an image per pixel
@@ -91,76 +93,148 @@ def cell_grid(width: int, height: int) -> tuple[int, int]:
     return (height + CELL - 1) // CELL, (width + CELL - 1) // CELL
 
 
+def touch_grid(width: int, height: int) -> tuple[int, int]:
+    """Shape of a "touched" grid: one flag per pixel row of each 64-px column band,
+    for whole cells (so it reshapes to (cell rows, 64, cell columns))."""
+    rows, cols = cell_grid(width, height)
+    return rows * CELL, cols
+
+
 def mark(grid: Bool, x: int, y: int, w: int, h: int) -> None:
-    """Mark the cells under a rectangle (already clipped to the display) in ``grid``."""
+    """Mark the rows of the bands under a rectangle (clipped to the display) in ``grid``."""
     if w > 0 and h > 0:
-        grid[y // CELL : (y + h - 1) // CELL + 1, x // CELL : (x + w - 1) // CELL + 1] = True
+        grid[y : y + h, x // CELL : (x + w - 1) // CELL + 1] = True
 
 
 def overlaps(grid: Bool, x: int, y: int, w: int, h: int) -> bool:
-    """True if any marked cell lies under the rectangle."""
+    """True if any marked band row lies under the rectangle."""
     if w <= 0 or h <= 0:
         return False
-    return bool(
-        grid[y // CELL : (y + h - 1) // CELL + 1, x // CELL : (x + w - 1) // CELL + 1].any()
-    )
+    return bool(grid[y : y + h, x // CELL : (x + w - 1) // CELL + 1].any())
+
+
+def mark_boxes(grid: Bool, boxes: list[Box]) -> None:
+    """Mark the rows of each (single-cell) box in its band."""
+    for box in boxes:
+        grid[box.y0 : box.y1, box.cells[0][1]] = True
+
+
+def _diff_bits(
+    new: U32, old: U32, new_y: int, old_y: int, rows: int, c0: int, c1: int
+) -> npt.NDArray[np.uint64]:
+    """(rows, c1 - c0) column masks: bit j of [i, k] is set if pixel j of 64-px band
+    c0 + k differs between ``new`` row new_y + i and ``old`` row old_y + i (columns past
+    the frame's edge count as equal).
+
+    Packing the compare to one bit per pixel makes every later reduction 64x smaller,
+    and numpy reduces short inner axes slowly; compares over whole rows of a cell-padded
+    frame (when the span is wide) are contiguous, about 3x cheaper per pixel than
+    strided ones. Together several times cheaper than reducing the boolean compare
+    result (``benchmarks/bench_display.py --micro``).
+    """
+    full_w = new.shape[1]
+    bands = c1 - c0
+    if full_w % CELL == 0 and _FRF * bands * CELL > full_w:
+        px0, px1, first = 0, full_w, c0
+    else:
+        px0, px1, first = c0 * CELL, min(c1 * CELL, full_w), 0
+    words = -(-(px1 - px0) // CELL)
+    a = new[new_y : new_y + rows, px0:px1]
+    b = old[old_y : old_y + rows, px0:px1]
+    if px1 - px0 == words * CELL:
+        diff = np.not_equal(a, b)
+    else:
+        diff = np.zeros((rows, words * CELL), np.bool_)
+        np.not_equal(a, b, out=diff[:, : px1 - px0])
+    # Bit j of a word is column j of its band (little-endian on every platform).
+    bits: npt.NDArray[np.uint64] = np.packbits(diff, axis=-1, bitorder="little").view("<u8")
+    return bits[:, first : first + bands]
+
+
+def _touched_bits(
+    new: U32,
+    old: U32,
+    touched: Bool,
+    ys: npt.NDArray[np.intp],
+    cs: npt.NDArray[np.intp],
+    y0: int,
+    y1: int,
+    c0: int,
+    c1: int,
+) -> npt.NDArray[np.uint64]:
+    """``_diff_bits`` for rows y0..y1 and bands c0..c1, compared only where touched
+    (the band rows ``ys``, ``cs``, all inside that area).
+
+    Servers name the rectangles they redraw, and those rarely cover much of the area
+    between them: when few band rows are touched they are gathered and compared alone
+    (64 pixels each) instead of comparing whole rows.
+    """
+    full_h, full_w = new.shape
+    if full_w % CELL or len(ys) * GATHER_RATIO > (y1 - y0) * (c1 - c0):
+        bits = _diff_bits(new, old, y0, y0, y1 - y0, c0, c1)
+        return np.where(touched[y0:y1, c0:c1], bits, np.uint64(0))
+    bands = full_w // CELL
+    a = new.reshape(full_h, bands, CELL)[ys, cs]
+    b = old.reshape(full_h, bands, CELL)[ys, cs]
+    words = np.packbits(a != b, axis=-1, bitorder="little").view("<u8")
+    bits = np.zeros((y1 - y0, c1 - c0), np.uint64)
+    bits[ys - y0, cs - c0] = words[:, 0]
+    return bits
 
 
 def find_dirty(
     new: U32, old: U32, touched: Bool, width: int | None = None, height: int | None = None
 ) -> list[Box]:
-    """Dirty cells (tight boxes) among the touched ones, in row-major order.
+    """Dirty cells (tight boxes) among the touched band rows, in row-major order.
 
-    Frames padded to whole cells avoid a copy; boxes are clipped to width x height.
+    ``touched`` has the shape ``touch_grid`` gives. Works on column masks
+    (``_diff_bits``): OR-ing a cell's rows gives its dirty columns, a non-zero mask a
+    dirty row. Boxes are clipped to width x height.
     """
-    if not touched.any():
+    ys, cs = np.divmod(np.flatnonzero(touched), touched.shape[1])
+    if not len(ys):
         return []
-    rows = np.flatnonzero(touched.any(axis=1))
-    cols = np.flatnonzero(touched.any(axis=0))
-    r0, r1 = int(rows[0]), int(rows[-1]) + 1
-    c0, c1 = int(cols[0]), int(cols[-1]) + 1
+    r0, r1 = int(ys[0]) // CELL, int(ys[-1]) // CELL + 1
+    c0, c1 = int(cs.min()), int(cs.max()) + 1
     height = new.shape[0] if height is None else height
     width = new.shape[1] if width is None else width
-    py0, py1 = r0 * CELL, min(r1 * CELL, new.shape[0])
-    px0, px1 = c0 * CELL, min(c1 * CELL, new.shape[1])
-    diff = new[py0:py1, px0:px1] != old[py0:py1, px0:px1]
     nr, nc = r1 - r0, c1 - c0
-    if diff.shape != (nr * CELL, nc * CELL):
-        padded = np.zeros((nr * CELL, nc * CELL), np.bool_)
-        padded[: diff.shape[0], : diff.shape[1]] = diff
-        diff = padded
-    d4 = diff.reshape(nr, CELL, nc, CELL)
-    # Columns first: reducing across rows (contiguous) is much cheaper than within them.
-    col_any = diff.reshape(nr, CELL, nc * CELL).any(axis=1).reshape(nr, nc, CELL)
-    dirty = col_any.any(axis=2) & touched[r0:r1, c0:c1]
-    if not dirty.any():
+    py0, py1 = r0 * CELL, min(r1 * CELL, new.shape[0])
+    bits = _touched_bits(new, old, touched, ys, cs, py0, py1, c0, c1)
+    if py1 - py0 < nr * CELL:
+        padded = np.zeros((nr * CELL, nc), np.uint64)
+        padded[: py1 - py0] = bits
+        bits = padded
+    cells = bits.reshape(nr, CELL, nc)
+    masks = np.bitwise_or.reduce(cells, axis=1)
+    rs, cs = np.nonzero(masks)
+    if not len(rs):
         return []
-    rs, cs = np.nonzero(dirty)
-    row_any = d4[rs, :, cs, :].any(axis=2)  # (dirty cells, 64): rows of those cells only
+    row_any = cells[rs, :, cs] != 0  # (dirty cells, 64): rows of those cells only
     top = row_any.argmax(axis=1)
     bottom = CELL - row_any[:, ::-1].argmax(axis=1)
-    left = col_any[rs, cs].argmax(axis=1)
-    right = CELL - col_any[rs, cs, ::-1].argmax(axis=1)
-    ys = (rs + r0) * CELL
-    xs = (cs + c0) * CELL
     boxes = []
-    for cy, cx, x0, y0, x1, y1 in zip(
+    for cy, cx, t, b, m in zip(
         (rs + r0).tolist(),
         (cs + c0).tolist(),
-        (xs + left).tolist(),
-        (ys + top).tolist(),
-        np.minimum(xs + right, width).tolist(),
-        np.minimum(ys + bottom, height).tolist(),
+        top.tolist(),
+        bottom.tolist(),
+        masks[rs, cs].tolist(),
         strict=True,
     ):
-        boxes.append(Box(x0, y0, x1, y1, [(cy, cx)]))
+        x, y = cx * CELL, cy * CELL
+        left = (m & -m).bit_length() - 1
+        boxes.append(
+            Box(x + left, y + t, min(x + m.bit_length(), width), min(y + b, height), [(cy, cx)])
+        )
     return boxes
 
 
 # ----------------------------------------------------------------------- copy search
 
 _rng = np.random.default_rng(0x6775_6163)
-_WEIGHTS = _rng.integers(1, 1 << 63, CELL, dtype=np.uint64) | np.uint64(1)
+_WEIGHTS = _rng.integers(1, 1 << 63, CELL // 2, dtype=np.uint64) | np.uint64(1)
+_SALTS = _rng.integers(1, 1 << 63, 8, dtype=np.uint64)
 SEARCH_SAMPLES: Final = 3  # column bands hashed to find candidate offsets
 MAX_OFFSETS: Final = 4  # candidate offsets checked exactly per frame
 PALETTE_SAMPLE: Final = 4096  # pixels sampled to tell few-colour content from photos
@@ -168,51 +242,60 @@ FEW_COLOURS: Final = 256
 
 
 def _band_hashes(frame: U32, y0: int, y1: int, x0: int) -> npt.NDArray[np.uint64]:
-    """One hash per row of the 64-px column band at x0 (fewer columns at the edge)."""
-    block = frame[y0:y1, x0 : x0 + CELL].astype(np.uint64)
-    with np.errstate(over="ignore"):
-        hashed: npt.NDArray[np.uint64] = (block * _WEIGHTS[: block.shape[1]]).sum(
-            axis=1, dtype=np.uint64
-        )
+    """One hash per row of the 64-px column band at x0 (fewer columns at the edge).
+
+    Pixel pairs read as uint64 words dotted with odd random weights (wrapping): a
+    matrix-vector product, about 20x cheaper than widening every pixel to uint64
+    first (``benchmarks/bench_display.py --micro``). Hashes only propose offsets;
+    matches are checked exactly.
+    """
+    block = frame[y0:y1, x0 : x0 + CELL]
+    if block.shape[1] % 2:
+        block = np.concatenate((block, np.zeros((block.shape[0], 1), np.uint32)), axis=1)
+    words = block.view(np.uint64)
+    hashed: npt.NDArray[np.uint64] = words @ _WEIGHTS[: words.shape[1]]
     return hashed
 
 
-def _offsets(hn: npt.NDArray[np.uint64], ho: npt.NDArray[np.uint64]) -> dict[int, int]:
-    """offset -> votes: where rows unique in the old band reappear in the new one.
+def _votes(new: U32, old: U32, y0: int, y1: int, bands: list[int]) -> dict[int, int]:
+    """offset -> votes: where rows unique in an old band reappear in the new one.
 
     A terminal caught mid-redraw can show two or three offsets at once (the top already
-    scrolled further than the bottom), so every offset with a real share of the votes
-    counts; chance matches of unrelated content scatter over many small offsets.
+    scrolled further than the bottom), so every offset with a real share of a band's
+    votes counts; chance matches of unrelated content scatter over many small offsets.
+    All bands are matched in one pass: each band's hashes get their own random salt.
     """
-    changed = hn != ho
-    if int(changed.sum()) < MIN_SCROLL_ROWS:
-        return {}
-    values, first, counts = np.unique(ho, return_index=True, return_counts=True)
-    unique_old = values[counts == 1]
+    rows, k = y1 - y0, len(bands)
+    hn = np.empty((k, rows), np.uint64)
+    ho = np.empty((k, rows), np.uint64)
+    for j, band in enumerate(bands):
+        hn[j] = _band_hashes(new, y0, y1, band * CELL)
+        ho[j] = _band_hashes(old, y0, y1, band * CELL)
+    changed = (hn != ho).ravel()
+    hn += _SALTS[:k, None]
+    ho += _SALTS[:k, None]
+    keys, first, counts = np.unique(ho, return_index=True, return_counts=True)
+    unique_old, where = keys[counts == 1], first[counts == 1]
     if not len(unique_old):
         return {}
-    where = first[counts == 1]
-    pos = np.minimum(np.searchsorted(unique_old, hn), len(unique_old) - 1)
-    hit = (unique_old[pos] == hn) & changed
-    offsets = np.flatnonzero(hit) - where[pos[hit]]
-    offsets = offsets[offsets != 0]
+    flat_new = hn.ravel()
+    pos = np.minimum(np.searchsorted(unique_old, flat_new), len(unique_old) - 1)
+    hit = (unique_old[pos] == flat_new) & changed
+    new_at = np.flatnonzero(hit)  # band * rows + row, as ``where``
+    offsets = new_at - where[pos[hit]]  # same band: the band parts cancel out
+    moved = offsets != 0
+    offsets, band_of = offsets[moved], new_at[moved] // rows
     if len(offsets) < MIN_SCROLL_ROWS:
         return {}
-    vals, votes = np.unique(offsets, return_counts=True)
-    keep = (votes >= MIN_SCROLL_ROWS) & (votes * 4 >= len(offsets))
-    return dict(zip(vals[keep].tolist(), votes[keep].tolist(), strict=True))
-
-
-def _per_band(eq: Bool, bands: int) -> Bool:
-    """Reduce a (rows, width) match matrix to (rows, bands): all pixels of the band."""
-    rows, width = eq.shape
-    full = width // CELL
-    out = np.empty((rows, bands), np.bool_)
-    if full:
-        out[:, :full] = eq[:, : full * CELL].reshape(rows, full, CELL).all(axis=2)
-    if full < bands:
-        out[:, full] = eq[:, full * CELL :].all(axis=1)
-    return out
+    per_band = np.bincount(band_of, minlength=k)
+    codes, votes = np.unique(band_of * (2 * rows) + offsets + rows, return_counts=True)
+    band_of, offsets = np.divmod(codes, 2 * rows)
+    offsets -= rows
+    keep = (votes >= MIN_SCROLL_ROWS) & (votes * 4 >= per_band[band_of])
+    total: dict[int, int] = {}
+    for offset, count in zip(offsets[keep].tolist(), votes[keep].tolist(), strict=True):
+        total[offset] = total.get(offset, 0) + count
+    return total
 
 
 def find_scrolls(
@@ -246,13 +329,8 @@ def find_scrolls(
     y0, y1 = min(ys) * CELL, min((max(ys) + 1) * CELL, height)
     if y1 - y0 < 2 * MIN_SCROLL_ROWS:
         return []
-    votes: dict[int, int] = {}
     busiest = sorted(per_col, key=lambda c: -per_col[c])[:SEARCH_SAMPLES]
-    for c in busiest:
-        hn = _band_hashes(new, y0, y1, c * CELL)
-        ho = _band_hashes(old, y0, y1, c * CELL)
-        for offset, count in _offsets(hn, ho).items():
-            votes[offset] = votes.get(offset, 0) + count
+    votes = _votes(new, old, y0, y1, busiest)
     if not votes:
         return []
     search = _Search(new, old, boxes, per_col, y0, y1, width)
@@ -277,7 +355,6 @@ class _Search:
         self.new, self.old, self.y0, self.y1, self.width = new, old, y0, y1, width
         self.c0 = c0 = min(per_col)
         c1 = max(per_col) + 1
-        self.x0, self.x1 = c0 * CELL, min(c1 * CELL, width)
         self.bands = bands = c1 - c0
         self.dirty_band = np.zeros(bands, np.bool_)
         self.dirty_band[[c - c0 for c in per_col]] = True
@@ -292,20 +369,26 @@ class _Search:
         # counts at its ends differ.
         self.changed_before = np.zeros((rows + 1, bands), np.int32)
         np.cumsum(changed, axis=0, out=self.changed_before[1:])
+        # The first changed row at or after each row, and the last at or before it:
+        # runs are trimmed to them, as copying rows that did not change is wasted.
+        index = np.arange(rows)[:, None]
+        after = np.where(changed, index, rows)
+        self.next_changed = np.minimum.accumulate(after[::-1], axis=0)[::-1]
+        self.last_changed = np.maximum.accumulate(np.where(changed, index, -1), axis=0)
         self.used = np.zeros((rows, bands), np.bool_)
-        self.runs: dict[tuple[int, int, int], list[int]] = {}
+        self.offset_at = np.zeros((rows, bands), np.int32)  # of the run using each row
 
     def try_offset(self, offset: int) -> None:
         """Record the runs of rows for which new[y] == old[y - offset] (unused ones)."""
-        y0, y1, x0, x1 = self.y0, self.y1, self.x0, self.x1
+        y0, y1 = self.y0, self.y1
         ya, yb = max(y0, y0 + offset), min(y1, y1 + offset)
         if yb - ya < MIN_SCROLL_ROWS:
             return
         rows, bands = y1 - y0, self.bands
         match = np.zeros((rows + 2, bands), np.int8)  # a zero row above and below
-        match[ya - y0 + 1 : yb - y0 + 1] = _per_band(
-            self.new[ya:yb, x0:x1] == self.old[ya - offset : yb - offset, x0:x1], bands
-        )
+        c0 = self.c0
+        differ = _diff_bits(self.new, self.old, ya, ya - offset, yb - ya, c0, c0 + bands)
+        match[ya - y0 + 1 : yb - y0 + 1] = differ == 0
         match[1:-1][self.used] = 0
         match[:, ~self.dirty_band] = 0
         # All runs of every band at once: +1 where a run starts, -1 past its end.
@@ -316,18 +399,58 @@ class _Search:
         keep = (end_row - start_row >= MIN_SCROLL_ROWS) & (
             before[end_row, start_band] > before[start_row, start_band]
         )
+        bands_kept = start_band[keep]
         for band, start, end in zip(
-            start_band[keep].tolist(),
-            start_row[keep].tolist(),
-            end_row[keep].tolist(),
+            bands_kept.tolist(),
+            self.next_changed[start_row[keep], bands_kept].tolist(),
+            (self.last_changed[end_row[keep] - 1, bands_kept] + 1).tolist(),
             strict=True,
         ):
             self.used[start:end, band] = True
-            self.runs.setdefault((start + y0, end + y0, offset), []).append(band + self.c0)
+            self.offset_at[start:end, band] = offset
+
+    def _useful(self) -> Bool:
+        """The copied rows worth a copy: not inside the span of its cell that stays dirty
+        after all copies (that span goes as an image whatever it holds)."""
+        rows, bands = self.used.shape
+        cells = -(-rows // CELL)
+        left = np.zeros((cells * CELL, bands), np.bool_)
+        left[:rows] = self.changed & ~self.used
+        per_cell = left.reshape(cells, CELL, bands)
+        top = per_cell.argmax(axis=1)[:, None, :]
+        bottom = CELL - 1 - per_cell[:, ::-1].argmax(axis=1)[:, None, :]
+        row = np.arange(CELL)[None, :, None]
+        any_left = cast(Bool, per_cell.any(axis=1))
+        inside = (row >= top) & (row <= bottom) & any_left[:, None, :]
+        useful: Bool = self.used & ~inside.reshape(cells * CELL, bands)[:rows]
+        return useful
 
     def copies(self) -> list[Copy]:
+        # Keep only the useful parts of each band's run: in a screenful of new text,
+        # chance matches of repeated columns otherwise add copies that shrink no image
+        # (measured: 3% more bytes than no search at all).
+        offsets = np.where(self._useful(), self.offset_at, 0)  # 0: no copy (never an offset)
+        rows, bands = offsets.shape
+        # Segments of one offset down each band, all bands at once.
+        padded = np.zeros((rows + 2, bands), np.int32)
+        padded[1:-1] = offsets
+        band_at, row_at = np.nonzero((padded[1:] != padded[:-1]).T)
+        same = band_at[:-1] == band_at[1:]
+        starts, ends, seg_bands = row_at[:-1][same], row_at[1:][same], band_at[:-1][same]
+        values = offsets[starts, seg_bands]
+        keep = values != 0
+        runs: dict[tuple[int, int, int], list[int]] = {}
+        y0, c0 = self.y0, self.c0
+        for start, end, band, offset in zip(
+            starts[keep].tolist(),
+            ends[keep].tolist(),
+            seg_bands[keep].tolist(),
+            values[keep].tolist(),
+            strict=True,
+        ):
+            runs.setdefault((start + y0, end + y0, offset), []).append(band + c0)
         copies: list[Copy] = []
-        for (start, end, offset), band_list in sorted(self.runs.items()):
+        for (start, end, offset), band_list in sorted(runs.items()):
             band_list.sort()
             group = [band_list[0]]
             for band in [*band_list[1:], -2]:
@@ -341,6 +464,10 @@ class _Search:
         # Apply order matters when runs of one band overlap each other's sources:
         # moving content up, copy top runs first; moving it down, bottom runs first.
         copies.sort(key=lambda c: c.dy if c.dy < c.sy else -c.dy)
+        # Runs were matched against the frame before any copy, so runs moving in
+        # opposite directions can read what another one overwrote (no order avoids
+        # that): callers must re-check the copies' destinations and send what is
+        # stale as pixels. Still cheaper than dropping such copies (measured).
         return copies
 
 

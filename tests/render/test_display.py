@@ -501,3 +501,35 @@ async def test_busy_text_stays_png() -> None:
     assert set(canvas.mimetypes) == {"image/png"}
     assert np.array_equal(canvas.rgb(), fb_rgb(display))
     await display.close()
+
+
+async def test_copies_reading_overwritten_sources_are_repaired() -> None:
+    """Two moves found in one band, where the down-move lands on rows the up-move then
+    reads: the up-move's destination reaches rows that did not change (an untouched
+    cell) and must still end up right on the client."""
+    rng = np.random.default_rng(5)
+
+    def lines(n: int) -> list[np.ndarray]:
+        return [rng.integers(0, 256, (8, 64, 3), dtype=np.uint8) for _ in range(n)]
+
+    unique, period, fresh = lines(32), lines(4), lines(12)
+    old = list(unique)
+    old[8:20] = [period[i % 4] for i in range(8, 20)]  # repeats every 4 lines
+    new = list(old)
+    new[0:16] = old[4:20]  # up 4 lines; lines 8-15 (one whole cell) stay the same
+    new[16:20] = old[0:4]  # down 16 lines, into rows the up-move reads
+    new[20:32] = fresh
+    conn = FakeConn()
+    display = Display(conn, lossless=True, lossless_refresh=None)  # type: ignore[arg-type]
+    display.resize(64, 256)
+    display.blit(0, 0, np.concatenate(old))
+    display.end_frame()
+    await settle(display)
+    # As a server would: only the changed rows are redrawn (lines 8-15 are not).
+    display.blit(0, 0, np.concatenate(new[0:8]))
+    display.blit(0, 128, np.concatenate(new[16:32]))
+    display.end_frame()
+    await settle(display)
+    assert "copy" in last_ops(conn)
+    assert np.array_equal(conn.users[0].canvas.rgb(), np.concatenate(new))
+    await display.close()

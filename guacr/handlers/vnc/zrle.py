@@ -116,6 +116,12 @@ def _unpack_indices(rows: npt.NDArray[np.uint8], bits: int, width: int) -> npt.N
 # Runs decoded in Python before switching to a vectorised scan: cheap tiles (a few
 # long runs) stay cheap, busy ones (thousands of runs) avoid a Python loop per run.
 _PY_RUNS = 24
+# Palette RLE (text) parses faster in Python up to several hundred runs: the scan's
+# fixed cost (some 25 numpy calls) exceeds ~0.12 us per run in Python. With 800, a
+# scrolling xterm decodes ~15% faster than with 24, full frames no slower, and a
+# worst-case tile (4096 one-pixel runs) 1.4x slower than all-vectorised instead of 3x
+# for all-Python (benchmarks/bench_vnc.py, bench_rfb_decode.py).
+_PALETTE_PY_RUNS = 800
 
 
 def _scan_palette_runs(
@@ -261,7 +267,7 @@ def _palette_rle(
     indices: list[int] = []
     lengths: list[int] = []
     filled = 0
-    while filled < npix and len(indices) < _PY_RUNS:
+    while filled < npix and len(indices) < _PALETTE_PY_RUNS:
         b = buf[pos]
         pos += 1
         if b < 128:
