@@ -9,8 +9,14 @@ capture is replayed through a fresh sans-I/O ``RFBClient`` (in 64 KiB reads, lik
 socket) and timed: decode only, no network. Prints median ms per frame, wire bytes,
 events, Tight JPEG rects, and MB/s of RGB produced (3 bytes per pixel). Tight JPEG rects
 are passed through undecoded; the "+dec" line adds decoding them with Pillow. Raw
-rects come out as zero-copy views of the received bytes, hence their speed. The
-machine is shared and noisy: compare figures from one run.
+rects come out as zero-copy views of the received bytes, hence their speed.
+
+ZRLE is timed twice: "zrle" with the tile decoder guacr uses (the C one, _zrle.c, when
+built), "zrle py" with the Python one. A second table times the tile decoders alone on
+each of the frame's ZRLE rects (after inflate, before colour conversion), grouped by
+content: flat (one colour), text (2-1000 colours: xterms), photo (more), mixed (x11vnc
+sends the whole frame as one rect). The machine is shared and noisy: compare figures
+from one run.
 """
 
 from __future__ import annotations
@@ -21,6 +27,8 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,8 +40,9 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 from servers import TigerVNCServer, X11VNCServer  # noqa: E402
 
+from guacr.handlers.vnc import zrle  # noqa: E402
 from guacr.handlers.vnc.client import RFBClient  # noqa: E402
-from guacr.handlers.vnc.constants import build_encodings  # noqa: E402
+from guacr.handlers.vnc.constants import Encoding, build_encodings  # noqa: E402
 from guacr.handlers.vnc.events import (  # noqa: E402
     Connected,
     CopyRect,
@@ -169,6 +178,84 @@ def replay(cap: Capture, password: str, jpeg: bool = False) -> tuple[float, int,
     return time.perf_counter() - start, events, jpegs
 
 
+@contextmanager
+def tile_decoder(decoder: zrle.TileDecoder) -> Iterator[None]:
+    saved = zrle.decode_tiles
+    zrle.decode_tiles = decoder
+    try:
+        yield
+    finally:
+        zrle.decode_tiles = saved
+
+
+@dataclass
+class ZrleRect:
+    kind: str  # flat / text / photo / mixed
+    payload: bytes  # inflated tile data
+    w: int
+    h: int
+    cps: int
+
+
+def zrle_rects(cap: Capture, password: str) -> list[ZrleRect]:
+    """The frame's ZRLE rects as the tile decoder sees them, classified by content."""
+    calls: list[tuple[bytes, int, int, int]] = []
+    active = zrle.decode_tiles
+
+    def record(buf: bytes, out: np.ndarray, w: int, h: int, cps: int) -> int:
+        calls.append((buf, w, h, cps))
+        return active(buf, out, w, h, cps)
+
+    client = RFBClient(password=password)
+    client.receive_data(cap.before)
+    rects = []
+    with tile_decoder(record):
+        for chunk in cap.frame:
+            for e in client.receive_data(chunk):
+                if isinstance(e, RectDecoded) and e.encoding == Encoding.ZRLE:
+                    px = e.pixels.reshape(-1, 3).astype(np.uint32)
+                    colours = len(np.unique((px[:, 0] << 16) | (px[:, 1] << 8) | px[:, 2]))
+                    kind = "flat" if colours == 1 else "text" if colours <= 1000 else "photo"
+                    if e.width * e.height == cap.pixels:
+                        kind = "mixed"
+                    rects.append(kind)
+    assert len(calls) == len(rects)
+    return [ZrleRect(k, *c) for k, c in zip(rects, calls, strict=True)]
+
+
+def time_tiles(rects: list[ZrleRect], decoder: zrle.TileDecoder, repeat: int) -> float:
+    """Median seconds to decode all of ``rects``' tiles with ``decoder``."""
+    times = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        for r in rects:
+            decoder(r.payload, np.empty((r.h, r.w, r.cps), np.uint8), r.w, r.h, r.cps)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def print_tile_table(rows: list[tuple[str, list[ZrleRect]]], repeat: int) -> None:
+    native = zrle.decode_tiles
+    if native is zrle.decode_tiles_py:
+        print("\n(the C tile decoder is not available: only Python timed)")
+    print(
+        f"\nZRLE tile decoding alone, per rect\n{'server':9} {'content':7} {'rects':>5} "
+        f"{'kpx/rect':>8} {'py ms':>8} {'C ms':>8} {'speedup':>8}"
+    )
+    for kind_name, rects in rows:
+        for kind in ("flat", "text", "photo", "mixed"):
+            group = [r for r in rects if r.kind == kind]
+            if not group:
+                continue
+            kpx = sum(r.w * r.h for r in group) / len(group) / 1000
+            py = time_tiles(group, zrle.decode_tiles_py, repeat) / len(group) * 1000
+            c = time_tiles(group, native, repeat) / len(group) * 1000
+            print(
+                f"{kind_name:9} {kind:7} {len(group):5d} {kpx:8.1f} {py:8.3f} {c:8.3f} "
+                f"{py / c:7.1f}x"
+            )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repeat", type=int, default=7)
@@ -179,6 +266,7 @@ def main() -> None:
         f"{'server':9} {'encoding':14} {'wire kB':>8} {'events':>7} {'jpeg':>5} "
         f"{'ms/frame':>9} {'RGB MB/s':>9}"
     )
+    tile_rows: list[tuple[str, list[ZrleRect]]] = []
     for kind, server_cls in (("tigervnc", TigerVNCServer), ("x11vnc", X11VNCServer)):
         # Capture everything first, then stop the servers: x11vnc polls the screen and
         # would otherwise compete for the CPU while decoding is timed.
@@ -195,20 +283,29 @@ def main() -> None:
                     proc.terminate()
                     proc.wait(timeout=5)
         for cap, quality in captures:
-            for jpeg in (False, True) if quality is not None else (False,):
+            variants: list[tuple[str, bool, zrle.TileDecoder]] = [
+                (" +dec" if jpeg else "", jpeg, zrle.decode_tiles)
+                for jpeg in ((False, True) if quality is not None else (False,))
+            ]
+            if cap.name == "zrle":
+                variants.append((" py", False, zrle.decode_tiles_py))
+                tile_rows.append((kind, zrle_rects(cap, password)))
+            for suffix, jpeg, decoder in variants:
                 times = []
                 events = jpegs = 0
-                for _ in range(args.repeat):
-                    seconds, events, jpegs = replay(cap, password, jpeg)
-                    times.append(seconds)
+                with tile_decoder(decoder):
+                    for _ in range(args.repeat):
+                        seconds, events, jpegs = replay(cap, password, jpeg)
+                        times.append(seconds)
                 ms = statistics.median(times) * 1000
                 wire = sum(len(c) for c in cap.frame) / 1000
                 rgb_mb = cap.pixels * 3 / 1e6
-                label = cap.name + (" +dec" if jpeg else "")
+                label = cap.name + suffix
                 print(
                     f"{kind:9} {label:14} {wire:8.0f} {events:7d} {jpegs:5d} "
                     f"{ms:9.1f} {rgb_mb / (ms / 1000):9.0f}"
                 )
+    print_tile_table(tile_rows, args.repeat)
 
 
 if __name__ == "__main__":

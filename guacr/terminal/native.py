@@ -16,53 +16,39 @@ writable) and fails with a message naming the packages if it cannot.
 from __future__ import annotations
 
 import ctypes
-import hashlib
-import os
-import shutil
-import subprocess
-import tempfile
 import threading
 from pathlib import Path
 
-__all__ = ["ABI", "NativeLibraryError", "build", "library_path", "load"]
+from guacr.native_build import CLibrary, NativeLibraryError
+
+__all__ = ["ABI", "LIBRARY", "NativeLibraryError", "build", "library_path", "load"]
 
 #: Must match GVT_ABI in _vtscreen.c.
 ABI = 3
 
-_SOURCE = Path(__file__).with_name("_vtscreen.c")
 _LIBVTERM_SONAME = "libvterm.so.0"
+LIBRARY = CLibrary(
+    Path(__file__).with_name("_vtscreen.c"),
+    "terminal library",
+    link=("-lvterm",),
+    packages=("gcc", "libvterm-dev"),
+    hints=(
+        ("vterm.h", "install the Debian package 'libvterm-dev'"),
+        ("-lvterm", "install the Debian packages 'libvterm0' and 'libvterm-dev'"),
+    ),
+)
 _lock = threading.Lock()
 _lib: ctypes.CDLL | None = None
 
 
-class NativeLibraryError(RuntimeError):
-    """The terminal engine's native parts are missing; the message says what to install."""
-
-
-def _source_tag() -> str:
-    return hashlib.sha256(_SOURCE.read_bytes()).hexdigest()[:12]
-
-
-def _candidates() -> list[Path]:
-    """Places the built library may live, in search order."""
-    name = f"_vtscreen-{_source_tag()}.so"
-    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "guacr"
-    return [_SOURCE.with_name(name), cache / name]
-
-
 def library_path() -> Path | None:
     """The built library for the current source, if any."""
-    for path in _candidates():
-        if path.exists():
-            return path
-    return None
+    return LIBRARY.built()
 
 
-def _compiler() -> str | None:
-    for cc in (os.environ.get("CC"), "cc", "gcc", "clang"):
-        if cc and shutil.which(cc):
-            return cc
-    return None
+def build(dest: Path | None = None) -> Path:
+    """Compile `_vtscreen.c` against the system libvterm; returns the library path."""
+    return LIBRARY.build(dest)
 
 
 def _libvterm_missing_message() -> str:
@@ -70,46 +56,6 @@ def _libvterm_missing_message() -> str:
         f"the terminal emulator needs libvterm ({_LIBVTERM_SONAME}); "
         "install the Debian package 'libvterm0' (apt-get install libvterm0)"
     )
-
-
-def build(dest: Path | None = None) -> Path:
-    """Compile `_vtscreen.c` against the system libvterm; returns the library path."""
-    cc = _compiler()
-    if cc is None:
-        raise NativeLibraryError(
-            "cannot build guacr's terminal library: no C compiler found; install the "
-            "Debian packages 'gcc' and 'libvterm-dev', or build it at install time with "
-            "'python -m guacr.terminal.build'"
-        )
-    targets = [dest] if dest is not None else _candidates()
-    errors: list[str] = []
-    for target in targets:
-        try:
-            target.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(prefix=".vtscreen-", suffix=".so", dir=target.parent)
-            os.close(fd)
-        except OSError as exc:
-            errors.append(f"{target.parent}: {exc}")
-            continue
-        cmd = [cc, "-O2", "-fPIC", "-shared", "-o", tmp, str(_SOURCE), "-lvterm"]
-        proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
-        if proc.returncode != 0:
-            os.unlink(tmp)
-            detail = proc.stderr.strip().splitlines()
-            hint = ""
-            if any("vterm.h" in line for line in detail):
-                hint = " (install the Debian package 'libvterm-dev')"
-            elif any("-lvterm" in line for line in detail):
-                hint = " (install the Debian packages 'libvterm0' and 'libvterm-dev')"
-            raise NativeLibraryError(
-                f"building guacr's terminal library failed{hint}: " + " | ".join(detail[-5:])
-            )
-        os.replace(tmp, target)  # atomic: concurrent builders are harmless
-        for stale in target.parent.glob("_vtscreen-*.so"):
-            if stale != target:
-                stale.unlink(missing_ok=True)  # builds of older sources
-        return target
-    raise NativeLibraryError("no writable place for guacr's terminal library: " + "; ".join(errors))
 
 
 def _declare(lib: ctypes.CDLL) -> None:
@@ -156,13 +102,9 @@ def load() -> ctypes.CDLL:
             ctypes.CDLL(_LIBVTERM_SONAME)
         except OSError as exc:
             raise NativeLibraryError(_libvterm_missing_message()) from exc
-        path = library_path() or build()
-        try:
-            lib = ctypes.CDLL(str(path))
-        except OSError as exc:
-            raise NativeLibraryError(f"cannot load {path}: {exc}") from exc
+        lib = LIBRARY.load()
         _declare(lib)
         if lib.gvt_abi() != ABI:
-            raise NativeLibraryError(f"{path} has ABI {lib.gvt_abi()}, expected {ABI}")
+            raise NativeLibraryError(f"{lib._name} has ABI {lib.gvt_abi()}, expected {ABI}")
         _lib = lib
         return lib

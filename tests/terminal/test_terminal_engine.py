@@ -15,6 +15,7 @@ from guacr.terminal import (
     native,
 )
 from guacr.terminal.colors import parse_color_scheme
+from guacr import native_build
 
 
 def term_with(data: bytes, cols: int = 20, rows: int = 5, scrollback: int = 100) -> Terminal:
@@ -346,7 +347,7 @@ def test_missing_libvterm_names_the_debian_package(monkeypatch: pytest.MonkeyPat
 
 
 def test_build_without_compiler_names_the_packages(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(native, "_compiler", lambda: None)
+    monkeypatch.setattr(native_build, "_compiler", lambda: None)
     with pytest.raises(native.NativeLibraryError, match="libvterm-dev"):
         native.build()
 

@@ -1,26 +1,49 @@
 """ZRLE (encoding 16): 64x64 tiles inside one persistent zlib stream.
 
 The whole rectangle's zlib payload is length-prefixed, so tiles are parsed from the
-inflated bytes directly. Raw, solid and packed-palette tiles are pure numpy. RLE runs
-have variable-length encodings; the first few of a tile are read in Python, the rest
-are located with vectorised scans (see ``_scan_palette_runs``/``_scan_plain_runs``)
-and expanded with ``np.repeat``. benchmarks/bench_rfb_decode.py measures the result.
+inflated bytes directly, by the C decoder in ``_zrle.c`` (see native.py) when it can be
+built, else by the Python one here, which is also the reference the C one is tested
+against (tests/vnc/test_zrle_native.py). In Python, raw, solid and packed-palette tiles
+are pure numpy. RLE runs have variable-length encodings; the first few of a tile are
+read in Python, the rest are located with vectorised scans (see
+``_scan_palette_runs``/``_scan_plain_runs``) and expanded with ``np.repeat``.
+benchmarks/bench_rfb_decode.py measures both.
+
+A run is reported as overflowing its tile as soon as its length so far exceeds the
+pixels left, before the rest of its length bytes are read (both decoders).
 """
 
 from __future__ import annotations
 
+import logging
 import struct
+from collections.abc import Callable
 
 import numpy as np
 import numpy.typing as npt
 
+from guacr.handlers.vnc import native
 from guacr.handlers.vnc.constants import Encoding
 from guacr.handlers.vnc.decoders import MAX_COMPRESSED, DecoderState, inflate_all
 from guacr.handlers.vnc.events import Event, RectDecoded, RFBProtocolError
 from guacr.handlers.vnc.stream import Reader
+from guacr.native_build import NativeLibraryError
+
+log = logging.getLogger("guacr.vnc")
 
 _U32 = struct.Struct(">I")
 _TILE = 64
+
+_TRUNCATED = "ZRLE: tile data truncated"
+_OVERFLOW = "ZRLE: run overflows tile"
+_PALETTE_INDEX = "ZRLE: palette index out of range"
+_SUBENCODING = "ZRLE: invalid tile sub-encoding {}"
+# Error codes of gzrle_decode_tiles (_zrle.c); -2 is the sub-encoding one.
+_NATIVE_ERRORS = {-1: _TRUNCATED, -3: _PALETTE_INDEX, -4: _OVERFLOW}
+
+#: Fills an (h, w, cpixel size) array from tile bytes; returns the offset after the
+#: last tile, or raises RFBProtocolError.
+TileDecoder = Callable[[bytes, npt.NDArray[np.uint8], int, int, int], int]
 
 
 def decode_zrle(st: DecoderState, x: int, y: int, w: int, h: int) -> Reader[Event | None]:
@@ -36,13 +59,44 @@ def decode_zrle(st: DecoderState, x: int, y: int, w: int, h: int) -> Reader[Even
     if w == 0 or h == 0:
         return None
     out = np.empty((h, w, cps), np.uint8)
-    try:
-        end = _decode_tiles(payload, out, w, h, cps)
-    except IndexError as exc:
-        raise RFBProtocolError("ZRLE: tile data truncated") from exc
+    end = decode_tiles(payload, out, w, h, cps)
     if end != len(payload):
         raise RFBProtocolError(f"ZRLE: {len(payload) - end} stray bytes after tiles")
     return RectDecoded(x, y, w, h, st.converter.cpixels_to_rgb(out), Encoding.ZRLE)
+
+
+def decode_tiles_py(buf: bytes, out: npt.NDArray[np.uint8], w: int, h: int, cps: int) -> int:
+    """The Python tile decoder (fallback and reference)."""
+    try:
+        return _decode_tiles(buf, out, w, h, cps)
+    except IndexError as exc:
+        raise RFBProtocolError(_TRUNCATED) from exc
+
+
+def native_decoder(raw: native.RawTileDecoder) -> TileDecoder:
+    """A TileDecoder over the C library's entry point (see native.bind)."""
+
+    def decode_tiles_c(buf: bytes, out: npt.NDArray[np.uint8], w: int, h: int, cps: int) -> int:
+        # The C code trusts these: check them here (cheap next to any tile).
+        if out.dtype != np.uint8 or out.shape != (h, w, cps) or not out.flags.c_contiguous:
+            raise ValueError("ZRLE output must be a C-contiguous (h, w, cps) uint8 array")
+        rc, end = raw(buf, out.ctypes.data, w, h, cps)
+        if rc == 0:
+            return end
+        if rc == -2:
+            raise RFBProtocolError(_SUBENCODING.format(buf[end]))
+        raise RFBProtocolError(_NATIVE_ERRORS.get(rc, f"ZRLE: tile decoder error {rc}"))
+
+    return decode_tiles_c
+
+
+def _choose_decoder() -> TileDecoder:
+    """Decided once per process (at import, so a forking server loads it once)."""
+    try:
+        return native_decoder(native.load())
+    except NativeLibraryError as exc:
+        log.warning("%s; ZRLE is decoded in Python (slower)", exc)
+        return decode_tiles_py
 
 
 def _decode_tiles(buf: bytes, out: npt.NDArray[np.uint8], w: int, h: int, cps: int) -> int:
@@ -76,7 +130,7 @@ def _decode_tiles(buf: bytes, out: npt.NDArray[np.uint8], w: int, h: int, cps: i
                 idx = _unpack_indices(arr[pos:end].reshape(th, row_bytes), bits, tw)
                 pos = end
                 if int(idx.max()) >= sub:
-                    raise RFBProtocolError("ZRLE: palette index out of range")
+                    raise RFBProtocolError(_PALETTE_INDEX)
                 tile[:] = palette[idx]
             elif sub == 128:
                 pos = _plain_rle(buf, arr, pos, tile, npix, cps)
@@ -86,13 +140,13 @@ def _decode_tiles(buf: bytes, out: npt.NDArray[np.uint8], w: int, h: int, cps: i
                 pos += size * cps
                 pos = _palette_rle(buf, arr, pos, tile, palette, npix)
             else:
-                raise RFBProtocolError(f"ZRLE: invalid tile sub-encoding {sub}")
+                raise RFBProtocolError(_SUBENCODING.format(sub))
     return pos
 
 
 def _need(buf: bytes, end: int) -> None:
     if end > len(buf):
-        raise RFBProtocolError("ZRLE: tile data truncated")
+        raise RFBProtocolError(_TRUNCATED)
 
 
 def _palette(
@@ -136,12 +190,14 @@ def _scan_palette_runs(
     byte that forces it and the parity of flips since: a cumulative max and sum.
     Returns the offsets of the index bytes, the run lengths and the offset after the
     tile. A run costs at most two bytes per pixel, which bounds the window; runs past
-    the tile's end are cut off by the pixel count.
+    the tile's end are cut off by the pixel count. A run cut by the window counts with
+    the length bytes it has there: an overflow if they already exceed the tile, else
+    truncated data (a window cut short of the data's end always means an overflow).
     """
     window = arr[pos : min(len(buf), pos + 2 * pixels + 8)]
     n = len(window)
     if n == 0:
-        raise RFBProtocolError("ZRLE: tile data truncated")
+        raise RFBProtocolError(_TRUNCATED)
     forced = (window < 128) | (window == 255)
     last_forced = np.maximum.accumulate(np.where(forced, np.arange(n), -1))
     flips = np.cumsum(~forced, dtype=np.int64)
@@ -155,17 +211,17 @@ def _scan_palette_runs(
     expect_index_before[1:] = ~expect_length_after[:-1]
     starts = np.flatnonzero(expect_index_before)
     ends = np.append(starts[1:], n)
-    if expect_length_after[-1]:  # the last token is cut by the window: drop it
-        starts, ends = starts[:-1], ends[:-1]
     sums = np.concatenate(([0], np.cumsum(window, dtype=np.int64)))
     # Run length = 1 + its length bytes = 1 + token bytes - the index byte.
     lengths = 1 + sums[ends] - sums[starts] - window[starts]
     done = np.cumsum(lengths)
     last = int(np.searchsorted(done, pixels))
     if last >= len(done):
-        raise RFBProtocolError("ZRLE: tile data truncated")
-    if done[last] != pixels:
-        raise RFBProtocolError("ZRLE: run overflows tile")
+        raise RFBProtocolError(_TRUNCATED)
+    if done[last] > pixels:
+        raise RFBProtocolError(_OVERFLOW)
+    if last == len(done) - 1 and expect_length_after[-1]:  # cut before its end
+        raise RFBProtocolError(_TRUNCATED)
     return (pos + starts[: last + 1]).astype(np.intp), lengths[: last + 1], pos + int(ends[last])
 
 
@@ -182,7 +238,7 @@ def _scan_plain_runs(
     while pixels > 0:
         count = min(pixels, (len(buf) - pos) // stride)
         if count <= 0:
-            raise RFBProtocolError("ZRLE: tile data truncated")
+            raise RFBProtocolError(_TRUNCATED)
         lens = arr[pos + cps : pos + count * stride : stride]
         long_runs = np.flatnonzero(lens == 255)
         regular = int(long_runs[0]) if long_runs.size else count
@@ -191,7 +247,7 @@ def _scan_plain_runs(
         if regular and done[-1] >= pixels:
             last = int(np.searchsorted(done, pixels))
             if done[last] != pixels:
-                raise RFBProtocolError("ZRLE: run overflows tile")
+                raise RFBProtocolError(_OVERFLOW)
             heads.append(pos + stride * np.arange(last + 1))
             runs.append(lengths[: last + 1])
             return np.concatenate(heads), np.concatenate(runs), pos + stride * (last + 1)
@@ -202,20 +258,25 @@ def _scan_plain_runs(
         if regular == count:
             continue
         head = pos
-        pos += cps
-        length = 1
-        while True:
-            b = buf[pos]
-            pos += 1
-            length += b
-            if b != 255:
-                break
+        length, pos = _run_length(buf, pos + cps, pixels)
         heads.append(np.array([head], np.intp))
         runs.append(np.array([length], np.int64))
         pixels -= length
-    if pixels < 0:
-        raise RFBProtocolError("ZRLE: run overflows tile")
     return np.concatenate(heads), np.concatenate(runs), pos
+
+
+def _run_length(buf: bytes, pos: int, left: int) -> tuple[int, int]:
+    """A run's length bytes at ``pos`` (1 + each byte, 255 continues): (length, offset
+    after them). Overflow as soon as the length exceeds the ``left`` pixels of its tile."""
+    length = 1
+    while True:
+        c = buf[pos]
+        pos += 1
+        length += c
+        if length > left:
+            raise RFBProtocolError(_OVERFLOW)
+        if c != 255:
+            return length, pos
 
 
 def _plain_rle(
@@ -231,14 +292,7 @@ def _plain_rle(
     filled = 0
     while filled < npix and len(starts) < _PY_RUNS:
         starts.append(pos)
-        pos += cps
-        length = 1
-        while True:
-            b = buf[pos]
-            pos += 1
-            length += b
-            if b != 255:
-                break
+        length, pos = _run_length(buf, pos + cps, npix - filled)
         lengths.append(length)
         filled += length
     heads = np.asarray(starts, np.intp)
@@ -247,8 +301,6 @@ def _plain_rle(
         more_heads, more_runs, pos = _scan_plain_runs(buf, arr, pos, npix - filled, cps)
         heads = np.concatenate((heads, more_heads))
         runs = np.concatenate((runs, more_runs))
-    elif filled != npix:
-        raise RFBProtocolError("ZRLE: run overflows tile")
     _need(buf, pos)
     colours = arr[heads[:, None] + np.arange(cps)]
     th, tw = tile.shape[:2]
@@ -275,13 +327,7 @@ def _palette_rle(
             lengths.append(1)
             filled += 1
             continue
-        length = 1
-        while True:
-            c = buf[pos]
-            pos += 1
-            length += c
-            if c != 255:
-                break
+        length, pos = _run_length(buf, pos, npix - filled)
         indices.append(b & 127)
         lengths.append(length)
         filled += length
@@ -291,10 +337,11 @@ def _palette_rle(
         heads, more_runs, pos = _scan_palette_runs(buf, arr, pos, npix - filled)
         idx = np.concatenate((idx, (arr[heads] & 127).astype(np.intp)))
         runs = np.concatenate((runs, more_runs))
-    elif filled != npix:
-        raise RFBProtocolError("ZRLE: run overflows tile")
     if int(idx.max()) >= len(palette):
-        raise RFBProtocolError("ZRLE: palette index out of range")
+        raise RFBProtocolError(_PALETTE_INDEX)
     th, tw = tile.shape[:2]
     tile[:] = np.repeat(palette[idx], runs, axis=0).reshape(th, tw, -1)
     return pos
+
+
+decode_tiles: TileDecoder = _choose_decoder()
