@@ -6,7 +6,9 @@ RUN apt-get update && apt-get install -y --no-install-recommends \
     && rm -rf /var/lib/apt/lists/*
 COPY . /src
 RUN python3 -m venv /opt/guacr && /opt/guacr/bin/pip install --no-cache-dir /src \
-    && /opt/guacr/bin/python -m guacr.terminal.build
+    && /opt/guacr/bin/python -m guacr.terminal.build \
+    && /opt/guacr/bin/python -m guacr.handlers.vnc.native \
+    && /opt/guacr/bin/python -m guacr.render.palette
 
 FROM debian:bookworm-slim
 RUN apt-get update && apt-get install -y --no-install-recommends \

@@ -173,6 +173,7 @@ def micro() -> None:
     import io
 
     from guacr.render import encode as enc
+    from guacr.render import palette
 
     rng = np.random.default_rng(3)
     samples = {
@@ -195,15 +196,26 @@ def micro() -> None:
             cells.append(f"{ms:8.2f} / {len(out) if out else 0:>8}")
         print(f"{label:<22} " + " ".join(f"{c:>20}" for c in cells))
 
-    def png(level: int, palette: bool) -> Callable[[np.ndarray], bytes | None]:
+    def png_rgb(level: int) -> Callable[[np.ndarray], bytes | None]:
         def run(arr: np.ndarray) -> bytes | None:
-            rgb = enc._rgb_image(arr)
-            image = enc._palette_image(rgb, arr) if palette else rgb
-            if image is None:
-                return None
             out = io.BytesIO()
-            image.save(out, "PNG", compress_level=level)
+            enc._rgb_image(arr).save(out, "PNG", compress_level=level)
             return out.getvalue()
+
+        return run
+
+    def png_palette(level: int, native: bool) -> Callable[[np.ndarray], bytes | None]:
+        """enc._palette_png with this deflate level and the C or the Python indexer."""
+
+        def run(arr: np.ndarray) -> bytes | None:
+            saved = enc.PALETTE_PNG_LEVEL, palette.index_colours
+            enc.PALETTE_PNG_LEVEL = level
+            if not native:
+                palette.index_colours = palette.index_colours_py
+            try:
+                return enc._palette_png(arr)
+            finally:
+                enc.PALETTE_PNG_LEVEL, palette.index_colours = saved
 
         return run
 
@@ -216,10 +228,11 @@ def micro() -> None:
         rgb.quantize(len(colours)).save(out, "PNG", compress_level=4)
         return out.getvalue()
 
-    row("PNG rgb level 1", png(1, False))
-    row("PNG rgb level 6", png(6, False))
-    row("PNG palette level 1", png(1, True))
-    row("PNG palette level 4", png(4, True))
+    row("PNG rgb level 1", png_rgb(1))
+    row("PNG rgb level 6", png_rgb(6))
+    row("PNG palette level 1", png_palette(1, True))
+    row("PNG palette level 4", png_palette(4, True))
+    row("PNG palette py index", png_palette(4, False))
     row("PNG Pillow quantize", quantize)
     row("encode_png (used)", enc.encode_png)
     row("JPEG q90", lambda a: enc.encode_jpeg(a, 90))

@@ -28,6 +28,7 @@ fi
 # Build the terminal's C screen layer now rather than on first use.
 .venv/bin/python -m guacr.terminal.build
 .venv/bin/python -m guacr.handlers.vnc.native || echo "note: ZRLE tiles will be decoded in Python (slower)" >&2
+.venv/bin/python -m guacr.render.palette || echo "note: image palettes will be built in Python (slower)" >&2
 if [ -w /usr/local/bin ]; then
     ln -sf "$ROOT/.venv/bin/guacr" /usr/local/bin/guacr
 fi

@@ -11,16 +11,16 @@ from __future__ import annotations
 import io
 import os
 import struct
-import sys
 import threading
 import zlib
 from concurrent.futures import ThreadPoolExecutor
-from itertools import chain
-from typing import Final, cast
+from typing import Final
 
 import numpy as np
 import numpy.typing as npt
 from PIL import Image
+
+from guacr.render import palette
 
 U8 = npt.NDArray[np.uint8]
 U32 = npt.NDArray[np.uint32]
@@ -37,8 +37,6 @@ WEBP_METHOD = 0
 MAX_QUALITY = 90
 MIN_QUALITY = 30
 
-_HASH_MULT = np.uint32(0x9E3779B1)  # Fibonacci hashing into a 2**16 palette table
-_RGB_MASK = np.uint32(int.from_bytes(b"\xff\xff\xff\x00", sys.byteorder))
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _IEND = struct.pack(">I", 0) + b"IEND" + struct.pack(">I", zlib.crc32(b"IEND"))
 
@@ -66,39 +64,25 @@ def _chunk(kind: bytes, data: bytes) -> bytes:
 def _palette_png(pixels: U8) -> bytes | None:
     """A palette PNG of an (h, w, 4) RGBX array with at most 256 colours, else None.
 
-    Palette PNGs of desktop text are smaller and faster to deflate than RGB ones.
-    Pillow's quantizer is exact only by luck and several times slower than
-    ``getcolors`` (which gives up at once on busy images) plus a hashed lookup table.
-    The file is written here rather than by Pillow's PNG plugin: the same bytes
-    (unfiltered rows, as Pillow does for palettes) for about 25% less time, most of it
-    the plugin's per-image overhead on the many small images of a busy desktop
-    (bench_display.py --micro).
+    Palette PNGs of desktop text are smaller and faster to deflate than RGB ones
+    (``palette.py`` finds the colours). The file is written here rather than by
+    Pillow's PNG plugin: the same bytes (unfiltered rows, as Pillow does for palettes)
+    for about 25% less time, most of it the plugin's per-image overhead on the many
+    small images of a busy desktop (bench_display.py --micro).
     """
     h, w = pixels.shape[:2]
-    pixels = np.ascontiguousarray(pixels)
-    found = Image.frombuffer("RGBX", (w, h), pixels, "raw", "RGBX", 0, 1).getcolors(256)
-    if found is None:
+    indexed = palette.index_colours(pixels.view(np.uint32)[..., 0])
+    if indexed is None:
         return None
-    # (The quickest way measured from getcolors' tuples to an array.)
-    flat = bytes(chain.from_iterable(cast(tuple[int, ...], c) for _, c in found))
-    colours = np.frombuffer(flat, np.uint32) & _RGB_MASK  # the padding byte is no colour
-    keys = (colours * _HASH_MULT) >> np.uint32(16)
-    if len(set(keys.tolist())) != len(colours):
-        return None  # hash collision (or one colour twice): plain RGB PNG is still right
-    table = np.zeros(1 << 16, np.uint8)
-    table[keys] = np.arange(len(colours), dtype=np.uint8)
-    # Every pixel's colour is in ``colours`` (getcolors is exact), so this is exact.
-    packed = pixels.view(np.uint32).reshape(h, w) & _RGB_MASK
-    rows = np.zeros((h, w + 1), np.uint8)  # each row starts with filter type 0 (none)
-    rows[:, 1:] = table[(packed * _HASH_MULT) >> np.uint32(16)]
+    colours, rows = indexed
     deflate = zlib.compressobj(PALETTE_PNG_LEVEL)
     data = deflate.compress(rows.data) + deflate.flush()
-    palette = colours.view(np.uint8).reshape(-1, 4)[:, :3].tobytes()
+    plte = colours.view(np.uint8).reshape(-1, 4)[:, :3].tobytes()
     return b"".join(
         (
             _PNG_SIGNATURE,
             _chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 3, 0, 0, 0)),
-            _chunk(b"PLTE", palette),
+            _chunk(b"PLTE", plte),
             _chunk(b"IDAT", data),
             _IEND,
         )

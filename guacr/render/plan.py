@@ -23,8 +23,8 @@ from typing import Final, cast
 
 import numpy as np
 import numpy.typing as npt
-from PIL import Image
 
+from guacr.render import palette
 from guacr.render.encode import JPEG, PNG, WEBP
 
 U32 = npt.NDArray[np.uint32]
@@ -238,7 +238,6 @@ _SALTS = _rng.integers(1, 1 << 63, 8, dtype=np.uint64)
 SEARCH_SAMPLES: Final = 3  # column bands hashed to find candidate offsets
 MAX_OFFSETS: Final = 4  # candidate offsets checked exactly per frame
 PALETTE_SAMPLE: Final = 4096  # pixels sampled to tell few-colour content from photos
-FEW_COLOURS: Final = 256
 
 
 def _band_hashes(frame: U32, y0: int, y1: int, x0: int) -> npt.NDArray[np.uint64]:
@@ -635,11 +634,7 @@ def few_colours(region: U32) -> bool:
     """
     h, w = region.shape
     step = max(1, int((h * w / PALETTE_SAMPLE) ** 0.5))
-    sample = np.ascontiguousarray(region[::step, ::step])
-    sh, sw = sample.shape
-    # Pillow's colour counter gives up as soon as it passes the limit: cheap for photos.
-    image = Image.frombuffer("RGBX", (sw, sh), sample, "raw", "RGBX", 0, 1)
-    return image.getcolors(FEW_COLOURS) is not None
+    return palette.count_colours(region, step) is not None
 
 
 def choose_format(
