@@ -33,6 +33,7 @@ import asyncio
 import contextlib
 import os
 import re
+import struct
 import subprocess
 import sys
 import tempfile
@@ -219,46 +220,126 @@ async def cmd_bulk(target: Target, args: argparse.Namespace) -> None:
     )
 
 
-def proc_cpu(pattern: str) -> float:
-    """CPU seconds used so far by processes whose command line matches ``pattern``."""
-    rx = re.compile(pattern)
-    ticks = 0
+def server_pids(args: argparse.Namespace) -> list[int]:
+    """The server's processes: with --local the tree of the guacr we started (other
+    guacr instances may run on a shared machine), else command lines matching
+    --proc-pattern."""
+    me = os.getpid()
+    parents: dict[int, int] = {}
+    matching: list[int] = []
+    rx = re.compile(args.proc_pattern)
     for entry in os.scandir("/proc"):
-        if not entry.name.isdigit():
+        if not entry.name.isdigit() or int(entry.name) == me:
             continue
+        pid = int(entry.name)
         try:
-            cmd = Path(f"/proc/{entry.name}/cmdline").read_bytes().replace(b"\0", b" ").decode()
-            if not rx.search(cmd) or "bench_ssh" in cmd:
+            stat = Path(f"/proc/{pid}/stat").read_text()
+            cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:
+            continue
+        parents[pid] = int(stat.rsplit(")", 1)[1].split()[1])
+        if rx.search(cmd) and "bench_ssh" not in cmd:
+            matching.append(pid)
+    root = getattr(args, "server_root_pid", None)
+    if root is None:
+        return sorted(matching)
+    tree = {root}
+    grew = True
+    while grew:
+        grew = False
+        for pid, ppid in parents.items():
+            if ppid in tree and pid not in tree:
+                tree.add(pid)
+                grew = True
+    return sorted(pid for pid in tree if pid in parents)
+
+
+def proc_cpu(pids: list[int] | str) -> float:
+    """CPU seconds used so far by ``pids`` (or processes whose command line matches)."""
+    if isinstance(pids, str):
+        rx = re.compile(pids)
+        pids = []
+        for entry in os.scandir("/proc"):
+            if not entry.name.isdigit():
                 continue
-            fields = Path(f"/proc/{entry.name}/stat").read_text().rsplit(")", 1)[1].split()
+            with contextlib.suppress(OSError):
+                raw = Path(f"/proc/{entry.name}/cmdline").read_bytes()
+                cmd = raw.replace(b"\0", b" ").decode()
+                if rx.search(cmd) and "bench_ssh" not in cmd:
+                    pids.append(int(entry.name))
+    ticks = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
         except OSError:
             continue
         ticks += int(fields[11]) + int(fields[12])
     return ticks / os.sysconf("SC_CLK_TCK")
 
 
-def server_memory(pattern: str) -> tuple[int, int, int]:
-    """(PSS kB, RSS kB, processes) summed over processes whose cmdline matches."""
-    rx = re.compile(pattern)
-    pss = rss = n = 0
-    me = os.getpid()
-    for entry in os.scandir("/proc"):
-        if not entry.name.isdigit() or int(entry.name) == me:
-            continue
+def process_memory(pid: int) -> tuple[int, int] | None:
+    """(PSS kB, RSS kB) of one process, None if it is gone."""
+    try:
+        rollup = Path(f"/proc/{pid}/smaps_rollup").read_text()
+    except OSError:
+        return None
+    pss = rss = 0
+    for line in rollup.splitlines():
+        if line.startswith("Pss:"):
+            pss = int(line.split()[1])
+        elif line.startswith("Rss:"):
+            rss = int(line.split()[1])
+    return pss, rss
+
+
+def unique_memory(pids: list[int]) -> int | None:
+    """kB of distinct physical pages mapped by ``pids`` (None without root: the page
+    frame numbers in /proc/PID/pagemap read as 0 otherwise).
+
+    PSS divides a page by every process on the machine mapping it, so on a shared
+    machine (other guacr instances, other Pythons with the same libraries) it moves
+    with what else runs; this counts each page of the server once, as PSS would on
+    a machine of its own.
+    """
+    frames: set[int] = set()
+    for pid in pids:
         try:
-            cmd = Path(f"/proc/{entry.name}/cmdline").read_bytes().replace(b"\0", b" ").decode()
-            if not rx.search(cmd) or "bench_ssh" in cmd:
-                continue
-            rollup = Path(f"/proc/{entry.name}/smaps_rollup").read_text()
+            maps = Path(f"/proc/{pid}/maps").read_text().splitlines()
+            pagemap = open(f"/proc/{pid}/pagemap", "rb")  # noqa: SIM115
         except OSError:
             continue
-        n += 1
-        for line in rollup.splitlines():
-            if line.startswith("Pss:"):
-                pss += int(line.split()[1])
-            elif line.startswith("Rss:"):
-                rss += int(line.split()[1])
-    return pss, rss, n
+        with pagemap:
+            for line in maps:
+                fields = line.split()
+                if len(fields) > 5 and fields[5] == "[vsyscall]":
+                    continue
+                lo, hi = (int(x, 16) for x in fields[0].split("-"))
+                try:
+                    pagemap.seek(lo // 4096 * 8)
+                    data = pagemap.read((hi - lo) // 4096 * 8)
+                except OSError:
+                    continue
+                for (entry,) in struct.iter_unpack("<Q", data):
+                    if entry >> 63:  # present
+                        frame = entry & ((1 << 55) - 1)
+                        if not frame:
+                            return None
+                        frames.add(frame)
+    return len(frames) * 4
+
+
+def server_memory(args: argparse.Namespace) -> tuple[int, int, int, list[int]]:
+    """(PSS kB, RSS kB, processes, PSS kB per process) summed over the server's processes."""
+    pss = rss = 0
+    each: list[int] = []
+    for pid in server_pids(args):
+        mem = process_memory(pid)
+        if mem is None:
+            continue
+        pss += mem[0]
+        rss += mem[1]
+        each.append(mem[0])
+    return pss, rss, len(each), each
 
 
 async def open_sessions(target: Target, n: int, parallel: int = 16) -> list[GuacClient]:
@@ -283,12 +364,13 @@ async def drain_all(clients: list[GuacClient], stop: asyncio.Event) -> None:
 
 async def cmd_memory(target: Target, args: argparse.Namespace) -> None:
     for n in args.memory_sessions:
-        base_pss, base_rss, procs = server_memory(args.proc_pattern)
+        base_pss, base_rss, procs, _ = server_memory(args)
         clients = await open_sessions(target, n)
         stop = asyncio.Event()
         drainer = asyncio.ensure_future(drain_all(clients, stop))
         await asyncio.sleep(3)  # idle: prompts drawn, only 1 Hz syncs
-        pss, rss, procs = server_memory(args.proc_pattern)
+        pss, rss, procs, each = server_memory(args)
+        unique = unique_memory(server_pids(args))
         stop.set()
         for c in clients:
             c.close()
@@ -301,6 +383,15 @@ async def cmd_memory(target: Target, args: argparse.Namespace) -> None:
             f"RSS {rss / n / 1024:.2f} MB; growth/N PSS {(pss - base_pss) / n / 1024:.2f} MB "
             f"RSS {(rss - base_rss) / n / 1024:.2f} MB   (target <= 2 MB PSS)"
         )
+        print(
+            f"  idle before: PSS {base_pss / 1024:.1f} MB; PSS per process (MB): "
+            + " ".join(f"{kb / 1024:.1f}" for kb in each)
+        )
+        if unique is not None:
+            print(
+                f"  unique pages of the server's processes (PSS on a machine of its own): "
+                f"{unique / 1024:.1f} MB, {unique / n / 1024:.2f} MB per session"
+            )
         await asyncio.sleep(2)  # let the server tear the sessions down
 
 
@@ -315,10 +406,11 @@ async def cmd_concurrent(target: Target, args: argparse.Namespace) -> None:
         return await echo_latencies(c, keys, 1 / args.rate)
 
     t0 = time.monotonic()
-    cpu0 = (proc_cpu(args.proc_pattern), proc_cpu(r"sshd|bash"), time.process_time())
+    pids = server_pids(args)
+    cpu0 = (proc_cpu(pids), proc_cpu(r"sshd|bash"), time.process_time())
     results = await asyncio.gather(*(typist(c, i / n / args.rate) for i, c in enumerate(clients)))
     elapsed = time.monotonic() - t0
-    cpu1 = (proc_cpu(args.proc_pattern), proc_cpu(r"sshd|bash"), time.process_time())
+    cpu1 = (proc_cpu(pids), proc_cpu(r"sshd|bash"), time.process_time())
     used = [(b - a) / elapsed * 100 for a, b in zip(cpu0, cpu1, strict=True)]
     for c in clients:
         c.close()
@@ -396,7 +488,7 @@ async def _render() -> None:
 
         async def timed(
             name: str,
-            screen: list,
+            screen: list[list[tuple[str, int, int, int]]],
             cursor: Cursor,
             v: TerminalView = v,
             results: dict[str, tuple[float, float]] = results,
@@ -457,6 +549,7 @@ def local_servers(args: argparse.Namespace) -> Iterator[None]:
         run_guacr(Path(tmp), workers=2, handlers=handlers) as g,
     ):
         args.guacd = f"127.0.0.1:{g.port}"
+        args.server_root_pid = g.proc.pid
         args.ssh_host, args.ssh_port = sshd.host, sshd.port
         args.ssh_user, args.ssh_password = sshd.username, sshd.password
         print(f"local guacr on :{g.port} (workers {g.worker_pids()}), sshd on :{sshd.port}")

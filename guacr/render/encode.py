@@ -145,6 +145,14 @@ _executor: ThreadPoolExecutor | None = None
 _lock = threading.Lock()
 
 
+def _forget_executor() -> None:
+    global _executor
+    _executor = None  # its threads are not in a forked child: the child starts its own
+
+
+os.register_at_fork(after_in_child=_forget_executor)
+
+
 def executor() -> ThreadPoolExecutor:
     """The process-wide encoder pool: one thread per CPU (at least 2)."""
     global _executor

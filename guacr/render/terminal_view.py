@@ -122,6 +122,14 @@ def pointer_png() -> bytes:
 _pool: ThreadPoolExecutor | None = None
 
 
+def _forget_pool() -> None:
+    global _pool
+    _pool = None  # its threads are not in a forked child: the child starts its own
+
+
+os.register_at_fork(after_in_child=_forget_pool)
+
+
 def encoder_pool() -> ThreadPoolExecutor:
     """The process-wide, bounded pool for composing and encoding images."""
     global _pool

@@ -78,7 +78,11 @@ class Supervisor:
     """Listener + worker supervisor."""
 
     def __init__(
-        self, config: dict[str, Any], sockets: list[socket.socket], forkserver: socket.socket
+        self,
+        config: dict[str, Any],
+        sockets: list[socket.socket],
+        forkserver: socket.socket,
+        protocols: frozenset[str] = frozenset(),
     ) -> None:
         self.config = config
         self.sockets = sockets
@@ -91,6 +95,10 @@ class Supervisor:
         self._intakes: set[asyncio.Task[None]] = set()
         self._done: asyncio.Future[int] | None = None
         self.alive: set[int] = set()  # worker pids not yet reported exited
+        # Protocol names known to be installed. Rescanned (entry points: reading every
+        # installed package's metadata) only for a name not known yet, so a handler
+        # installed while guacr runs is still found.
+        self.protocols = protocols
         for name, target in config.get("extra_handlers", {}).items():
             handlers.register(name, target)
 
@@ -271,7 +279,9 @@ class Supervisor:
         if target.startswith("$"):
             self._route_join(sock.detach(), target, pending)
             return
-        if target not in handlers.available():
+        if target not in self.protocols:
+            self.protocols = frozenset(handlers.available())
+        if target not in self.protocols:
             log.info('Support for protocol "%s" is not installed', target[:64])
             _reply_error(
                 sock, GuacrError(f'Protocol "{target[:64]}" is not supported.', Status.UNSUPPORTED)

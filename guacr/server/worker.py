@@ -114,6 +114,11 @@ class Worker:
             assert self.ssl_context is not None
             self.spawn(TlsIntake(self).serve(sock, self.ssl_context))
             return
+        self.adopt(sock, target, pending)
+
+    def adopt(self, sock: socket.socket, target: str, pending: bytes) -> None:
+        """Serve a client whose ``select`` (``target``) was read; ``pending`` follows it."""
+        sock.setblocking(False)
         self.spawn(self._attach(sock, User(self, target, pending)))
 
     def spawn(self, coro: Coroutine[Any, Any, None]) -> None:

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import ctypes
 import struct
+import threading
 import weakref
 from collections.abc import Iterable
 
@@ -56,6 +57,20 @@ _M_APP_CURSOR, _M_APP_KEYPAD, _M_PASTE, _M_FOCUS, _M_ALT, _M_REVERSE = 1, 2, 4, 
 _CLUSTER = 0x8000
 _MAX_SCROLLS = 32
 _NCH = 3  # code points per cell in the C store
+
+
+class _Scratch(threading.local):
+    """Buffers the C layer fills and Python copies out at once: one set per thread
+    rather than per terminal (about 45 kB each, which idle sessions would hold)."""
+
+    def __init__(self) -> None:
+        self.dmg = (ctypes.c_int32 * (4 + 3 * _MAX_SCROLLS + MAX_ROWS))()
+        self.runs = (ctypes.c_int32 * (7 * MAX_COLS))()
+        self.text = (ctypes.c_uint32 * (_NCH * MAX_COLS))()
+        self.ntext = ctypes.c_int32()
+
+
+_SCRATCH = _Scratch()
 
 
 class Terminal:
@@ -94,10 +109,6 @@ class Terminal:
         self._force_full = False
         self._osc_events: list[OscEvent] = []
         self._reply = bytearray()  # answers produced here (OSC queries)
-        self._dmg = (ctypes.c_int32 * (4 + 3 * _MAX_SCROLLS + MAX_ROWS))()
-        self._runs = (ctypes.c_int32 * (7 * MAX_COLS))()
-        self._text = (ctypes.c_uint32 * (_NCH * MAX_COLS))()
-        self._ntext = ctypes.c_int32()
         self._i32x6 = (ctypes.c_int32 * 6)()
 
     # ------------------------------------------------------------ lifecycle
@@ -157,8 +168,8 @@ class Terminal:
 
     def take_damage(self) -> Damage:
         """Changes since the last call: scrolls to replay, then rows to redraw."""
-        n = self._lib.gvt_take_damage(self._h, self._dmg, len(self._dmg))
-        v = self._dmg[:n]
+        n = self._lib.gvt_take_damage(self._h, _SCRATCH.dmg, len(_SCRATCH.dmg))
+        v = _SCRATCH.dmg[:n]
         full = bool(v[0]) or self._force_full
         bell = v[3] != 0
         title = self._title if self._title_changed else None
@@ -191,16 +202,16 @@ class Terminal:
             self._h,
             row,
             self._cols,
-            self._runs,
+            _SCRATCH.runs,
             MAX_COLS,
-            self._text,
-            len(self._text),
-            ctypes.byref(self._ntext),
+            _SCRATCH.text,
+            len(_SCRATCH.text),
+            ctypes.byref(_SCRATCH.ntext),
         )
         if nr < 0:
             raise IndexError(row)
-        text = ctypes.string_at(self._text, self._ntext.value * 4).decode("utf-32-le")
-        r = self._runs[: nr * 7]
+        text = ctypes.string_at(_SCRATCH.text, _SCRATCH.ntext.value * 4).decode("utf-32-le")
+        r = _SCRATCH.runs[: nr * 7]
         return [
             Run(
                 r[i],

@@ -454,7 +454,7 @@ def test_combine_respects_tiles_and_cost() -> None:
     assert len(merged) == 2
     assert {(b.x0, b.x1) for b in merged} == {(0, 512), (512, 1024)}
     # The fixed cost per image makes a thin strip cheaper than two tiny images...
-    strip = [pl.Box(0, 0, 8, 8, [(0, 0)]), pl.Box(448, 0, 456, 8, [(0, 7)])]
+    strip = [pl.Box(0, 0, 8, 8, [(0, 0)]), pl.Box(192, 0, 200, 8, [(0, 3)])]
     assert len(pl.combine_images(strip)) == 1
     # ...but not a mostly clean square.
     square = [pl.Box(0, 60, 64, 64, [(0, 0)]), pl.Box(0, 64, 300, 128, [(1, 0)])]
