@@ -169,7 +169,7 @@ _WARM_UP_OUTPUT = (
 )
 
 
-def warm_up(config: dict[str, Any]) -> None:
+def warm_up(config: dict[str, Any]) -> bool:
     """Run one SSH session through the worker's code here, before anything is forked.
 
     Against an SSH server of our own on loopback (asyncssh, a fresh key and password),
@@ -179,9 +179,10 @@ def warm_up(config: dict[str, Any]) -> None:
     code as it changes. It runs on asyncio's loop, not uvloop's: libuv's resolver
     threads would outlive it, and the main process forks. Its log lines are muted
     (no admin needs to see them); a failure costs memory only, never the service.
+    Returns True if the session ran to its end and left no thread behind.
     """
     if "ssh" not in handlers.available():
-        return
+        return False
     threads = threading.active_count()
     logging.disable(logging.CRITICAL)
     try:
@@ -196,6 +197,7 @@ def warm_up(config: dict[str, Any]) -> None:
     left = threading.active_count() - threads
     if left > 0:  # a thread pool: a forked worker would queue work for no thread
         log.error("The warm-up left %d threads running in the main process", left)
+    return failure is None and left <= 0
 
 
 async def _warm_up_session(config: dict[str, Any]) -> None:
