@@ -24,14 +24,14 @@ import asyncssh
 
 from guacr.errors import GuacrError, Unauthorized, UpstreamError
 from guacr.handlers import wol
-from guacr.handlers.base import Handler, StreamSink
+from guacr.handlers.base import StreamSink
 from guacr.handlers.params import Params, params
 from guacr.handlers.ssh.sftp import SFTPFilesystem
+from guacr.handlers.terminal import TerminalHandler
 from guacr.protocol.status import Status
 from guacr.terminal import OscEvent
 from guacr.terminal.session import (
     ARGV_NAMES,
-    StdinPipe,
     TerminalConfig,
     TerminalSession,
     clipboard_limit,
@@ -151,7 +151,7 @@ class _Channel(asyncssh.SSHClientSession[bytes]):
             done.set_result(None)
 
 
-class SSHHandler(Handler):
+class SSHHandler(TerminalHandler):
     """One SSH terminal connection."""
 
     protocol = "ssh"
@@ -434,33 +434,10 @@ class SSHHandler(Handler):
             fs.set_upload_path(event.data)
 
     # Users and input -----------------------------------------------------------------------
-    def user_joined(self, user: User) -> None:
-        self.session.user_joined(user)
-
     def user_left(self, user: User) -> None:
         self.session.user_left(user)
         if self.sftp is not None:
             self.sftp.forget(user)
-
-    def on_key(self, user: User, keysym: int, pressed: bool) -> None:
-        self.session.key(user, keysym, pressed)
-
-    def on_mouse(self, user: User, x: int, y: int, mask: int) -> None:
-        self.session.mouse(user, x, y, mask)
-
-    def on_size(self, user: User, width: int, height: int) -> None:
-        self.session.resize(user, width, height)
-
-    def on_clipboard(self, user: User, mimetype: str, data: bytes) -> None:
-        self.session.set_clipboard(user, mimetype, data)
-
-    def on_argv(self, user: User, name: str, value: str) -> None:
-        self.session.argv(user, name, value)
-
-    def on_pipe(self, user: User, stream: int, mimetype: str, name: str) -> StreamSink | None:
-        if name == "STDIN":
-            return StdinPipe(self._write, user, stream)
-        return None
 
     def on_file(self, user: User, stream: int, mimetype: str, filename: str) -> StreamSink | None:
         if self.sftp is None:

@@ -29,13 +29,12 @@ from typing import TYPE_CHECKING, Final, cast
 
 from guacr.errors import GuacrError, Unauthorized, UpstreamNotFound, UpstreamTimeout
 from guacr.handlers import wol
-from guacr.handlers.base import Handler, StreamSink
 from guacr.handlers.params import Params, params
 from guacr.handlers.telnet.login import LoginFailed, LoginMatcher, LoginSucceeded, SendInput
 from guacr.handlers.telnet.protocol import Data, TelnetClient
+from guacr.handlers.terminal import TerminalHandler
 from guacr.terminal.session import (
     ARGV_NAMES,
-    StdinPipe,
     TerminalConfig,
     TerminalSession,
     clipboard_limit,
@@ -130,7 +129,7 @@ class _Telnet(asyncio.Protocol):
         self.handler._lost(exc)
 
 
-class TelnetHandler(Handler):
+class TelnetHandler(TerminalHandler):
     """One telnet terminal connection."""
 
     protocol = "telnet"
@@ -289,33 +288,10 @@ class TelnetHandler(Handler):
             self._transport.resume_reading()
 
     # Users and input -----------------------------------------------------------------------
-    def user_joined(self, user: User) -> None:
-        self.session.user_joined(user)
-
-    def user_left(self, user: User) -> None:
-        self.session.user_left(user)
-
     def on_key(self, user: User, keysym: int, pressed: bool) -> None:
         if pressed:
             self.login.user_typed()  # guacd: a user typing stops the credential search
         self.session.key(user, keysym, pressed)
-
-    def on_mouse(self, user: User, x: int, y: int, mask: int) -> None:
-        self.session.mouse(user, x, y, mask)
-
-    def on_size(self, user: User, width: int, height: int) -> None:
-        self.session.resize(user, width, height)
-
-    def on_clipboard(self, user: User, mimetype: str, data: bytes) -> None:
-        self.session.set_clipboard(user, mimetype, data)
-
-    def on_argv(self, user: User, name: str, value: str) -> None:
-        self.session.argv(user, name, value)
-
-    def on_pipe(self, user: User, stream: int, mimetype: str, name: str) -> StreamSink | None:
-        if name == "STDIN":
-            return StdinPipe(self._write, user, stream)
-        return None
 
 
 async def connect_tcp(hostname: str, port: int, timeout: float) -> socket.socket:
