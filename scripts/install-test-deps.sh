@@ -11,15 +11,22 @@ if [ "$(id -u)" -ne 0 ]; then
     exit 1
 fi
 
-PACKAGES=(
-    openssh-server openssh-client sshpass
-    inetutils-telnetd socat
-    tigervnc-standalone-server tigervnc-tools
-    xvfb x11vnc xterm x11-apps x11-utils x11-xserver-utils xdotool xauth xclip
-    fonts-dejavu-core libvterm0
-    procps iproute2
-    chromium
-)
+# One package list per server in scripts/test-deps/*.list (see its README), so issues that
+# add a server add a file instead of editing a shared list.
+DEPS_DIR="$(cd "$(dirname "$0")" && pwd)/test-deps"
+PACKAGES=()
+BINARIES=()
+for list in "$DEPS_DIR"/*.list; do
+    while read -r line; do
+        line="${line%%#*}"
+        line="$(echo "$line" | xargs)"
+        [ -n "$line" ] || continue
+        case "$line" in
+            bin:*) BINARIES+=("$(echo "${line#bin:}" | xargs)") ;;
+            *) PACKAGES+=("$line") ;;
+        esac
+    done <"$list"
+done
 
 # The browser tests need Node >= 20 (playwright-core). Bookworm's own nodejs is 18, so
 # keep a newer Node that is already installed (e.g. from NodeSource) and only fall back
@@ -37,14 +44,6 @@ if [[ "$major" =~ ^[0-9]+$ ]] && [ "$major" -ge 20 ]; then
 else
     PACKAGES+=(nodejs npm)
 fi
-
-# Binaries the tests call directly; a missing one forces an install even when dpkg
-# thinks the package is there (e.g. a half-removed package).
-BINARIES=(
-    /usr/sbin/sshd ssh ssh-keygen sshpass /usr/sbin/telnetd socat
-    Xtigervnc tigervncpasswd Xvfb x11vnc xterm xsetroot xwd xdotool xauth xclip
-    xrandr xdpyinfo chromium ss pgrep runuser
-)
 
 missing_packages() {
     local p status

@@ -8,7 +8,12 @@ the server really answers (port open plus a protocol check), and ``stop()`` kill
 process the server spawned, by PID, including per-connection children that left the
 process group (sshd sessions, telnet logins).
 
-Debian packages and the ``guest`` account come from ``scripts/install-test-deps.sh``.
+Debian packages and the ``guest`` account come from ``scripts/install-test-deps.sh``
+(one package list per server in ``scripts/test-deps/``). This package is the one place
+test servers are started: the SSH, Telnet and VNC servers live here; each server added
+later gets a module of its own beside this file (``servers/xrdp.py``, ``servers/mariadb.py``
+...) built on ``_Server``, with its packages in its own ``scripts/test-deps/<name>.list``,
+so work on different servers never edits the same lines.
 """
 
 from __future__ import annotations
