@@ -108,6 +108,22 @@ def main(argv: list[str] | None = None) -> None:
         log.error("%s", exc)
         sys.exit(1)
     log.info("Listening on host %s, port %d", *sock.getsockname()[:2])
+    sockets = [sock]
+    worker_config = config.worker_config()
+    if config.websocket_bind_port:
+        from guacr.server.ws_door import door_settings
+
+        if door_settings(worker_config) is not None:
+            try:
+                ws = bind(
+                    config.websocket_bind_host or config.bind_host, config.websocket_bind_port
+                )
+            except OSError as exc:
+                log.error("%s", exc)
+                sys.exit(1)
+            log.info("WebSocket door on host %s, port %d", *ws.getsockname()[:2])
+            sockets.append(ws)
+            worker_config["websocket_fd"] = ws.fileno()
     if not config.foreground:
         daemonize()
     if config.pid_file:
@@ -122,7 +138,7 @@ def main(argv: list[str] | None = None) -> None:
     from guacr.server.forkserver import ForkServer
 
     log.info("Guacamole proxy daemon (guacr) version %s started", __version__)
-    status = ForkServer(config.worker_config(), [sock]).run()
+    status = ForkServer(worker_config, sockets).run()
     log.info("Exiting")
     if config.pid_file:
         with contextlib.suppress(OSError):

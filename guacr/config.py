@@ -21,7 +21,26 @@ KEYS: dict[str, dict[str, str]] = {
     "server": {"bind_host": "bind_host", "bind_port": "bind_port"},
     "daemon": {"pid_file": "pid_file", "log_level": "log_level"},
     "ssl": {"server_certificate": "cert", "server_key": "key"},
-    "guacr": {"workers": "workers", "uvloop": "uvloop", "handlers": "handlers"},
+    "guacr": {
+        "workers": "workers",
+        "uvloop": "uvloop",
+        "handlers": "handlers",
+        **{
+            k: k
+            for k in (
+                "websocket_bind_host",
+                "websocket_bind_port",
+                "websocket_path",
+                "guacamole_lite_key",
+                "token_key",
+                "websocket_origins",
+                "websocket_max_per_address",
+                "websocket_trusted_proxies",
+                "websocket_max_message",
+                "websocket_handshake_timeout",
+            )
+        },
+    },
 }
 
 ENV = {
@@ -34,6 +53,21 @@ ENV = {
     "GUACR_WORKERS": "workers",
     "GUACR_UVLOOP": "uvloop",
     "GUACR_HANDLERS": "handlers",
+    **{
+        f"GUACR_{k.upper()}": k
+        for k in (
+            "websocket_bind_host",
+            "websocket_bind_port",
+            "websocket_path",
+            "guacamole_lite_key",
+            "token_key",
+            "websocket_origins",
+            "websocket_max_per_address",
+            "websocket_trusted_proxies",
+            "websocket_max_message",
+            "websocket_handshake_timeout",
+        )
+    },
 }
 
 
@@ -56,6 +90,17 @@ class Config:
     foreground: bool = False
     # Extra handlers: "name=package.module:Class,name2=..." (besides entry points).
     handlers: str = ""
+    # WebSocket door (issue 11; provisional until the listener's typed config lands)
+    websocket_bind_host: str = ""
+    websocket_bind_port: int = 0
+    websocket_path: str = ""
+    guacamole_lite_key: str = ""
+    token_key: str = ""
+    websocket_origins: str = ""
+    websocket_max_per_address: int = 0
+    websocket_trusted_proxies: str = ""
+    websocket_max_message: int = 1 << 20
+    websocket_handshake_timeout: float = 15.0
 
     def extra_handlers(self) -> dict[str, str]:
         """Parse ``handlers`` into {protocol: import string}."""
@@ -69,9 +114,20 @@ class Config:
 
     def set(self, name: str, value: str) -> None:
         """Set a field from its text form, validating it."""
-        if name in ("bind_port", "workers"):
+        if name in (
+            "bind_port",
+            "workers",
+            "websocket_bind_port",
+            "websocket_max_per_address",
+            "websocket_max_message",
+        ):
             try:
                 setattr(self, name, int(value))
+            except ValueError:
+                raise ConfigError(f"Invalid value for {name}: {value!r}") from None
+        elif name == "websocket_handshake_timeout":
+            try:
+                self.websocket_handshake_timeout = float(value)
             except ValueError:
                 raise ConfigError(f"Invalid value for {name}: {value!r}") from None
         elif name == "uvloop":

@@ -172,6 +172,10 @@ class Supervisor:
             slot.load = int(msg[1])
         elif op == "pong":
             slot.last_pong = time.monotonic()
+        elif op == "ws_gone" and len(msg) == 2:
+            door = getattr(self, "ws_door", None)
+            if door is not None:
+                door.tunnel_ended(msg[1])
         elif op == "forward" and len(msg) == 3 and len(fds) == 1:
             self._route_join(fds[0], msg[1], channel.unpack_bytes(msg[2]))
             fds = []
@@ -374,6 +378,77 @@ class Supervisor:
                 self._intakes.add(task)
                 task.add_done_callback(self._intakes.discard)
 
+    # WebSocket door (issue 11) ---------------------------------------------------------
+    async def _websocket_door(self, lsock: socket.socket) -> None:
+        from guacr.server.ws_door import ListenerDoor, door_settings
+
+        settings = door_settings(self.config)
+        if settings is None:
+            return
+        self.ws_door = ListenerDoor(
+            settings, self._route_tunnel, int(self.config.get("websocket_max_per_address") or 0)
+        )
+        await self.ws_door.serve(lsock)
+
+    async def _route_tunnel(self, sock: socket.socket, admitted: Any) -> None:
+        import json
+
+        from guacr.server.ws_intake import refuse
+
+        grant = admitted.grant
+        target = grant.selector
+        error: GuacrError | None = None
+        slot: Slot | None
+        if target.startswith("$"):
+            slot = self.owners.get(target)
+            if slot is None:
+                self._drain_channels()
+                slot = self.owners.get(target)
+            if slot is None or not slot.ready:
+                error = GuacrError("No such connection.", Status.RESOURCE_NOT_FOUND)
+        else:
+            if target not in self.protocols:
+                self.protocols = frozenset(handlers.available())
+            slot = self._least_loaded()
+            if target not in self.protocols:
+                error = GuacrError(
+                    f'Protocol "{target[:64]}" is not supported.', Status.UNSUPPORTED
+                )
+            elif slot is None:
+                error = GuacrError("No worker is available.", Status.SERVER_BUSY)
+        if error is not None or slot is None:
+            self.ws_door.tunnel_ended(admitted.remote)
+            await refuse(sock, error or GuacrError("Internal server error.", Status.SERVER_ERROR))
+            return
+        extra = json.dumps(
+            {
+                "grant": grant.to_wire(),
+                "remote": admitted.remote,
+                "max_message": self.ws_door.settings.max_message,
+            }
+        )
+        fd = sock.detach()
+        assert slot.chan is not None
+        try:
+            slot.chan.setblocking(True)
+            channel.send(
+                slot.chan,
+                "handoff",
+                target,
+                channel.pack_bytes(admitted.leftover),
+                2,
+                extra,
+                fds=[fd],
+            )
+            slot.load += 1
+        except OSError as exc:
+            log.error("Hand-off to worker %d failed: %s", slot.index, exc)
+            self.ws_door.tunnel_ended(admitted.remote)
+        finally:
+            if slot.chan is not None:
+                slot.chan.setblocking(False)
+            os.close(fd)
+
     # Run ------------------------------------------------------------------------------
     async def run(self) -> int:
         """Serve until a signal; returns the exit status."""
@@ -389,6 +464,9 @@ class Supervisor:
         self._accept_tasks.append(loop.create_task(self._watch_workers()))
         for lsock in self.sockets:
             lsock.setblocking(False)
+            if lsock.fileno() == self.config.get("websocket_fd"):
+                self._accept_tasks.append(loop.create_task(self._websocket_door(lsock)))
+                continue
             self._accept_tasks.append(loop.create_task(self._accept_loop(lsock)))
         status = await self._done
         await self._stop_workers()

@@ -95,6 +95,8 @@ class Worker:
             return
         if msg[0] == "handoff" and len(fds) == 1 and len(msg) == 4:
             self._accept(fds[0], msg[1], channel.unpack_bytes(msg[2]), msg[3] == "1")
+        elif msg[0] == "handoff" and len(fds) == 1 and len(msg) == 5 and msg[3] == "2":
+            self._accept_tunnel(fds[0], channel.unpack_bytes(msg[2]), msg[4])
         elif msg[0] == "ping" and not fds:
             self._report("pong")  # answered by the loop itself: proof it is not blocked
         else:
@@ -115,6 +117,32 @@ class Worker:
             self.spawn(TlsIntake(self).serve(sock, self.ssl_context))
             return
         self.adopt(sock, target, pending)
+
+    def _accept_tunnel(self, fd: int, leftover: bytes, extra: str) -> None:
+        """A WebSocket tunnel the listener upgraded and verified (issue 11)."""
+        import json
+
+        from guacr.server.ws_door import serve_tunnel
+        from guacr.tunnel.grant import Grant
+
+        sock = socket.socket(fileno=fd)
+        if self.stopping:
+            sock.close()
+            return
+        try:
+            info = json.loads(extra)
+            grant = Grant.from_wire(info["grant"])
+            remote = str(info["remote"])
+            max_message = int(info["max_message"])
+        except (ValueError, TypeError, KeyError):
+            log.exception("Bad tunnel hand-off")
+            sock.close()
+            return
+        sock.setblocking(False)
+        proto = serve_tunnel(
+            sock, lambda: User(self, grant.selector), grant, leftover, max_message, self.spawn
+        )
+        proto.on_lost = lambda: self._report("ws_gone", remote)
 
     def adopt(self, sock: socket.socket, target: str, pending: bytes) -> None:
         """Serve a client whose ``select`` (``target``) was read; ``pending`` follows it."""

@@ -27,7 +27,7 @@ from websockets.protocol import State
 from websockets.server import ServerProtocol
 
 from guacr.errors import GuacrError, ProtocolError
-from guacr.protocol.instruction import encode_str
+from guacr.protocol.instruction import encode_many, encode_str
 from guacr.protocol.parser import Instruction, parse_exact
 from guacr.protocol.status import Status
 from guacr.tunnel.closecodes import NO_STATUS, close_code, close_reason
@@ -46,9 +46,11 @@ _FAIL_STATUS = {
 
 @dataclass(frozen=True)
 class Received:
-    """Instructions from the client, in order, tunnel-internal ones removed."""
+    """Instructions from the client, in order, tunnel-internal ones removed; ``raw`` is
+    their wire form (the message itself when it held no internal instruction)."""
 
     instructions: list[Instruction]
+    raw: bytes
 
 
 @dataclass(frozen=True)
@@ -173,15 +175,17 @@ class Tunnel:
             )
             return
         kept: list[Instruction] = []
+        dropped = False
         for ins in instructions:
             if ins[0] == INTERNAL:
                 if len(ins) >= 3 and ins[1] == "ping":
                     self.pings += 1
                     self._ws.send_text(encode_str(INTERNAL, "ping", ins[2]).encode("utf-8"))
+                dropped = True
                 continue
             kept.append(ins)
         if kept:
-            out.append(Received(kept))
+            out.append(Received(kept, encode_many(kept) if dropped else data))
 
     # -- output ----------------------------------------------------------------
 
@@ -200,12 +204,13 @@ class Tunnel:
             self._ws.send_text(data)
 
     def close(self, status: Status = Status.SUCCESS, message: str | None = None) -> None:
-        """Close as guacamole-client does: for a failure, ``error`` first; then close
-        with the mapped code and the decimal status as reason."""
+        """Close as guacamole-client does: ``error`` first when ``message`` is given
+        (leave it out when the error instruction already went out), then close with
+        the mapped code and the decimal status as reason."""
         if self._ws.state is not State.OPEN:
             return
-        if status is not Status.SUCCESS:
-            self._ws.send_text(error_instruction(message or status.name, status))
+        if status is not Status.SUCCESS and message is not None:
+            self._ws.send_text(error_instruction(message, status))
         self._ws.send_close(close_code(status), close_reason(status))
         self._closed = self._closed or Closed(close_code(status), close_reason(status), False)
 

@@ -10,7 +10,8 @@ a 4822 client goes through, so both doors share every check and default.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from typing import Any
 from urllib.parse import parse_qsl
 
 from guacr.errors import GuacrError
@@ -100,7 +101,53 @@ class Grant:
     name: str = ""
     kind: str = "guacr"
     """``guacamole-lite`` or ``guacr``: which token it came from (for logs)."""
-    extra: Mapping[str, object] = field(default_factory=dict)
+
+    def to_wire(self) -> dict[str, object]:
+        """A JSON-safe form, for handing the grant to a worker with its socket."""
+        return {
+            "selector": self.selector,
+            "values": dict(self.values),
+            "version": int(self.version),
+            "width": self.width,
+            "height": self.height,
+            "dpi": self.dpi,
+            "audio": list(self.audio),
+            "video": list(self.video),
+            "image": list(self.image),
+            "timezone": list(self.timezone),
+            "name": self.name,
+            "kind": self.kind,
+        }
+
+    @classmethod
+    def from_wire(cls, data: Mapping[str, Any]) -> Grant:
+        """Rebuild a grant from :meth:`to_wire` (raises ValueError/TypeError/KeyError)."""
+
+        def strs(key: str) -> tuple[str, ...]:
+            value = data[key]
+            if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+                raise TypeError(key)
+            return tuple(value)
+
+        values = data["values"]
+        if not isinstance(values, dict) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in values.items()
+        ):
+            raise TypeError("values")
+        return cls(
+            selector=str(data["selector"]),
+            values=values,
+            version=ProtocolVersion(int(data["version"])),
+            width=str(data["width"]),
+            height=str(data["height"]),
+            dpi=str(data["dpi"]),
+            audio=strs("audio"),
+            video=strs("video"),
+            image=strs("image"),
+            timezone=strs("timezone"),
+            name=str(data["name"]),
+            kind=str(data["kind"]),
+        )
 
     @property
     def is_join(self) -> bool:

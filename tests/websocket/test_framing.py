@@ -132,7 +132,11 @@ def test_id_first_then_instructions_and_ping_echo() -> None:
     c.send_text(b"0.,4.ping,13.1700000000000;")
     c.send_text(b"3.key,2.65,1.1;0.,3.foo;5.mouse,1.1,1.2,1.0;")
     events = pump(c, t)
-    assert events == [Received([("key", "65", "1"), ("mouse", "1", "2", "0")])]
+    assert events == [
+        Received(
+            [("key", "65", "1"), ("mouse", "1", "2", "0")], b"3.key,2.65,1.1;5.mouse,1.1,1.2,1.0;"
+        )
+    ]
     assert texts(to_client(t, c)) == ["0.,4.ping,13.1700000000000;"]
     assert t.pings == 1
 
@@ -143,7 +147,7 @@ def test_fragmented_message_reassembled() -> None:
     c.send_continuation(b"24,3.7", fin=False)
     assert pump(c, t) == []
     c.send_continuation(b"68;", fin=True)
-    assert pump(c, t) == [Received([("size", "1024", "768")])]
+    assert pump(c, t) == [Received([("size", "1024", "768")], b"4.size,4.1024,3.768;")]
 
 
 @pytest.mark.parametrize(
@@ -211,7 +215,7 @@ def test_client_close_without_code_is_1005_and_echoed() -> None:
     c.send_text(b"10.disconnect;")
     c.send_close()
     events = pump(c, t)
-    assert events == [Received([("disconnect",)]), Closed(1005, "", True)]
+    assert events == [Received([("disconnect",)], b"10.disconnect;"), Closed(1005, "", True)]
     frames = to_client(t, c)
     assert frames and frames[-1].opcode is Opcode.CLOSE
     assert t.close_expected() is False or t.state is not State.OPEN
