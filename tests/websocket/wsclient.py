@@ -45,6 +45,7 @@ class WsClient:
             open_timeout=timeout,
             max_size=max_size,
             compression=None,
+            legacy=True,
         )
         self.parser = Parser()
         self.queue: list[Instruction] = []
