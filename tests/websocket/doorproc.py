@@ -10,7 +10,9 @@ from guacr_process import ECHO, Guacr, free_port, run_guacr
 
 LITE_KEY = "MySuperSecretKeyForParamsToken12"
 TOKEN_KEY = "websocket tests token key, not secret"
-HANDLERS = ECHO + ",ssh=guacr.handlers.ssh:SSHHandler"
+HANDLERS = (
+    ECHO + ",ssh=guacr.handlers.ssh:SSHHandler" + ",vnc=guacr.handlers.vnc.handler:VNCHandler"
+)
 
 
 @dataclass
