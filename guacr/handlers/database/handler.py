@@ -22,8 +22,11 @@ import contextlib
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, ClassVar, Final
 
+from guacr.contract.handler import StreamSink
+from guacr.contract.params import Params, params
 from guacr.errors import Unauthorized, UpstreamError, UpstreamNotFound
-from guacr.handlers.base import StreamSink
+from guacr.frontend.handler import TerminalHandler
+from guacr.frontend.session import ARGV_NAMES, TerminalConfig, TerminalSession, clipboard_limit
 from guacr.handlers.database.audit import AuditLog, timestamp
 from guacr.handlers.database.console import EXPORT_CHUNK, AuditEvent, Console
 from guacr.handlers.database.engine import (
@@ -35,16 +38,11 @@ from guacr.handlers.database.engine import (
 )
 from guacr.handlers.database.mysql import MySQLEngine
 from guacr.handlers.database.postgresql import PostgreSQLEngine
-from guacr.handlers.params import Params, params
-from guacr.handlers.ssh.handler import SSH_ARGS, SSH_DEFAULTS
-from guacr.handlers.terminal import TerminalHandler
 from guacr.protocol import builders as b
 from guacr.protocol.status import Status
-from guacr.terminal.session import ARGV_NAMES, TerminalConfig, TerminalSession, clipboard_limit
 
 if TYPE_CHECKING:
-    from guacr.server.connection import Connection
-    from guacr.server.user import User
+    from guacr.contract.peers import Connection, User
 
 # The database's own parameters, in order; then SSH's terminal, typescript, recording and
 # clipboard groups, in SSH's order.
@@ -66,26 +64,46 @@ DATABASE_ARGS: Final = (
     "audit-path",
     "create-audit-path",
 )
-_TERMINAL_GROUPS: Final = frozenset(
-    {
-        "font-name", "font-size", "color-scheme", "scrollback", "backspace",
-        "func-keys-and-keypad", "terminal-type",
-        "typescript-path", "typescript-name", "create-typescript-path",
-        "typescript-write-existing",
-        "recording-path", "recording-name", "recording-exclude-output",
-        "recording-exclude-mouse", "recording-include-keys", "recording-include-clipboard",
-        "create-recording-path", "recording-write-existing",
-        "clipboard-buffer-size", "disable-copy", "disable-paste",
-    }
-)  # fmt: skip
-TERMINAL_ARGS: Final = tuple(n for n in SSH_ARGS if n in _TERMINAL_GROUPS)
+# SSH's terminal, typescript, recording and clipboard groups, in SSH's order, with
+# guacd's defaults (listed here: handlers do not import each other).
+TERMINAL_ARGS: Final = (
+    "font-name",
+    "font-size",
+    "color-scheme",
+    "typescript-path",
+    "typescript-name",
+    "create-typescript-path",
+    "typescript-write-existing",
+    "recording-path",
+    "recording-name",
+    "recording-exclude-output",
+    "recording-exclude-mouse",
+    "recording-include-keys",
+    "recording-include-clipboard",
+    "create-recording-path",
+    "recording-write-existing",
+    "backspace",
+    "func-keys-and-keypad",
+    "terminal-type",
+    "scrollback",
+    "clipboard-buffer-size",
+    "disable-copy",
+    "disable-paste",
+)
 ALL_ARGS: Final = DATABASE_ARGS + TERMINAL_ARGS
+TERMINAL_TYPE: Final = "linux"  # guacd's default, as for SSH
 
 _DEFAULTS: Final = {
     "ssl-mode": "prefer",
     "timeout": "10",
     "max-rows": "1000",
-    **{k: v for k, v in SSH_DEFAULTS.items() if k in _TERMINAL_GROUPS},
+    "font-name": "monospace",
+    "font-size": "12",
+    "typescript-name": "typescript",
+    "recording-name": "recording",
+    "backspace": "127",
+    "terminal-type": TERMINAL_TYPE,
+    "scrollback": "1000",
 }
 IMPORT_LIMIT: Final = 64 * 1024 * 1024  # bytes of CSV accepted per \import
 
@@ -101,7 +119,7 @@ class DatabaseHandler(TerminalHandler):
         self.clipboard_limit = clipboard_limit(params)
         self.session = TerminalSession(
             conn,
-            TerminalConfig.from_params(params, terminal_type=SSH_DEFAULTS["terminal-type"]),
+            TerminalConfig.from_params(params, terminal_type=TERMINAL_TYPE),
             send_input=self._write,
             on_resize=self._resize,
         )
@@ -267,8 +285,9 @@ class DatabaseHandler(TerminalHandler):
         owner = self.conn.owner
         typist = self._typist or owner
         client = None
-        if typist is not None and typist.transport is not None:
-            peer = typist.transport.get_extra_info("peername")
+        transport = getattr(typist, "transport", None)  # not in the contract: optional
+        if transport is not None:
+            peer = transport.get_extra_info("peername")
             if isinstance(peer, tuple) and len(peer) >= 2:
                 client = f"{peer[0]}:{peer[1]}"
         o = engine.opts
