@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import socket
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Final
 
@@ -34,7 +33,7 @@ from guacr.frontend.session import (
 )
 from guacr.handlers.ssh.sftp import SFTPFilesystem
 from guacr.protocol.status import Status
-from guacr.services import wol
+from guacr.services import upstream
 from guacr.terminal import OscEvent
 
 if TYPE_CHECKING:
@@ -109,6 +108,18 @@ SSH_DEFAULTS: Final = {
 OSC_DOWNLOAD: Final = 482200
 OSC_UPLOAD_PATH: Final = 482201
 _KEY_TYPES: Final = ("ssh-", "ecdsa-", "sk-", "rsa-")
+
+
+def _connect_message(f: upstream.ConnectFailed) -> str:
+    if f.kind is upstream.Failure.DNS:
+        return f'Error parsing given address or port "{f.host}:{f.port}": {f.reason}'
+    return f"Failed to open TCP connection to {f.host} on {f.port}: {f.reason}"
+
+
+# guacd 1.6.1 ends every failed SSH connect with 512 (SERVER_ERROR).
+SSH_CONNECT_POLICY: Final = upstream.Policy(
+    default=Status.SERVER_ERROR, message=_connect_message
+)
 
 
 class _Client(asyncssh.SSHClient):
@@ -195,8 +206,6 @@ class SSHHandler(TerminalHandler):
             prompted = True
         if prompted or p.get_opt("private-key"):
             session.clear_screen()
-        if p.get_bool("wol-send-packet"):
-            wol.send_from_params(self.params, self.log)
         ssh = await self._connect(hostname, port, username, password, key)
         self._ssh = ssh
         self.log.info("SSH connection successful.")
@@ -260,34 +269,6 @@ class SSHHandler(TerminalHandler):
                 f"Error occurred attempting to check host key: {exc}", Status.SERVER_ERROR
             ) from None
 
-    async def _tcp_connect(self, hostname: str, port: int, timeout: float) -> socket.socket:
-        loop = asyncio.get_running_loop()
-        try:
-            infos = await asyncio.wait_for(
-                loop.getaddrinfo(hostname, port, type=socket.SOCK_STREAM), timeout
-            )
-        except (OSError, TimeoutError) as exc:
-            raise GuacrError(
-                f'Error parsing given address or port "{hostname}:{port}": {exc}',
-                Status.SERVER_ERROR,
-            ) from None
-        last: Exception | None = None
-        for family, type_, proto, _, addr in infos:
-            sock = socket.socket(family, type_, proto)
-            sock.setblocking(False)
-            try:
-                await asyncio.wait_for(loop.sock_connect(sock, addr), timeout)
-                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-                return sock
-            except (OSError, TimeoutError) as exc:
-                sock.close()
-                last = exc
-        reason = "timed out" if isinstance(last, TimeoutError) else str(last)
-        raise GuacrError(
-            f"Failed to open TCP connection to {hostname} on {port}: {reason}",
-            Status.SERVER_ERROR,
-        )
-
     async def _connect(
         self,
         hostname: str,
@@ -299,17 +280,9 @@ class SSHHandler(TerminalHandler):
         p = self.params
         timeout = float(max(1, p.get_int("timeout", 10)))
         known_hosts = self._known_hosts(hostname, port)
-        attempts = wol.connect_attempts(p)
-        sock: socket.socket | None = None
-        for attempt in range(attempts):
-            try:
-                sock = await self._tcp_connect(hostname, port, timeout)
-                break
-            except GuacrError:
-                if attempt + 1 >= attempts:
-                    raise
-                await asyncio.sleep(p.get_int("wol-wait-time"))
-        assert sock is not None
+        sock = await upstream.connect(
+            hostname, port, timeout, params=p, log=self.log, policy=SSH_CONNECT_POLICY
+        )
         alive = max(0, p.get_int("server-alive-interval", 0))
         options = dict(
             username=username,

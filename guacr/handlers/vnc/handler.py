@@ -52,7 +52,7 @@ from guacr.handlers.vnc.pixels import PixelFormat
 from guacr.protocol import builders as b
 from guacr.render import encode as enc
 from guacr.render.display import Display
-from guacr.services import wol
+from guacr.services import upstream
 from guacr.services.clipboard import Clipboard, clipboard_limit
 
 if TYPE_CHECKING:
@@ -134,11 +134,6 @@ class VNCSettings:
     lossless: bool
     compress_level: int | None
     quality_level: int | None
-    wol: bool
-    wol_mac: str | None
-    wol_broadcast: str
-    wol_port: int
-    wol_wait: int
 
     @classmethod
     def parse(cls, p: Params, log: Callable[[str], None]) -> VNCSettings:
@@ -171,12 +166,13 @@ class VNCSettings:
             lossless=p.get_bool("force-lossless"),
             compress_level=compress if 0 <= compress <= 9 else None,
             quality_level=quality if 0 <= quality <= 9 else None,
-            wol=p.get_bool("wol-send-packet"),
-            wol_mac=p.get_opt("wol-mac-addr"),
-            wol_broadcast=p.get("wol-broadcast-addr"),
-            wol_port=p.get_int("wol-udp-port"),
-            wol_wait=max(0, p.get_int("wol-wait-time")),
         )
+
+
+# guacd ends every failed VNC connect with 519 ("Unable to connect to VNC server").
+VNC_CONNECT_POLICY = upstream.Policy(
+    message=lambda f: f"Unable to connect to VNC server ({f.reason})."
+)
 
 
 def repeater_id(host: str, port: int) -> bytes:
@@ -220,8 +216,6 @@ class VNCHandler(Handler):
     async def run(self) -> None:
         s = self.settings
         self._log_unsupported()
-        if s.wol:
-            wol.send_from_params(self.params, self.log)
         reader, writer = await self._open()
         self._reader, self._writer = reader, writer
         try:
@@ -258,41 +252,36 @@ class VNCHandler(Handler):
 
     # ------------------------------------------------------------------ connecting
     async def _open(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-        """TCP to the server (or repeater, or reverse listen), with guacd's retries."""
+        """TCP to the server (or repeater, or reverse listen), with guacd's retries and
+        Wake-on-LAN (guacr.services.upstream)."""
         s = self.settings
         if s.reverse_connect:
             return await self._listen()
-        attempts = s.autoretry + 1
-        interval = RETRY_INTERVAL
-        if s.wol and s.wol_mac and s.wol_wait:
-            attempts, interval = max(attempts, wol.RETRIES), float(s.wol_wait)
-            await asyncio.sleep(interval)
-        error: Exception | None = None
-        for attempt in range(attempts):
-            if attempt:
-                self.log.info("Connect failed. Waiting %.0f ms before retrying...", interval * 1e3)
-                await asyncio.sleep(interval)
+        sock = await upstream.connect(
+            s.hostname,
+            s.port,
+            CONNECT_TIMEOUT,
+            params=self.params,
+            log=self.log,
+            policy=VNC_CONNECT_POLICY,
+            attempts=s.autoretry + 1,
+            interval=RETRY_INTERVAL,
+        )
+        try:
+            reader, writer = await asyncio.open_connection(sock=sock, limit=READ_SIZE)
+        except BaseException:
+            sock.close()
+            raise
+        if s.dest_host:
             try:
-                reader, writer = await asyncio.wait_for(
-                    asyncio.open_connection(s.hostname, s.port, limit=READ_SIZE),
-                    CONNECT_TIMEOUT,
-                )
-            except (OSError, TimeoutError) as exc:
-                error = exc
-                continue
-            _nodelay(writer)
-            if s.dest_host:
-                try:
-                    await self._repeater(reader, writer)
-                except (OSError, asyncio.IncompleteReadError, TimeoutError) as exc:
-                    writer.close()
-                    error = exc
-                    continue
-            self.log.info("Connected to VNC server %s:%d.", s.hostname, s.port)
-            return reader, writer
-        reason = _describe(error)
-        self.log.info("Unable to connect to VNC server %s:%d: %s", s.hostname, s.port, reason)
-        raise UpstreamNotFound(f"Unable to connect to VNC server ({reason}).")
+                await self._repeater(reader, writer)
+            except (OSError, asyncio.IncompleteReadError, TimeoutError) as exc:
+                writer.close()
+                reason = _describe(exc)
+                self.log.info("Unable to connect through the repeater: %s", reason)
+                raise UpstreamNotFound(f"Unable to connect to VNC server ({reason}).") from None
+        self.log.info("Connected to VNC server %s:%d.", s.hostname, s.port)
+        return reader, writer
 
     async def _repeater(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         """UltraVNC repeater mode: read its 12-byte banner, name the real destination."""
