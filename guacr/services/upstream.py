@@ -137,15 +137,18 @@ async def connect(
     port: int,
     timeout: float,
     *,
-    params: Params,
+    params: Params | None,
     log: Log,
     policy: Policy = DEFAULT_POLICY,
     attempts: int = 1,
     interval: float = 1.0,
 ) -> socket.socket:
     """Wake the host if asked (guacd's order), then connect with up to ``attempts``
-    tries ``interval`` seconds apart (VNC's ``autoretry``); raises a GuacrError."""
-    wol = WakeOnLan.from_params(params, log)
+    tries ``interval`` seconds apart (VNC's ``autoretry``); raises a GuacrError.
+
+    ``params`` hold the ``wol-*`` parameters (None: no Wake-on-LAN).
+    """
+    wol = WakeOnLan.from_params(params, log) if params is not None else None
     if wol is not None:
         if wol.wait > 0:
             return await _wake_and_wait(wol, host, port, timeout, log, policy)

@@ -14,7 +14,7 @@ import pytest
 
 from guacr.contract.params import Params
 from guacr.errors import GuacrError
-from guacr.handlers.ssh.handler import SSH_CONNECT_POLICY
+from guacr.services.ssh import SSH_CONNECT_POLICY
 from guacr.handlers.vnc.handler import VNC_CONNECT_POLICY
 from guacr.protocol.status import Status
 from guacr.services import upstream

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import numpy.typing as npt
 
-from guacr.contract.handler import Handler
+from guacr.contract.handler import Handler, StreamSink
 from guacr.contract.params import Params, params
 from guacr.errors import GuacrError, Unauthorized, UpstreamError, UpstreamNotFound
 from guacr.handlers.vnc.client import RFBClient
@@ -54,6 +54,7 @@ from guacr.render import encode as enc
 from guacr.render.display import Display
 from guacr.services import upstream
 from guacr.services.clipboard import Clipboard, clipboard_limit
+from guacr.services.sftp import SFTPSettings, SFTPSideChannel
 
 if TYPE_CHECKING:
     from guacr.contract.peers import Connection, User
@@ -211,6 +212,9 @@ class VNCHandler(Handler):
         self._last_resize = 0.0
         self._initial_resize_done = False
         self._failure: GuacrError | None = None
+        sftp = SFTPSettings.from_params(params)
+        self.sftp: SFTPSideChannel | None = SFTPSideChannel(sftp, self.log) if sftp else None
+        self._sftp_task: asyncio.Task[None] | None = None
 
     # ------------------------------------------------------------------- lifecycle
     async def run(self) -> None:
@@ -236,17 +240,19 @@ class VNCHandler(Handler):
         # leaves no socket or task behind.
         if self._resize_task is not None:
             self._resize_task.cancel()
+        if self._sftp_task is not None:
+            self._sftp_task.cancel()
         writer, self._writer = self._writer, None
         if writer is not None:
             writer.close()
+        if self.sftp is not None:
+            await self.sftp.close()
         await self.display.close()
 
     def _log_unsupported(self) -> None:
         p = self.params
         if p.get_bool("enable-audio"):
             self.log.warning("VNC audio (PulseAudio) is not supported by guacr; no audio.")
-        if p.get_bool("enable-sftp"):
-            self.log.warning("SFTP for VNC connections is not supported by guacr yet.")
         if p.get_bool("disable-server-input"):
             self.log.warning("disable-server-input is not supported; server input stays on.")
 
@@ -464,6 +470,8 @@ class VNCHandler(Handler):
         else:
             self.display.set_cursor_pointer()
         self._set_name(event.name)
+        if self.sftp is not None and self._sftp_task is None:
+            self._sftp_task = asyncio.get_running_loop().create_task(self._start_sftp())
         self.rfb.set_encodings(
             build_encodings(
                 s.encodings,
@@ -537,6 +545,43 @@ class VNCHandler(Handler):
             self._call(
                 lambda: rfb.provide_credentials(answers.get("username"), answers.get("password"))
             )
+
+    # ------------------------------------------------------------------------- SFTP
+    async def _start_sftp(self) -> None:
+        """guacd's ``enable-sftp``: once the VNC session is up, a separate SSH
+        connection whose SFTP filesystem is exposed to the owner; failing ends the
+        connection."""
+        assert self.sftp is not None
+        try:
+            fs = await self.sftp.open()
+        except GuacrError as exc:
+            self.log.info("SFTP side channel failed: %s", exc.message)
+            self._fail(exc)
+            return
+        owner = self.conn.owner
+        if owner is not None and owner in self.conn.users:
+            fs.expose(owner)
+
+    def on_file(self, user: User, stream: int, mimetype: str, filename: str) -> StreamSink | None:
+        fs = self.sftp.fs if self.sftp is not None else None
+        return fs.upload(user, stream, filename) if fs is not None else None
+
+    def on_get(self, user: User, obj: int, name: str) -> None:
+        fs = self.sftp.fs if self.sftp is not None else None
+        if fs is not None and fs.owns(user, obj):
+            fs.get(user, obj, name)
+
+    def on_put(
+        self, user: User, obj: int, stream: int, mimetype: str, name: str
+    ) -> StreamSink | None:
+        fs = self.sftp.fs if self.sftp is not None else None
+        if fs is None or not fs.owns(user, obj):
+            return None
+        return fs.put(user, stream, name)
+
+    def user_left(self, user: User) -> None:
+        if self.sftp is not None and self.sftp.fs is not None:
+            self.sftp.fs.forget(user)
 
     # -------------------------------------------------------------------- clipboard
     def _server_clipboard(self, text: str) -> None:
