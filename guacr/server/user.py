@@ -319,10 +319,14 @@ class User(asyncio.Protocol):
         if handler is None:
             self.log.debug('Handler not found for "%s"', ins[0][:32])
             return
-        if self.read_only and ins[0] in _INPUT_OPCODES:
+        if self.read_only and ins[0] in _INPUT_OPCODES and not self._owner_argv(ins):
             self._read_only_input(ins)
             return
         handler(self, ins)
+
+    def _owner_argv(self, ins: Instruction) -> bool:
+        """A read-only owner's ``argv`` still reaches handlers that want it (VNC)."""
+        return ins[0] == "argv" and self.owner and self._handler_cls.READ_ONLY_OWNER_ARGV
 
     def _read_only_input(self, ins: Instruction) -> None:
         """Read-only users' input is ignored; their stream opens get guacd's refusals."""

@@ -30,7 +30,12 @@ from guacr.contract.handler import Handler, StreamSink
 from guacr.contract.params import Params, params
 from guacr.errors import GuacrError, Unauthorized, UpstreamError, UpstreamNotFound
 from guacr.handlers.vnc.client import RFBClient
-from guacr.handlers.vnc.constants import GUACD_DEFAULT_ENCODINGS, build_encodings
+from guacr.handlers.vnc.constants import (
+    GUACD_DEFAULT_ENCODINGS,
+    build_encodings,
+    libvnc_levels,
+    skipped_encodings,
+)
 from guacr.handlers.vnc.events import (
     AuthFailed,
     AuthRequired,
@@ -189,6 +194,7 @@ class VNCHandler(Handler):
     # Accepted only while a ``required`` prompt asks for them (accepts_argv); at any
     # other time the core answers 771, as guacd does.
     ARGV = frozenset({"username", "password"})
+    READ_ONLY_OWNER_ARGV = True  # a read-only owner answers prompts too, as in guacd
 
     def __init__(self, conn: Connection, params: Params) -> None:
         super().__init__(conn, params)
@@ -253,6 +259,11 @@ class VNCHandler(Handler):
         p = self.params
         if p.get_bool("enable-audio"):
             self.log.warning("VNC audio (PulseAudio) is not supported by guacr; no audio.")
+        known, unknown = skipped_encodings(self.settings.encodings)
+        if known:
+            self.log.info("VNC encodings not supported by guacr, skipped: %s.", ", ".join(known))
+        if unknown:
+            self.log.warning("Unknown VNC encodings ignored: %s.", ", ".join(unknown)[:256])
         if p.get_bool("disable-server-input"):
             self.log.warning("disable-server-input is not supported; server input stays on.")
 
@@ -472,14 +483,15 @@ class VNCHandler(Handler):
         self._set_name(event.name)
         if self.sftp is not None and self._sftp_task is None:
             self._sftp_task = asyncio.get_running_loop().create_task(self._start_sftp())
+        compress, quality = libvnc_levels(s.encodings, s.compress_level, s.quality_level)
         self.rfb.set_encodings(
             build_encodings(
                 s.encodings,
                 cursor=not s.remote_cursor,
                 desktop_resize=True,
                 clipboard=True,
-                quality_level=s.quality_level,
-                compress_level=s.compress_level,
+                quality_level=quality,
+                compress_level=compress,
             )
         )
         self._incremental = False
