@@ -376,6 +376,9 @@ class User(asyncio.Protocol):
 
     def _op_touch(self, ins: Instruction) -> None:
         self._handler.on_touch(self, ins[1:])
+        if len(ins) >= 8 and self.conn is not None and self.conn.recording is not None:
+            tid, x, y, rx, ry = (_int(v) for v in ins[1:6])
+            self.conn.recording.touch(tid, x, y, rx, ry, _float(ins[6]), _float(ins[7]))
 
     def _op_disconnect(self, ins: Instruction) -> None:
         self.send(b.disconnect())
@@ -548,6 +551,13 @@ _REFUSALS: dict[str, tuple[str, Status]] = {
     "audio": ("Audio input unsupported", Status.UNSUPPORTED),
     "put": ("File transfer unsupported", Status.UNSUPPORTED),
 }
+
+
+def _float(text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        raise ProtocolError(f'Invalid number "{text[:32]}"') from None
 
 
 def _int(text: str) -> int:
