@@ -66,6 +66,7 @@ from guacr.frontend.pipes import (
     Route,
     StdinPipe,
 )
+from guacr.frontend.prompt import LinePrompt
 from guacr.frontend.selection import Point, Selection, word_bounds
 from guacr.frontend.typescript import Typescript
 from guacr.protocol import builders as b
@@ -124,8 +125,7 @@ OSC_SCROLLBACK: Final = 482204
 @dataclass
 class _Prompt:
     future: asyncio.Future[str]
-    echo: bool
-    text: str = ""
+    line: LinePrompt
 
 
 class TerminalSession:
@@ -661,7 +661,7 @@ class TerminalSession:
     async def prompt(self, text: str, echo: bool = True) -> str:
         """Ask the user for a line of text inside the terminal (guacd's credential prompt)."""
         fut: asyncio.Future[str] = asyncio.get_running_loop().create_future()
-        self._prompt = _Prompt(fut, echo)
+        self._prompt = _Prompt(fut, LinePrompt(echo))
         self.write_local(text.encode())
         try:
             return await fut
@@ -672,24 +672,9 @@ class TerminalSession:
         p = self._prompt
         if p is None or p.future.done():
             return
-        for ch in data.decode("utf-8", "replace"):
-            if ch in "\r\n":
-                self.write_local(b"\r\n")
-                p.future.set_result(p.text)
-                return
-            if ch in "\x7f\x08":
-                if p.text:
-                    p.text = p.text[:-1]
-                    if p.echo:
-                        self.write_local(b"\x08 \x08")
-            elif ch == "\x15":  # Ctrl+U: start over
-                if p.echo and p.text:
-                    self.write_local(b"\x08 \x08" * len(p.text))
-                p.text = ""
-            elif ch >= " ":
-                p.text += ch
-                if p.echo:
-                    self.write_local(ch.encode())
+        self.write_local(p.line.feed(data))
+        if p.line.done:
+            p.future.set_result(p.line.text)
 
     # Input: mouse ----------------------------------------------------------------------
     def mouse(self, user: User, x: int, y: int, mask: int) -> None:
