@@ -295,19 +295,21 @@ class Image:
         env: dict[str, str] | None = None,
         user: str | None = None,
         isolated_network: bool = False,
+        read_only: bool = False,
     ) -> list[str]:
         """A host command line that runs ``argv`` in a throw-away container of this image:
         its own mount namespace, the layers under a fresh upper directory in
         ``scratch``, /proc and /dev, the image's user, ENV (plus ``env``) and WORKDIR.
         With ``isolated_network`` it also gets a network namespace of its own with only
-        a loopback interface (so it may bind 0.0.0.0 and touch nothing else)."""
+        a loopback interface (so it may bind 0.0.0.0 and touch nothing else); with
+        ``read_only`` the root file system is read-only and /tmp a tmpfs."""
         upper, work, merged = scratch / "upper", scratch / "work", scratch / "merged"
         for d in (upper, work, merged):
             d.mkdir(parents=True, exist_ok=True)
         uid, gid, home = self.ids(user)
         full_env = {"HOME": home, "HOSTNAME": "guacr-image-test", **self.env, **(env or {})}
         inner = ["/usr/bin/env", "-i", *(f"{k}={v}" for k, v in full_env.items())]
-        script = _mount_script(self.lowerdir(), upper, work, merged) + (
+        script = _mount_script(self.lowerdir(), upper, work, merged, read_only) + (
             f"cd {shlex.quote(str(merged))}\n"
             f"exec chroot --userspec={uid}:{gid} --groups={gid} {shlex.quote(str(merged))} "
             f'/bin/sh -c \'cd "$0" && exec "$@"\' {shlex.quote(self.workdir)} '
@@ -348,12 +350,20 @@ def _build_env() -> dict[str, str]:
     return env
 
 
-def _mount_script(lowerdir: str, upper: Path, work: Path, merged: Path) -> str:
+def _mount_script(
+    lowerdir: str, upper: Path, work: Path, merged: Path, read_only: bool = False
+) -> str:
+    """Mount the layers at ``merged`` (writable through ``upper``, or read-only with a
+    tmpfs on /tmp, as Kubernetes' readOnlyRootFilesystem plus an emptyDir)."""
     m = shlex.quote(str(merged))
-    opts = shlex.quote(f"lowerdir={lowerdir},upperdir={upper},workdir={work}")
+    if read_only:
+        opts = shlex.quote(f"ro,lowerdir={lowerdir}")
+        tmp = f"mount -t tmpfs -o mode=1777,nosuid,nodev tmpfs {m}/tmp\n"
+    else:
+        opts = shlex.quote(f"lowerdir={lowerdir},upperdir={upper},workdir={work}")
+        tmp = ""
     return (
-        f"mount -t overlay overlay -o {opts} {m}\n"
-        f"mount -t proc proc {m}/proc\n"
+        f"mount -t overlay overlay -o {opts} {m}\n" + tmp + f"mount -t proc proc {m}/proc\n"
         f"mount --rbind /dev {m}/dev\n"
         f"if [ -f {m}/etc/resolv.conf ] && [ -e /etc/resolv.conf ]; then\n"
         f"  mount --bind /etc/resolv.conf {m}/etc/resolv.conf\nfi\n"
