@@ -47,7 +47,8 @@ HOST_CA = Path("/etc/ssl/certs/ca-certificates.crt")
 BUILD_CA = "/tmp/.replay-host-ca.crt"  # where RUN steps see HOST_CA (removed afterwards)
 _PROXY_VARIABLES = ("http_proxy", "https_proxy", "no_proxy", "all_proxy")
 KEY_LENGTH = 32  # hex digits of a layer key (overlayfs options must fit in a page)
-UNUSED_LAYER_AGE = 3 * 86400.0  # seconds before a layer no Dockerfile uses is deleted
+UNUSED_LAYER_AGE = 86400.0  # seconds before a layer this build did not use is deleted
+KEEP_UNUSED = 24  # layers this build did not use that are kept at most
 
 
 class ReplayError(RuntimeError):
@@ -740,19 +741,23 @@ class Builder:
             raise ReplayError(f"COPY --from failed: {proc.stderr.strip()}")
 
     def _prune(self) -> None:
-        """Delete layers no current build uses once they are old (other checkouts'
-        Dockerfiles share the cache, so recently used ones stay)."""
+        """Bound the cache: layers this build did not use go once they are a day old, or
+        beyond the newest KEEP_UNUSED of them (other checkouts share the cache, so their
+        recent layers stay; every source edit leaves a few hundred MB behind)."""
         now = time.time()
+        unused: list[tuple[float, Path]] = []
         for d in self.layers.iterdir():
             if d.name in self.used:
                 os.utime(d)
-                continue
-            if (
-                d.name.endswith((".partial", ".scratch"))
-                or now - d.stat().st_mtime > UNUSED_LAYER_AGE
-            ):
+            elif d.name.endswith((".partial", ".scratch")):
                 shutil.rmtree(d, ignore_errors=True)
-                (self.cache / "logs" / f"{d.name.split('.')[0]}.log").unlink(missing_ok=True)
+            else:
+                unused.append((d.stat().st_mtime, d))
+        unused.sort(reverse=True)
+        for i, (mtime, d) in enumerate(unused):
+            if i >= KEEP_UNUSED or now - mtime > UNUSED_LAYER_AGE:
+                shutil.rmtree(d, ignore_errors=True)
+                (self.cache / "logs" / f"{d.name}.log").unlink(missing_ok=True)
 
 
 def main(argv: list[str] | None = None) -> int:
