@@ -396,3 +396,19 @@ def test_close_right_after_the_id_removes_the_connection(door: Door) -> None:
     while not all(f"Connection {i} removed" in door.guacr.log() for i in ids):
         assert time.monotonic() < deadline, door.guacr.log()[-3000:]
         time.sleep(0.05)
+
+
+def test_keep_alive_nop_within_the_browsers_receive_timeout(door: Door) -> None:
+    """guacamole-common-js closes a tunnel silent for 15 s: an idle session gets ``nop``
+    (after 5 s without output, as guacd) and ping echoes keep it alive anyway."""
+    with WsClient(tunnel_url(door.ws_port, {"token": echo_token()})) as c:
+        c.wait_id()
+        start = time.monotonic()
+        while True:
+            ins = c.read(8)
+            assert ins is not None, c.close_info()
+            if ins[0] == "sync":
+                c.send("sync", ins[1])
+            if ins[0] == "nop":
+                break
+        assert time.monotonic() - start < 7
