@@ -83,10 +83,22 @@ def monotonic_ms() -> int:
 class User(asyncio.Protocol):
     """A client connection (owner or joiner) of one :class:`Connection`."""
 
-    def __init__(self, worker: Worker, target: str, pending: bytes = b"") -> None:
+    def __init__(
+        self,
+        worker: Worker,
+        target: str,
+        pending: bytes = b"",
+        user_id: str = "",
+        remote: str = "",
+        door: str = "tcp",
+    ) -> None:
         self.worker = worker
         self.target = target
-        self.id = "@" + str(uuid.uuid4())
+        self.id = user_id or "@" + str(uuid.uuid4())
+        self.remote = remote  # the client's address, as the listener saw it
+        self.door = door  # the kind of front door it came through
+        self.bytes_in = 0
+        self.bytes_out = 0
         self.state = State.HANDSHAKE
         self.parser = Parser()
         self.handshake: Handshake | None = None
@@ -110,6 +122,7 @@ class User(asyncio.Protocol):
         self.objects = IndexPool(0, 1, MAX_OBJECTS)
         self._ack_waiters: dict[int, asyncio.Future[tuple[str, int]]] = {}
         self.log = logging.LoggerAdapter(log, {})
+        worker.user_arrived(self)
 
     # asyncio.Protocol ---------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -118,7 +131,6 @@ class User(asyncio.Protocol):
         if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.transport.set_write_buffer_limits(high=HIGH_WATER)
-        self.worker.users.add(self)
         self._begin()
         if self._pending and self.state is not State.CLOSED:
             data, self._pending = self._pending, b""
@@ -133,6 +145,7 @@ class User(asyncio.Protocol):
         if self.state is State.CLOSED:
             return  # lingering after close: discard
         self.last_received = time.monotonic()
+        self.bytes_in += len(data)
         try:
             instructions = self.parser.receive_data(data)
             for ins in instructions:
@@ -162,6 +175,7 @@ class User(asyncio.Protocol):
         t = self.transport
         if t is not None and self.state is not State.CLOSED:
             t.write(data)
+            self.bytes_out += len(data)
             self.last_sent = time.monotonic()
             if self.congested and t.get_write_buffer_size() > MAX_WRITE_BUFFER:
                 self._drop_slow_reader(t)
@@ -282,7 +296,8 @@ class User(asyncio.Protocol):
             self.state = State.RUNNING
             # Report the id to the listener before the client can learn it from
             # ``ready``, so an immediate join is routed here (see Supervisor._route_join).
-            self.worker.connection_opened(conn)
+            self.worker.connection_opened(conn, self)
+            self.worker.user_joined(self)
             self.send(b.ready(conn.id))
             conn.start(self)
         else:
@@ -290,12 +305,13 @@ class User(asyncio.Protocol):
                 self.fail(GuacrError("No such connection.", Status.RESOURCE_NOT_FOUND))
                 return
             self.state = State.RUNNING
+            self.worker.user_joined(self)
             self.send(b.ready(self.conn.id))
             self.conn.join(self)
 
     def _leave(self) -> None:
         self.state = State.CLOSED
-        self.worker.users.discard(self)
+        self.worker.user_gone(self.id)
         for fut in self._ack_waiters.values():
             if not fut.done():
                 fut.cancel()
