@@ -91,6 +91,36 @@ async def read_select(sock: socket.socket, timeout: float = SELECT_TIMEOUT) -> S
                 return selected
 
 
+_DISCARD = bytearray(READ_SIZE)  # what a refused client still sends lands here
+LINGER = 2.0  # seconds a refused client gets to read its error before the close
+LINGER_BYTES = 1 << 20  # most a refused client may still send meanwhile
+
+
+async def refuse(sock: socket.socket, error: GuacrError) -> None:
+    """Send ``error`` + ``disconnect``, then close without losing them.
+
+    Closing a socket with unread input makes the kernel send RST, which can destroy
+    the error in the client's receive buffer; so the write side is shut, and what the
+    client still sends is read into a shared scratch buffer (no memory per client)
+    until it closes, :data:`LINGER` s pass or :data:`LINGER_BYTES` arrived.
+    """
+    loop = asyncio.get_running_loop()
+    try:
+        await asyncio.wait_for(loop.sock_sendall(sock, error_bytes(error)), LINGER)
+        sock.shutdown(socket.SHUT_WR)
+        discarded = 0
+        async with asyncio.timeout(LINGER):
+            while discarded < LINGER_BYTES:
+                n = await loop.sock_recv_into(sock, _DISCARD)
+                if not n:
+                    break
+                discarded += n
+    except (OSError, TimeoutError):
+        pass
+    finally:
+        sock.close()
+
+
 class SelectProtocol(asyncio.Protocol):
     """Reads ``select`` from a transport, then calls ``on_selected(transport, sel)``.
 

@@ -24,7 +24,7 @@ from guacr import handlers
 from guacr.errors import GuacrError
 from guacr.protocol.status import Status
 from guacr.server import channel
-from guacr.server.intake import error_bytes
+from guacr.server.intake import error_bytes, refuse
 from guacr.server.registry import Registry, UserRecord
 from guacr.server.slots import Slot
 
@@ -119,7 +119,7 @@ class Router:
             self.protocols = frozenset(handlers.available())
         if target not in self.protocols:
             log.info('Support for protocol "%s" is not installed', target[:64])
-            reply_error(
+            await refuse(
                 sock, GuacrError(f'Protocol "{target[:64]}" is not supported.', Status.UNSUPPORTED)
             )
             return
@@ -131,7 +131,7 @@ class Router:
         """Hand a new user to the least-loaded worker, waiting for one if none is ready."""
         slot = await self.wait_for_worker()
         if slot is None:
-            reply_error(sock, GuacrError("No worker is available.", Status.SERVER_BUSY))
+            await refuse(sock, GuacrError("No worker is available.", Status.SERVER_BUSY))
             return
         fd = sock.detach()
         if not self.handoff(slot, fd, target, pending, door, remote):

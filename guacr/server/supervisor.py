@@ -42,9 +42,9 @@ from guacr.config import Config
 from guacr.errors import GuacrError
 from guacr.server import channel
 from guacr.server.doors import SELECT_READ_BY, Door
-from guacr.server.intake import SELECT_TIMEOUT, read_select
+from guacr.server.intake import SELECT_TIMEOUT, read_select, refuse
 from guacr.server.registry import ConnectionRecord, LocalRegistry, Registry, UserRecord
-from guacr.server.routing import Router, reply_error
+from guacr.server.routing import Router
 from guacr.server.slots import Slot
 
 log = logging.getLogger("guacr.listener")
@@ -329,7 +329,7 @@ class Supervisor:
                 return
             except GuacrError as exc:
                 log.info("Bad select: %s", exc.message)
-                reply_error(sock, exc)
+                await refuse(sock, exc)
                 return
             except OSError:
                 sock.close()
