@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 
 from guacr.server import channel
 from guacr.server.intake import SELECT_TIMEOUT, Selected, SelectProtocol
+from guacr.server.transport import StreamAdapter
 from guacr.server.user import User
 
 if TYPE_CHECKING:
@@ -85,8 +86,9 @@ class TlsIntake:
         user = User(
             self.worker, sel.target, sel.rest, user_id=self.user_id, remote=self.remote, door="tls"
         )
-        transport.set_protocol(user)
-        user.connection_made(transport)
+        adapter = StreamAdapter(user)
+        transport.set_protocol(adapter)
+        adapter.connection_made(transport)
 
     def _forward(self, transport: asyncio.Transport, target: str, rest: bytes) -> None:
         local, remote = socket.socketpair()

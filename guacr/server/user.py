@@ -1,10 +1,14 @@
-"""One user: a client socket inside a worker, from ``args`` to ``disconnect``.
+"""One user: a client of a connection inside a worker, from ``args`` to ``disconnect``.
 
-``User`` is the thin asyncio glue around the sans-I/O pieces: bytes go through the
-:class:`~guacr.protocol.Parser`, the handshake through
-:class:`~guacr.protocol.Handshake`, and running instructions through a dispatch table
-into the connection's handler. Timers are not per user: the worker sweeps every user
-once a second (see ``Worker._sweep``) and calls :meth:`User.tick`.
+``User`` is the sans-I/O user session, shaped like ``websockets``' protocol objects:
+bytes in (:meth:`User.receive_data`), whole instructions out (through its
+:class:`Link`, or :meth:`User.data_to_send` while it has none). It runs the
+handshake (:class:`~guacr.protocol.Handshake`), dispatches running instructions into
+the connection's handler, keeps inbound and outbound streams, answers ``sync`` with
+lag accounting, and knows its timers (:meth:`User.tick`, called by the worker's 1 s
+sweep with the time). It never touches a socket: a transport adapter
+(guacr.server.transport for TCP and TLS; WebSocket next) feeds it and carries its
+output, and is the :class:`Link` it writes to, closes and aborts.
 """
 
 from __future__ import annotations
@@ -13,12 +17,10 @@ import asyncio
 import binascii
 import enum
 import logging
-import os
-import socket
 import time
 import uuid
 from collections.abc import Callable
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING, Protocol
 
 from guacr.errors import GuacrError, ProtocolError
 from guacr.handlers.base import StreamSink
@@ -37,7 +39,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("guacr.user")
 
-LINGER = 2.0  # seconds a closed user's socket waits for the client's own close
 HANDSHAKE_TIMEOUT = 15.0  # per handshake read, as guacd
 CLIENT_TIMEOUT = 15.0  # client silence after connect -> 776
 KEEPALIVE_INTERVAL = 5.0  # nop once nothing was written for this long
@@ -45,11 +46,19 @@ MAX_INBOUND_STREAMS = 512  # guacd's per-user stream limit
 MAX_OBJECTS = 64
 ARGV_MAX = 16384  # largest live parameter value
 DEFAULT_CLIPBOARD_LIMIT = 262144
-HIGH_WATER = 1 << 20  # write buffer size at which a user counts as congested
-# A user whose unsent output passes this is dropped: handlers pace on ``congested``,
-# so only a client that stopped reading gets here, and it must not exhaust the
-# worker's memory for everyone else. Overridable for tests (GUACR_MAX_WRITE_BUFFER).
-MAX_WRITE_BUFFER = int(os.environ.get("GUACR_MAX_WRITE_BUFFER", 64 << 20))
+
+
+class Link(Protocol):
+    """What a user session needs of the transport adapter carrying it."""
+
+    def write(self, data: bytes) -> None:
+        """Send whole instructions to the client."""
+
+    def close(self) -> None:
+        """Flush what was written, then close without losing it (lingering)."""
+
+    def abort(self) -> None:
+        """Close now, dropping unsent output."""
 
 
 class State(enum.Enum):
@@ -80,8 +89,8 @@ def monotonic_ms() -> int:
     return time.monotonic_ns() // 1_000_000
 
 
-class User(asyncio.Protocol):
-    """A client connection (owner or joiner) of one :class:`Connection`."""
+class User:
+    """A client (owner or joiner) of one :class:`Connection`: the sans-I/O session."""
 
     def __init__(
         self,
@@ -107,7 +116,8 @@ class User(asyncio.Protocol):
         self.conn: Connection | None = None
         self.owner = False
         self.read_only = False
-        self.transport: asyncio.Transport | None = None
+        self._link: Link | None = None
+        self._out: list[bytes] = []  # output while no link is attached
         self._pending = pending
         now = time.monotonic()
         self.last_received = now
@@ -124,24 +134,29 @@ class User(asyncio.Protocol):
         self.log = logging.LoggerAdapter(log, {})
         worker.user_arrived(self)
 
-    # asyncio.Protocol ---------------------------------------------------------------
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = cast(asyncio.Transport, transport)  # uvloop's are not subclasses
-        sock = transport.get_extra_info("socket")
-        if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self.transport.set_write_buffer_limits(high=HIGH_WATER)
+    # Sans-I/O interface ------------------------------------------------------------
+    def attach(self, link: Link) -> None:
+        """Write through ``link`` from now on (output buffered so far goes first)."""
+        self._link = link
+        out, self._out = self._out, []
+        for data in out:
+            link.write(data)
+
+    def start(self) -> None:
+        """The client is connected: send ``args`` (or refuse), then take what the
+        listener read past ``select``."""
         self._begin()
         if self._pending and self.state is not State.CLOSED:
             data, self._pending = self._pending, b""
-            self.data_received(data)
+            self.receive_data(data)
 
     @property
     def closed(self) -> bool:
         """True once the user was closed (its socket may still linger)."""
         return self.state is State.CLOSED
 
-    def data_received(self, data: bytes) -> None:
+    def receive_data(self, data: bytes) -> None:
+        """Bytes from the client: parse and act on every complete instruction."""
         if self.state is State.CLOSED:
             return  # lingering after close: discard
         self.last_received = time.monotonic()
@@ -159,35 +174,38 @@ class User(asyncio.Protocol):
             self.log.exception("Internal error handling input from user %s", self.id)
             self.fail(GuacrError("Internal server error", Status.SERVER_ERROR))
 
-    def connection_lost(self, exc: Exception | None) -> None:
-        self.transport = None
+    def data_to_send(self) -> list[bytes]:
+        """Output written while no link was attached (whole instructions)."""
+        out, self._out = self._out, []
+        return out
+
+    def connection_lost(self) -> None:
+        """The transport is gone."""
+        self._link = None
         self._leave()
-
-    def pause_writing(self) -> None:
-        self.congested = True
-
-    def resume_writing(self) -> None:
-        self.congested = False
 
     # Output ---------------------------------------------------------------------------
     def send(self, data: bytes) -> None:
-        """Write wire bytes to this user (dropped once closed)."""
-        t = self.transport
-        if t is not None and self.state is not State.CLOSED:
-            t.write(data)
-            self.bytes_out += len(data)
-            self.last_sent = time.monotonic()
-            if self.congested and t.get_write_buffer_size() > MAX_WRITE_BUFFER:
-                self._drop_slow_reader(t)
+        """Send whole instructions to this user (dropped once closed)."""
+        if self.state is State.CLOSED:
+            return
+        self.bytes_out += len(data)
+        self.last_sent = time.monotonic()
+        link = self._link
+        if link is not None:
+            link.write(data)
+        else:
+            self._out.append(data)
 
-    def _drop_slow_reader(self, t: asyncio.Transport) -> None:
-        self.log.warning(
-            "User %s is not reading (%d bytes unsent); disconnecting it",
-            self.id,
-            t.get_write_buffer_size(),
-        )
+    def drop(self, reason: str) -> None:
+        """End this user at once, dropping its unsent output (its client stopped
+        reading, say: it must not exhaust the worker's memory for everyone else)."""
+        if self.state is State.CLOSED:
+            return
+        self.log.warning("User %s %s; disconnecting it", self.id, reason)
         self.state = State.CLOSED
-        t.abort()  # queued output cannot be delivered anyway; free it now
+        if self._link is not None:
+            self._link.abort()
         self._leave()
 
     def ack(self, stream: int, message: str, status: Status | int) -> None:
@@ -219,23 +237,13 @@ class User(asyncio.Protocol):
         self.close()
 
     def close(self) -> None:
-        """Flush, send FIN, and leave the connection; the socket lingers briefly.
-
-        Closing outright while the client's last ``sync``/``nop`` sit unread makes the
-        kernel send RST, which can destroy our final ``error``/``disconnect`` in the
-        client's receive buffer. So we half-close, discard whatever still arrives, and
-        close when the client does (or after ``LINGER`` seconds).
-        """
+        """Leave the connection; the link flushes what was sent and closes gracefully
+        (what still arrives is discarded)."""
         if self.state is State.CLOSED:
             return
         self.state = State.CLOSED
-        t = self.transport
-        if t is not None:
-            if t.can_write_eof():
-                t.write_eof()
-                asyncio.get_running_loop().call_later(LINGER, t.close)
-            else:
-                t.close()
+        if self._link is not None:
+            self._link.close()
         self._leave()
 
     def tick(self, now: float) -> None:

@@ -35,6 +35,7 @@ from guacr.config import Config
 from guacr.errors import GuacrError
 from guacr.protocol.status import Status
 from guacr.server import channel
+from guacr.server.transport import StreamAdapter
 from guacr.server.user import User
 
 if TYPE_CHECKING:
@@ -309,7 +310,7 @@ class Worker:
     async def _attach(self, sock: socket.socket, user: User) -> None:
         loop = asyncio.get_running_loop()
         try:
-            await loop.connect_accepted_socket(lambda: user, sock)
+            await loop.connect_accepted_socket(lambda: StreamAdapter(user), sock)
         except OSError as exc:
             log.info("Client socket unusable: %s", exc)
             sock.close()
