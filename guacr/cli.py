@@ -32,6 +32,14 @@ _GUACD_FLAGS = {
     "key": "-K",
 }
 
+# Settings declared for services later versions bring (guacr.config declares them all
+# now): set, they are reported rather than silently ignored.
+_NOT_BUILT = {
+    "grpc_bind_port": "gRPC service",
+    "metrics_bind_port": "metrics endpoint",
+    "registry_url": "shared registry (the in-process one is used)",
+}
+
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # type: ignore[override]
@@ -95,10 +103,13 @@ def main(argv: list[str] | None = None) -> None:
     if ns.version:
         print(f"guacr version {__version__} (Guacamole proxy daemon, guacd 1.6.1 compatible)")
         sys.exit(0)
-    glog.setup(config.log_level)
+    glog.setup(config.log_level, config.log_format, config.syslog_address)
     log = glog.get("guacr")
     if (config.cert is None) != (config.key is None):
         log.warning("Only one of certificate and key given: SSL/TLS may not work")
+    for setting, what in _NOT_BUILT.items():
+        if getattr(config, setting):
+            log.warning("%s is set, but this version of guacr has no %s; ignored", setting, what)
     from guacr.server.doors import Door, unsupported
 
     specs = config.listener_specs()

@@ -403,7 +403,7 @@ def run_loop(coro: Any, use_uvloop: bool = True) -> None:
 
 def run_forked(chan: socket.socket, config: Config, main: socket.socket | None = None) -> None:
     """Worker entry point in a child of the fork server (guacr.server.forkserver)."""
-    glog.setup(config.log_level)
+    glog.setup(config.log_level, config.log_format, config.syslog_address)
     if os.environ.get("GUACR_TEST_WORKER_BOOT_FAIL"):
         sys.exit(3)  # test hook: a worker that cannot boot
     run_loop(serve(chan, config, main), config.uvloop)
