@@ -22,9 +22,10 @@ import uuid
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Protocol
 
+from guacr.contract.clock import monotonic_ms
+from guacr.contract.handler import StreamSink
+from guacr.contract.params import Params
 from guacr.errors import GuacrError, ProtocolError
-from guacr.handlers.base import StreamSink
-from guacr.handlers.params import Params
 from guacr.protocol import builders as b
 from guacr.protocol.handshake import ClientInfo, Handshake
 from guacr.protocol.parser import Instruction, Parser
@@ -33,7 +34,7 @@ from guacr.protocol.version import SERVER_VERSION
 from guacr.server.pool import IndexPool
 
 if TYPE_CHECKING:
-    from guacr.handlers.base import Handler
+    from guacr.contract.handler import Handler
     from guacr.server.connection import Connection
     from guacr.server.worker import Worker
 
@@ -82,11 +83,6 @@ class _Inbound:
         self.buffer = bytearray()
         self.limit = 0
         self.refusal: tuple[str, Status] | None = None
-
-
-def monotonic_ms() -> int:
-    """guacd's timestamps: milliseconds of CLOCK_MONOTONIC."""
-    return time.monotonic_ns() // 1_000_000
 
 
 class User:
@@ -440,6 +436,9 @@ class User:
     def _op_clipboard(self, ins: Instruction) -> None:
         if len(ins) < 3:
             return
+        if not self._handler.accepts_clipboard(self):
+            self._open_refused(ins[1], "clipboard", *_REFUSALS["clipboard"])
+            return
         stream = self._new_stream(ins[1], "clipboard", ins[2])
         if stream is not None:
             stream.limit = getattr(self._handler, "clipboard_limit", DEFAULT_CLIPBOARD_LIMIT)
@@ -576,3 +575,13 @@ def _int(text: str) -> int:
         return int(text)
     except ValueError:
         raise ProtocolError(f'Invalid integer "{text[:32]}"') from None
+
+
+if TYPE_CHECKING:
+    from guacr.contract import peers
+
+    def _satisfies_the_contract(
+        user: User, conn: Connection
+    ) -> tuple[peers.User, peers.Connection]:
+        """mypy proves the core's session and connection are what handlers were promised."""
+        return user, conn

@@ -39,7 +39,7 @@ from guacr.server.transport import StreamAdapter
 from guacr.server.user import User
 
 if TYPE_CHECKING:
-    from guacr.handlers.base import Handler
+    from guacr.contract.handler import Handler
     from guacr.server.connection import Connection
 
 log = logging.getLogger("guacr.worker")
