@@ -70,6 +70,15 @@ class Handler:
         return not user.params.get_bool("disable-paste")
 
     @classmethod
+    def input_read_only(cls, params: Params, owner: bool) -> bool:
+        """Whether a user with these ``connect`` values may only watch (no input).
+
+        guacd's ``read-only``; handlers where the owner's ``read-only`` means something
+        else (read-only SQL in the database consoles) override it.
+        """
+        return params.get_bool("read-only")
+
+    @classmethod
     def arg_names(cls) -> list[str]:
         """Parameter names in guacd's exact order, as sent in ``args``."""
         return [p.name for p in cls.PARAMS]

@@ -289,7 +289,7 @@ class User:
         assert self.handshake is not None
         self.info = self.handshake.info
         self.params = Params(self._handler_cls.PARAMS, self.info.values)
-        self.read_only = self.params.get_bool("read-only")
+        self.read_only = self._handler_cls.input_read_only(self.params, owner=self.conn is None)
         self.handshake = None
         if self.conn is None:
             from guacr.server.connection import Connection
