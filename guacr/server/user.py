@@ -170,6 +170,13 @@ class User:
             self.log.exception("Internal error handling input from user %s", self.id)
             self.fail(GuacrError("Internal server error", Status.SERVER_ERROR))
 
+    @property
+    def transport(self) -> asyncio.BaseTransport | None:
+        """The asyncio transport under the link, if any: for code that wants socket
+        details (the database audit's client address). Not part of the contract."""
+        transport: asyncio.BaseTransport | None = getattr(self._link, "transport", None)
+        return transport
+
     def data_to_send(self) -> list[bytes]:
         """Output written while no link was attached (whole instructions)."""
         out, self._out = self._out, []
