@@ -68,17 +68,18 @@ def test_sessions_survive_a_killed_listener(tmp_path: Path, sshd: SSHServer) -> 
                 c.send("nop")
 
         try:
-            for _ in range(4):  # two per worker, then two SSH sessions per worker
-                e = g.client()
-                echo_owners.append((e, e.handshake("echo", {}), e.owner_pid()))
-            assert len({pid for _, _, pid in echo_owners}) == 2
-            for _ in range(4):
+            for _ in range(4):  # two SSH sessions per worker, then two echo ones
                 client = g.client()
                 term = TermClient(client)
                 term.connection_id = client.handshake("ssh", ssh_values(sshd))
                 terms.append(term)
             for term in terms:
                 term.wait_text("$", timeout=20)
+                keep_alive()
+            for _ in range(4):
+                e = g.client()
+                echo_owners.append((e, e.handshake("echo", {}), e.owner_pid()))
+            assert len({pid for _, _, pid in echo_owners}) == 2
             workers = g.worker_pids()
             old = g.listener_pid()
             keep_alive()
@@ -93,6 +94,7 @@ def test_sessions_survive_a_killed_listener(tmp_path: Path, sshd: SSHServer) -> 
             assert g.worker_pids() == workers  # no worker was restarted
 
             for e, cid, pid in echo_owners:
+                keep_alive()
                 e.send("key", 42, 1)
                 assert e.names_until("key 42 1")[-1] == "key 42 1"
                 with g.client() as joiner:  # routed to its owner by the new listener
