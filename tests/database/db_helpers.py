@@ -10,6 +10,14 @@ import numpy as np
 from ssh.ssh_helpers import TermClient, reader
 
 CTRL, UP_KEY, PAGE_DOWN = 0xFFE3, 0xFF52, 0xFF56
+HANDLERS = ",".join(
+    (
+        "mysql=guacr.handlers.database.handler:MySQLHandler",
+        "mariadb=guacr.handlers.database.handler:MySQLHandler",
+        "postgresql=guacr.handlers.database.handler:PostgreSQLHandler",
+        "postgres=guacr.handlers.database.handler:PostgreSQLHandler",
+    )
+)
 
 
 class DbTerm(TermClient):
@@ -55,8 +63,9 @@ class DbTerm(TermClient):
 
     def screen(self) -> list[str]:
         """The screen's text, read again only after new drawing arrived."""
-        if self._screen[0] != len(self.log):
-            self._screen = (len(self.log), super().screen())
+        frame = self.display.syncs  # the screen is read once per frame at most
+        if self._screen[0] != frame:
+            self._screen = (frame, super().screen())
         return self._screen[1]
 
     def ctrl(self, letter: str) -> None:
