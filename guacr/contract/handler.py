@@ -44,6 +44,9 @@ class Handler:
     PARAMS: ClassVar[tuple[Param, ...]] = ()
     # Parameters the client may change live with an ``argv`` stream (acked 0; others 771).
     ARGV: ClassVar[frozenset[str]] = frozenset()
+    # guacd installs the ``argv`` handler for the owner even when it is read-only in
+    # VNC and RDP, so a read-only owner can still answer a ``required`` prompt.
+    READ_ONLY_OWNER_ARGV: ClassVar[bool] = False
     # Largest inbound clipboard the core assembles for ``on_clipboard`` (guacd's
     # ``clipboard-buffer-size``; see guacr.services.clipboard).
     clipboard_limit: int = 262144
