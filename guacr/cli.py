@@ -111,7 +111,10 @@ def main(argv: list[str] | None = None) -> None:
         if getattr(config, setting):
             log.warning("%s is set, but this version of guacr has no %s; ignored", setting, what)
     from guacr.server.doors import Door, unsupported
+    from guacr.server.ws_door import off_reason
 
+    if off_reason(config):
+        log.warning("%s", off_reason(config))
     specs = config.listener_specs()
     missing = unsupported(specs)
     if missing:

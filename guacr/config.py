@@ -101,6 +101,11 @@ class Config:
     websocket_key: str | None = _f(_OPT_STR, None, "its key (else -K)")
     guacamole_lite_key: str | None = _f(_SECRET, None, "guacamole-lite token key")
     token_key: str | None = _f(_SECRET, None, "connection token key")
+    websocket_origins: str = _f(_STR, "", "allowed Origin values, comma-separated (empty: any)")
+    websocket_max_per_address: int = _f(_INT, 0, "tunnels per client address (0: unlimited)")
+    websocket_trusted_proxies: str = _f(_STR, "", "proxies whose X-Forwarded-For is believed")
+    websocket_max_message: int = _f(_INT, 1 << 20, "largest browser message, bytes")
+    websocket_handshake_timeout: float = _f(_FLOAT, 15.0, "seconds for the upgrade request")
     # gRPC control (issue 12)
     grpc_bind_host: str = _f(_STR, "", "gRPC bind address (empty: bind_host)")
     grpc_bind_port: int = _f(_PORT_OR_OFF, 0, "gRPC port (0: off)")
@@ -190,6 +195,14 @@ class Config:
         self.extra_handlers()
         if self.websocket_tls and not (self.websocket_cert or self.cert):
             raise ConfigError("websocket_tls needs websocket_cert or -C")
+        if self.guacamole_lite_key and len(self.guacamole_lite_key.encode()) != 32:
+            raise ConfigError(
+                "guacamole_lite_key must be 32 bytes (AES-256-CBC), as guacamole-lite's"
+            )
+        if self.token_key and len(self.token_key.encode()) < 16:
+            raise ConfigError("token_key must be at least 16 bytes")
+        if self.websocket_max_message < 1024:
+            raise ConfigError("websocket_max_message must be at least 1024 bytes")
 
     # Derived -------------------------------------------------------------------------
     def effective_workers(self) -> int:
@@ -207,7 +220,7 @@ class Config:
                 self.key,
             )
         ]
-        if self.websocket_bind_port:
+        if self.websocket_bind_port and (self.guacamole_lite_key or self.token_key):
             tls = self.websocket_tls
             specs.append(
                 ListenerSpec(

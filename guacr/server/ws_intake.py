@@ -23,7 +23,7 @@ import ipaddress
 import logging
 import socket
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from guacr.errors import GuacrError
@@ -41,30 +41,46 @@ REFUSAL_LINGER = 1.0  # wait this long for the browser's answering close
 READ_SIZE = 8192
 
 
-@dataclass
 class AddressLimiter:
-    """Concurrent tunnels per client address (``limit`` 0 = unlimited)."""
+    """Concurrent tunnels per client address (``limit`` 0 = unlimited).
 
-    limit: int = 0
-    _live: Counter[str] = field(default_factory=Counter)
+    An admitted tunnel holds a slot from :meth:`acquire` until it is refused
+    (:meth:`release`) or handed off (:meth:`bind` to its user id); a handed-off tunnel
+    counts while ``alive(user_id)`` (the listener's registry still has the user), so
+    no extra report is needed when it ends.
+    """
+
+    def __init__(self, limit: int = 0, alive: Callable[[str], bool] = lambda _uid: True) -> None:
+        self.limit = limit
+        self.alive = alive
+        self._pending: Counter[str] = Counter()
+        self._users: dict[str, str] = {}  # user id -> address
+
+    def count(self, address: str) -> int:
+        """Live and pending tunnels from ``address``."""
+        self._users = {uid: a for uid, a in self._users.items() if self.alive(uid)}
+        return self._pending[address] + sum(1 for a in self._users.values() if a == address)
 
     def acquire(self, address: str) -> bool:
         """Count one more tunnel from ``address``; False (and not counted) when full."""
-        if self.limit and self._live[address] >= self.limit:
+        if self.limit and self.count(address) >= self.limit:
             return False
-        self._live[address] += 1
+        if self.limit:
+            self._pending[address] += 1
         return True
 
     def release(self, address: str) -> None:
-        """One tunnel from ``address`` ended."""
-        if self._live[address] <= 1:
-            self._live.pop(address, None)
+        """An acquired tunnel was refused before its hand-off."""
+        if self._pending[address] <= 1:
+            self._pending.pop(address, None)
         else:
-            self._live[address] -= 1
+            self._pending[address] -= 1
 
-    def count(self, address: str) -> int:
-        """Live tunnels from ``address``."""
-        return self._live.get(address, 0)
+    def bind(self, address: str, user_id: str) -> None:
+        """An acquired tunnel was handed off as ``user_id``."""
+        if self.limit:
+            self.release(address)
+            self._users[user_id] = address
 
 
 @dataclass(frozen=True)

@@ -161,6 +161,12 @@ async def _session(
                 if until == "" and prompt:
                     return
 
+        async def keep_alive() -> None:  # as Guacamole.Client does while idle
+            while True:
+                await asyncio.sleep(4)
+                await ws.send(encode_str("nop"))
+
+        alive = asyncio.create_task(keep_alive())
         await asyncio.wait_for(pump(""), 90)
         ready.append(1)
         await start.wait()
@@ -172,6 +178,7 @@ async def _session(
             await ws.send(encode_str("key", keysym, 1))
             await ws.send(encode_str("key", keysym, 0))
         await asyncio.wait_for(pump(marker), 60)
+        alive.cancel()
         return time.monotonic() - t0
 
 
