@@ -113,9 +113,10 @@ def main(argv: list[str] | None = None) -> None:
     from guacr.server.doors import Door, unsupported
     from guacr.server.ws_door import off_reason
 
-    if off_reason(config):
-        log.warning("%s", off_reason(config))
     specs = config.listener_specs()
+    if off_reason(config):  # no usable token key: the WebSocket door stays shut
+        log.warning("%s", off_reason(config))
+        specs = [s for s in specs if s.kind not in ("ws", "wss")]
     missing = unsupported(specs)
     if missing:
         log.error("%s", missing)

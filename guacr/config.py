@@ -195,14 +195,6 @@ class Config:
         self.extra_handlers()
         if self.websocket_tls and not (self.websocket_cert or self.cert):
             raise ConfigError("websocket_tls needs websocket_cert or -C")
-        if self.guacamole_lite_key and len(self.guacamole_lite_key.encode()) != 32:
-            raise ConfigError(
-                "guacamole_lite_key must be 32 bytes (AES-256-CBC), as guacamole-lite's"
-            )
-        if self.token_key and len(self.token_key.encode()) < 16:
-            raise ConfigError("token_key must be at least 16 bytes")
-        if self.websocket_max_message < 1024:
-            raise ConfigError("websocket_max_message must be at least 1024 bytes")
 
     # Derived -------------------------------------------------------------------------
     def effective_workers(self) -> int:
@@ -220,7 +212,7 @@ class Config:
                 self.key,
             )
         ]
-        if self.websocket_bind_port and (self.guacamole_lite_key or self.token_key):
+        if self.websocket_bind_port:
             tls = self.websocket_tls
             specs.append(
                 ListenerSpec(

@@ -43,7 +43,8 @@ log = logging.getLogger("guacr.websocket")
 
 
 def off_reason(config: Config) -> str:
-    """Why a configured WebSocket door stays off ('' when it opens)."""
+    """Why a configured WebSocket door stays off ('' when it opens): no token key, or
+    one that cannot work (the reason names the setting, never its value)."""
     if not config.websocket_bind_port:
         return ""
     if not (config.guacamole_lite_key or config.token_key):
@@ -51,6 +52,12 @@ def off_reason(config: Config) -> str:
             "WebSocket door off: neither guacamole_lite_key nor token_key is set, "
             "so no tunnel could be authorised"
         )
+    try:
+        TokenAuthority.from_keys(config.guacamole_lite_key, config.token_key)
+    except ValueError as exc:
+        return f"WebSocket door off: {exc}"
+    if config.websocket_max_message < 1024:
+        return "WebSocket door off: websocket_max_message must be at least 1024 bytes"
     return ""
 
 

@@ -368,18 +368,32 @@ def test_slow_reader_is_dropped_and_others_unaffected(strict_door: Door) -> None
     flood.ws.socket.close()
 
 
-def test_door_off_without_keys(tmp_path_factory: pytest.TempPathFactory) -> None:
+@pytest.mark.parametrize(
+    ("lite_key", "token_key", "reason"),
+    [
+        ("", "", "neither guacamole_lite_key nor token_key is set"),
+        ("too short for AES-256", "", "guacamole_lite_key must be 32 bytes"),
+    ],
+)
+def test_door_off_without_usable_keys(
+    tmp_path_factory: pytest.TempPathFactory, lite_key: str, token_key: str, reason: str
+) -> None:
     gen = start_door(
         tmp_path_factory.mktemp("ws-off"),
         workers=1,
-        GUACR_GUACAMOLE_LITE_KEY="",
-        GUACR_TOKEN_KEY="",
+        GUACR_GUACAMOLE_LITE_KEY=lite_key,
+        GUACR_TOKEN_KEY=token_key,
     )
     d = next(gen)
     try:
-        assert "neither guacamole_lite_key nor token_key is set" in d.guacr.log()
+        assert reason in d.guacr.log()
+        if lite_key:
+            assert lite_key not in d.guacr.log()
         with pytest.raises(OSError):
             socket.create_connection(("127.0.0.1", d.ws_port), timeout=2).close()
+        with d.guacr.client() as c:  # 4822 serves as ever
+            c.send("select", "echo")
+            assert c.expect("args")[1] == "VERSION_1_5_0"
     finally:
         gen.close()
 
