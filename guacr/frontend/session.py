@@ -67,7 +67,7 @@ from guacr.frontend.pipes import (
     StdinPipe,
 )
 from guacr.frontend.prompt import LinePrompt
-from guacr.frontend.selection import Point, Selection, word_bounds
+from guacr.frontend.selection import Point, Selector, word_bounds
 from guacr.frontend.typescript import Typescript
 from guacr.protocol import builders as b
 from guacr.render.glyphs import (
@@ -118,7 +118,6 @@ TYPING_WINDOW: Final = 0.1  # output this soon after a user's input may be an ec
 ECHO_BYTES: Final = 512  # ... if it is this small: drawn without the coalescing wait
 CONGESTED_WAIT: Final = 0.5  # longest a frame is held back for a congested client
 WHEEL_ROWS: Final = 3
-CLICK_INTERVAL: Final = 0.3  # clicks closer than this count as double/triple clicks
 OSC_SCROLLBACK: Final = 482204
 
 
@@ -197,11 +196,7 @@ class TerminalSession:
         # mouse and selection
         self._mask = 0
         self._dragging_scrollbar = False
-        self._selection: Selection | None = None
-        self._anchor: Point | None = None
-        self._selecting = False
-        self._clicks = 0
-        self._last_click = (0.0, (0, 0))
+        self._sel = Selector()
         self._prompt: _Prompt | None = None
 
     # Lifecycle --------------------------------------------------------------------
@@ -553,7 +548,7 @@ class TerminalSession:
         term = self.term
         rows = term.rows
         offset = self._offset
-        sel = self._selection
+        sel = self._sel.selection
         if not offset and sel is None:
             self._history.clear()
             return self._live
@@ -725,9 +720,9 @@ class TerminalSession:
         point = (self._pushed + row - self._offset, col)
         if pressed & 1:
             self._select_press(point)
-        elif mask & 1 and self._selecting:
+        elif mask & 1 and self._sel.selecting:
             self._select_drag(point)
-        if released & 1 and self._selecting:
+        if released & 1 and self._sel.selecting:
             self._select_release()
         if released & (2 | 4):
             self.paste()
@@ -741,47 +736,16 @@ class TerminalSession:
 
     # Selection ---------------------------------------------------------------------------
     def _select_press(self, point: Point) -> None:
-        now = time.monotonic()
-        last_time, last_point = self._last_click
-        if now - last_time <= CLICK_INTERVAL and last_point == point:
-            self._clicks = self._clicks % 3 + 1
-        else:
-            self._clicks = 1
-        self._last_click = (now, point)
-        self._selecting = True
-        if self._clicks == 1:
-            if self.keys.shift and self._selection is not None:
-                self._selection = Selection(self._selection.start, point)
-                self._anchor = self._selection.start
-            else:
-                self._anchor = point
-                if self._selection is not None:
-                    self._selection = None
-                    self._request_frame()
-            return
-        if self._clicks == 2:
-            c0, c1 = self._word_at(point)
-            self._selection = Selection((point[0], c0), (point[0], c1))
-        else:
-            self._selection = Selection((point[0], 0), (point[0], self.term.cols - 1))
-        self._anchor = None
-        self._request_frame()
+        shift, cols = self.keys.shift, self.term.cols
+        if self._sel.press(point, time.monotonic(), shift=shift, cols=cols, word=self._word_at):
+            self._request_frame()
 
     def _select_drag(self, point: Point) -> None:
-        if self._anchor is None:
-            if self._selection is not None:
-                self._selection.end = point
-                self._request_frame()
-            return
-        if point == self._anchor and self._selection is None:
-            return
-        self._selection = Selection(self._anchor, point, block=self.keys.alt)
-        self._request_frame()
+        if self._sel.drag(point, alt=self.keys.alt):
+            self._request_frame()
 
     def _select_release(self) -> None:
-        self._selecting = False
-        sel = self._selection
-        if sel is None:
+        if self._sel.release() is None:
             return
         text = self.selection_text()
         if text and not self.cfg.disable_copy:
@@ -796,7 +760,7 @@ class TerminalSession:
 
     def selection_text(self) -> str:
         """The selected text (rows joined with newlines except where soft-wrapped)."""
-        sel = self._selection
+        sel = self._sel.selection
         if sel is None or not self.started:
             return ""
         (l0, c0), (l1, c1) = sel.bounds()
@@ -810,8 +774,7 @@ class TerminalSession:
 
     def clear_selection(self) -> None:
         """Remove the selection highlight."""
-        if self._selection is not None:
-            self._selection = None
+        if self._sel.clear():
             self._request_frame()
 
     # Clipboard ---------------------------------------------------------------------------
@@ -847,7 +810,7 @@ class TerminalSession:
         cols, rows = min(cols, MAX_COLS), min(rows, MAX_ROWS)
         term = self.term
         self._offset = 0
-        self._selection = None
+        self._sel.clear()
         if (cols, rows) != (term.cols, term.rows):
             term.resize(cols, rows)
             if self.on_resize is not None:
