@@ -357,3 +357,14 @@ def test_old_clients_are_asked_for_the_password_in_the_terminal(console, mariadb
         term.key(0xFF08)  # Backspace removes the X
         term.key(0xFF0D)
         term.wait_text(PROMPT["mysql"], timeout=15)
+
+
+def test_paste_runs_the_pasted_statements(console, postgresql) -> None:
+    with console("postgresql", postgresql) as raw:
+        term = ready(raw, "postgresql")
+        term.send_clipboard("SELECT 'pasted-' ||\n 1 AS p;\nSELECT 'second-' || 2 AS q;\n")
+        term.pump(0.2)
+        term.mouse(100, 100, 4)  # right click pastes, as in guacd's terminal
+        term.mouse(100, 100, 0)
+        term.wait_text("pasted-1")
+        term.wait_text("second-2")

@@ -124,6 +124,8 @@ class Console:
     # Lifecycle ----------------------------------------------------------------------------
     def start(self, banner: Sequence[str] = ()) -> None:
         """Print the banner and the first prompt."""
+        # Bracketed paste: a pasted text's control characters stay text, never keys.
+        self._out(b"\x1b[?2004h")
         for line in banner:
             self._line(line)
         self._prompt()
