@@ -368,3 +368,18 @@ def test_paste_runs_the_pasted_statements(console, postgresql) -> None:
         term.mouse(100, 100, 0)
         term.wait_text("pasted-1")
         term.wait_text("second-2")
+
+
+def test_ctrl_c_cancels_an_export(console, db, engine_name) -> None:
+    with console(engine_name, db) as raw:
+        term = ready(raw, engine_name)
+        term.type(f"\\export {SLEEP[engine_name].rstrip(';')}", enter=True)
+        term.wait_text("Exporting to")
+        until = time.monotonic() + 0.5
+        while time.monotonic() < until:
+            term.pump(0.05)
+        start = time.monotonic()
+        term.ctrl("c")
+        term.wait_text("Export cancelled", timeout=5)
+        assert time.monotonic() - start < 3
+        term.wait(lambda: bool(term.finished), what="the download stream ended")
