@@ -22,9 +22,9 @@ worker -> listener
   :class:`UserLeft`, :class:`Stats`, :class:`Pong`, :class:`Forward` (+ fd),
   :class:`Reply`
 listener -> main process
-  :class:`Spawn` (+ the worker's channel end)
+  :class:`Spawn` (+ the worker's channel end), :class:`Draining`
 main process -> listener
-  :class:`Spawned`, :class:`Exited`, :class:`Adopt` (+ channel end to a live worker)
+  :class:`Spawned`, :class:`Exited`
 main process -> worker
   :class:`Attach` (+ its new channel end to a new listener)
 """
@@ -246,12 +246,11 @@ class Exited(Message):
 
 
 @dataclass
-class Adopt(Message):
-    """Main process -> a new listener: a worker that outlived the old one (+ fd)."""
+class Draining(Message):
+    """Listener -> main process: the drain state, kept for a listener forked later."""
 
-    op: ClassVar[str] = "adopt"
-    slot: int = 0
-    pid: int = 0
+    op: ClassVar[str] = "draining"
+    on: bool = False
 
 
 @dataclass
@@ -281,7 +280,7 @@ MESSAGES: dict[str, type[Message]] = {
         Spawn,
         Spawned,
         Exited,
-        Adopt,
+        Draining,
         Attach,
     )
 }
