@@ -61,7 +61,6 @@ from guacbench import (
     Target,
     loadavg,
     matching_pids,
-    open_sessions,
     pct,
     proc_cpu,
     tree_pids,
@@ -140,7 +139,7 @@ def start_guacr(tmp: Path, args: argparse.Namespace) -> Iterator[Server]:
             start_new_session=not args.same_session,
         )  # fmt: skip
     try:
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + 8
         while log.read_text(errors="replace").count("ready (pid") < args.workers:
             if proc.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(f"guacr did not become ready:\n{log.read_text()}")
@@ -215,36 +214,96 @@ class Session:
     lat: list[float] = field(default_factory=list)
     late: int = 0  # answered, but after --timeout
     sent: int = 0
+    last_draw: float = 0.0
+    drew: asyncio.Event = field(default_factory=asyncio.Event)
+    task: asyncio.Future[None] | None = None
+    images: set[str] = field(default_factory=set)  # open img streams
+
+
+def _received(s: Session, ins: tuple[str, ...], now: float, timeout: float) -> None:
+    op = ins[0]
+    if op == "sync":
+        s.c.send("sync", ins[1])
+        return
+    if op == "img":
+        s.images.add(ins[1])
+    elif op == "end":
+        s.images.discard(ins[1])
+    elif op == "blob" and ins[1] not in s.images:
+        return  # a blob of another stream (argv, clipboard): not drawing
+    if op in ANSWER_OPS:
+        s.last_draw = now
+        s.drew.set()
+        if s.pending:
+            for t in s.pending:
+                if now - t > timeout:
+                    s.late += 1
+                else:
+                    s.lat.append((now - t) * 1000)
+            s.pending.clear()
+    elif op == "error":
+        print(f"    server error on a session: {ins[1:]}")
 
 
 async def listen(s: Session, timeout: float) -> None:
-    """Read one session: answer ``sync`` at once; a drawing instruction answers every key
-    in flight. Arrival is stamped when the bytes are read, before parsing (perf_counter:
-    uvloop's clock has only millisecond steps)."""
+    """Read one session from its handshake on: answer ``sync`` at once (a server drops a
+    client that leaves syncs unanswered for 15 s), and let a drawing instruction answer
+    every key in flight. Arrival is stamped when the bytes are read, before parsing
+    (perf_counter: uvloop's clock has only millisecond steps)."""
     c = s.c
-    backlog = c.queue
-    c.queue = []
-    for ins in backlog:
-        if ins[0] == "sync":
-            c.send("sync", ins[1])
-    while True:
-        data = await c.reader.read(1 << 16)
-        if not data:
-            c.closed = True
+    backlog, c.queue = c.queue, []
+    for ins in backlog:  # read with ``ready``
+        _received(s, ins, time.perf_counter(), timeout)
+    try:
+        while True:
+            data = await c.reader.read(1 << 16)
+            if not data:
+                return
+            now = time.perf_counter()
+            c.bytes_in += len(data)
+            for ins in c.parser.receive_data(data):
+                _received(s, ins, now, timeout)
+    except (ConnectionError, OSError):
+        pass
+    finally:
+        c.closed = True
+        s.drew.set()
+
+
+async def settle(s: Session, quiet: float = 0.3) -> None:
+    """Wait until the session has drawn nothing for ``quiet`` seconds."""
+    while not s.c.closed:
+        gap = time.perf_counter() - s.last_draw
+        if gap >= quiet:
             return
-        now = time.perf_counter()
-        c.bytes_in += len(data)
-        for ins in c.parser.receive_data(data):
-            op = ins[0]
-            if op == "sync":
-                c.send("sync", ins[1])
-            elif op in ANSWER_OPS and s.pending:
-                for t in s.pending:
-                    if now - t > timeout:
-                        s.late += 1
-                    else:
-                        s.lat.append((now - t) * 1000)
-                s.pending.clear()
+        await asyncio.sleep(quiet - gap)
+
+
+async def open_session(target: Target, timeout: float, sem: asyncio.Semaphore) -> Session:
+    """Handshake, then read from the start; return once the shell echoed an ``x`` and a
+    BackSpace (glyphs reach the client's cache) and drawing stopped. A key typed before
+    the shell reads may be lost (guacr drops it, and a redraw of the screen may pass for
+    its echo): then BackSpace draws nothing and the pair is typed again. A line may keep
+    a stray ``x``, which does not matter."""
+    async with sem:
+        c = await target.session()
+        s = Session(c)
+        s.task = asyncio.ensure_future(listen(s, timeout))
+        await asyncio.wait_for(s.drew.wait(), 30)
+    deadline = time.perf_counter() + 60
+    while time.perf_counter() < deadline and not c.closed:
+        echoed = 0
+        for key in (KEY_X, KEY_BACKSPACE):
+            await settle(s)
+            s.drew.clear()
+            c.key(key)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(s.drew.wait(), 3)
+                echoed += 1
+        if echoed == 2:
+            await settle(s)
+            return s
+    raise EOFError("a session's shell closed or did not echo within 60 s")
 
 
 async def typist(s: Session, start: float, keys: int, interval: float) -> None:
@@ -378,15 +437,6 @@ async def run_phase(
     )
 
 
-async def warm_up(c: GuacClient) -> None:
-    """One ``x`` + BackSpace, each waited for: glyphs reach the client's cache."""
-    await c.quiet(0.3)
-    for key in (KEY_X, KEY_BACKSPACE):
-        c.key(key)
-        await c.frame()
-    await c.quiet(0.3)
-
-
 async def teardown_wait(sshd_pid: int | None, timeout: float = 60.0) -> None:
     """Wait until the sshd has no session processes left (the next round starts clean)."""
     if not sshd_pid:
@@ -416,8 +466,13 @@ async def run_round(
     target_args.guacd = server.address
     target = Target(target_args)
     t = time.monotonic()
-    clients = await open_sessions(target, args.sessions)
-    await asyncio.gather(*(warm_up(c) for c in clients))
+    sem = asyncio.Semaphore(16)
+    sessions = list(
+        await asyncio.gather(
+            *(open_session(target, args.timeout, sem) for _ in range(args.sessions))
+        )
+    )
+    clients = [s.c for s in sessions]
     print(
         f"[{server.name} round {rnd}] {len(clients)} sessions open and warm in "
         f"{time.monotonic() - t:.1f} s; load average {loadavg()}"
@@ -428,10 +483,8 @@ async def run_round(
             f"    autogroups: server {autogroups(server.pids())}; this client "
             f"{autogroups([os.getpid()])}; sshd+shells {autogroups(ssh)}"
         )
-    sessions = [Session(c) for c in clients]
     busy = sessions[len(sessions) - args.busy :] if args.busy else []
     typing = sessions[: len(sessions) - len(busy)]
-    listeners = [asyncio.ensure_future(listen(s, args.timeout)) for s in sessions]
     phases = [await run_phase(server, "calm" if busy else "", typing, args, sshd_pid)]
     if busy:
         before = sum(s.c.bytes_in for s in busy)
@@ -447,6 +500,7 @@ async def run_round(
         print("  " + p.line())
     for c in clients:
         c.close()
+    listeners = [s.task for s in sessions if s.task]
     for task in listeners:
         task.cancel()
     await asyncio.gather(*listeners, return_exceptions=True)
