@@ -40,6 +40,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import json
 import os
 import re
 import shlex
@@ -48,6 +49,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -63,6 +65,7 @@ from guacbench import (
     matching_pids,
     pct,
     proc_cpu,
+    sched_times,
     tree_pids,
 )
 
@@ -129,7 +132,7 @@ def start_guacr(tmp: Path, args: argparse.Namespace) -> Iterator[Server]:
     log = tmp / "guacr.log"
     (tmp / "none.conf").write_text("")
     env = dict(os.environ)
-    env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
+    env["PYTHONPATH"] = str(args.guacr_root or ROOT) + os.pathsep + env.get("PYTHONPATH", "")
     env["GUACR_HANDLERS"] = GUACR_HANDLERS
     cmd = [sys.executable, "-m", "guacr", "-f", "-b", "127.0.0.1", "-l", str(port)]
     cmd += ["--workers", str(args.workers), "--config", str(tmp / "none.conf")]
@@ -218,6 +221,8 @@ class Session:
     drew: asyncio.Event = field(default_factory=asyncio.Event)
     task: asyncio.Future[None] | None = None
     images: set[str] = field(default_factory=set)  # open img streams
+    id: str = ""  # the connection id from ``ready``
+    trace: list[tuple[float, float]] | None = None  # (sent, answered) per key, --trace
 
 
 def _received(s: Session, ins: tuple[str, ...], now: float, timeout: float) -> None:
@@ -240,6 +245,8 @@ def _received(s: Session, ins: tuple[str, ...], now: float, timeout: float) -> N
                     s.late += 1
                 else:
                     s.lat.append((now - t) * 1000)
+                if s.trace is not None:
+                    s.trace.append((t, now))
             s.pending.clear()
     elif op == "error":
         print(f"    server error on a session: {ins[1:]}")
@@ -286,8 +293,9 @@ async def open_session(target: Target, timeout: float, sem: asyncio.Semaphore) -
     its echo): then BackSpace draws nothing and the pair is typed again. A line may keep
     a stray ``x``, which does not matter."""
     async with sem:
-        c = await target.session()
+        c = await GuacClient.open(target.host, target.port)
         s = Session(c)
+        s.id = await c.handshake(target.values, (1024, 768, 96))
         s.task = asyncio.ensure_future(listen(s, timeout))
         await asyncio.wait_for(s.drew.wait(), 30)
     deadline = time.perf_counter() + 60
@@ -344,6 +352,7 @@ class Phase:
     load_after: str
     client_lag: list[float]
     timeout: float
+    waits: tuple[float, float, float] = (0.0, 0.0, 0.0)  # server, sshd+shells, client
 
     def line(self) -> str:
         lat = self.lat or [float("nan")]
@@ -359,7 +368,10 @@ class Phase:
             f"{self.cpu_ssh / self.wall * 100:.0f}%, this client "
             f"{self.cpu_client / self.wall * 100:.0f}%\n"
             f"    load average {self.load_before} -> {self.load_after}; client loop lag "
-            f"p99 {pct(lag, 0.99):.1f} ms max {max(lag):.1f} ms"
+            f"p99 {pct(lag, 0.99):.1f} ms max {max(lag):.1f} ms\n"
+            f"    waited for a CPU (runnable, not running): server {self.waits[0]:.1f} s "
+            f"({self.waits[0] / max(1, echoed) * 1000:.2f} ms per echoed key), sshd+shells "
+            f"{self.waits[1]:.1f} s, this client {self.waits[2]:.1f} s"
         )
         if 1 < len(self.per_proc) <= 8:
             out += "\n    per process CPU s: " + ", ".join(
@@ -384,6 +396,7 @@ async def run_phase(
         s.pending.clear()
         s.lat = []
         s.late = s.sent = 0
+        s.trace = [] if args.trace else None
     keys = round(args.seconds / args.interval)
     keys += keys % 2  # x, BackSpace pairs: each session's line ends as it began
     lag: list[float] = []
@@ -394,6 +407,7 @@ async def run_phase(
     ssh_pids = tree_pids(sshd_pid) if sshd_pid else []
     each0 = _cpu_each(pids)
     cpu0 = (proc_cpu(ssh_pids or r"sshd|bash"), time.process_time())
+    wait0 = [sched_times(x)[1] for x in (pids, ssh_pids, [os.getpid()])]
     t0 = time.perf_counter()
     for c in before_start or []:
         c.type(f"{args.busy_command}\n")
@@ -412,6 +426,7 @@ async def run_phase(
     each1 = _cpu_each(pids)
     ssh_pids = tree_pids(sshd_pid) if sshd_pid else []
     cpu1 = (proc_cpu(ssh_pids or r"sshd|bash"), time.process_time())
+    wait1 = [sched_times(x)[1] for x in (pids, ssh_pids, [os.getpid()])]
     load_after = loadavg()
     stop.set()
     await lagger
@@ -419,6 +434,11 @@ async def run_phase(
         ((pid, each1[pid] - each0.get(pid, 0.0)) for pid in each1), key=lambda x: -x[1]
     )
     unanswered = sum(len(s.pending) + s.late for s in typing)
+    if args.trace:
+        with open(args.trace, "a") as f:
+            for s in typing:
+                rec = {"server": server.name, "phase": label, "id": s.id, "keys": s.trace}
+                f.write(json.dumps(rec) + "\n")
     return Phase(
         server=server.name,
         label=label,
@@ -434,6 +454,7 @@ async def run_phase(
         load_after=load_after,
         client_lag=lag,
         timeout=args.timeout,
+        waits=(wait1[0] - wait0[0], wait1[1] - wait0[1], wait1[2] - wait0[2]),
     )
 
 
@@ -467,11 +488,16 @@ async def run_round(
     target = Target(target_args)
     t = time.monotonic()
     sem = asyncio.Semaphore(16)
-    sessions = list(
-        await asyncio.gather(
-            *(open_session(target, args.timeout, sem) for _ in range(args.sessions))
-        )
+    opened = await asyncio.gather(
+        *(open_session(target, args.timeout, sem) for _ in range(args.sessions)),
+        return_exceptions=True,
     )
+    sessions = [s for s in opened if isinstance(s, Session)]
+    failed = [repr(e) for e in opened if not isinstance(e, Session)]
+    if failed:
+        reasons = ", ".join(f"{n} x {r}" for r, n in Counter(failed).most_common(3))
+        tail = "\n      ".join(server.log().splitlines()[-8:])
+        print(f"    {len(failed)} sessions failed to open: {reasons}\n      {tail}")
     clients = [s.c for s in sessions]
     print(
         f"[{server.name} round {rnd}] {len(clients)} sessions open and warm in "
@@ -587,6 +613,9 @@ def main() -> None:
                    help="--target: regex for its processes' command lines (CPU)")  # fmt: skip
     p.add_argument("--guacd-cmd", help="start this guacd and compare (e.g. /opt/guacd/sbin/guacd)")
     p.add_argument("--guacd", help="HOST:PORT of a running guacd to compare with")
+    p.add_argument("--guacr-root", help="import guacr from this source tree (e.g. a scratch copy)")
+    p.add_argument("--trace", help="append (sent, answered) perf_counter times of every key, "
+                   "per session and connection id, to this JSON-lines file")  # fmt: skip
     p.add_argument("--workers", type=int, default=2, help="local guacr's worker processes")
     p.add_argument("--same-session", action="store_true",
                    help="servers started here stay in this session (autogroup)")  # fmt: skip

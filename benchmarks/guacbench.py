@@ -232,3 +232,18 @@ def proc_cpu(pids: list[int] | str) -> float:
 def loadavg() -> str:
     """The 1/5/15-minute load averages, as /proc/loadavg prints them."""
     return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+
+
+def sched_times(pids: list[int]) -> tuple[float, float]:
+    """(seconds run on a CPU, seconds spent runnable but waiting for one) summed over
+    every thread of ``pids`` (/proc/PID/task/TID/schedstat, nanoseconds, exact where
+    /proc/PID/stat counts whole clock ticks). Waiting is what CPU contention costs."""
+    ran = waited = 0
+    for pid in pids:
+        with contextlib.suppress(OSError):
+            for task in os.scandir(f"/proc/{pid}/task"):
+                with contextlib.suppress(OSError, ValueError):
+                    fields = Path(f"{task.path}/schedstat").read_text().split()
+                    ran += int(fields[0])
+                    waited += int(fields[1])
+    return ran / 1e9, waited / 1e9
