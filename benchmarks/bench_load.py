@@ -168,7 +168,7 @@ def start_guacd(tmp: Path, args: argparse.Namespace) -> Iterator[Server]:
         )  # fmt: skip
     try:
         _wait_port(port, proc, "guacd", log)
-        yield Server("guacd", f"127.0.0.1:{port}", root_pid=proc.pid, log_path=log)
+        yield Server(args.guacd_name, f"127.0.0.1:{port}", root_pid=proc.pid, log_path=log)
     finally:
         _stop(proc)
 
@@ -295,9 +295,13 @@ async def open_session(target: Target, timeout: float, sem: asyncio.Semaphore) -
     async with sem:
         c = await GuacClient.open(target.host, target.port)
         s = Session(c)
-        s.id = await c.handshake(target.values, (1024, 768, 96))
-        s.task = asyncio.ensure_future(listen(s, timeout))
-        await asyncio.wait_for(s.drew.wait(), 30)
+        try:
+            s.id = await c.handshake(target.values, (1024, 768, 96))
+            s.task = asyncio.ensure_future(listen(s, timeout))
+            await asyncio.wait_for(s.drew.wait(), 30)
+        except BaseException:
+            await _discard(s)
+            raise
     deadline = time.perf_counter() + 60
     while time.perf_counter() < deadline and not c.closed:
         echoed = 0
@@ -311,7 +315,16 @@ async def open_session(target: Target, timeout: float, sem: asyncio.Semaphore) -
         if echoed == 2:
             await settle(s)
             return s
-    raise EOFError("a session's shell closed or did not echo within 60 s")
+    await _discard(s)
+    raise EOFError("closed" if c.closed else "no echo of x + BackSpace within 60 s")
+
+
+async def _discard(s: Session) -> None:
+    s.c.close()
+    if s.task is not None:
+        s.task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await s.task
 
 
 async def typist(s: Session, start: float, keys: int, interval: float) -> None:
@@ -535,49 +548,52 @@ async def run_round(
 
 
 def summary(results: list[Phase], args: argparse.Namespace) -> None:
+    """The table of all rounds; with two servers, the first's figures over the second's."""
     servers = list(dict.fromkeys(p.server for p in results))
     labels = list(dict.fromkeys(p.label for p in results))
+    one, two = [*servers, ""][:2]
     print("\nsummary (p50 / p99 / max ms, unanswered, server CPU s per 1,000 echoed keys):")
     for label in labels:
         rows = [p for p in results if p.label == label]
         if label:
             print(f"  {label}:")
         header = "  | run | " + " | ".join(servers) + " |"
-        print(header + ("  ratio guacr/guacd p50, p99" if len(servers) > 1 else ""))
+        print(header + (f"  ratio {one}/{two} p50, p99" if two else ""))
         for r in range(args.rounds):
             cells = []
             by = {}
             for name in servers:
                 ps = [p for p in rows if p.server == name]
-                if r < len(ps):
+                if r < len(ps) and ps[r].lat:
                     p = ps[r]
                     by[name] = p
-                    per_k = p.cpu / len(p.lat) * 1000 if p.lat else float("nan")
+                    per_k = p.cpu / len(p.lat) * 1000
                     cells.append(
                         f"{pct(p.lat, 0.5):.1f} / {pct(p.lat, 0.99):.1f} / {max(p.lat):.0f}, "
                         f"{p.unanswered}, {per_k:.2f}"
                     )
+                else:
+                    cells.append("-")
             extra = ""
-            if "guacr" in by and "guacd" in by:
-                a, b = by["guacr"].lat, by["guacd"].lat
+            if one in by and two in by:
+                a, b = by[one].lat, by[two].lat
                 extra = f"  {pct(a, 0.5) / pct(b, 0.5):.2f}x, {pct(a, 0.99) / pct(b, 0.99):.2f}x"
             print(f"  | {r + 1} | " + " | ".join(cells) + " |" + extra)
-        if "guacr" in servers and "guacd" in servers:
-            a = [v for p in rows if p.server == "guacr" for v in p.lat]
-            b = [v for p in rows if p.server == "guacd" for v in p.lat]
+        a = [v for p in rows if p.server == one for v in p.lat]
+        b = [v for p in rows if p.server == two for v in p.lat]
+        lost = sum(p.unanswered for p in rows if p.server == one)
+        if a and b:
             r50, r99 = pct(a, 0.5) / pct(b, 0.5), pct(a, 0.99) / pct(b, 0.99)
-            lost = sum(p.unanswered for p in rows if p.server == "guacr")
             ok = r50 <= 1.05 and r99 <= 0.8 and lost == 0
             print(
-                f"  all rounds pooled: guacr p50 {r50:.2f}x guacd's (target <= 1.05), p99 "
-                f"{r99:.2f}x (target <= 0.8), guacr keys unanswered {lost} -> "
+                f"  all rounds pooled: {one} p50 {r50:.2f}x {two}'s (target <= 1.05), p99 "
+                f"{r99:.2f}x (target <= 0.8), {one} keys unanswered {lost} -> "
                 f"{'MET' if ok else 'not met'}"
             )
-        elif servers:
-            a = [v for p in rows for v in p.lat]
+        elif a:
             print(
                 f"  all rounds pooled: p50 {pct(a, 0.5):.2f} ms (fallback target <= 2.0), "
-                f"p99 {pct(a, 0.99):.2f} ms (<= 40)"
+                f"p99 {pct(a, 0.99):.2f} ms (<= 40), unanswered {lost}"
             )
     if "busy" in labels:
         for name in servers:
@@ -613,6 +629,8 @@ def main() -> None:
                    help="--target: regex for its processes' command lines (CPU)")  # fmt: skip
     p.add_argument("--guacd-cmd", help="start this guacd and compare (e.g. /opt/guacd/sbin/guacd)")
     p.add_argument("--guacd", help="HOST:PORT of a running guacd to compare with")
+    p.add_argument("--guacd-name", default="guacd",
+                   help="label of the --guacd-cmd server (if not a guacd)")  # fmt: skip
     p.add_argument("--guacr-root", help="import guacr from this source tree (e.g. a scratch copy)")
     p.add_argument("--trace", help="append (sent, answered) perf_counter times of every key, "
                    "per session and connection id, to this JSON-lines file")  # fmt: skip
