@@ -138,11 +138,15 @@ def start_guacr(tmp: Path, args: argparse.Namespace) -> Iterator[Server]:
     cmd += ["--workers", str(args.workers), "--config", str(tmp / "none.conf")]
     with open(log, "wb") as f:
         proc = subprocess.Popen(
-            cmd, stdout=f, stderr=subprocess.STDOUT, env=env,
+            cmd,
+            stdout=f,
+            stderr=subprocess.STDOUT,
+            env=env,
+            cwd=args.guacr_root,  # ``-m`` puts the working directory first on sys.path
             start_new_session=not args.same_session,
-        )  # fmt: skip
+        )
     try:
-        deadline = time.monotonic() + 8
+        deadline = time.monotonic() + 60
         while log.read_text(errors="replace").count("ready (pid") < args.workers:
             if proc.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(f"guacr did not become ready:\n{log.read_text()}")
