@@ -226,6 +226,7 @@ class Session:
     task: asyncio.Future[None] | None = None
     images: set[str] = field(default_factory=set)  # open img streams
     id: str = ""  # the connection id from ``ready``
+    ended: str = "EOF"  # why reading stopped
     trace: list[tuple[float, float]] | None = None  # (sent, answered) per key, --trace
 
 
@@ -274,8 +275,10 @@ async def listen(s: Session, timeout: float) -> None:
             c.bytes_in += len(data)
             for ins in c.parser.receive_data(data):
                 _received(s, ins, now, timeout)
-    except (ConnectionError, OSError):
-        pass
+    except (ConnectionError, OSError) as exc:
+        s.ended = repr(exc)
+    except Exception as exc:  # e.g. the parser refusing what the server sent
+        s.ended = repr(exc)
     finally:
         c.closed = True
         s.drew.set()
@@ -320,7 +323,7 @@ async def open_session(target: Target, timeout: float, sem: asyncio.Semaphore) -
             await settle(s)
             return s
     await _discard(s)
-    raise EOFError("closed" if c.closed else "no echo of x + BackSpace within 60 s")
+    raise EOFError(f"closed ({s.ended})" if c.closed else "no echo of x + BackSpace in 60 s")
 
 
 async def _discard(s: Session) -> None:
