@@ -13,12 +13,16 @@ from importlib.metadata import entry_points
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from guacr.handlers.base import Handler
+    from guacr.contract.handler import Handler
 
 BUILTIN: dict[str, str] = {
     "ssh": "guacr.handlers.ssh:SSHHandler",
     "vnc": "guacr.handlers.vnc.handler:VNCHandler",
     "telnet": "guacr.handlers.telnet.handler:TelnetHandler",
+    "mysql": "guacr.handlers.database.handler:MySQLHandler",
+    "mariadb": "guacr.handlers.database.handler:MySQLHandler",
+    "postgresql": "guacr.handlers.database.handler:PostgreSQLHandler",
+    "postgres": "guacr.handlers.database.handler:PostgreSQLHandler",
 }
 
 _extra: dict[str, str] = {}

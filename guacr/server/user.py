@@ -20,9 +20,10 @@ import uuid
 from collections.abc import Callable
 from typing import TYPE_CHECKING, cast
 
+from guacr.contract.clock import monotonic_ms
+from guacr.contract.handler import StreamSink
+from guacr.contract.params import Params
 from guacr.errors import GuacrError, ProtocolError
-from guacr.handlers.base import StreamSink
-from guacr.handlers.params import Params
 from guacr.protocol import builders as b
 from guacr.protocol.handshake import ClientInfo, Handshake
 from guacr.protocol.parser import Instruction, Parser
@@ -31,7 +32,7 @@ from guacr.protocol.version import SERVER_VERSION
 from guacr.server.pool import IndexPool
 
 if TYPE_CHECKING:
-    from guacr.handlers.base import Handler
+    from guacr.contract.handler import Handler
     from guacr.server.connection import Connection
     from guacr.server.worker import Worker
 
@@ -73,11 +74,6 @@ class _Inbound:
         self.buffer = bytearray()
         self.limit = 0
         self.refusal: tuple[str, Status] | None = None
-
-
-def monotonic_ms() -> int:
-    """guacd's timestamps: milliseconds of CLOCK_MONOTONIC."""
-    return time.monotonic_ns() // 1_000_000
 
 
 class User(asyncio.Protocol):
@@ -271,7 +267,7 @@ class User(asyncio.Protocol):
         assert self.handshake is not None
         self.info = self.handshake.info
         self.params = Params(self._handler_cls.PARAMS, self.info.values)
-        self.read_only = self.params.get_bool("read-only")
+        self.read_only = self._handler_cls.input_read_only(self.params, owner=self.conn is None)
         self.handshake = None
         if self.conn is None:
             from guacr.server.connection import Connection
@@ -323,10 +319,14 @@ class User(asyncio.Protocol):
         if handler is None:
             self.log.debug('Handler not found for "%s"', ins[0][:32])
             return
-        if self.read_only and ins[0] in _INPUT_OPCODES:
+        if self.read_only and ins[0] in _INPUT_OPCODES and not self._owner_argv(ins):
             self._read_only_input(ins)
             return
         handler(self, ins)
+
+    def _owner_argv(self, ins: Instruction) -> bool:
+        """A read-only owner's ``argv`` still reaches handlers that want it (VNC)."""
+        return ins[0] == "argv" and self.owner and self._handler_cls.READ_ONLY_OWNER_ARGV
 
     def _read_only_input(self, ins: Instruction) -> None:
         """Read-only users' input is ignored; their stream opens get guacd's refusals."""
@@ -376,6 +376,9 @@ class User(asyncio.Protocol):
 
     def _op_touch(self, ins: Instruction) -> None:
         self._handler.on_touch(self, ins[1:])
+        if len(ins) >= 8 and self.conn is not None and self.conn.recording is not None:
+            tid, x, y, rx, ry = (_int(v) for v in ins[1:6])
+            self.conn.recording.touch(tid, x, y, rx, ry, _float(ins[6]), _float(ins[7]))
 
     def _op_disconnect(self, ins: Instruction) -> None:
         self.send(b.disconnect())
@@ -415,6 +418,9 @@ class User(asyncio.Protocol):
 
     def _op_clipboard(self, ins: Instruction) -> None:
         if len(ins) < 3:
+            return
+        if not self._handler.accepts_clipboard(self):
+            self._open_refused(ins[1], "clipboard", *_REFUSALS["clipboard"])
             return
         stream = self._new_stream(ins[1], "clipboard", ins[2])
         if stream is not None:
@@ -545,6 +551,13 @@ _REFUSALS: dict[str, tuple[str, Status]] = {
     "audio": ("Audio input unsupported", Status.UNSUPPORTED),
     "put": ("File transfer unsupported", Status.UNSUPPORTED),
 }
+
+
+def _float(text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        raise ProtocolError(f'Invalid number "{text[:32]}"') from None
 
 
 def _int(text: str) -> int:
