@@ -660,6 +660,8 @@ def main() -> None:
     if args.busy and args.ssh_host and not args.busy_command:
         p.error("--busy with --ssh-host needs --busy-command")
     _use_uvloop()
+    # Killed by a timeout (SIGTERM): unwind like Ctrl-C, so the servers started here stop.
+    signal.signal(signal.SIGTERM, _interrupt)
     print(
         f"bench_load: {args.sessions} sessions, a key every {args.interval * 1000:g} ms for "
         f"{args.seconds:g} s, busy {args.busy}; {os.cpu_count()} CPUs, "
@@ -688,6 +690,10 @@ def main() -> None:
                 for m in re.finditer(r"guacr\[(\d+)\]: INFO:\s+Creating new client", s.log()):
                     per_worker[m.group(1)] = per_worker.get(m.group(1), 0) + 1
                 print(f"guacr connections per worker process: {per_worker}")
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
 
 
 def _autogroup_enabled() -> str:
