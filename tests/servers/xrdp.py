@@ -43,6 +43,7 @@ from servers import (
 )
 
 SESMAN_PORT = 3350
+SESMAN_WAIT = 100.0  # under pytest-timeout's 120 s per test (setup included)
 GEOMETRY = (1024, 768)
 ETC = Path("/etc/xrdp")
 
@@ -167,8 +168,12 @@ class XrdpServer(_Server):
 
     # ---------------------------------------------------------------------- start
     def _start(self) -> None:
-        if _port_busy(SESMAN_PORT):
-            raise ServerError(f"port {SESMAN_PORT} is in use: another xrdp-sesman is running")
+        # Another test run on this machine may hold sesman's fixed port: wait for it.
+        deadline = time.monotonic() + SESMAN_WAIT
+        while _port_busy(SESMAN_PORT):
+            if time.monotonic() > deadline:
+                raise ServerError(f"port {SESMAN_PORT} stayed in use: another xrdp-sesman runs")
+            time.sleep(0.5)
         run = Path("/run/xrdp")
         (run / "sockdir").mkdir(parents=True, exist_ok=True)
         (run / "sockdir").chmod(0o3777)

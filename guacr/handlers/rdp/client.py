@@ -158,7 +158,7 @@ class RDPClient:
         conn.guacr_sink = _Adapter(self)
         self._conn = conn
         want = compat.WANT_32BPP.set(wire_depth(c.color_depth) == 32)
-        check = compat.CERT_CHECK.set(c.cert_check)
+        check = compat.CERT_CHECK.set(self._on_tls)
         try:
             ok, err = await asyncio.wait_for(conn.connect(), c.timeout)
         except TimeoutError:
@@ -167,6 +167,11 @@ class RDPClient:
         finally:
             compat.WANT_32BPP.reset(want)
             compat.CERT_CHECK.reset(check)
+        if err is None and ok:
+            try:
+                self._check_security()
+            except RDPConnectError as exc:
+                err = exc
         if err is not None or not ok:
             await self._abort()
             raise _classify(err)
@@ -176,6 +181,36 @@ class RDPClient:
             loop.create_task(self._read_fast_path()),
             loop.create_task(self._watch()),
         ]
+
+    def _on_tls(self, der: bytes) -> None:
+        """Right after the TLS handshake, before any credential is sent."""
+        self._check_security()
+        if self.config.cert_check is not None:
+            self.config.cert_check(der)
+
+    def _check_security(self) -> None:
+        """The server must have selected what ``security`` asked for (guacd: 769)."""
+        from aardwolf.protocol.x224.constants import SUPP_PROTOCOLS
+
+        selected = self._conn.x224_protocol
+        wanted = {
+            "tls": SUPP_PROTOCOLS.SSL,
+            "nla": SUPP_PROTOCOLS.HYBRID | SUPP_PROTOCOLS.HYBRID_EX,
+            "nla-ext": SUPP_PROTOCOLS.HYBRID_EX,
+            "vmconnect": SUPP_PROTOCOLS.HYBRID | SUPP_PROTOCOLS.HYBRID_EX,
+        }.get(self.config.security)
+        if selected is None or wanted is None:
+            return
+        if self.config.security == "tls":
+            ok = selected == SUPP_PROTOCOLS.SSL
+        else:
+            ok = bool(selected & wanted)
+        if not ok:
+            raise RDPConnectError(
+                "security",
+                f"Security negotiation failed: asked for {self.config.security}, "
+                f"server selected {selected!r}",
+            )
 
     async def _abort(self) -> None:
         conn = self._conn
@@ -326,6 +361,11 @@ async def _send_pointer(conn: Any, x: int, y: int, flags: int) -> Any:
 
 def _classify(err: BaseException | None) -> RDPConnectError:
     """aardwolf's connect errors -> our kinds (its errors are mostly bare Exceptions)."""
+    if isinstance(err, RDPConnectError):
+        return err
+    cause = err.__cause__ or err.__context__ if err is not None else None
+    if isinstance(cause, RDPConnectError | CertificateRefused):
+        err = cause
     if isinstance(err, RDPConnectError):
         return err
     text = str(err) if err is not None else "unknown error"
