@@ -434,8 +434,8 @@ async def _pipeline(args: argparse.Namespace) -> None:
     """Host output through the whole guacr terminal pipeline to wire bytes."""
     from ssh.fakes import FakeConn, FakeUser
 
-    from guacr.terminal import session as session_mod
-    from guacr.terminal.session import TerminalConfig, TerminalSession
+    from guacr.frontend import session as session_mod
+    from guacr.frontend.session import TerminalConfig, TerminalSession
 
     listing = subprocess.run(
         ["ls", "-laR", "--color=always", "/usr"], capture_output=True, check=False

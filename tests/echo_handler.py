@@ -11,8 +11,8 @@ import os
 import time
 
 from guacr.errors import GuacrError
-from guacr.handlers.base import Handler, StreamSink
-from guacr.handlers.params import params
+from guacr.contract.handler import Handler, StreamSink
+from guacr.contract.params import params
 from guacr.protocol import builders as b
 from guacr.protocol.status import Status
 from guacr.server.user import User

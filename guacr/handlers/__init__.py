@@ -13,7 +13,7 @@ from importlib.metadata import entry_points
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from guacr.handlers.base import Handler
+    from guacr.contract.handler import Handler
 
 BUILTIN: dict[str, str] = {
     "ssh": "guacr.handlers.ssh:SSHHandler",

@@ -43,10 +43,10 @@ from guacr.protocol import builders as b
 from guacr.protocol.status import Status
 from guacr.render import encode as enc
 from guacr.render import plan as pl
+from guacr.render.pointer import PointerBroadcast
 
 if TYPE_CHECKING:
-    from guacr.server.connection import Connection
-    from guacr.server.user import User
+    from guacr.contract.peers import Connection, User
 
 log = logging.getLogger("guacr.render")
 
@@ -209,6 +209,7 @@ class Display:
         self._cursor: _Cursor | None = None  # current pointer image
         self._cursor_dirty = False
         self._cursor_buffer: int | None = None
+        self.pointer = PointerBroadcast(conn)
         self._joiners: list[User] = []
         self._planned = 0
         self._busy = False
@@ -339,6 +340,11 @@ class Display:
     def set_cursor_dot(self) -> None:
         """Show a small dot (the server draws the real cursor itself)."""
         self.set_cursor(*_dot_rgba())
+
+    def move_pointer(self, user: User, x: int, y: int, mask: int) -> None:
+        """A user moved the mouse: every other user is shown where (see
+        :mod:`guacr.render.pointer`); the recording gets it from the core, once."""
+        self.pointer.update(user, x, y, mask)
 
     def end_frame(self) -> None:
         """The protocol says the picture is complete: flush it (or merge it into the next)."""
@@ -661,6 +667,9 @@ class Display:
                 rgb = (s.colour & 255, (s.colour >> 8) & 255, (s.colour >> 16) & 255)
                 parts.append(b.fill_rect(0, s.x0, s.y0, s.x1 - s.x0, s.y1 - s.y0, rgb))
         parts += self._cursor_parts()
+        position = self.pointer.state()
+        if position:
+            parts.append(position)
         return parts
 
     async def _serve_joiners(self) -> None:

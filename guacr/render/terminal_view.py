@@ -61,7 +61,7 @@ from guacr.protocol import builders as b
 from guacr.render.glyphs import CONT, WIDE, CellKey, FontSet, continuation, is_blank, rgb
 
 if TYPE_CHECKING:
-    from guacr.server.connection import Connection
+    from guacr.contract.peers import Connection
 
 Strategy = Literal["auto", "glyphs", "images"]
 

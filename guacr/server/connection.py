@@ -15,16 +15,17 @@ import uuid
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from guacr.contract.clock import monotonic_ms
+from guacr.contract.params import Params
 from guacr.errors import GuacrError
-from guacr.handlers.params import Params
 from guacr.protocol import builders as b
 from guacr.protocol.status import Status
 from guacr.server.pool import IndexPool
 from guacr.server.recording import Recording
-from guacr.server.user import User, monotonic_ms
+from guacr.server.user import User
 
 if TYPE_CHECKING:
-    from guacr.handlers.base import Handler
+    from guacr.contract.handler import Handler
     from guacr.server.worker import Worker
 
 log = logging.getLogger("guacr.connection")

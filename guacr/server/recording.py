@@ -15,10 +15,10 @@ from __future__ import annotations
 import logging
 import os
 
+from guacr.contract.clock import monotonic_ms
+from guacr.contract.params import Params
 from guacr.files import open_unique
-from guacr.handlers.params import Params
 from guacr.protocol import builders as b
-from guacr.server.user import monotonic_ms
 
 log = logging.getLogger("guacr.recording")
 

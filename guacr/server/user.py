@@ -20,9 +20,10 @@ import uuid
 from collections.abc import Callable
 from typing import TYPE_CHECKING, cast
 
+from guacr.contract.clock import monotonic_ms
+from guacr.contract.handler import StreamSink
+from guacr.contract.params import Params
 from guacr.errors import GuacrError, ProtocolError
-from guacr.handlers.base import StreamSink
-from guacr.handlers.params import Params
 from guacr.protocol import builders as b
 from guacr.protocol.handshake import ClientInfo, Handshake
 from guacr.protocol.parser import Instruction, Parser
@@ -31,7 +32,7 @@ from guacr.protocol.version import SERVER_VERSION
 from guacr.server.pool import IndexPool
 
 if TYPE_CHECKING:
-    from guacr.handlers.base import Handler
+    from guacr.contract.handler import Handler
     from guacr.server.connection import Connection
     from guacr.server.worker import Worker
 
@@ -73,11 +74,6 @@ class _Inbound:
         self.buffer = bytearray()
         self.limit = 0
         self.refusal: tuple[str, Status] | None = None
-
-
-def monotonic_ms() -> int:
-    """guacd's timestamps: milliseconds of CLOCK_MONOTONIC."""
-    return time.monotonic_ns() // 1_000_000
 
 
 class User(asyncio.Protocol):
@@ -415,6 +411,9 @@ class User(asyncio.Protocol):
 
     def _op_clipboard(self, ins: Instruction) -> None:
         if len(ins) < 3:
+            return
+        if not self._handler.accepts_clipboard(self):
+            self._open_refused(ins[1], "clipboard", *_REFUSALS["clipboard"])
             return
         stream = self._new_stream(ins[1], "clipboard", ins[2])
         if stream is not None:

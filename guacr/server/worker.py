@@ -30,7 +30,7 @@ from guacr.server import channel
 from guacr.server.user import User
 
 if TYPE_CHECKING:
-    from guacr.handlers.base import Handler
+    from guacr.contract.handler import Handler
     from guacr.server.connection import Connection
 
 log = logging.getLogger("guacr.worker")

@@ -54,5 +54,8 @@ class FakeConn:
         self.frames.append(extra)
         self.broadcast(extra + b.sync(ts, frames))
 
+    def timestamp(self) -> int:
+        return time.monotonic_ns() // 1_000_000
+
     def end(self, error: object = None) -> None:
         self.ended = True

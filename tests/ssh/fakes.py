@@ -6,6 +6,7 @@ import logging
 import time
 from dataclasses import dataclass, field
 
+from guacr.contract.params import Params
 from guacr.protocol.parser import Instruction, Parser
 from guacr.server.pool import IndexPool
 
@@ -25,6 +26,8 @@ class FakeUser:
         self.owner = owner
         self.info = FakeInfo(**info)  # type: ignore[arg-type]
         self.id = "@fake"
+        self.params = Params((), {})
+        self.closed = False
         self.sent: list[bytes] = []
         self._streams = IndexPool(0, 2)
         self.objects = IndexPool(0, 1)

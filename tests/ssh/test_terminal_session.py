@@ -13,8 +13,8 @@ from ssh.fakes import FakeConn, FakeUser
 from ssh.term_screen import Display, TextReader
 
 from guacr.protocol.parser import Parser
-from guacr.terminal import session as session_mod
-from guacr.terminal.session import TerminalConfig, TerminalSession, Typescript
+from guacr.frontend import session as session_mod
+from guacr.frontend.session import TerminalConfig, TerminalSession, Typescript
 
 RETURN = 0xFF0D
 

@@ -17,7 +17,7 @@ from ssh.term_screen import Display
 
 from guacr.render import glyphs
 from guacr.render.glyphs import CONT, WIDE, Charset, FontCatalog, FontSet, continuation
-from guacr.terminal.session import TerminalConfig, TerminalSession
+from guacr.frontend.session import TerminalConfig, TerminalSession
 
 CJK = "中"  # U+4E2D: not in DejaVu Sans Mono
 NO_FONT = "\U0001fae0"  # an emoji (melting face) no font installed here has

@@ -16,7 +16,7 @@ from ssh.ssh_helpers import TermClient, ssh_values
 from ssh.term_screen import Display, TextReader
 
 from guacr.protocol.parser import Instruction
-from guacr.terminal.session import (
+from guacr.frontend.pipes import (
     PIPE_BLOB,
     PIPE_CLOSE,
     PIPE_OPEN,
@@ -24,9 +24,8 @@ from guacr.terminal.session import (
     TO_TERM,
     OutputRouter,
     Route,
-    TerminalConfig,
-    TerminalSession,
 )
+from guacr.frontend.session import TerminalConfig, TerminalSession
 
 OPEN = b"\x1b]482202;mypipe\x07"
 CLOSE = b"\x1b]482203;\x07"

@@ -25,7 +25,7 @@ import pytest
 from servers import TigerVNCServer, X11VNCServer
 
 from guacr.handlers.vnc.handler import VNC_ARGS, VNCHandler, repeater_id
-from guacr.handlers.wol import magic_packet as wol_packet
+from guacr.services.wol import magic_packet as wol_packet
 from tests.guacr_process import Guacr, free_port, run_guacr
 from tests.vnc_handler.guac_session import GuacSession
 

@@ -22,24 +22,23 @@ from typing import TYPE_CHECKING, Final
 
 import asyncssh
 
+from guacr.contract.handler import StreamSink
+from guacr.contract.params import Params, params
 from guacr.errors import GuacrError, Unauthorized, UpstreamError
-from guacr.handlers import wol
-from guacr.handlers.base import StreamSink
-from guacr.handlers.params import Params, params
-from guacr.handlers.ssh.sftp import SFTPFilesystem
-from guacr.handlers.terminal import TerminalHandler
-from guacr.protocol.status import Status
-from guacr.terminal import OscEvent
-from guacr.terminal.session import (
+from guacr.frontend.handler import TerminalHandler
+from guacr.frontend.session import (
     ARGV_NAMES,
     TerminalConfig,
     TerminalSession,
     clipboard_limit,
 )
+from guacr.handlers.ssh.sftp import SFTPFilesystem
+from guacr.protocol.status import Status
+from guacr.services import wol
+from guacr.terminal import OscEvent
 
 if TYPE_CHECKING:
-    from guacr.server.connection import Connection
-    from guacr.server.user import User
+    from guacr.contract.peers import Connection, User
 
 # guacd 1.6.1's ssh arguments, in its order (without SSH agent support).
 SSH_ARGS: Final = (

@@ -28,7 +28,7 @@ from guacr.protocol import builders as b
 from guacr.protocol.status import Status
 
 if TYPE_CHECKING:
-    from guacr.server.user import User
+    from guacr.contract.peers import User
 
 log = logging.getLogger(__name__)
 

@@ -15,7 +15,7 @@ The server closing the connection ends the session normally, as in guacd.
 
 The telnet wire format and the login matching are sans-I/O (``protocol.py``,
 ``login.py``); this module is only the asyncio glue between them, the socket and the
-:class:`~guacr.terminal.session.TerminalSession`.
+:class:`~guacr.frontend.session.TerminalSession`.
 """
 
 from __future__ import annotations
@@ -27,22 +27,21 @@ import time
 from collections import deque
 from typing import TYPE_CHECKING, Final, cast
 
+from guacr.contract.params import Params, params
 from guacr.errors import GuacrError, Unauthorized, UpstreamNotFound, UpstreamTimeout
-from guacr.handlers import wol
-from guacr.handlers.params import Params, params
-from guacr.handlers.telnet.login import LoginFailed, LoginMatcher, LoginSucceeded, SendInput
-from guacr.handlers.telnet.protocol import Data, TelnetClient
-from guacr.handlers.terminal import TerminalHandler
-from guacr.terminal.session import (
+from guacr.frontend.handler import TerminalHandler
+from guacr.frontend.session import (
     ARGV_NAMES,
     TerminalConfig,
     TerminalSession,
     clipboard_limit,
 )
+from guacr.handlers.telnet.login import LoginFailed, LoginMatcher, LoginSucceeded, SendInput
+from guacr.handlers.telnet.protocol import Data, TelnetClient
+from guacr.services import wol
 
 if TYPE_CHECKING:
-    from guacr.server.connection import Connection
-    from guacr.server.user import User
+    from guacr.contract.peers import Connection, User
 
 # guacd 1.6.1's telnet arguments, in its order.
 TELNET_ARGS: Final = (

@@ -26,10 +26,9 @@ from typing import TYPE_CHECKING
 import numpy as np
 import numpy.typing as npt
 
+from guacr.contract.handler import Handler
+from guacr.contract.params import Params, params
 from guacr.errors import GuacrError, Unauthorized, UpstreamError, UpstreamNotFound
-from guacr.handlers import wol
-from guacr.handlers.base import Handler
-from guacr.handlers.params import Params, params
 from guacr.handlers.vnc.client import RFBClient
 from guacr.handlers.vnc.constants import GUACD_DEFAULT_ENCODINGS, build_encodings
 from guacr.handlers.vnc.events import (
@@ -53,10 +52,11 @@ from guacr.handlers.vnc.pixels import PixelFormat
 from guacr.protocol import builders as b
 from guacr.render import encode as enc
 from guacr.render.display import Display
+from guacr.services import wol
+from guacr.services.clipboard import Clipboard, clipboard_limit
 
 if TYPE_CHECKING:
-    from guacr.server.connection import Connection
-    from guacr.server.user import User
+    from guacr.contract.peers import Connection, User
 
 VNC_ARGS = (
     "hostname", "port", "read-only", "disable-display-resize", "encodings", "username",
@@ -101,9 +101,6 @@ CLIPBOARD_ENCODINGS = {
     "UTF-16": "utf-16-le",
     "CP1252": "cp1252",
 }
-CLIPBOARD_MIN = 256 * 1024
-CLIPBOARD_MAX = 50 * 1024 * 1024
-CLIPBOARD_BLOB = 4096
 CONNECT_TIMEOUT = 15.0
 RETRY_INTERVAL = 1.0  # guacd waits 1 s between autoretry attempts
 READ_SIZE = 1 << 18
@@ -164,9 +161,7 @@ class VNCSettings:
             resize=not p.get_bool("disable-display-resize"),
             autoretry=max(0, p.get_int("autoretry")),
             clipboard_encoding=codec,
-            clipboard_limit=min(
-                CLIPBOARD_MAX, max(CLIPBOARD_MIN, p.get_int("clipboard-buffer-size"))
-            ),
+            clipboard_limit=clipboard_limit(p),
             disable_copy=p.get_bool("disable-copy"),
             disable_paste=p.get_bool("disable-paste"),
             dest_host=p.get_opt("dest-host"),
@@ -201,7 +196,8 @@ class VNCHandler(Handler):
     def __init__(self, conn: Connection, params: Params) -> None:
         super().__init__(conn, params)
         self.settings = VNCSettings.parse(params, self.log.warning)
-        self.clipboard_limit = self.settings.clipboard_limit
+        self.clipboard = Clipboard(conn, self.settings.clipboard_limit, self.settings.disable_copy)
+        self.clipboard_limit = self.clipboard.limit
         self.display = Display(self.conn, lossless=self.settings.lossless)
         self.rfb: RFBClient | None = None
         self.name = ""
@@ -214,7 +210,6 @@ class VNCHandler(Handler):
         self._connected = False
         self._prompt: set[str] = set()
         self._answers: dict[str, str] = {}
-        self._clipboard: bytes | None = None
         self._resize_wanted: tuple[int, int] | None = None
         self._resize_task: asyncio.Task[None] | None = None
         self._last_resize = 0.0
@@ -556,32 +551,14 @@ class VNCHandler(Handler):
 
     # -------------------------------------------------------------------- clipboard
     def _server_clipboard(self, text: str) -> None:
-        if self.settings.disable_copy:
-            return
-        data = text.encode("utf-8")[: self.settings.clipboard_limit]
-        self._clipboard = data
-        for user in list(self.conn.users):
-            self._send_clipboard(user, data)
-
-    @staticmethod
-    def _send_clipboard(user: User, data: bytes) -> None:
-        stream = user.alloc_stream()
-        parts = [b.clipboard(stream, "text/plain")]
-        parts += [
-            b.blob(stream, data[i : i + CLIPBOARD_BLOB])
-            for i in range(0, len(data), CLIPBOARD_BLOB)
-        ]
-        parts.append(b.end(stream))
-        user.send(b"".join(parts))
-        user.free_stream(stream)
+        self.clipboard.copy(text.encode("utf-8"))
 
     def on_clipboard(self, user: User, mimetype: str, data: bytes) -> None:
-        if self.settings.disable_paste or not mimetype.startswith("text/"):
-            return
+        received = self.clipboard.receive(user, mimetype, data)
         rfb = self.rfb
-        if rfb is None or not rfb.connected:
+        if received is None or rfb is None or not rfb.connected:
             return
-        text = data[: self.settings.clipboard_limit].decode("utf-8", "replace")
+        text = received.decode("utf-8", "replace")
         self._call(lambda: rfb.client_cut_text(text))
 
     # ------------------------------------------------------------------------ input
@@ -591,18 +568,10 @@ class VNCHandler(Handler):
             self._call(lambda: rfb.key_event(keysym, pressed))
 
     def on_mouse(self, user: User, x: int, y: int, mask: int) -> None:
+        self.display.move_pointer(user, x, y, mask)
         rfb = self.rfb
-        if rfb is None or not rfb.connected:
-            return
-        self._call(lambda: rfb.pointer_event(x, y, mask))
-        conn = self.conn
-        if len(conn.users) > 1 or conn.tees:
-            data = b.mouse(x, y, mask, conn.timestamp())
-            for other in conn.users:
-                if other is not user:
-                    other.send(data)
-            for tee in conn.tees:
-                tee(data)
+        if rfb is not None and rfb.connected:
+            self._call(lambda: rfb.pointer_event(x, y, mask))
 
     def on_size(self, user: User, width: int, height: int) -> None:
         if user is self.conn.owner and self.settings.resize:
@@ -639,8 +608,8 @@ class VNCHandler(Handler):
     def user_joined(self, user: User) -> None:
         if self.name:
             user.send(b.name(self.name))
-        if self._clipboard is not None and user is not self.conn.owner:
-            self._send_clipboard(user, self._clipboard)
+        if user is not self.conn.owner:
+            self.clipboard.send(user)
         self.display.send_full_state(user)
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import socket
 
-from guacr.handlers.params import Params
+from guacr.contract.params import Params
 
 RETRIES = 5
 

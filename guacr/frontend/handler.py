@@ -5,11 +5,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from guacr.handlers.base import Handler, StreamSink
-from guacr.terminal.session import StdinPipe, TerminalSession
+from guacr.contract.handler import Handler, StreamSink
+from guacr.frontend.session import StdinPipe, TerminalSession
 
 if TYPE_CHECKING:
-    from guacr.server.user import User
+    from guacr.contract.peers import User
 
 
 class TerminalHandler(Handler):

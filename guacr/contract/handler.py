@@ -1,4 +1,5 @@
-"""The handler contract: what a protocol plugin implements.
+"""The handler contract: what a protocol plugin implements (the other half of the
+contract, what a handler may use, is :mod:`guacr.contract.peers`).
 
 A handler is one remote connection (one SSH session, one VNC desktop). The core owns
 sockets, the handshake, users, stream and layer bookkeeping; a handler only turns
@@ -20,13 +21,10 @@ Lifecycle, driven by guacr.server.connection:
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, ClassVar, Protocol
+from typing import ClassVar, Protocol
 
-from guacr.handlers.params import Param, Params
-
-if TYPE_CHECKING:
-    from guacr.server.connection import Connection
-    from guacr.server.user import User
+from guacr.contract.params import Param, Params
+from guacr.contract.peers import Connection, User
 
 
 class StreamSink(Protocol):
@@ -46,6 +44,9 @@ class Handler:
     PARAMS: ClassVar[tuple[Param, ...]] = ()
     # Parameters the client may change live with an ``argv`` stream (acked 0; others 771).
     ARGV: ClassVar[frozenset[str]] = frozenset()
+    # Largest inbound clipboard the core assembles for ``on_clipboard`` (guacd's
+    # ``clipboard-buffer-size``; see guacr.services.clipboard).
+    clipboard_limit: int = 262144
 
     def __init__(self, conn: Connection, params: Params) -> None:
         self.conn = conn
@@ -59,6 +60,14 @@ class Handler:
         such as VNC credentials while a ``required`` prompt is pending.
         """
         return name in self.ARGV
+
+    def accepts_clipboard(self, user: User) -> bool:
+        """Whether ``user`` may send its clipboard (else the core refuses the stream
+        with guacd's "Clipboard unsupported", 256).
+
+        As guacd, decided per user from that user's own ``disable-paste``.
+        """
+        return not user.params.get_bool("disable-paste")
 
     @classmethod
     def arg_names(cls) -> list[str]:

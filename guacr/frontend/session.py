@@ -1,4 +1,4 @@
-"""The terminal front end shared by the SSH, Telnet and database handlers.
+"""The terminal session shared by the SSH, Telnet and database handlers.
 
 A :class:`TerminalSession` owns one emulator (:class:`guacr.terminal.Terminal`) and one
 :class:`~guacr.render.terminal_view.TerminalView`, and turns everything a Guacamole
@@ -33,6 +33,7 @@ download and 482201 upload directory). Glue for a handler (see
 
     ARGV = frozenset(ARGV_NAMES)                       # class attribute
     self.clipboard_limit = clipboard_limit(params)     # read by the core
+    #                                          (guacr.services.clipboard)
     self.session = TerminalSession(conn, TerminalConfig.from_params(params),
                                    send_input=..., on_resize=..., ...)
     # run():   await self.session.start(); [await self.session.prompt("Login as: ")]
@@ -47,18 +48,29 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
-import re
 import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Final, NamedTuple
+from typing import TYPE_CHECKING, Final
 
-from guacr.files import open_unique
-from guacr.handlers.params import Params
+from guacr.frontend.config import ARGV_NAMES, TerminalConfig, normalize_newlines
+from guacr.frontend.pipes import (
+    OSC_PIPE_CLOSE,
+    OSC_PIPE_OPEN,
+    PIPE_AUTOFLUSH,
+    PIPE_BLOB,
+    PIPE_INTERPRET,
+    PIPE_OPEN,
+    TO_PIPE,
+    TO_TERM,
+    OutputRouter,
+    Route,
+    StdinPipe,
+)
+from guacr.frontend.selection import Point, Selection, word_bounds
+from guacr.frontend.typescript import Typescript
 from guacr.protocol import builders as b
-from guacr.protocol.status import Status
 from guacr.render.glyphs import (
     BOLD,
     ITALIC,
@@ -72,6 +84,7 @@ from guacr.render.glyphs import (
     get_fontset,
 )
 from guacr.render.terminal_view import Cursor, Pointer, TerminalView
+from guacr.services.clipboard import Clipboard, clipboard_limit
 from guacr.terminal import (
     ATTR_BOLD,
     ATTR_ITALIC,
@@ -92,8 +105,7 @@ from guacr.terminal import (
 from guacr.terminal.mouse import MOD_ALT, MOD_CTRL, MOD_SHIFT
 
 if TYPE_CHECKING:
-    from guacr.server.connection import Connection
-    from guacr.server.user import User
+    from guacr.contract.peers import Connection, User
 
 log = logging.getLogger(__name__)
 
@@ -108,362 +120,8 @@ ECHO_BYTES: Final = 512  # ... if it is this small: drawn without the coalescing
 CONGESTED_WAIT: Final = 0.5  # longest a frame is held back for a congested client
 WHEEL_ROWS: Final = 3
 CLICK_INTERVAL: Final = 0.3  # clicks closer than this count as double/triple clicks
-CLIPBOARD_BLOB: Final = 4096
-CLIPBOARD_MIN: Final = 262144
-CLIPBOARD_MAX: Final = 52428800
-ARGV_NAMES: Final = ("color-scheme", "font-name", "font-size")
-OSC_PIPE_OPEN: Final = 482202
-OSC_PIPE_CLOSE: Final = 482203
 OSC_SCROLLBACK: Final = 482204
-_WORD_DELIMITERS: Final = frozenset("\"'`()[]{}<>|,;")
 
-
-def clipboard_limit(params: Params) -> int:
-    """``clipboard-buffer-size`` clamped as guacd does (256 KiB .. 50 MiB)."""
-    return min(CLIPBOARD_MAX, max(CLIPBOARD_MIN, params.get_int("clipboard-buffer-size", 0)))
-
-
-def normalize_newlines(data: bytes) -> bytes:
-    """Pasted line ends become CR, as a terminal's Return key sends (guacd does too)."""
-    return data.replace(b"\r\n", b"\r").replace(b"\n", b"\r")
-
-
-@dataclass
-class TerminalConfig:
-    """The terminal parameters shared by ssh, telnet and kubernetes (guacd §4.0)."""
-
-    font_name: str = "monospace"
-    font_size: int = 12
-    color_scheme: str = ""
-    scrollback: int = 1000
-    backspace: int = 127
-    terminal_type: str = "linux"
-    func_keys_and_keypad: str = ""
-    disable_copy: bool = False
-    disable_paste: bool = False
-    clipboard_limit: int = CLIPBOARD_MIN
-    typescript_path: str | None = None
-    typescript_name: str = "typescript"
-    create_typescript_path: bool = False
-    typescript_write_existing: bool = False
-
-    @classmethod
-    def from_params(cls, params: Params, terminal_type: str = "linux") -> TerminalConfig:
-        """Read the shared terminal parameters (missing ones take guacd's defaults)."""
-        backspace = params.get_int("backspace", 127)
-        size = params.get_int("font-size", 12)
-        return cls(
-            font_name=params.get("font-name") or "monospace",
-            font_size=size if size > 0 else 12,
-            color_scheme=params.get("color-scheme"),
-            scrollback=max(0, params.get_int("scrollback", 1000)),
-            backspace=backspace if 0 <= backspace <= 127 else 127,
-            terminal_type=params.get("terminal-type") or terminal_type,
-            func_keys_and_keypad=params.get("func-keys-and-keypad"),
-            disable_copy=params.get_bool("disable-copy"),
-            disable_paste=params.get_bool("disable-paste"),
-            clipboard_limit=clipboard_limit(params),
-            typescript_path=params.get_opt("typescript-path"),
-            typescript_name=params.get("typescript-name") or "typescript",
-            create_typescript_path=params.get_bool("create-typescript-path"),
-            typescript_write_existing=params.get_bool("typescript-write-existing"),
-        )
-
-
-class StdinPipe:
-    """A client ``pipe`` named ``STDIN``: its data is typed into the session, as guacd."""
-
-    def __init__(self, write: Callable[[bytes], None], user: User, stream: int) -> None:
-        self.write, self.user, self.stream = write, user, stream
-        user.ack(stream, "Ready for STDIN data.", Status.SUCCESS)
-
-    def blob(self, data: bytes) -> None:
-        """Type the data, then ask for more."""
-        self.write(data)
-        self.user.ack(self.stream, "OK", Status.SUCCESS)
-
-    def end(self) -> None:
-        """Nothing to finish: input was typed as it came."""
-
-
-class Typescript:
-    """A typescript recording: raw host output plus a ``scriptreplay`` timing file.
-
-    As guacd: the data file is wrapped in ``[BEGIN TYPESCRIPT]``/``[END TYPESCRIPT]``
-    lines (``scriptreplay`` skips the first line as a header), the timing file has one
-    ``<seconds since previous> <bytes>`` line per flush, name collisions get ``.1`` ..
-    ``.255`` suffixes unless ``write_existing``; files are 0600, a created directory 0700.
-    """
-
-    HEADER: Final = b"[BEGIN TYPESCRIPT]\n"
-    FOOTER: Final = b"\n[END TYPESCRIPT]\n"
-    MAX_SUFFIX: Final = 255
-    MAX_DELAY_MS: Final = 86400000
-    BUFFER: Final = 4096
-
-    def __init__(self, data_fd: int, timing_fd: int, path: str) -> None:
-        self.path = path
-        self._data = data_fd
-        self._timing = timing_fd
-        self._buffer = bytearray()
-        self._last = time.monotonic()
-        os.write(self._data, self.HEADER)
-
-    @classmethod
-    def create(
-        cls, directory: str, name: str, create_path: bool = False, write_existing: bool = False
-    ) -> Typescript:
-        """Open the two files (raises OSError when impossible)."""
-        data_fd, path = open_unique(
-            directory,
-            name,
-            file_mode=0o600,
-            create_dir=create_path,
-            dir_mode=0o700,
-            write_existing=write_existing,
-        )
-        flags = os.O_CREAT | os.O_WRONLY | (os.O_TRUNC if write_existing else os.O_EXCL)
-        try:
-            timing_fd = os.open(path + ".timing", flags, 0o600)
-        except OSError:
-            os.close(data_fd)
-            raise
-        return cls(data_fd, timing_fd, path)
-
-    def write(self, data: bytes) -> None:
-        """Record host output (flushed with the next frame or when the buffer is full)."""
-        self._buffer += data
-        if len(self._buffer) >= self.BUFFER:
-            self.flush()
-
-    def flush(self) -> None:
-        """Write buffered output with its timing line."""
-        if not self._buffer:
-            return
-        now = time.monotonic()
-        elapsed = min(int((now - self._last) * 1000), self.MAX_DELAY_MS)
-        self._last = now
-        os.write(self._timing, f"{elapsed / 1000:.6f} {len(self._buffer)}\n".encode())
-        os.write(self._data, bytes(self._buffer))
-        self._buffer.clear()
-
-    def close(self) -> None:
-        """Flush, write the footer and close both files."""
-        try:
-            self.flush()
-            os.write(self._data, self.FOOTER)
-        finally:
-            os.close(self._data)
-            os.close(self._timing)
-
-
-# guacd's output pipe (OSC 482202/482203) ----------------------------------------------
-TO_TERM: Final = 0  # bytes for the emulator
-TO_PIPE: Final = 1  # text for the open pipe stream
-PIPE_OPEN: Final = 2  # open a pipe: data = name, flags
-PIPE_CLOSE: Final = 3  # close the open pipe
-PIPE_INTERPRET: Final = 1  # OSC 482202 flag: output goes to the display too
-PIPE_AUTOFLUSH: Final = 2  # OSC 482202 flag: the pipe buffer is sent with every frame
-PIPE_BLOB: Final = 6048  # guacd's pipe buffer: a blob when full (else at close/autoflush)
-_OSC_PAYLOAD_MAX: Final = 2047  # guacd keeps this much of an OSC parameter
-_GROUND, _ESC, _CSI, _OSC_NUM, _STRING, _STRING_ESC = range(6)
-_CSI_END: Final = re.compile(rb"[\x18\x1a\x1b\x40-\x7e]")
-# whole CSIs and short escapes (not strings): most escapes in piped output
-_SHORT_ESCAPES: Final = re.compile(
-    rb"(\x1b(?:\[[\x20-\x3f]*[\x40-\x7e]|[\x20-\x2f]*[\x30-\x4f\x51-\x57\x59-\x5a\x60-\x7e]))"
-)
-_STRING_END: Final = re.compile(rb"[\x07\x18\x1a\x1b]")
-_LEADING_INT: Final = re.compile(rb"\s*\+?(\d+)")
-
-
-class Route(NamedTuple):
-    """One piece of host output and where it goes (see :class:`OutputRouter`)."""
-
-    kind: int
-    data: bytes = b""
-    flags: int = 0
-
-
-class OutputRouter:
-    """Splits host output between the emulator and guacd's output pipe (sans-I/O).
-
-    ``ESC ] 482202 ; [flags ;]... name`` (BEL or ST) opens a pipe: from then on, as in
-    guacd, text goes to the pipe instead of the display, while escape sequences still
-    reach the emulator (they are interpreted, not piped), until ``ESC ] 482203``
-    closes it. Flags (OR-ed numbers before the name): 1 = draw the text too, 2 = send
-    the pipe buffer with every frame. guacd only closes on ``ESC ] 482203 ;``; the form
-    without ``;`` (which guacd ignores) closes too.
-
-    Outside a pipe the only cost is one ``bytes.find`` per chunk: all bytes go to the
-    emulator and only ``ESC ]`` is looked at.
-    """
-
-    def __init__(self) -> None:
-        self.piping = False
-        self._keep_order = False  # text is drawn as well as piped (flag 1)
-        self._state = _GROUND
-        self._num = bytearray()  # digits of the OSC number being read
-        self._cmd = 0  # 482202/482203 while its payload is read, else 0
-        self._payload = bytearray()
-        self._data = b""  # the chunk being routed, and routes found so far
-        self._out: list[Route] = []
-        self._mark = 0  # start of bytes not yet given a route
-
-    def feed(self, data: bytes) -> list[Route]:
-        """Route one chunk; state carries over to the next."""
-        quiet = self._state == _GROUND and not self.piping
-        if quiet and data.find(b"\x1b]") < 0 and not data.endswith(b"\x1b"):
-            return [Route(TO_TERM, data)]
-        out: list[Route] = []
-        self._data, self._out, self._mark = data, out, 0
-        pos, n = 0, len(data)
-        while pos < n:
-            pos = self._step(data, pos, n)
-        self._emit_term(n)
-        self._data = b""
-        return out
-
-    def _emit_term(self, end: int) -> None:
-        if end > self._mark:
-            self._out.append(Route(TO_TERM, self._data[self._mark : end]))
-        self._mark = end
-
-    def _step(self, data: bytes, pos: int, n: int) -> int:
-        """Consume from ``pos``; returns the new position."""
-        state = self._state
-        if state == _GROUND:
-            if self.piping:
-                return self._pipe_text(data, pos, n)
-            i = data.find(b"\x1b]", pos)
-            if i >= 0:
-                self._state, self._num = _OSC_NUM, bytearray()
-                return i + 2
-            if data.endswith(b"\x1b"):
-                self._state = _ESC
-            return n
-        c = data[pos]
-        if state == _ESC:
-            return self._escape(c, pos)
-        if state == _CSI:
-            m = _CSI_END.search(data, pos)
-            if m is None:
-                return n
-            self._state = _ESC if data[m.start()] == 0x1B else _GROUND
-            return m.start() + 1
-        if state == _OSC_NUM:
-            if 0x30 <= c <= 0x39 and len(self._num) < 8:
-                self._num.append(c)
-                return pos + 1
-            return self._osc_number(c, pos)
-        if state == _STRING:
-            m = _STRING_END.search(data, pos)
-            end = n if m is None else m.start()
-            if self._cmd:
-                room = _OSC_PAYLOAD_MAX - len(self._payload)
-                self._payload += data[pos : min(end, pos + max(0, room))]
-            if m is None:
-                return n
-            c = data[end]
-            if c == 0x07:
-                self._finish(end + 1)
-            elif c == 0x1B:
-                self._state = _STRING_ESC
-            else:  # CAN/SUB cancel the string
-                self._cmd, self._state = 0, _GROUND
-            return end + 1
-        # _STRING_ESC: ESC \ ends the string; ESC + anything else ends it and starts anew
-        if c == 0x5C:
-            self._finish(pos + 1)
-            return pos + 1
-        self._finish(pos)
-        self._state = _ESC
-        return pos
-
-    def _pipe_text(self, data: bytes, pos: int, n: int) -> int:
-        """Inside a pipe: text to the pipe, whole short escapes to the emulator, up to the
-        first other escape (split in C: piped ``ls --color`` output is mostly escapes)."""
-        parts = _SHORT_ESCAPES.split(data[pos:] if pos else data)  # text, escape, text, ...
-        end = n
-        for k in range(0, len(parts), 2):
-            j = parts[k].find(b"\x1b")
-            if j >= 0:  # a string, or an escape this chunk ends inside
-                parts[k] = parts[k][:j]
-                del parts[k + 1 :]
-                end = pos + sum(map(len, parts))
-                break
-        self._emit_term(pos)
-        out = self._out
-        if self._keep_order:  # the text is drawn too: keep it in order with the escapes
-            for k, part in enumerate(parts):
-                if part:
-                    out.append(Route(TO_TERM if k % 2 else TO_PIPE, part))
-        else:  # pipe and emulator are separate sinks: one route each
-            escapes, text = b"".join(parts[1::2]), b"".join(parts[0::2])
-            if escapes:
-                out.append(Route(TO_TERM, escapes))
-            if text:
-                out.append(Route(TO_PIPE, text))
-        self._mark = end
-        if end == n:
-            return n
-        self._state = _ESC  # its ESC goes to the emulator with what follows
-        return end + 1
-
-    def _escape(self, c: int, pos: int) -> int:
-        if c == 0x5D:  # ]
-            self._state, self._num = _OSC_NUM, bytearray()
-        elif not self.piping:
-            self._state = _GROUND  # only OSCs matter outside a pipe
-            return pos
-        elif c == 0x5B:  # [
-            self._state = _CSI
-        elif c in b"PX^_":  # DCS, SOS, PM, APC: strings up to ST
-            self._cmd, self._state = 0, _STRING
-        elif 0x20 <= c <= 0x2F or c == 0x1B or (c < 0x20 and c not in (0x18, 0x1A)):
-            pass  # intermediate, repeated ESC or an executed control: still in the escape
-        else:
-            self._state = _GROUND  # final byte
-        return pos + 1
-
-    def _osc_number(self, c: int, pos: int) -> int:
-        cmd = int(self._num) if self._num else -1
-        terminator = c in (0x07, 0x1B)
-        if cmd in (OSC_PIPE_OPEN, OSC_PIPE_CLOSE) and (
-            c == 0x3B or (terminator and cmd == OSC_PIPE_CLOSE)
-        ):
-            self._cmd, self._payload = cmd, bytearray()
-            if c == 0x3B:
-                self._state = _STRING
-            elif c == 0x07:
-                self._finish(pos + 1)
-            else:
-                self._state = _STRING_ESC
-            return pos + 1
-        # Any other OSC: inside a pipe skip it to its end (it isn't text); outside a
-        # pipe nothing more to watch.
-        self._cmd = 0
-        self._state = _STRING if self.piping else _GROUND
-        return pos
-
-    def _finish(self, end: int) -> None:
-        """An OSC ended at ``end``: act on 482202/482203 (their bytes go to the emulator)."""
-        cmd, self._cmd, self._state = self._cmd, 0, _GROUND
-        if cmd == OSC_PIPE_OPEN:
-            *params, name = bytes(self._payload).split(b";")
-            flags = 0
-            for p in params:
-                m = _LEADING_INT.match(p)
-                value = int(m.group(1)) if m else 0
-                flags |= value if value <= 0x7FFFFFFF else 0
-            self._emit_term(end)
-            self._out.append(Route(PIPE_OPEN, name, flags))
-            self.piping = True
-            self._keep_order = bool(flags & PIPE_INTERPRET)
-        elif cmd == OSC_PIPE_CLOSE:
-            self._emit_term(end)
-            if self.piping:
-                self._out.append(Route(PIPE_CLOSE))
-            self.piping = False
 
 
 @dataclass
@@ -472,37 +130,6 @@ class _Prompt:
     echo: bool
     text: str = ""
 
-
-Point = tuple[int, int]  # (absolute line, column)
-
-
-@dataclass
-class Selection:
-    """Selected text between two points (inclusive), in absolute line numbers."""
-
-    start: Point
-    end: Point
-    block: bool = False
-
-    def bounds(self) -> tuple[Point, Point]:
-        """(first, last) in reading order (block: top-left and bottom-right corners)."""
-        if self.block:
-            (r0, r1), (c0, c1) = (
-                sorted((self.start[0], self.end[0])),
-                sorted((self.start[1], self.end[1])),
-            )
-            return (r0, c0), (r1, c1)
-        a, z = sorted((self.start, self.end))
-        return a, z
-
-    def columns(self, line: int, cols: int) -> tuple[int, int] | None:
-        """Selected [c0, c1] on ``line``, or None."""
-        (r0, c0), (r1, c1) = self.bounds()
-        if not r0 <= line <= r1:
-            return None
-        if self.block:
-            return c0, c1
-        return (c0 if line == r0 else 0), (c1 if line == r1 else cols - 1)
 
 
 class TerminalSession:
@@ -540,8 +167,7 @@ class TerminalSession:
             "font-name": config.font_name,
             "font-size": str(config.font_size),
         }
-        self.clipboard = b""
-        self.clipboard_mimetype = "text/plain"
+        self.clipboard = Clipboard(conn, config.clipboard_limit, config.disable_copy)
         self.typescript: Typescript | None = None
         # created by start()
         self.term: Terminal
@@ -1068,7 +694,7 @@ class TerminalSession:
             if res.action is KeyAction.INPUT:
                 self._prompt_input(res.data)
             elif res.action is KeyAction.PASTE and not self.cfg.disable_paste:
-                self._prompt_input(self.clipboard.split(b"\n")[0].split(b"\r")[0])
+                self._prompt_input(self.clipboard.data.split(b"\n")[0].split(b"\r")[0])
             return
         if res.action is KeyAction.INPUT:
             if res.data:
@@ -1237,20 +863,7 @@ class TerminalSession:
         emu = line - self._pushed
         if not -self.term.scrollback_len <= emu < self.term.rows:
             return col, col
-        cells = self.term.row_cells(emu)
-
-        def word(c: int) -> bool:
-            ch = cells[c].text
-            return bool(ch) and not ch.isspace() and ch not in _WORD_DELIMITERS
-
-        if col >= len(cells) or not word(col):
-            return col, col
-        c0 = c1 = col
-        while c0 > 0 and (word(c0 - 1) or cells[c0 - 1].width == 0):
-            c0 -= 1
-        while c1 + 1 < len(cells) and (word(c1 + 1) or cells[c1 + 1].width == 0):
-            c1 += 1
-        return c0, c1
+        return word_bounds(self.term.row_cells(emu), col)
 
     def selection_text(self) -> str:
         """The selected text (rows joined with newlines except where soft-wrapped)."""
@@ -1275,36 +888,22 @@ class TerminalSession:
     # Clipboard ---------------------------------------------------------------------------
     def copy_to_clipboard(self, text: str) -> None:
         """Make ``text`` the connection's clipboard and send it to every user."""
-        data = text.encode("utf-8")[: self.cfg.clipboard_limit]
-        self.clipboard = data
-        self.clipboard_mimetype = "text/plain"
-        for user in list(self.conn.users):
-            stream = user.alloc_stream()
-            parts = [b.clipboard(stream, "text/plain")]
-            parts.extend(
-                b.blob(stream, data[i : i + CLIPBOARD_BLOB])
-                for i in range(0, len(data), CLIPBOARD_BLOB)
-            )
-            parts.append(b.end(stream))
-            user.send(b"".join(parts))
-            user.free_stream(stream)
+        self.clipboard.copy(text.encode("utf-8"))
 
     def set_clipboard(self, user: User, mimetype: str, data: bytes) -> None:
         """A client's clipboard arrived (``disable-paste`` ignores it)."""
-        if self.cfg.disable_paste or not mimetype.startswith("text/"):
-            return
-        self.clipboard = data[: self.cfg.clipboard_limit]
-        self.clipboard_mimetype = mimetype
+        if not self.cfg.disable_paste:
+            self.clipboard.receive(user, mimetype, data)
 
     def paste(self) -> None:
         """Type the connection clipboard into the session (unless ``disable-paste``)."""
-        if self.cfg.disable_paste or not self.clipboard or not self.started:
+        if self.cfg.disable_paste or not self.clipboard.data or not self.started:
             return
         if self._prompt is not None:
-            self._prompt_input(self.clipboard.split(b"\n")[0].split(b"\r")[0])
+            self._prompt_input(self.clipboard.data.split(b"\n")[0].split(b"\r")[0])
             return
         self._scroll_to(0)
-        data = normalize_newlines(self.clipboard)
+        data = normalize_newlines(self.clipboard.data)
         self.send_input(encode_paste(data, self.term.bracketed_paste))
 
     # Size and live parameters --------------------------------------------------------
@@ -1432,3 +1031,14 @@ def _argv_stream(user: User, name: str, value: str) -> bytes:
     out += b.end(stream)
     user.free_stream(stream)
     return out
+
+
+__all__ = [
+    "ARGV_NAMES",
+    "StdinPipe",
+    "TerminalConfig",
+    "TerminalSession",
+    "Typescript",
+    "clipboard_limit",
+    "normalize_newlines",
+]
