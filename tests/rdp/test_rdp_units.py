@@ -6,7 +6,7 @@ import hashlib
 
 import pytest
 
-from guacr.handlers.params import Params
+from guacr.contract.params import Params
 from guacr.handlers.rdp import keymap
 from guacr.handlers.rdp.client import RDPConnectError
 from guacr.handlers.rdp.handler import (

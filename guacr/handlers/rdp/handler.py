@@ -19,10 +19,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from guacr.contract.handler import Handler
+from guacr.contract.params import Params, params
 from guacr.errors import GuacrError, Unauthorized, UpstreamError, UpstreamNotFound
-from guacr.handlers import wol
-from guacr.handlers.base import Handler
-from guacr.handlers.params import Params, params
 from guacr.handlers.rdp import compat, keymap
 from guacr.handlers.rdp.client import (
     SECURITY_MODES,
@@ -35,10 +34,10 @@ from guacr.handlers.rdp.client import (
 from guacr.protocol import builders as b
 from guacr.protocol.status import Status
 from guacr.render.display import Display
+from guacr.services import wol
 
 if TYPE_CHECKING:
-    from guacr.server.connection import Connection
-    from guacr.server.user import User
+    from guacr.contract.peers import Connection, User
 
 # The fork server imports every handler before forking: compile aardwolf's ASN.1
 # codecs now, so no connection (and no restarted worker) pays 0.43 s of CPU for them.
@@ -419,6 +418,7 @@ class RDPHandler(Handler):
 
     # ----------------------------------------------------------------------- input
     def on_mouse(self, user: User, x: int, y: int, mask: int) -> None:
+        self.display.move_pointer(user, x, y, mask)
         rdp = self.rdp
         if rdp is None:
             return
@@ -433,14 +433,6 @@ class RDPHandler(Handler):
         if changed & mask & 16:
             rdp.pointer(x, y, WHEEL_DOWN)
         self._mask = mask
-        conn = self.conn
-        if len(conn.users) > 1 or conn.tees:
-            data = b.mouse(x, y, mask, conn.timestamp())
-            for other in conn.users:
-                if other is not user:
-                    other.send(data)
-            for tee in conn.tees:
-                tee(data)
 
     def on_key(self, user: User, keysym: int, pressed: bool) -> None:
         rdp = self.rdp
