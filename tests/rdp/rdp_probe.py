@@ -23,6 +23,7 @@ class Collected:
     painted: np.ndarray = field(default_factory=lambda: np.zeros((768, 1024), bool))
     rects: int = 0
     errors: list[int] = field(default_factory=list)
+    clipboard: list[str] = field(default_factory=list)
 
     def bitmap(self, x: int, y: int, pixels: np.ndarray) -> None:
         h, w = pixels.shape[:2]
@@ -38,6 +39,9 @@ class Collected:
 
     def desktop_resized(self, width: int, height: int) -> None:
         pass
+
+    def server_clipboard(self, text: str) -> None:
+        self.clipboard.append(text)
 
     def rgb(self) -> np.ndarray:
         return self.fb[..., :3]

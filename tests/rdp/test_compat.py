@@ -7,6 +7,7 @@ reconnects to the same Xorg display.
 
 from __future__ import annotations
 
+import secrets
 import subprocess
 import time
 
@@ -123,3 +124,61 @@ def test_wrong_colours_without_pixel_order_32bpp(xrdp: XrdpServer) -> None:
 def test_unknown_fix_name_is_refused() -> None:
     with pytest.raises(KeyError), compat.without("no_such_fix"):
         pass
+
+
+@pytest.mark.parametrize("enabled", [True, False])
+def test_clipboard_startup_keeps_the_x_clipboard(xrdp: XrdpServer, enabled: bool) -> None:
+    text = f"pre-existing-{secrets.token_hex(3)}"
+    xrdp.run_x(["sh", "-c", "xclip -selection clipboard >/dev/null 2>&1"], input=text.encode())
+    fixes = () if enabled else ("clipboard_startup",)
+    with compat.without(*fixes):
+        out = run_session(xrdp, seconds=1.0, until_full=False)
+    assert out.error is None
+    try:
+        pasted = xrdp.run_x(["xclip", "-selection", "clipboard", "-o"], timeout=3).stdout
+    except subprocess.TimeoutExpired:
+        pasted = b""
+    if enabled:
+        assert pasted.decode() == text
+    else:
+        assert pasted.decode() != text
+
+
+def test_early_server_format_list_is_handled() -> None:
+    """A CB_FORMAT_LIST that arrives before our list was acknowledged (spec-built PDU)."""
+    import asyncio
+    import struct
+
+    from aardwolf.commons.iosettings import RDPIOSettings
+    from aardwolf.extensions.RDPECLIP.channel import CLIPBRDSTATUS, RDPECLIPChannel
+
+    compat.install()
+    entry = struct.pack("<I", 13) + b"\0" * 32  # CF_UNICODETEXT, short (unnamed) format
+    cliprdr = struct.pack("<HHI", 2, 0, len(entry)) + entry  # CB_FORMAT_LIST
+    pdu = struct.pack("<II", len(cliprdr), 0x03) + cliprdr  # CHANNEL_FLAG_FIRST | LAST
+
+    class FakeConnection:
+        cryptolayer = None
+
+        def __init__(self) -> None:
+            self.sent: list[bytes] = []
+            self.ext_out_queue: asyncio.Queue[object] = asyncio.Queue()
+
+        async def handle_out_data(self, data: bytes, *rest: object) -> None:
+            self.sent.append(data.to_bytes())  # type: ignore[attr-defined]
+
+    async def feed() -> list[int]:
+        settings = RDPIOSettings()
+        settings.clipboard_use_pyperclip = False
+        channel = RDPECLIPChannel(settings)
+        channel.connection = FakeConnection()
+        channel.status = CLIPBRDSTATUS.CLIENT_INIT
+        await channel.process_channel_data(pdu)
+        assert channel.status == CLIPBRDSTATUS.CLIENT_INIT
+        # cliprdr msgType of each sent PDU (after the 8-byte channel header)
+        return [struct.unpack_from("<H", d, 8)[0] for d in channel.connection.sent]
+
+    # Response OK (3) to the list, then a data request (4) for the text.
+    assert asyncio.run(feed()) == [3, 4]
+    with compat.without("clipboard_startup"):
+        assert asyncio.run(feed()) == []

@@ -224,3 +224,46 @@ def test_missing_password_is_asked_for(guacr: Guacr, xrdp: XrdpServer) -> None:
         s.send_argv("password", xrdp.password)
         s.wait_frames(1, 15)
         assert_matches_screen(s, xrdp)
+
+
+# ----------------------------------------------------------------------------- clipboard
+
+
+def set_x_clipboard(server: XrdpServer, text: str) -> None:
+    # xclip forks to serve the selection; detach its output so run() returns.
+    server.run_x(["sh", "-c", "xclip -selection clipboard >/dev/null 2>&1"], input=text.encode())
+
+
+def test_clipboard_server_to_client(guacr: Guacr, xrdp: XrdpServer) -> None:
+    text = f"gr\u00fc\u00dfe \u20ac {secrets.token_hex(3)}"
+    with GuacSession(guacr) as s:
+        connected(s, xrdp)
+        s.pump(0.5)
+        set_x_clipboard(xrdp, text)
+        s.wait_for(lambda: s.canvas.clipboard_text() == text, 10, "clipboard")
+
+
+def test_clipboard_client_to_server(guacr: Guacr, xrdp: XrdpServer) -> None:
+    text = f"hall\u00f6 \u20ac {secrets.token_hex(3)}"
+    with GuacSession(guacr) as s:
+        connected(s, xrdp)
+        s.pump(0.5)
+        s.send_clipboard(text)
+        deadline = time.monotonic() + 10
+        while True:
+            s.pump(0.3)
+            # chansrv asks guacr for the text only when an X client pastes.
+            got = xrdp.run_x(["xclip", "-selection", "clipboard", "-o"], timeout=5)
+            if got.stdout.decode("utf-8", "replace") == text:
+                break
+            assert time.monotonic() < deadline, got
+
+
+def test_disable_copy(guacr: Guacr, xrdp: XrdpServer) -> None:
+    text = f"secret {secrets.token_hex(3)}"
+    with GuacSession(guacr) as s:
+        connected(s, xrdp, **{"disable-copy": "true"})
+        s.pump(0.5)
+        set_x_clipboard(xrdp, text)
+        s.pump(1.5)
+        assert s.canvas.clipboard_text() != text

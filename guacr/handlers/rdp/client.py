@@ -61,6 +61,9 @@ class RDPSink(Protocol):
     def desktop_resized(self, width: int, height: int) -> None:
         """The session's desktop size changed."""
 
+    def server_clipboard(self, text: str) -> None:
+        """The server's clipboard now holds ``text``."""
+
 
 @dataclass(frozen=True)
 class RDPConfig:
@@ -79,6 +82,7 @@ class RDPConfig:
     keyboard_layout: int = 0x409
     performance_flags: int | None = None
     cert_check: Callable[[bytes], None] | None = None
+    clipboard: bool = True
 
 
 def wire_depth(color_depth: int) -> int:
@@ -113,8 +117,10 @@ class RDPClient:
         from aardwolf.protocol.x224.constants import SUPP_PROTOCOLS
 
         c = self.config
+        from aardwolf.extensions.RDPECLIP.channel import RDPECLIPChannel
+
         s = RDPIOSettings()
-        s.channels = []
+        s.channels = [RDPECLIPChannel] if c.clipboard else []
         s.vchannels = {}
         s.clipboard_use_pyperclip = False
         s.video_width = c.width
@@ -232,7 +238,11 @@ class RDPClient:
             item = await queue.get()
             if item is None:
                 return
-            if getattr(item, "type", None) == RDPDATATYPE.VIDEO and item.data is not None:
+            kind = getattr(item, "type", None)
+            if kind == RDPDATATYPE.CLIPBOARD_DATA_TXT and isinstance(item.data, str):
+                self.sink.server_clipboard(item.data.rstrip("\0"))
+                continue
+            if kind == RDPDATATYPE.VIDEO and item.data is not None:
                 img = item.data.convert("RGBA")
                 pixels = np.asarray(img, dtype=np.uint8)
                 self.sink.bitmap(item.x, item.y, pixels)
@@ -274,6 +284,12 @@ class RDPClient:
         x = max(0, min(x, self.width - 1))
         y = max(0, min(y, self.height - 1))
         self._queue(lambda: _send_pointer(conn, x, y, flags))
+
+    def set_clipboard(self, text: str) -> None:
+        """Offer ``text`` to the server as the client's clipboard (CF_UNICODETEXT)."""
+        conn = self._conn
+        if self.config.clipboard and conn is not None:
+            self._queue(lambda: conn.set_current_clipboard_text(text))
 
     # ---------------------------------------------------------------------- closing
     async def wait_closed(self) -> None:

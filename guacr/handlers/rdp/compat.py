@@ -27,6 +27,10 @@ at run time, once, in :func:`install`; upstream versions of them should go to aa
   strict check by the header size; the length is not enforced.
 * ``request_32bpp``: aardwolf has no 32 bpp branch and never sets WANT_32BPP_SESSION.
 * ``pixel_order_32bpp``: at 32 bpp the decoder returns B,G,R with alpha 0.
+* ``clipboard_startup``: aardwolf announces ~20 empty clipboard formats at start-up,
+  so xrdp's chansrv takes the X CLIPBOARD from its owner and answers pastes with
+  failures; an empty list is announced instead. A server format list arriving before
+  our list is acknowledged was dropped; it is handled like one arriving later.
 
 Plus, not interop: the ASN.1 codecs aardwolf compiles on every connect (0.43 s of CPU)
 are compiled once per process by :func:`preload` (the fork server calls it before
@@ -61,6 +65,7 @@ FIXES: tuple[str, ...] = (
     "bulk_decompression_length",
     "request_32bpp",
     "pixel_order_32bpp",
+    "clipboard_startup",
 )
 ENABLED: dict[str, bool] = dict.fromkeys(FIXES, True)
 
@@ -169,6 +174,7 @@ def install() -> None:
     _patch_bulk()
     _patch_core_data()
     _patch_tls()
+    _patch_clipboard()
     _installed = True
 
 
@@ -376,6 +382,40 @@ def _patch_core_data() -> None:
         return data
 
     TS_UD_CS_CORE.to_bytes = to_bytes
+
+
+def _patch_clipboard() -> None:
+    from aardwolf.extensions.RDPECLIP.channel import CLIPBRDSTATUS, RDPECLIPChannel
+    from aardwolf.extensions.RDPECLIP.protocol import CB_TYPE
+
+    send_caps = RDPECLIPChannel._RDPECLIPChannel__send_capabilities
+    process_in = RDPECLIPChannel._RDPECLIPChannel__process_in
+
+    async def send_capabilities(self: Any) -> Any:
+        if not ENABLED["clipboard_startup"]:
+            return await send_caps(self)
+        formats = self.clipboard._formats
+        self.clipboard._formats = {}  # announce "nothing to paste" until the user copies
+        try:
+            return await send_caps(self)
+        finally:
+            self.clipboard._formats = formats
+
+    async def process(self: Any, hdr: Any, payload: bytes) -> Any:
+        if (
+            ENABLED["clipboard_startup"]
+            and self.status == CLIPBRDSTATUS.CLIENT_INIT
+            and hdr.msgType == CB_TYPE.CB_FORMAT_LIST
+        ):
+            self.status = CLIPBRDSTATUS.RUNNING
+            try:
+                return await process_in(self, hdr, payload)
+            finally:
+                self.status = CLIPBRDSTATUS.CLIENT_INIT
+        return await process_in(self, hdr, payload)
+
+    RDPECLIPChannel._RDPECLIPChannel__send_capabilities = send_capabilities
+    RDPECLIPChannel._RDPECLIPChannel__process_in = process
 
 
 def _patch_tls() -> None:

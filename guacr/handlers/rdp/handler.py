@@ -35,6 +35,7 @@ from guacr.protocol import builders as b
 from guacr.protocol.status import Status
 from guacr.render.display import Display
 from guacr.services import wol
+from guacr.services.clipboard import Clipboard
 
 if TYPE_CHECKING:
     from guacr.contract.peers import Connection, User
@@ -124,10 +125,6 @@ UNSUPPORTED: dict[str, str] = {
     "enable-touch": "no multi-touch (RDPEI) in aardwolf",
     "gateway-hostname": "no RD Gateway support in aardwolf",
     "load-balance-info": "aardwolf sends no routing token",
-    "disable-copy": "clipboard not implemented yet",
-    "disable-paste": "clipboard not implemented yet",
-    "clipboard-buffer-size": "clipboard not implemented yet",
-    "normalize-clipboard": "clipboard not implemented yet",
 }
 AUDIO_UNSUPPORTED = (
     "Audio output is not supported: aardwolf has no sound channel (RDPSND); "
@@ -286,6 +283,7 @@ class RDPHandler(Handler):
         super().__init__(conn, params)
         self.settings = RDPSettings.parse(params, self.log.warning)
         self.display = Display(self.conn, lossless=self.settings.lossless)
+        self.clipboard = Clipboard.from_params(conn, params)
         self.rdp: RDPClient | None = None
         self._frame_timer: asyncio.TimerHandle | None = None
         self._failure: tuple[Status, str] | None = None
@@ -416,6 +414,23 @@ class RDPHandler(Handler):
     def desktop_resized(self, width: int, height: int) -> None:
         self.display.resize(width, height)
 
+    def server_clipboard(self, text: str) -> None:
+        self.clipboard.copy(text.encode("utf-8"))
+
+    # ------------------------------------------------------------------- clipboard
+    def on_clipboard(self, user: User, mimetype: str, data: bytes) -> None:
+        received = self.clipboard.receive(user, mimetype, data)
+        rdp = self.rdp
+        if received is None or rdp is None:
+            return
+        text = received.decode("utf-8", "replace")
+        mode = self.params.get("normalize-clipboard")
+        if mode in ("unix", "windows"):
+            text = text.replace("\r\n", "\n")
+            if mode == "windows":
+                text = text.replace("\n", "\r\n")
+        rdp.set_clipboard(text)
+
     # ----------------------------------------------------------------------- input
     def on_mouse(self, user: User, x: int, y: int, mask: int) -> None:
         self.display.move_pointer(user, x, y, mask)
@@ -501,4 +516,6 @@ class RDPHandler(Handler):
 
     # ----------------------------------------------------------------------- users
     def user_joined(self, user: User) -> None:
+        if user is not self.conn.owner:
+            self.clipboard.send(user)
         self.display.send_full_state(user)
