@@ -141,6 +141,9 @@ def client_only_cpu(host: str, port: int, depth: int, seconds: float) -> tuple[f
         def server_clipboard(self, text: str) -> None:
             pass
 
+        def cursor(self, cursor: object) -> None:
+            pass
+
     compat.preload()
 
     async def run() -> tuple[float, float]:

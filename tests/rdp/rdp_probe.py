@@ -24,6 +24,7 @@ class Collected:
     rects: int = 0
     errors: list[int] = field(default_factory=list)
     clipboard: list[str] = field(default_factory=list)
+    cursors: list[object] = field(default_factory=list)
 
     def bitmap(self, x: int, y: int, pixels: np.ndarray) -> None:
         h, w = pixels.shape[:2]
@@ -42,6 +43,9 @@ class Collected:
 
     def server_clipboard(self, text: str) -> None:
         self.clipboard.append(text)
+
+    def cursor(self, cursor: object) -> None:
+        self.cursors.append(cursor)
 
     def rgb(self) -> np.ndarray:
         return self.fb[..., :3]

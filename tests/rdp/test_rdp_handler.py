@@ -19,7 +19,9 @@ import pytest
 from servers.xrdp import XrdpServer
 
 from guacr.handlers.rdp.handler import RDP_ARGS, RDPHandler
+from guacr.protocol.parser import Parser
 from tests.guacr_process import Guacr, free_port, run_guacr
+from tests.render.guac_canvas import Canvas
 from tests.vnc_handler.guac_session import GuacSession
 
 HANDLERS = "rdp=guacr.handlers.rdp.handler:RDPHandler"
@@ -59,9 +61,17 @@ def describe(a: np.ndarray, b: np.ndarray) -> str:
     return f"{bad.sum()} px differ in x {xs.min()}..{xs.max()}, y {ys.min()}..{ys.max()}"
 
 
-def connected(s: GuacSession, server: XrdpServer, **extra: str) -> GuacSession:
+ROOT_RGB = (0x2F, 0x5F, 0x8F)  # tests/servers ROOT_COLOUR, at the desktop's corner
+
+
+def connected(
+    s: GuacSession, server: XrdpServer, *, desktop: bool = True, **extra: str
+) -> GuacSession:
+    """Connect and wait until guest's desktop shows (xrdp ignores input before that)."""
     s.connect(values(server, **extra), protocol="rdp")
     s.wait_frames(1, 15)
+    if desktop:
+        s.wait_for(lambda: tuple(s.screen()[-2, -2]) == ROOT_RGB, 15, "the desktop")
     return s
 
 
@@ -173,7 +183,7 @@ def test_mouse_lands_where_sent(guacr: Guacr, xrdp: XrdpServer) -> None:
 def test_wrong_password_shows_xrdps_login_dialog(guacr: Guacr, xrdp: XrdpServer) -> None:
     """As with guacd, xrdp answers a wrong password with its own login window."""
     with GuacSession(guacr) as s:
-        connected(s, xrdp, password="wrong-password")
+        connected(s, xrdp, desktop=False, password="wrong-password")
 
         def dialog() -> bool:
             screen = s.screen()
@@ -267,3 +277,44 @@ def test_disable_copy(guacr: Guacr, xrdp: XrdpServer) -> None:
         set_x_clipboard(xrdp, text)
         s.pump(1.5)
         assert s.canvas.clipboard_text() != text
+
+
+def test_server_pointer_becomes_the_cursor(guacr: Guacr, xrdp: XrdpServer) -> None:
+    """xrdp's pointer shapes (fast-path color pointers) replace guacr's default arrow."""
+    with GuacSession(guacr) as s:
+        connected(s, xrdp)
+        s.mouse(5, 700)
+        s.pump(0.3)
+        s.mouse(300, 200)
+
+        def server_cursor() -> bool:
+            cursor = s.canvas.cursor
+            return cursor is not None and cursor[2].shape[:2] == (32, 32)
+
+        s.wait_for(server_cursor, 10, "xrdp's 32x32 pointer")
+
+
+# ----------------------------------------------------------------------------- recording
+
+
+def test_recording_replays_to_the_final_screen(
+    guacr: Guacr, xrdp: XrdpServer, tmp_path: Path
+) -> None:
+    extra = {
+        "recording-path": str(tmp_path),
+        "recording-name": "rec",
+        "force-lossless": "true",
+    }
+    with GuacSession(guacr) as s:
+        connected(s, xrdp, **extra)
+        assert_matches_screen(s, xrdp)
+        final = s.screen().copy()
+        cid = s.id
+    deadline = time.monotonic() + 10
+    while f"Connection {cid} removed." not in guacr.log():
+        assert time.monotonic() < deadline, "connection not removed"
+        time.sleep(0.05)
+    replay = Canvas()
+    for ins in Parser().receive_data((tmp_path / "rec").read_bytes()):
+        replay.feed(ins)
+    assert np.array_equal(replay.rgb(), final), describe(replay.rgb(), final)

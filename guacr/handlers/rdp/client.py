@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import logging
 import ssl
+import struct
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -23,6 +24,7 @@ import numpy as np
 import numpy.typing as npt
 
 from guacr.handlers.rdp import compat
+from guacr.handlers.rdp.pointer import Cursor, PointerCache
 
 log = logging.getLogger("guacr.rdp")
 
@@ -63,6 +65,9 @@ class RDPSink(Protocol):
 
     def server_clipboard(self, text: str) -> None:
         """The server's clipboard now holds ``text``."""
+
+    def cursor(self, cursor: Cursor) -> None:
+        """The server changed the pointer image."""
 
 
 @dataclass(frozen=True)
@@ -320,6 +325,7 @@ class _Adapter:
 
     def __init__(self, client: RDPClient) -> None:
         self.client = client
+        self.pointers = PointerCache()
 
     def bitmaps(self, rectangles: list[Any]) -> None:
         client = self.client
@@ -341,8 +347,23 @@ class _Adapter:
                 sink.bitmap(*decoded)
         sink.update_end()
 
+    def pointer(self, code: int, data: bytes) -> None:
+        try:
+            cursor = self.pointers.update(code, data)
+        except (ValueError, struct.error) as exc:
+            log.debug("Bad RDP pointer update %d: %s", code, exc)
+            return
+        if cursor is not None:
+            self.client.sink.cursor(cursor)
+
     def pointer_slow_path(self, data: bytes) -> None:
-        return None
+        try:
+            cursor = self.pointers.slow_path(data)
+        except (ValueError, struct.error) as exc:
+            log.debug("Bad slow-path pointer update: %s", exc)
+            return
+        if cursor is not None:
+            self.client.sink.cursor(cursor)
 
     def error_info(self, code: int) -> None:
         if code:

@@ -27,6 +27,9 @@ at run time, once, in :func:`install`; upstream versions of them should go to aa
   strict check by the header size; the length is not enforced.
 * ``request_32bpp``: aardwolf has no 32 bpp branch and never sets WANT_32BPP_SESSION.
 * ``pixel_order_32bpp``: at 32 bpp the decoder returns B,G,R with alpha 0.
+* ``fast_path_updates``: aardwolf decodes fast-path bitmaps into a PIL desktop copy
+  with the padded-width bug and drops pointer updates (xrdp sends its pointers on the
+  fast path); both go to the session's sink instead, bitmaps through guacr's decoder.
 * ``clipboard_startup``: aardwolf announces ~20 empty clipboard formats at start-up,
   so xrdp's chansrv takes the X CLIPBOARD from its owner and answers pastes with
   failures; an empty list is announced instead. A server format list arriving before
@@ -40,11 +43,14 @@ forking, so workers share them).
 from __future__ import annotations
 
 import contextvars
-import functools
+import hashlib
 import io
 import logging
+import os
+import pickle
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -66,6 +72,7 @@ FIXES: tuple[str, ...] = (
     "request_32bpp",
     "pixel_order_32bpp",
     "clipboard_startup",
+    "fast_path_updates",
 )
 ENABLED: dict[str, bool] = dict.fromkeys(FIXES, True)
 
@@ -98,11 +105,45 @@ def without(*names: str) -> Iterator[None]:
 # ------------------------------------------------------------------ ASN.1 codecs
 
 
-@functools.lru_cache(maxsize=16)
+_codecs: dict[tuple[str, str], Any] = {}
+
+
 def _compile(spec: str, codec: str) -> Any:
+    found = _codecs.get((spec, codec))
+    if found is None:
+        import asn1tools
+
+        found = _codecs[(spec, codec)] = asn1tools.compile_string(spec, codec)
+    return found
+
+
+def _load_codecs(specs: list[tuple[str, str]]) -> None:
+    """Compile aardwolf's codecs, or load them from a pickle next to this module.
+
+    Compiling costs ~0.45-1 s of CPU (asn1tools parses the ASN.1 text each time);
+    unpickling the result ~15 ms. The file lives in this package's ``__pycache__``
+    (trusted like the bytecode there), keyed by the specs and asn1tools' version;
+    if it cannot be read or written, the codecs are simply compiled.
+    """
     import asn1tools
 
-    return asn1tools.compile_string(spec, codec)
+    key = hashlib.sha256(repr((asn1tools.__version__, specs)).encode()).hexdigest()[:16]
+    path = Path(__file__).parent / "__pycache__" / f"asn1-{key}.pickle"
+    try:
+        loaded = pickle.loads(path.read_bytes())
+        if isinstance(loaded, dict) and set(loaded) == set(specs):
+            _codecs.update(loaded)
+            return
+    except (OSError, pickle.PickleError, EOFError, AttributeError, ImportError):
+        pass
+    compiled = {sc: _compile(*sc) for sc in specs}
+    try:
+        path.parent.mkdir(exist_ok=True)
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_bytes(pickle.dumps(compiled, protocol=pickle.HIGHEST_PROTOCOL))
+        os.replace(tmp, path)
+    except OSError:
+        pass
 
 
 class _CachedAsn1:
@@ -126,9 +167,7 @@ def preload() -> None:
     from aardwolf.protocol.T124.GCCPDU import GCCPDU
     from aardwolf.protocol.T125.MCSPDU_ver_2 import MCSPDU_ver_2
 
-    _compile(MCSPDU_ver_2, "ber")
-    _compile(MCSPDU_ver_2, "per")
-    _compile(GCCPDU, "per")
+    _load_codecs([(MCSPDU_ver_2, "ber"), (MCSPDU_ver_2, "per"), (GCCPDU, "per")])
 
 
 # ------------------------------------------------------------------ bitmap decode
@@ -175,6 +214,7 @@ def install() -> None:
     _patch_core_data()
     _patch_tls()
     _patch_clipboard()
+    _patch_fastpath(conn_mod.RDPConnection)
     _installed = True
 
 
@@ -416,6 +456,42 @@ def _patch_clipboard() -> None:
 
     RDPECLIPChannel._RDPECLIPChannel__send_capabilities = send_capabilities
     RDPECLIPChannel._RDPECLIPChannel__process_in = process
+
+
+def _patch_fastpath(cls: Any) -> None:
+    from aardwolf.protocol.fastpath import FASTPATH_OUTPUT_COMPRESSION, FASTPATH_UPDATETYPE
+
+    original = cls._RDPConnection__process_fastpath
+
+    async def process_fastpath(self: Any, fpdu: Any) -> None:
+        sink = getattr(self, "guacr_sink", None)
+        if not ENABLED["fast_path_updates"] or sink is None:
+            await original(self, fpdu)
+            return
+        reassembler = self._RDPConnection__fastpath_reassembler
+        for raw in fpdu.fpOutputUpdates:
+            try:
+                if raw.compression == FASTPATH_OUTPUT_COMPRESSION.USED:
+                    if self.bulk_decompressor is None:
+                        raise ValueError("compressed fast-path data without negotiation")
+                    raw.updateData = self.bulk_decompressor.decompress(
+                        raw.updateData, raw.compressionFlags
+                    )
+                    raw.size = len(raw.updateData)
+                    raw.compression = FASTPATH_OUTPUT_COMPRESSION.NONE
+                    raw.compressionFlags = 0
+                update = reassembler.feed(raw)
+                if update is None:
+                    continue
+                code = int(update.updateCode)
+                if code == FASTPATH_UPDATETYPE.BITMAP:
+                    sink.bitmaps(update.parse_update_data().rectangles)
+                elif code >= 0x5:
+                    sink.pointer(code, bytes(update.updateData))
+            except Exception as exc:  # one bad update must not end the session
+                log.debug("Bad fast-path update: %s", exc)
+
+    cls._RDPConnection__process_fastpath = process_fastpath
 
 
 def _patch_tls() -> None:

@@ -31,6 +31,7 @@ from guacr.handlers.rdp.client import (
     RDPConfig,
     RDPConnectError,
 )
+from guacr.handlers.rdp.pointer import Cursor
 from guacr.protocol import builders as b
 from guacr.protocol.status import Status
 from guacr.render.display import Display
@@ -329,12 +330,14 @@ class RDPHandler(Handler):
             "Connecting to RDP server %s:%d (%dx%d, %d bpp, security %s, dpi %d).",
             s.hostname, s.port, width, height, s.color_depth, s.security, dpi,
         )  # fmt: skip
+        # Input that arrives while connecting is queued and sent once the session is up.
+        self.rdp = client
         try:
             await client.connect()
         except RDPConnectError as exc:
+            self.rdp = None
             self.log.info("RDP connection failed (%s): %s", exc.kind, exc)
             raise connect_error(exc) from exc
-        self.rdp = client
         self.log.info("RDP session established.")
         await client.wait_closed()
         status, message = self._failure or (Status.SUCCESS, "Disconnected.")
@@ -413,6 +416,15 @@ class RDPHandler(Handler):
 
     def desktop_resized(self, width: int, height: int) -> None:
         self.display.resize(width, height)
+
+    def cursor(self, cursor: Cursor) -> None:
+        if cursor.default:
+            self.display.set_cursor_pointer()
+        else:
+            self.display.set_cursor(
+                cursor.hotspot_x, cursor.hotspot_y, cursor.width, cursor.height, cursor.rgba
+            )
+        self.update_end()  # a pointer change alone must still reach the client
 
     def server_clipboard(self, text: str) -> None:
         self.clipboard.copy(text.encode("utf-8"))
