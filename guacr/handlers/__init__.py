@@ -20,6 +20,10 @@ BUILTIN: dict[str, str] = {
     "vnc": "guacr.handlers.vnc.handler:VNCHandler",
     "telnet": "guacr.handlers.telnet.handler:TelnetHandler",
     "rdp": "guacr.handlers.rdp.handler:RDPHandler",
+    "mysql": "guacr.handlers.database.handler:MySQLHandler",
+    "mariadb": "guacr.handlers.database.handler:MySQLHandler",
+    "postgresql": "guacr.handlers.database.handler:PostgreSQLHandler",
+    "postgres": "guacr.handlers.database.handler:PostgreSQLHandler",
 }
 
 _extra: dict[str, str] = {}
