@@ -198,7 +198,7 @@ def test_unreachable_host_is_519(guacr: Guacr) -> None:
         v = {"hostname": "127.0.0.1", "port": str(free_port()), "username": "u", "password": "p"}
         s.connect(v, protocol="rdp")
         message, status = error_of(s)
-        assert status == "519", (message, status)
+        assert (message, status) == ("Connection failed.", "519")
 
 
 def test_self_signed_certificate_is_refused_without_ignore_cert(

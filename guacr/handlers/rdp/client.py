@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import socket
 import ssl
 import struct
 from collections.abc import Callable, Coroutine
@@ -149,8 +150,9 @@ class RDPClient:
         )
         return s
 
-    async def connect(self) -> None:
-        """Open the session; raises :class:`RDPConnectError` (never hangs past timeout)."""
+    async def connect(self, sock: socket.socket | None = None) -> None:
+        """Open the session (over ``sock`` if given, else aardwolf opens its own TCP
+        connection); raises :class:`RDPConnectError` (never hangs past the timeout)."""
         from aardwolf.commons.target import RDPTarget
         from aardwolf.connection import RDPConnection
         from asyauth.common.constants import asyauthProtocol, asyauthSecret
@@ -170,6 +172,7 @@ class RDPClient:
         self._conn = conn
         want = compat.WANT_32BPP.set(wire_depth(c.color_depth) == 32)
         check = compat.CERT_CHECK.set(self._on_tls)
+        upstream = compat.UPSTREAM_SOCKET.set(sock)
         try:
             ok, err = await asyncio.wait_for(conn.connect(), c.timeout)
         except TimeoutError:
@@ -178,6 +181,7 @@ class RDPClient:
         finally:
             compat.WANT_32BPP.reset(want)
             compat.CERT_CHECK.reset(check)
+            compat.UPSTREAM_SOCKET.reset(upstream)
         if err is None and ok:
             try:
                 self._check_security()

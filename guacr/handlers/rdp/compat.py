@@ -42,12 +42,14 @@ forking, so workers share them).
 
 from __future__ import annotations
 
+import asyncio
 import contextvars
 import hashlib
 import io
 import logging
 import os
 import pickle
+import socket
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -80,6 +82,10 @@ SHARE_ID = 0x103EA
 # Set in the task that connects: core data serialised there asks for a 32 bpp session.
 # A context variable, so concurrent connections in one worker do not see each other's.
 WANT_32BPP: contextvars.ContextVar[bool] = contextvars.ContextVar("guacr_want_32bpp", default=False)
+# A connected socket for aardwolf to use instead of opening its own TCP connection.
+UPSTREAM_SOCKET: contextvars.ContextVar[socket.socket | None] = contextvars.ContextVar(
+    "guacr_upstream_socket", default=None
+)
 # Called with the server's DER certificate after the TLS handshake; raises to refuse it.
 CERT_CHECK: contextvars.ContextVar[Callable[[bytes], None] | None] = contextvars.ContextVar(
     "guacr_cert_check", default=None
@@ -215,6 +221,7 @@ def install() -> None:
     _patch_tls()
     _patch_clipboard()
     _patch_fastpath(conn_mod.RDPConnection)
+    _patch_upstream()
     _installed = True
 
 
@@ -494,6 +501,27 @@ def _patch_fastpath(cls: Any) -> None:
     cls._RDPConnection__process_fastpath = process_fastpath
 
 
+def _patch_upstream() -> None:
+    """Not a fix: aardwolf connects over a socket guacr opened (the shared upstream
+    service: guacd's Wake-on-LAN order, timeouts and failure texts) instead of its own."""
+    import copy
+
+    from asysocks.unicomm.client import UniClient
+    from asysocks.unicomm.common.connection import UniConnection
+
+    original = UniClient.connect
+
+    async def connect(self: Any) -> Any:
+        sock = UPSTREAM_SOCKET.get()
+        if sock is None:
+            return await original(self)
+        UPSTREAM_SOCKET.set(None)  # one connection per socket
+        reader, writer = await asyncio.open_connection(sock=sock)
+        return UniConnection(reader, writer, copy.deepcopy(self.packetizer))
+
+    UniClient.connect = connect
+
+
 def _patch_tls() -> None:
     """Not a fix: lets guacr check the server certificate right after the TLS handshake.
 
@@ -518,6 +546,7 @@ __all__ = [
     "CERT_CHECK",
     "ENABLED",
     "FIXES",
+    "UPSTREAM_SOCKET",
     "WANT_32BPP",
     "decode_bitmap",
     "install",

@@ -35,7 +35,7 @@ from guacr.handlers.rdp.pointer import Cursor
 from guacr.protocol import builders as b
 from guacr.protocol.status import Status
 from guacr.render.display import Display
-from guacr.services import wol
+from guacr.services import upstream
 from guacr.services.clipboard import Clipboard
 
 if TYPE_CHECKING:
@@ -147,6 +147,9 @@ ERROR_INFO: dict[int, tuple[Status, str]] = {
     0xC: (Status.SUCCESS, "Manually logged off."),
 }
 UPSTREAM_ERROR = (Status.UPSTREAM_ERROR, "Upstream error.")
+# FreeRDP reports every failed TCP connect as a connect/transport failure: 519 with
+# guacd's one text, whatever the reason (the reason is logged).
+RDP_CONNECT_POLICY = upstream.Policy(message=lambda f: "Connection failed.")
 FRAME_DELAY = 0.004  # end a frame this long after the last bitmap of a burst
 WHEEL_UP = 0x0200 | 0x0078  # PTRFLAGS_WHEEL, +120
 WHEEL_DOWN = 0x0200 | 0x0100 | 0x0088  # PTRFLAGS_WHEEL | NEGATIVE, -120 (9-bit)
@@ -300,8 +303,6 @@ class RDPHandler(Handler):
     async def run(self) -> None:
         s = self.settings
         self._log_unsupported()
-        if self.params.get_bool("wol-send-packet"):
-            wol.send_from_params(self.params, self.log)
         await self._credentials()
         owner = self.conn.owner
         cw, ch, cdpi = (1024, 768, 96)
@@ -332,10 +333,20 @@ class RDPHandler(Handler):
         )  # fmt: skip
         # Input that arrives while connecting is queued and sent once the session is up.
         self.rdp = client
+        # TCP through the shared upstream service (Wake-on-LAN, guacd's texts).
+        sock = await upstream.connect(
+            s.hostname,
+            s.port,
+            float(s.timeout),
+            params=self.params,
+            log=self.log,
+            policy=RDP_CONNECT_POLICY,
+        )
         try:
-            await client.connect()
+            await client.connect(sock)
         except RDPConnectError as exc:
             self.rdp = None
+            sock.close()
             self.log.info("RDP connection failed (%s): %s", exc.kind, exc)
             raise connect_error(exc) from exc
         self.log.info("RDP session established.")
