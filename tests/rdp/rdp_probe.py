@@ -24,6 +24,7 @@ class Collected:
     rects: int = 0
     errors: list[int] = field(default_factory=list)
     clipboard: list[str] = field(default_factory=list)
+    resized: list[tuple[int, int]] = field(default_factory=list)
     cursors: list[object] = field(default_factory=list)
 
     def bitmap(self, x: int, y: int, pixels: np.ndarray) -> None:
@@ -39,7 +40,7 @@ class Collected:
         self.errors.append(code)
 
     def desktop_resized(self, width: int, height: int) -> None:
-        pass
+        self.resized.append((width, height))
 
     def server_clipboard(self, text: str) -> None:
         self.clipboard.append(text)
@@ -70,6 +71,7 @@ def run_session(
     password: str = "guest",
     until_full: bool = True,
     during: Callable[[], object] | None = None,
+    resize_to: tuple[int, int] | None = None,
 ) -> Outcome:
     """Connect, collect bitmaps for up to ``seconds`` (less once the screen is full)."""
 
@@ -77,7 +79,7 @@ def run_session(
         sink = Collected()
         config = RDPConfig(
             server.host, server.port, server.username, password, None, 1024, 768, depth,
-            security, timeout,
+            security, timeout, display_control=resize_to is not None,
         )  # fmt: skip
         client = RDPClient(config, sink)
         start = time.monotonic()
@@ -85,6 +87,12 @@ def run_session(
             await client.connect()
         except RDPConnectError as exc:
             return Outcome(sink, None, exc, True, time.monotonic() - start)
+        if resize_to is not None:
+            for _ in range(40):  # the server opens Display Control shortly after connect
+                if client.can_resize:
+                    break
+                await asyncio.sleep(0.05)
+            client.resize(*resize_to)
         if during is not None:
             await asyncio.sleep(0.3)
             await asyncio.to_thread(during)

@@ -182,3 +182,35 @@ def test_early_server_format_list_is_handled() -> None:
     assert asyncio.run(feed()) == [3, 4]
     with compat.without("clipboard_startup"):
         assert asyncio.run(feed()) == []
+
+
+@pytest.mark.parametrize("enabled", [True, False])
+def test_display_control_needs_dvc_version_2(xrdp: XrdpServer, enabled: bool) -> None:
+    fixes = () if enabled else ("dvc_version_2",)
+    try:
+        with compat.without(*fixes):
+            out = run_session(xrdp, seconds=1.5, until_full=False, resize_to=(800, 600))
+        assert out.error is None and out.client is not None
+        assert out.client.can_resize is enabled
+        assert xrdp.screen_size() == ((800, 600) if enabled else (1024, 768))
+        assert out.sink.resized == ([(800, 600)] if enabled else [])
+    finally:
+        restore(xrdp)
+
+
+def test_resize_needs_deactivation_reactivation(xrdp: XrdpServer) -> None:
+    try:
+        with compat.without("deactivation_reactivation"):
+            out = run_session(xrdp, seconds=1.5, until_full=False, resize_to=(800, 600))
+        assert out.error is None and out.client is not None
+        assert xrdp.screen_size() == (800, 600)  # X did resize...
+        assert out.sink.resized == []  # ...but the session never learnt the new size
+    finally:
+        restore(xrdp)
+
+
+def restore(server: XrdpServer) -> None:
+    """Back to 1024x768 the way a client would: a Display Control layout."""
+    if server.screen_size() != (1024, 768):
+        run_session(server, seconds=1.0, until_full=False, resize_to=(1024, 768))
+    assert server.screen_size() == (1024, 768)

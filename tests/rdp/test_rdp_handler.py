@@ -318,3 +318,25 @@ def test_recording_replays_to_the_final_screen(
     for ins in Parser().receive_data((tmp_path / "rec").read_bytes()):
         replay.feed(ins)
     assert np.array_equal(replay.rgb(), final), describe(replay.rgb(), final)
+
+
+# -------------------------------------------------------------------------------- resize
+
+
+def test_display_update_resize_reaches_the_x_server(guacr: Guacr, xrdp: XrdpServer) -> None:
+    """resize-method=display-update: the owner's new size resizes the session's X screen."""
+    with GuacSession(guacr) as s:
+        connected(s, xrdp, **{"resize-method": "display-update", "force-lossless": "true"})
+        try:
+            for width, height in ((800, 600), (1024, 768)):
+                s.client.send("size", width, height)
+                s.wait_for(lambda w=width, h=height: s.canvas.size == (w, h), 15, "resize")
+                deadline = time.monotonic() + 10
+                while xrdp.screen_size() != (width, height):
+                    assert time.monotonic() < deadline, xrdp.screen_size()
+                    s.pump(0.2)
+                assert_matches_screen(s, xrdp)
+        finally:
+            s.client.send("size", 1024, 768)
+            s.pump(2.0)
+    assert xrdp.screen_size() == (1024, 768)

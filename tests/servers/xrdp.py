@@ -1,9 +1,12 @@
 """xrdp 0.9 + xorgxrdp on 127.0.0.1: the RDP server guacr's RDP handler is tested against.
 
-xrdp (the RDP front end) runs on a free loopback port; xrdp-sesman (the session manager)
-must listen on 3350, because xrdp reads that port from ``/etc/xrdp/sesman.ini`` whatever
-``--config`` says, so only one ``XrdpServer`` can run on a machine at a time. Both run in
-the foreground from copies of Debian's configuration in the scratch directory.
+xrdp (the RDP front end) and xrdp-sesman (the session manager) run in the foreground
+from copies of Debian's configuration in the scratch directory, on free loopback ports.
+xrdp reads sesman's port from ``/etc/xrdp/sesman.ini`` whatever ``--config`` says, and
+both keep pid files and sockets in ``/run/xrdp``, so each runs in its own mount
+namespace (``unshare -m``) where our copy is bind-mounted over ``/etc/xrdp/sesman.ini``
+and a scratch directory over ``/run/xrdp``: test runs on one machine do not collide,
+and nothing outside the scratch directory is touched.
 
 ``start()`` creates guest's Xorg session up front with ``xrdp-sesrun`` (1024x768) and
 waits until its xterm shows; every later RDP login as guest is *reconnected* to that
@@ -42,8 +45,6 @@ from servers import (
     wait_port,
 )
 
-SESMAN_PORT = 3350
-SESMAN_WAIT = 100.0  # under pytest-timeout's 120 s per test (setup included)
 GEOMETRY = (1024, 768)
 ETC = Path("/etc/xrdp")
 
@@ -73,13 +74,6 @@ def _set(ini: str, section: str, key: str, value: str) -> str:
     raise ValueError(f"no [{section}] in ini")
 
 
-def _port_busy(port: int) -> bool:
-    out = subprocess.run(
-        ["ss", "-Hltn", f"sport = :{port}"], capture_output=True, text=True, timeout=10
-    ).stdout
-    return bool(out.strip())
-
-
 class XrdpServer(_Server):
     """xrdp + sesman with guest's xorgxrdp session (``display``) already running."""
 
@@ -92,6 +86,7 @@ class XrdpServer(_Server):
         self.width, self.height = GEOMETRY
         self.display = ""
         self.certificate = ETC / "cert.pem"
+        self.sesman_port = 0
 
     @property
     def cert_fingerprint(self) -> str:
@@ -128,7 +123,7 @@ class XrdpServer(_Server):
         sesman = (ETC / "sesman.ini").read_text()
         for key, value in (
             ("ListenAddress", HOST),
-            ("ListenPort", str(SESMAN_PORT)),
+            ("ListenPort", str(self.sesman_port)),
             ("EnableUserWindowManager", "false"),
             ("DefaultWindowManager", str(wm)),
         ):
@@ -167,47 +162,51 @@ class XrdpServer(_Server):
         )
 
     # ---------------------------------------------------------------------- start
+    def _private(self, argv: list[str]) -> list[str]:
+        """``argv`` in a mount namespace seeing our sesman.ini and /run/xrdp."""
+        binds = (
+            f"mount --bind {self.dir / 'sesman.ini'} {ETC / 'sesman.ini'}"
+            f" && mount --bind {self.dir / 'run'} /run/xrdp"
+        )
+        return ["unshare", "-m", "sh", "-c", f'{binds} && exec "$@"', "sh", *argv]
+
     def _start(self) -> None:
-        # Another test run on this machine may hold sesman's fixed port: wait for it.
-        deadline = time.monotonic() + SESMAN_WAIT
-        while _port_busy(SESMAN_PORT):
-            if time.monotonic() > deadline:
-                raise ServerError(f"port {SESMAN_PORT} stayed in use: another xrdp-sesman runs")
-            time.sleep(0.5)
-        run = Path("/run/xrdp")
-        (run / "sockdir").mkdir(parents=True, exist_ok=True)
+        run = self.dir / "run"
+        (run / "sockdir").mkdir(parents=True)
         (run / "sockdir").chmod(0o3777)
-        for stale in ("xrdp.pid", "xrdp-sesman.pid"):
-            (run / stale).unlink(missing_ok=True)
-        self.port = free_port()
-        xrdp_ini, sesman_ini = self._write_config()
-        self._spawn(["xrdp-sesman", "--nodaemon", "--config", str(sesman_ini)], "sesman.out")
-        self._wait_sesman()
-        self._spawn(["xrdp", "--nodaemon", "--config", str(xrdp_ini)], "xrdp.out")
+        Path("/run/xrdp").mkdir(exist_ok=True)  # the mount point
+        for _attempt in range(3):
+            self.port, self.sesman_port = free_port(), free_port()
+            xrdp_ini, sesman_ini = self._write_config()
+            sesman = self._spawn(
+                self._private(["xrdp-sesman", "--nodaemon", "--config", str(sesman_ini)]),
+                "sesman.out",
+            )
+            try:
+                # sesman (an IPv6 build) listens on ::1 although its ini says 127.0.0.1.
+                wait_port("::1", self.sesman_port, 10.0)
+                break
+            except TimeoutError:
+                kill_tree([sesman.pid])
+                self.procs.remove(sesman)
+        else:
+            raise self._fail("xrdp-sesman did not listen", "sesman.out")
+        self._spawn(self._private(["xrdp", "--nodaemon", "--config", str(xrdp_ini)]), "xrdp.out")
         try:
             wait_port(self.host, self.port, 10.0)
         except TimeoutError:
-            raise self._fail("xrdp did not listen", "xrdp.log") from None
+            raise self._fail("xrdp did not listen", "xrdp.out") from None
         self._create_session()
         self.wait_xterm()
-
-    def _wait_sesman(self) -> None:
-        deadline = time.monotonic() + 10.0
-        while not _port_busy(SESMAN_PORT):
-            if time.monotonic() > deadline:
-                raise self._fail("xrdp-sesman did not listen on 3350", "sesman.log")
-            if self.procs[0].poll() is not None:
-                raise self._fail("xrdp-sesman exited", "sesman.out")
-            time.sleep(0.05)
 
     def _create_session(self) -> None:
         """Start guest's Xorg session through sesman, as the first RDP login would."""
         w, h = GEOMETRY
         # -s: without it sesrun tries "localhost", which may not reach sesman.
-        argv = [
+        argv = self._private([
             "xrdp-sesrun", "-s", HOST, "-c", str(self.dir / "sesman.ini"),
             "-g", f"{w}x{h}", "-b", "24", "-t", "Xorg", "-p", self.password, self.username,
-        ]  # fmt: skip
+        ])  # fmt: skip
         proc = subprocess.run(argv, capture_output=True, text=True, timeout=30)
         m = re.search(r"display=:(\d+)", proc.stdout)
         if proc.returncode == 0 and m:
@@ -282,6 +281,3 @@ class XrdpServer(_Server):
                 kill_tree([pid])
             lock.unlink(missing_ok=True)
             Path(f"/tmp/.X11-unix/X{num}").unlink(missing_ok=True)
-        for stale in ("xrdp.pid", "xrdp-sesman.pid"):
-            with contextlib.suppress(OSError):
-                (Path("/run/xrdp") / stale).unlink()

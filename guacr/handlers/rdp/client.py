@@ -25,6 +25,7 @@ import numpy as np
 import numpy.typing as npt
 
 from guacr.handlers.rdp import compat
+from guacr.handlers.rdp.display_control import CHANNEL_NAME, DisplayControl
 from guacr.handlers.rdp.pointer import Cursor, PointerCache
 
 log = logging.getLogger("guacr.rdp")
@@ -89,6 +90,7 @@ class RDPConfig:
     performance_flags: int | None = None
     cert_check: Callable[[bytes], None] | None = None
     clipboard: bool = True
+    display_control: bool = False  # resize-method=display-update
 
 
 def wire_depth(color_depth: int) -> int:
@@ -112,6 +114,7 @@ class RDPClient:
         self._tasks: list[asyncio.Task[Any]] = []
         self._closing = False
         self.closed = asyncio.Event()
+        self.display_control = DisplayControl()
         # Decoding statistics (tests and the benchmark read them).
         self.rects = 0
         self.bad_rects = 0
@@ -128,6 +131,11 @@ class RDPClient:
         s = RDPIOSettings()
         s.channels = [RDPECLIPChannel] if c.clipboard else []
         s.vchannels = {}
+        if c.display_control:
+            from aardwolf.extensions.RDPEDYC.channel import RDPEDYCChannel
+
+            s.channels.append(RDPEDYCChannel)
+            s.vchannels = {CHANNEL_NAME: self.display_control}
         s.clipboard_use_pyperclip = False
         s.video_width = c.width
         s.video_height = c.height
@@ -300,6 +308,17 @@ class RDPClient:
         if self.config.clipboard and conn is not None:
             self._queue(lambda: conn.set_current_clipboard_text(text))
 
+    @property
+    def can_resize(self) -> bool:
+        """The server opened Display Control (and sent its capabilities)."""
+        return self.config.display_control and self.display_control.ready.is_set()
+
+    def resize(self, width: int, height: int) -> None:
+        """Ask the server for a new desktop size (Display Control monitor layout)."""
+        if self.can_resize:
+            dc = self.display_control
+            self._queue(lambda: dc.set_size(width, height))
+
     # ---------------------------------------------------------------------- closing
     async def wait_closed(self) -> None:
         await self.closed.wait()
@@ -375,6 +394,12 @@ class _Adapter:
 
     def deactivated(self) -> None:
         log.debug("RDP server sent Deactivate All.")
+
+    def desktop_resized(self, width: int, height: int) -> None:
+        client = self.client
+        if (width, height) != (client.width, client.height):
+            client.width, client.height = width, height
+            client.sink.desktop_resized(width, height)
 
 
 async def _send_pointer(conn: Any, x: int, y: int, flags: int) -> Any:

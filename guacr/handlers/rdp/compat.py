@@ -30,6 +30,12 @@ at run time, once, in :func:`install`; upstream versions of them should go to aa
 * ``fast_path_updates``: aardwolf decodes fast-path bitmaps into a PIL desktop copy
   with the padded-width bug and drops pointer updates (xrdp sends its pointers on the
   fast path); both go to the session's sink instead, bitmaps through guacr's decoder.
+* ``dvc_version_2``: aardwolf answers the dynamic virtual channel capabilities with
+  version 1, which xrdp 0.9 rejects ("Dynamic Virtual Channel version 1 is not
+  supported"): no Display Control, no resize. Version 2 is answered instead.
+* ``deactivation_reactivation``: after a Display Control layout change xrdp sends
+  Deactivate All and a new Demand Active with the new size; aardwolf queues them
+  forever. The session is re-activated (capability exchange again) at the new size.
 * ``clipboard_startup``: aardwolf announces ~20 empty clipboard formats at start-up,
   so xrdp's chansrv takes the X CLIPBOARD from its owner and answers pastes with
   failures; an empty list is announced instead. A server format list arriving before
@@ -75,6 +81,8 @@ FIXES: tuple[str, ...] = (
     "pixel_order_32bpp",
     "clipboard_startup",
     "fast_path_updates",
+    "dvc_version_2",
+    "deactivation_reactivation",
 )
 ENABLED: dict[str, bool] = dict.fromkeys(FIXES, True)
 
@@ -222,6 +230,7 @@ def install() -> None:
     _patch_clipboard()
     _patch_fastpath(conn_mod.RDPConnection)
     _patch_upstream()
+    _patch_dvc()
     _installed = True
 
 
@@ -394,12 +403,79 @@ def _patch_mcs() -> None:
                 if kind == 0x2F:  # Set Error Info
                     sink.error_info(int.from_bytes(data[18:22], "little"))
                     return
-            elif pdu_type == 0x6:  # Deactivate All: the server is going away or resizing
-                sink.deactivated()
+            elif pdu_type == 0x6 and ENABLED["deactivation_reactivation"]:
+                sink.deactivated()  # Deactivate All: a new Demand Active follows
+                return
+            elif (
+                pdu_type == 0x1
+                and ENABLED["deactivation_reactivation"]
+                and getattr(conn, "_RDPConnection__external_reader_task", None) is not None
+            ):
+                _reactivate(conn, self, data, sink)
                 return
         await original(self, data)
 
     MCSChannel.process_channel_data = process_channel_data
+
+
+REACTIVATION_TIMEOUT = 10.0
+
+
+def _reactivate(conn: Any, channel: Any, data: bytes, sink: Any) -> None:
+    """A Demand Active after connect: take its size, run the capability exchange again."""
+    from aardwolf.protocol.pdu.capabilities import CAPSTYPE
+    from aardwolf.protocol.T128.serverdemandactivepdu import TS_DEMAND_ACTIVE_PDU
+
+    pdu = TS_DEMAND_ACTIVE_PDU.from_bytes(data)
+    for cap in pdu.capabilitySets:
+        if cap.capabilitySetType == CAPSTYPE.BITMAP and cap.capability is not None:
+            width, height = cap.capability.desktopWidth, cap.capability.desktopHeight
+            conn.iosettings.video_width, conn.iosettings.video_height = width, height
+            sink.desktop_resized(width, height)
+    queue = channel.out_queue
+    while not queue.empty():  # finalization PDUs of the previous activation
+        queue.get_nowait()
+    conn._RDPConnection__pending_mcs_data = (data, None)
+
+    async def exchange() -> None:
+        try:
+            _, err = await asyncio.wait_for(
+                conn._RDPConnection__handle_mandatory_capability_exchange(),
+                REACTIVATION_TIMEOUT,
+            )
+        except TimeoutError:
+            err = TimeoutError("no Synchronize after re-activation")
+        if err is not None:
+            log.info("RDP re-activation failed: %s", err)
+            await conn.terminate()
+
+    task = asyncio.get_running_loop().create_task(exchange())
+    _background.add(task)
+    task.add_done_callback(_background.discard)
+
+
+_background: set[asyncio.Task[None]] = set()
+
+
+def _patch_dvc() -> None:
+    from aardwolf.extensions.RDPEDYC.channel import RDPEDYCChannel
+
+    original = RDPEDYCChannel.process_channel_data
+
+    async def process_channel_data(self: Any, data: bytes) -> None:
+        # CHANNEL_PDU_HEADER is 8 bytes; the DVC header's high nibble is the command.
+        if (
+            ENABLED["dvc_version_2"]
+            and not self.version_data_sent
+            and len(data) > 8
+            and data[8] >> 4 == 0x5
+        ):
+            self.version_data_sent = True
+            await self.fragment_and_send(b"\x50\x00\x02\x00")  # DYNVC_CAPS_RSP, version 2
+            return
+        await original(self, data)
+
+    RDPEDYCChannel.process_channel_data = process_channel_data
 
 
 def _patch_bulk() -> None:

@@ -121,7 +121,6 @@ UNSUPPORTED: dict[str, str] = {
     "timezone": "aardwolf sends a fixed time zone",
     "enable-sftp": "SFTP for RDP waits for the shared SFTP service",
     "recording-exclude-touch": "no touch input",
-    "resize-method": "Display Control / reconnect resize not implemented yet",
     "enable-audio-input": "no audio input channel (RDPEAI) in aardwolf",
     "enable-touch": "no multi-touch (RDPEI) in aardwolf",
     "gateway-hostname": "no RD Gateway support in aardwolf",
@@ -150,6 +149,7 @@ UPSTREAM_ERROR = (Status.UPSTREAM_ERROR, "Upstream error.")
 # FreeRDP reports every failed TCP connect as a connect/transport failure: 519 with
 # guacd's one text, whatever the reason (the reason is logged).
 RDP_CONNECT_POLICY = upstream.Policy(message=lambda f: "Connection failed.")
+RESIZE_INTERVAL = 0.5
 FRAME_DELAY = 0.004  # end a frame this long after the last bitmap of a burst
 WHEEL_UP = 0x0200 | 0x0078  # PTRFLAGS_WHEEL, +120
 WHEEL_DOWN = 0x0200 | 0x0100 | 0x0088  # PTRFLAGS_WHEEL | NEGATIVE, -120 (9-bit)
@@ -229,6 +229,7 @@ class RDPSettings:
     layout: keymap.Layout
     lossless: bool
     performance_flags: int
+    resize_method: str
 
     @classmethod
     def parse(cls, p: Params, log: Callable[[str], None]) -> RDPSettings:
@@ -244,6 +245,11 @@ class RDPSettings:
         if layout is None:
             log(f'Unsupported server-layout "{layout_name[:32]}": using en-us-qwerty.')
             layout = keymap.LAYOUTS[keymap.DEFAULT_LAYOUT]
+        resize = p.get("resize-method")
+        if resize == "reconnect":
+            log('resize-method "reconnect" is not supported: the size stays fixed.')
+        elif resize not in ("", "display-update"):
+            log(f'Unknown resize-method "{resize[:32]}": the size stays fixed.')
         perf = 0
         # TS_EXTENDED_INFO_PACKET performanceFlags: wallpaper, full-window drag, menu
         # animations, theming are "disable" bits; font smoothing, composition "enable".
@@ -273,6 +279,7 @@ class RDPSettings:
             layout=layout,
             lossless=p.get_bool("force-lossless"),
             performance_flags=perf,
+            resize_method=resize,
         )
 
 
@@ -298,6 +305,8 @@ class RDPHandler(Handler):
         self._held: dict[int, int] = {}  # keysym -> scancode sent for its press
         self._mods = 0  # SHIFT/ALTGR bits the user holds
         self._shift_keys: set[int] = set()
+        self._size_wanted: tuple[int, int] | None = None
+        self._size_task: asyncio.Task[None] | None = None
 
     # ------------------------------------------------------------------- lifecycle
     async def run(self) -> None:
@@ -323,6 +332,7 @@ class RDPHandler(Handler):
             keyboard_layout=s.layout.keyboard_layout,
             performance_flags=s.performance_flags,
             cert_check=None if s.ignore_cert else self._check_cert,
+            display_control=s.resize_method == "display-update",
         )
         self.display.resize(width, height)
         self.display.set_cursor_pointer()
@@ -359,6 +369,8 @@ class RDPHandler(Handler):
     async def close(self) -> None:
         if self._frame_timer is not None:
             self._frame_timer.cancel()
+        if self._size_task is not None:
+            self._size_task.cancel()
         rdp, self.rdp = self.rdp, None
         if rdp is not None:
             await rdp.close()
@@ -426,6 +438,7 @@ class RDPHandler(Handler):
         self.log.debug("Disconnect reason code: 0x%X.", code)
 
     def desktop_resized(self, width: int, height: int) -> None:
+        self.log.info("RDP desktop resized to %dx%d.", width, height)
         self.display.resize(width, height)
 
     def cursor(self, cursor: Cursor) -> None:
@@ -536,6 +549,26 @@ class RDPHandler(Handler):
             if not down and code in holders and holders[code] not in self._shift_keys:
                 continue
             rdp.key(code & 0xFF, bool(code & keymap.EXT), not down)
+
+    # ---------------------------------------------------------------------- resize
+    def on_size(self, user: User, width: int, height: int) -> None:
+        """The owner's display changed: with display-update, the server follows."""
+        if user is not self.conn.owner or self.settings.resize_method != "display-update":
+            return
+        self._size_wanted = (width, height)
+        if self._size_task is None or self._size_task.done():
+            self._size_task = asyncio.get_running_loop().create_task(self._resize_later())
+
+    async def _resize_later(self) -> None:
+        """At most one layout per RESIZE_INTERVAL (guacd throttles likewise)."""
+        await asyncio.sleep(RESIZE_INTERVAL)
+        wanted, self._size_wanted = self._size_wanted, None
+        rdp = self.rdp
+        if wanted is None or rdp is None or not rdp.can_resize:
+            return
+        if wanted != (self.display.width, self.display.height):
+            self.log.info("Asking the RDP server to resize to %dx%d.", *wanted)
+            rdp.resize(*wanted)
 
     # ----------------------------------------------------------------------- users
     def user_joined(self, user: User) -> None:
