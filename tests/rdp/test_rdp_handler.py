@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from servers import SSHServer
 from servers.xrdp import XrdpServer
 
 from guacr.handlers.rdp.handler import RDP_ARGS, RDPHandler
@@ -340,3 +341,27 @@ def test_display_update_resize_reaches_the_x_server(guacr: Guacr, xrdp: XrdpServ
             s.client.send("size", 1024, 768)
             s.pump(2.0)
     assert xrdp.screen_size() == (1024, 768)
+
+
+# ---------------------------------------------------------------------------------- SFTP
+
+
+def test_sftp_side_channel_is_offered_to_the_owner(
+    guacr: Guacr, xrdp: XrdpServer, sshd: SSHServer
+) -> None:
+    """enable-sftp: a filesystem on a separate SSH connection (sftp-username defaults to
+    the RDP username), listed through the Guacamole object protocol."""
+    extra = {
+        "enable-sftp": "true",
+        "sftp-hostname": sshd.host,
+        "sftp-port": str(sshd.port),
+        "sftp-password": sshd.password,
+        "sftp-root-directory": "/",
+    }
+    with GuacSession(guacr) as s:
+        connected(s, xrdp, **extra)
+        fs = s.wait_opcode("filesystem", 40)  # SSH login: slow on a loaded machine
+        s.client.send("get", fs[1], "/")
+        body = s.wait_opcode("body", 10)
+        assert body[1] == fs[1] and body[4] == "/"  # body,object,stream,mimetype,name
+        assert not s.errors

@@ -19,7 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from guacr.contract.handler import Handler
+from guacr.contract.handler import Handler, StreamSink
 from guacr.contract.params import Params, params
 from guacr.errors import GuacrError, Unauthorized, UpstreamError, UpstreamNotFound
 from guacr.handlers.rdp import compat, keymap
@@ -37,6 +37,7 @@ from guacr.protocol.status import Status
 from guacr.render.display import Display
 from guacr.services import upstream
 from guacr.services.clipboard import Clipboard
+from guacr.services.sftp import SFTPSettings, SFTPSideChannel
 
 if TYPE_CHECKING:
     from guacr.contract.peers import Connection, User
@@ -119,7 +120,6 @@ UNSUPPORTED: dict[str, str] = {
     "preconnection-id": "no preconnection PDU in aardwolf (Hyper-V)",
     "preconnection-blob": "no preconnection PDU in aardwolf (Hyper-V)",
     "timezone": "aardwolf sends a fixed time zone",
-    "enable-sftp": "SFTP for RDP waits for the shared SFTP service",
     "recording-exclude-touch": "no touch input",
     "enable-audio-input": "no audio input channel (RDPEAI) in aardwolf",
     "enable-touch": "no multi-touch (RDPEI) in aardwolf",
@@ -306,6 +306,10 @@ class RDPHandler(Handler):
         self._mods = 0  # SHIFT/ALTGR bits the user holds
         self._shift_keys: set[int] = set()
         self._size_wanted: tuple[int, int] | None = None
+        sftp = SFTPSettings.from_params(params, self.settings.username)
+        self.sftp: SFTPSideChannel | None = SFTPSideChannel(sftp, self.log) if sftp else None
+        self._sftp_task: asyncio.Task[None] | None = None
+        self._sftp_error: GuacrError | None = None
         self._size_task: asyncio.Task[None] | None = None
 
     # ------------------------------------------------------------------- lifecycle
@@ -360,7 +364,11 @@ class RDPHandler(Handler):
             self.log.info("RDP connection failed (%s): %s", exc.kind, exc)
             raise connect_error(exc) from exc
         self.log.info("RDP session established.")
+        if self.sftp is not None:
+            self._sftp_task = asyncio.get_running_loop().create_task(self._start_sftp())
         await client.wait_closed()
+        if self._sftp_error is not None:
+            raise self._sftp_error
         status, message = self._failure or (Status.SUCCESS, "Disconnected.")
         self.log.info("RDP server closed/refused connection: %s", message)
         if status != Status.SUCCESS:
@@ -371,9 +379,13 @@ class RDPHandler(Handler):
             self._frame_timer.cancel()
         if self._size_task is not None:
             self._size_task.cancel()
+        if self._sftp_task is not None:
+            self._sftp_task.cancel()
         rdp, self.rdp = self.rdp, None
         if rdp is not None:
             await rdp.close()
+        if self.sftp is not None:
+            await self.sftp.close()
         await self.display.close()
 
     def _log_unsupported(self) -> None:
@@ -549,6 +561,45 @@ class RDPHandler(Handler):
             if not down and code in holders and holders[code] not in self._shift_keys:
                 continue
             rdp.key(code & 0xFF, bool(code & keymap.EXT), not down)
+
+    # ------------------------------------------------------------------------- SFTP
+    async def _start_sftp(self) -> None:
+        """guacd's ``enable-sftp``: once the RDP session is up, a separate SSH
+        connection whose SFTP filesystem is exposed to the owner; failing ends the
+        connection (the shared SFTP service)."""
+        assert self.sftp is not None
+        try:
+            fs = await self.sftp.open()
+        except GuacrError as exc:
+            self.log.info("SFTP side channel failed: %s", exc.message)
+            self._sftp_error = exc
+            if self.rdp is not None:
+                await self.rdp.close()
+            return
+        owner = self.conn.owner
+        if owner is not None and owner in self.conn.users:
+            fs.expose(owner)
+
+    def on_file(self, user: User, stream: int, mimetype: str, filename: str) -> StreamSink | None:
+        fs = self.sftp.fs if self.sftp is not None else None
+        return fs.upload(user, stream, filename) if fs is not None else None
+
+    def on_get(self, user: User, obj: int, name: str) -> None:
+        fs = self.sftp.fs if self.sftp is not None else None
+        if fs is not None and fs.owns(user, obj):
+            fs.get(user, obj, name)
+
+    def on_put(
+        self, user: User, obj: int, stream: int, mimetype: str, name: str
+    ) -> StreamSink | None:
+        fs = self.sftp.fs if self.sftp is not None else None
+        if fs is None or not fs.owns(user, obj):
+            return None
+        return fs.put(user, stream, name)
+
+    def user_left(self, user: User) -> None:
+        if self.sftp is not None and self.sftp.fs is not None:
+            self.sftp.fs.forget(user)
 
     # ---------------------------------------------------------------------- resize
     def on_size(self, user: User, width: int, height: int) -> None:
