@@ -90,3 +90,69 @@ def test_fingerprints() -> None:
     assert cert_matches(der, fingerprints(f" sha1:00, sha256:{digest}"))
     assert not cert_matches(der, fingerprints("sha256:" + "0" * 64))
     assert not cert_matches(der, fingerprints(""))
+
+
+class FakeRDP:
+    """Records what the handler's keyboard logic sends."""
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, int, bool]] = []
+
+    def key(self, scancode: int, extended: bool, pressed: bool) -> None:
+        self.sent.append(("key", scancode | (0x100 if extended else 0), pressed))
+
+    def unicode(self, codepoint: int, pressed: bool) -> None:
+        self.sent.append(("unicode", codepoint, pressed))
+
+
+def keyboard(layout: str) -> tuple[object, FakeRDP]:
+    import logging
+
+    from guacr.handlers.rdp.handler import RDPHandler, RDPSettings
+
+    handler = object.__new__(RDPHandler)
+    settings = RDPSettings.parse(params(**{"server-layout": layout}), lambda _: None)
+    fake = FakeRDP()
+    handler.__dict__.update(
+        settings=settings, rdp=fake, _held={}, _mods=0, _shift_keys=set(),
+        log=logging.getLogger("test"),
+    )  # fmt: skip
+    return handler, fake
+
+
+def test_keys_press_the_modifiers_the_layout_needs() -> None:
+    handler, rdp = keyboard("de-de-qwertz")
+    type_ = lambda ks: (handler.on_key(None, ks, True), handler.on_key(None, ks, False))  # noqa: E731
+    type_(ord("@"))  # AltGr+Q on German keyboards
+    assert rdp.sent == [
+        ("key", keymap.SC_ALTGR, True), ("key", 0x10, True), ("key", keymap.SC_ALTGR, False),
+        ("key", 0x10, False),
+    ]  # fmt: skip
+    rdp.sent.clear()
+    handler.on_key(None, 0xFFE1, True)  # the user holds Shift...
+    type_(ord("z"))  # ...but a lower-case z needs it released for a moment
+    handler.on_key(None, 0xFFE1, False)
+    assert rdp.sent == [
+        ("key", keymap.SC_LSHIFT, True), ("key", keymap.SC_LSHIFT, False),
+        ("key", keymap.SC_RSHIFT, False), ("key", 0x15, True), ("key", keymap.SC_LSHIFT, True),
+        ("key", 0x15, False), ("key", keymap.SC_LSHIFT, False),
+    ]  # fmt: skip
+
+
+def test_characters_outside_the_layout_are_unicode_events() -> None:
+    handler, rdp = keyboard("en-us-qwerty")
+    handler.on_key(None, 0x1000000 | 0x263A, True)  # ☺
+    handler.on_key(None, 0x1000000 | 0x263A, False)
+    assert rdp.sent == [("unicode", 0x263A, True), ("unicode", 0x263A, False)]
+
+
+def test_display_control_layout_pdu() -> None:
+    import struct
+
+    from guacr.handlers.rdp.display_control import clamp_size, layout_pdu
+
+    pdu = layout_pdu(800, 600)
+    assert struct.unpack_from("<IIII", pdu) == (2, 56, 40, 1)
+    assert struct.unpack_from("<IiiII", pdu, 16) == (1, 0, 0, 800, 600)
+    assert len(pdu) == 56
+    assert clamp_size(801, 50) == (800, 200)
