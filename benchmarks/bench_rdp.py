@@ -5,7 +5,8 @@ Scene (issue 13): on the xrdp + xorgxrdp desktop (1024x768), a 100x40 xterm scro
 the proxy, echoing every ``sync`` like guacamole-common-js. For each colour depth
 (default 32 and 16 bpp) it prints:
 
-* connect-to-first-frame: ``connect`` sent until the first ``sync`` (median of N);
+* connect-to-first-frame: ``connect`` sent until the first image drawn on the
+  display layer, i.e. the remote desktop (median of N);
 * frames/s (``sync`` instructions) and bytes/s received by the client;
 * proxy CPU seconds per second of session (utime+stime of the proxy processes);
 * for reference (self-contained mode), what guacr's RDP client alone (aardwolf plus
@@ -60,9 +61,17 @@ def cpu_seconds(pids: list[int]) -> float:
     return total / tick
 
 
-def children(pid: int) -> list[int]:
-    out = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout
-    return [int(x) for x in out.split()]
+def descendants(pids: list[int]) -> list[int]:
+    """The processes and all their descendants (guacd forks one per connection)."""
+    found, todo = list(pids), list(pids)
+    while todo:
+        out = subprocess.run(
+            ["pgrep", "-P", str(todo.pop())], capture_output=True, text=True
+        ).stdout
+        kids = [int(x) for x in out.split()]
+        found += kids
+        todo += kids
+    return found
 
 
 class Viewer:
@@ -75,6 +84,7 @@ class Viewer:
         self.frames = 0
         self.bytes = 0
         self.errors: list[tuple[str, ...]] = []
+        self.first_image: float | None = None  # first image drawn on the display layer
 
     def close(self) -> None:
         self.sock.close()
@@ -98,10 +108,10 @@ class Viewer:
         self.send("connect", "VERSION_1_5_0", *(values.get(n, "") for n in args[2:]))
         return sent
 
-    def pump(self, seconds: float, until_frames: int | None = None) -> None:
+    def pump(self, seconds: float, until_image: bool = False) -> None:
         deadline = time.monotonic() + seconds
         while (left := deadline - time.monotonic()) > 0:
-            if until_frames is not None and self.frames >= until_frames:
+            if until_image and self.first_image is not None:
                 return
             self.sock.settimeout(left)
             try:
@@ -115,6 +125,8 @@ class Viewer:
                 if ins[0] == "sync":
                     self.frames += 1
                     self.sock.sendall(encode("sync", ins[1]))
+                elif ins[0] == "img" and ins[3] == "0" and self.first_image is None:
+                    self.first_image = time.monotonic()
                 elif ins[0] == "error":
                     self.errors.append(ins)
                     raise SystemExit(f"proxy error: {ins}")
@@ -176,6 +188,36 @@ def self_contained() -> Iterator[tuple[tuple[str, int], list[int], dict[str, str
         yield ("127.0.0.1", g.port), [g.proc.pid, *g.worker_pids()], values, server.x_env()
 
 
+@contextlib.contextmanager
+def start_guacd(binary: str) -> Iterator[tuple[tuple[str, int], list[int]]]:
+    """Apache guacd in the foreground on a free loopback port (stopped by PID)."""
+    from guacr_process import free_port
+
+    port = free_port()
+    lib = str(Path(binary).resolve().parent.parent / "lib")
+    env = {**os.environ, "LD_LIBRARY_PATH": lib}
+    proc = subprocess.Popen(
+        [binary, "-b", "127.0.0.1", "-l", str(port), "-f", "-L", "error"],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 10
+        while True:
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 1):
+                break
+            if time.monotonic() > deadline:
+                raise SystemExit("guacd did not listen")
+            time.sleep(0.05)
+        yield ("127.0.0.1", port), [proc.pid]
+    finally:
+        proc.terminate()
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(5)
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
 def measure(
     proxy: tuple[str, int], pids: list[int], values: dict[str, str], seconds: float, samples: int
 ) -> dict[str, float]:
@@ -183,14 +225,15 @@ def measure(
     for _ in range(samples):
         viewer = Viewer(*proxy)
         sent = viewer.handshake(values)
-        viewer.pump(15.0, until_frames=1)
-        if viewer.frames:
-            connects.append(time.monotonic() - sent)
+        viewer.pump(15.0, until_image=True)
+        if viewer.first_image is not None:
+            connects.append(viewer.first_image - sent)
         viewer.close()
         time.sleep(0.3)
     viewer = Viewer(*proxy)
     viewer.handshake(values)
     viewer.pump(2.0)  # warm-up
+    pids = descendants(pids)  # now including guacd's process for this connection
     frames0, bytes0, cpu0, t0 = viewer.frames, viewer.bytes, cpu_seconds(pids), time.monotonic()
     viewer.pump(seconds)
     elapsed = time.monotonic() - t0
@@ -218,6 +261,11 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=10.0)
     ap.add_argument("--samples", type=int, default=5, help="connect-time samples")
     ap.add_argument("--param", action="append", default=[], help="extra NAME=VALUE")
+    ap.add_argument(
+        "--guacd",
+        default="",
+        help="also measure this guacd binary against the same xrdp (self-contained mode)",
+    )
     args = ap.parse_args()
 
     with contextlib.ExitStack() as stack:
@@ -239,18 +287,22 @@ def main() -> None:
         )  # fmt: skip
         stack.callback(lambda: (os.killpg(scroller.pid, signal.SIGKILL), scroller.wait()))
         time.sleep(1.0)
-        print(f"proxy {proxy[0]}:{proxy[1]}, {args.seconds:.0f} s per depth, scene: {SCENE}")
-        for depth in (int(d) for d in args.depths.split(",")):
-            live_pids = pids + [c for p in pids for c in children(p)]
+        proxies = [("guacr" if not args.proxy else "proxy", proxy, pids)]
+        if args.guacd and not args.proxy:
+            proxies.append(("guacd", *stack.enter_context(start_guacd(args.guacd))))
+        print(f"{args.seconds:.0f} s per depth and proxy, scene: {SCENE}")
+        for (name, proxy, pids), depth in (
+            (p, int(d)) for d in args.depths.split(",") for p in proxies
+        ):
             r = measure(
-                proxy, live_pids, {**values, "color-depth": str(depth)}, args.seconds, args.samples
+                proxy, pids, {**values, "color-depth": str(depth)}, args.seconds, args.samples
             )
-            print(f"--- {depth} bpp")
+            print(f"--- {name} {proxy[0]}:{proxy[1]}, {depth} bpp")
             print(f"connect->frame  {r['connect'] * 1000:8.0f} ms (median of {args.samples})")
             print(f"frames/s        {r['fps']:8.1f}   (guacd 24-25 at 32 bpp; target >= 25)")
             print(f"bytes/s         {r['bytes'] / 1e6:8.3f} MB (guacd 1.9-2.0; target <= 1.9)")
             print(f"proxy CPU       {r['cpu']:8.3f} core (guacd 0.39-0.41; target <= 0.40)")
-            if not args.proxy:
+            if name == "guacr" and not args.proxy:
                 cpu, rects = client_only_cpu(
                     values["hostname"], int(values["port"]), depth, args.seconds / 2
                 )

@@ -396,6 +396,9 @@ def _patch_mcs() -> None:
                 if kind == 0x02 and int.from_bytes(data[18:20], "little") == 1:
                     update = TS_UPDATE_BITMAP_DATA.from_bytes(data[18:])
                     sink.bitmaps(update.rectangles)
+                    # aardwolf's reader does not yield while the socket has data
+                    # buffered: give the display (and input) a turn after each update.
+                    await asyncio.sleep(0)
                     return
                 if kind == 0x1B:  # slow-path pointer: the handler's pointer parser
                     sink.pointer_slow_path(data[18:])
@@ -569,6 +572,7 @@ def _patch_fastpath(cls: Any) -> None:
                 code = int(update.updateCode)
                 if code == FASTPATH_UPDATETYPE.BITMAP:
                     sink.bitmaps(update.parse_update_data().rectangles)
+                    await asyncio.sleep(0)  # as for slow-path bitmaps
                 elif code >= 0x5:
                     sink.pointer(code, bytes(update.updateData))
             except Exception as exc:  # one bad update must not end the session

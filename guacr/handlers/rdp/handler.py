@@ -297,6 +297,8 @@ class RDPHandler(Handler):
         self.clipboard = Clipboard.from_params(conn, params)
         self.rdp: RDPClient | None = None
         self._frame_timer: asyncio.TimerHandle | None = None
+        self._pending: list[tuple[int, int, U8]] = []
+        self._waiting_display = False
         self._failure: tuple[Status, str] | None = None
         self._prompt: set[str] = set()
         self._answers: dict[str, str] = {}
@@ -434,16 +436,38 @@ class RDPHandler(Handler):
 
     # ------------------------------------------------------------------- RDP sink
     def bitmap(self, x: int, y: int, pixels: U8) -> None:
-        self.display.blit(x, y, pixels)
+        # Held back and drawn in one go with end_frame (below): the display flushes a
+        # frame only between drawing, and RDP servers push bitmaps without pause.
+        self._pending.append((x, y, pixels))
 
     def update_end(self) -> None:
-        if self._frame_timer is None:
+        if self._frame_timer is None and not self._waiting_display:
             loop = asyncio.get_running_loop()
             self._frame_timer = loop.call_later(FRAME_DELAY, self._end_frame)
 
     def _end_frame(self) -> None:
+        """Draw what arrived since the last frame and end it, once the display can take
+        another frame (while it encodes one, bitmaps gather here: a slow client slows
+        the frame rate, not the RDP session)."""
         self._frame_timer = None
-        self.display.end_frame()
+        display = self.display
+        if not display.ready:
+            if not self._waiting_display:
+                self._waiting_display = True
+                display.when_ready(self._display_ready)
+            return
+        self._draw_pending()
+        display.end_frame()
+
+    def _display_ready(self) -> None:
+        self._waiting_display = False
+        self._end_frame()
+
+    def _draw_pending(self) -> None:
+        pending, self._pending = self._pending, []
+        blit = self.display.blit
+        for x, y, pixels in pending:
+            blit(x, y, pixels)
 
     def error_info(self, code: int) -> None:
         self._failure = error_for_info(code)
@@ -451,6 +475,7 @@ class RDPHandler(Handler):
 
     def desktop_resized(self, width: int, height: int) -> None:
         self.log.info("RDP desktop resized to %dx%d.", width, height)
+        self._draw_pending()
         self.display.resize(width, height)
 
     def cursor(self, cursor: Cursor) -> None:
