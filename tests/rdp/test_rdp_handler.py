@@ -360,7 +360,14 @@ def test_sftp_side_channel_is_offered_to_the_owner(
     }
     with GuacSession(guacr) as s:
         connected(s, xrdp, **extra)
-        fs = s.wait_opcode("filesystem", 40)  # SSH login: slow on a loaded machine
+        # The SSH login may take a while on a loaded machine; the desktop is still, so
+        # keep the client alive with nop as guacamole-common-js does.
+        deadline = time.monotonic() + 40
+        while not any(i[0] == "filesystem" for i in s.instructions):
+            assert time.monotonic() < deadline and not s.errors, s.errors
+            s.client.send("nop")
+            s.pump(1.0)
+        fs = next(i for i in s.instructions if i[0] == "filesystem")
         s.client.send("get", fs[1], "/")
         body = s.wait_opcode("body", 10)
         assert body[1] == fs[1] and body[4] == "/"  # body,object,stream,mimetype,name
