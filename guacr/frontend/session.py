@@ -54,6 +54,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final
 
+from guacr.frontend.cells import CellKeys, pack
 from guacr.frontend.config import ARGV_NAMES, TerminalConfig, normalize_newlines
 from guacr.frontend.pipes import (
     OSC_PIPE_CLOSE,
@@ -67,28 +68,18 @@ from guacr.frontend.pipes import (
     StdinPipe,
 )
 from guacr.frontend.prompt import LinePrompt
-from guacr.frontend.selection import Point, Selection, word_bounds
+from guacr.frontend.selection import Point, Selector, word_bounds
 from guacr.frontend.typescript import Typescript
 from guacr.protocol import builders as b
 from guacr.render.glyphs import (
-    BOLD,
-    ITALIC,
-    STRIKE,
-    UNDERLINE,
-    WIDE,
     CellKey,
     FontSet,
-    continuation,
     font_pixels,
     get_fontset,
 )
 from guacr.render.terminal_view import Cursor, Pointer, TerminalView
 from guacr.services.clipboard import Clipboard, clipboard_limit
 from guacr.terminal import (
-    ATTR_BOLD,
-    ATTR_ITALIC,
-    ATTR_STRIKE,
-    ATTR_UNDERLINE,
     MAX_COLS,
     MAX_ROWS,
     KeyAction,
@@ -118,7 +109,6 @@ TYPING_WINDOW: Final = 0.1  # output this soon after a user's input may be an ec
 ECHO_BYTES: Final = 512  # ... if it is this small: drawn without the coalescing wait
 CONGESTED_WAIT: Final = 0.5  # longest a frame is held back for a congested client
 WHEEL_ROWS: Final = 3
-CLICK_INTERVAL: Final = 0.3  # clicks closer than this count as double/triple clicks
 OSC_SCROLLBACK: Final = 482204
 
 
@@ -186,22 +176,16 @@ class TerminalSession:
         self._router = OutputRouter()
         self._pipe = OutputPipe(conn, self._router)
         # non-ASCII cell texts seen since the last frame: fonts may need a fallback
-        self._glyph_texts: set[str] = set()
         # screen cache: CellKeys of the live screen rows and history lines shown
         self._live: list[list[CellKey]] = []
         self._history: dict[int, list[CellKey]] = {}
-        self._keys: dict[CellKey, CellKey] = {}
-        self._colours: dict[tuple[int, int, int], tuple[int, int]] = {}
+        self._cells = CellKeys()
         self._pushed = 0
         self._offset = 0  # rows scrolled back into history
         # mouse and selection
         self._mask = 0
         self._dragging_scrollbar = False
-        self._selection: Selection | None = None
-        self._anchor: Point | None = None
-        self._selecting = False
-        self._clicks = 0
-        self._last_click = (0.0, (0, 0))
+        self._sel = Selector()
         self._prompt: _Prompt | None = None
 
     # Lifecycle --------------------------------------------------------------------
@@ -221,7 +205,7 @@ class TerminalSession:
             width,
             height,
             dpi,
-            _pack(palette.background),
+            pack(palette.background),
             strategy=self._strategy,  # type: ignore[arg-type]
         )
         self._update_webp()
@@ -444,7 +428,7 @@ class TerminalSession:
             self._offset = min(self._offset + pushed - self._pushed, term.scrollback_len)
         self._pushed = pushed
         if damage.full or len(self._live) != term.rows:
-            self._colours.clear()
+            self._cells.forget_colours()
             self._live = [self._row_keys(y) for y in range(term.rows)]
         else:
             live = self._live
@@ -458,14 +442,14 @@ class TerminalSession:
                     self.view.scroll(top, bottom, n)
             for y in damage.rows:
                 live[y] = self._row_keys(y)
-        bg = _pack(term.palette.background)
+        bg = pack(term.palette.background)
         if bg != self.view.background:
             self.view.set_background(bg)
         self.view.set_scrollbar(term.scrollback_len, self._offset)
         if self._pipe.autoflush:
             self._pipe.flush()
         rows = self._visible_rows()
-        if self._glyph_texts:
+        if self._cells.new_texts:
             await self._prepare_glyphs()
         data = await self.view.update(rows, self._cursor())
         self._typescript_flush()
@@ -476,7 +460,7 @@ class TerminalSession:
     async def _prepare_glyphs(self) -> None:
         """Let the font find fallback fonts for new characters, off the loop (fontconfig
         tools and font files): once per character and font."""
-        texts, self._glyph_texts = self._glyph_texts, set()
+        texts = self._cells.take_new_texts()
         fonts = self.view.fonts
         todo = [t for t in texts if fonts.needs_lookup(t)]
         if todo:
@@ -498,62 +482,14 @@ class TerminalSession:
     # Screen content -------------------------------------------------------------------
     def _row_keys(self, y: int) -> list[CellKey]:
         """The view's cell keys for emulator row ``y`` (negative: history)."""
-        term = self.term
-        keys: list[CellKey] = []
-        intern = self._keys
-        colours = self._colours
-        palette = term.palette
-        reverse = term.reverse_video
-        for run in term.row_runs(y):
-            attrs = run.attrs
-            ck = (run.fg, run.bg, attrs | (reverse << 15))
-            pair = colours.get(ck)
-            if pair is None:
-                f, g = palette.cell_rgb(run.fg, run.bg, attrs, reverse)
-                pair = colours[ck] = (_pack(f), _pack(g))
-            fg, bg = pair
-            flags = (
-                (BOLD if attrs & ATTR_BOLD else 0)
-                | (ITALIC if attrs & ATTR_ITALIC else 0)
-                | (UNDERLINE if attrs & ATTR_UNDERLINE else 0)
-                | (STRIKE if attrs & ATTR_STRIKE else 0)
-            )
-            if run.cluster:
-                if run.width >= 2:
-                    k = (run.text, fg, bg, flags | WIDE)
-                    key = intern.get(k) or self._new_key(k)
-                    keys.append(key)
-                    keys.append(_intern(intern, continuation(key)))
-                    blank = _intern(intern, ("", fg, bg, flags))
-                    keys.extend([blank] * (run.width - 2))
-                else:
-                    k = (run.text, fg, bg, flags)
-                    keys.append(intern.get(k) or self._new_key(k))
-                continue
-            text = run.text
-            if not text.strip(" "):
-                keys.extend([_intern(intern, ("", fg, bg, flags))] * run.width)
-                continue
-            for ch in text:
-                k = (ch if ch != " " else "", fg, bg, flags)
-                keys.append(intern.get(k) or self._new_key(k))
-        if len(intern) > 65536:
-            intern.clear()
-        return keys
-
-    def _new_key(self, key: CellKey) -> CellKey:
-        """Intern a key not seen before; note text the font may need a fallback for."""
-        self._keys[key] = key
-        if not key[0].isascii():
-            self._glyph_texts.add(key[0])
-        return key
+        return self._cells.row(self.term, y)
 
     def _visible_rows(self) -> list[list[CellKey]]:
         """What the display shows: live rows, or history when scrolled back; selection."""
         term = self.term
         rows = term.rows
         offset = self._offset
-        sel = self._selection
+        sel = self._sel.selection
         if not offset and sel is None:
             self._history.clear()
             return self._live
@@ -571,17 +507,9 @@ class TerminalSession:
             if sel is not None:
                 span = sel.columns(base + emu, term.cols)
                 if span is not None:
-                    row = self._highlight(row, *span)
+                    row = self._cells.highlight(row, *span)
             out.append(row)
         self._history = wanted
-        return out
-
-    def _highlight(self, row: list[CellKey], c0: int, c1: int) -> list[CellKey]:
-        out = list(row)
-        intern = self._keys
-        for c in range(max(0, c0), min(len(row) - 1, c1) + 1):
-            k = row[c]
-            out[c] = _intern(intern, (k[0], k[2], k[1], k[3]))
         return out
 
     def _cursor(self) -> Cursor:
@@ -725,9 +653,9 @@ class TerminalSession:
         point = (self._pushed + row - self._offset, col)
         if pressed & 1:
             self._select_press(point)
-        elif mask & 1 and self._selecting:
+        elif mask & 1 and self._sel.selecting:
             self._select_drag(point)
-        if released & 1 and self._selecting:
+        if released & 1 and self._sel.selecting:
             self._select_release()
         if released & (2 | 4):
             self.paste()
@@ -741,47 +669,16 @@ class TerminalSession:
 
     # Selection ---------------------------------------------------------------------------
     def _select_press(self, point: Point) -> None:
-        now = time.monotonic()
-        last_time, last_point = self._last_click
-        if now - last_time <= CLICK_INTERVAL and last_point == point:
-            self._clicks = self._clicks % 3 + 1
-        else:
-            self._clicks = 1
-        self._last_click = (now, point)
-        self._selecting = True
-        if self._clicks == 1:
-            if self.keys.shift and self._selection is not None:
-                self._selection = Selection(self._selection.start, point)
-                self._anchor = self._selection.start
-            else:
-                self._anchor = point
-                if self._selection is not None:
-                    self._selection = None
-                    self._request_frame()
-            return
-        if self._clicks == 2:
-            c0, c1 = self._word_at(point)
-            self._selection = Selection((point[0], c0), (point[0], c1))
-        else:
-            self._selection = Selection((point[0], 0), (point[0], self.term.cols - 1))
-        self._anchor = None
-        self._request_frame()
+        shift, cols = self.keys.shift, self.term.cols
+        if self._sel.press(point, time.monotonic(), shift=shift, cols=cols, word=self._word_at):
+            self._request_frame()
 
     def _select_drag(self, point: Point) -> None:
-        if self._anchor is None:
-            if self._selection is not None:
-                self._selection.end = point
-                self._request_frame()
-            return
-        if point == self._anchor and self._selection is None:
-            return
-        self._selection = Selection(self._anchor, point, block=self.keys.alt)
-        self._request_frame()
+        if self._sel.drag(point, alt=self.keys.alt):
+            self._request_frame()
 
     def _select_release(self) -> None:
-        self._selecting = False
-        sel = self._selection
-        if sel is None:
+        if self._sel.release() is None:
             return
         text = self.selection_text()
         if text and not self.cfg.disable_copy:
@@ -796,7 +693,7 @@ class TerminalSession:
 
     def selection_text(self) -> str:
         """The selected text (rows joined with newlines except where soft-wrapped)."""
-        sel = self._selection
+        sel = self._sel.selection
         if sel is None or not self.started:
             return ""
         (l0, c0), (l1, c1) = sel.bounds()
@@ -810,8 +707,7 @@ class TerminalSession:
 
     def clear_selection(self) -> None:
         """Remove the selection highlight."""
-        if self._selection is not None:
-            self._selection = None
+        if self._sel.clear():
             self._request_frame()
 
     # Clipboard ---------------------------------------------------------------------------
@@ -847,7 +743,7 @@ class TerminalSession:
         cols, rows = min(cols, MAX_COLS), min(rows, MAX_ROWS)
         term = self.term
         self._offset = 0
-        self._selection = None
+        self._sel.clear()
         if (cols, rows) != (term.cols, term.rows):
             term.resize(cols, rows)
             if self.on_resize is not None:
@@ -883,7 +779,7 @@ class TerminalSession:
         current.foreground = new.foreground
         current.background = new.background
         current.colors[:] = new.colors
-        self._colours.clear()
+        self._cells.forget_colours()
         self.term.invalidate()
         self._request_frame()
 
@@ -893,7 +789,7 @@ class TerminalSession:
             return
         async with self.view.lock:
             cols, rows = self.view.set_font(fonts)
-        self._keys.clear()  # every text is seen anew: the new font may lack others
+        self._cells.clear()  # every text is seen anew: the new font may lack others
         self._apply_grid(cols, rows)
 
 
@@ -937,17 +833,6 @@ class _Wakeup:
 def _resolve(fut: asyncio.Future[bool], value: bool) -> None:
     if not fut.done():
         fut.set_result(value)
-
-
-def _pack(rgb: tuple[int, int, int]) -> int:
-    return (rgb[0] << 16) | (rgb[1] << 8) | rgb[2]
-
-
-def _intern(table: dict[CellKey, CellKey], key: CellKey) -> CellKey:
-    found = table.get(key)
-    if found is None:
-        table[key] = found = key
-    return found
 
 
 def _argv_stream(user: User, name: str, value: str) -> bytes:
