@@ -225,6 +225,17 @@ def test_nla_is_security_negotiation_failure_769(guacr: Guacr, xrdp: XrdpServer)
         assert status == "769", (message, status)
 
 
+@pytest.mark.parametrize("security", ["tls", "rdp"])
+def test_security_tls_and_standard_rdp_connect(
+    guacr: Guacr, xrdp: XrdpServer, security: str
+) -> None:
+    """``tls`` as with guacd. ``rdp`` (standard RDP security, RC4): guacd 1.6.1 fails
+    against xrdp 0.9 ("MAC checksum error", 515); aardwolf's crypto layer connects."""
+    with GuacSession(guacr) as s:
+        connected(s, xrdp, security=security)
+        assert not s.errors
+
+
 def test_missing_password_is_asked_for(guacr: Guacr, xrdp: XrdpServer) -> None:
     with GuacSession(guacr) as s:
         v = values(xrdp)
