@@ -1,7 +1,8 @@
 """``guacr`` command line, with guacd's flags and meanings.
 
 ``-b HOST -l PORT -L LEVEL -f -p PIDFILE -C CERT -K KEY -v`` as guacd; guacr adds
-``--workers N``, ``--config FILE`` and ``--single-process`` (debugging only).
+``--config FILE`` and one ``--<setting>`` per guacr-only setting (``--workers N``,
+``--websocket-bind-port PORT``, ...; see guacr.config).
 """
 
 from __future__ import annotations
@@ -9,17 +10,35 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
-import socket
 import sys
 
 from guacr import __version__
 from guacr import log as glog
-from guacr.config import Config, ConfigError, load
+from guacr.config import Config, ConfigError, guacr_settings, load
 
 USAGE = (
     "USAGE: guacr [-l LISTENPORT] [-b LISTENADDRESS] [-p PIDFILE] [-L LEVEL] "
-    "[-C CERTIFICATE_FILE] [-K PEM_FILE] [-f] [-v] [--workers N] [--config FILE]"
+    "[-C CERTIFICATE_FILE] [-K PEM_FILE] [-f] [-v] [--workers N] [--config FILE] "
+    "[--<setting> VALUE ...]"
 )
+
+# guacd's flags -> (setting, how errors name the flag)
+_GUACD_FLAGS = {
+    "bind_host": "-b",
+    "bind_port": "-l",
+    "log_level": "-L",
+    "pid_file": "-p",
+    "cert": "-C",
+    "key": "-K",
+}
+
+# Settings declared for services later versions bring (guacr.config declares them all
+# now): set, they are reported rather than silently ignored.
+_NOT_BUILT = {
+    "grpc_bind_port": "gRPC service",
+    "metrics_bind_port": "metrics endpoint",
+    "registry_url": "shared registry (the in-process one is used)",
+}
 
 
 class _Parser(argparse.ArgumentParser):
@@ -40,8 +59,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-K", dest="key")
     p.add_argument("-f", dest="foreground", action="store_true")
     p.add_argument("-v", dest="version", action="store_true")
-    p.add_argument("--workers", dest="workers")
     p.add_argument("--config", dest="config_path")
+    for name, help_ in guacr_settings():
+        p.add_argument("--" + name.replace("_", "-"), dest=name, help=help_)
     return p
 
 
@@ -49,30 +69,15 @@ def resolve(argv: list[str]) -> tuple[Config, argparse.Namespace]:
     """Command line over environment over config file over defaults."""
     ns = build_parser().parse_args(argv)
     config = load(ns.config_path)
-    for name in ("bind_host", "bind_port", "log_level", "pid_file", "cert", "key", "workers"):
+    flags = dict(_GUACD_FLAGS)
+    flags.update((name, "--" + name.replace("_", "-")) for name, _ in guacr_settings())
+    for name, flag in flags.items():
         value = getattr(ns, name)
         if value is not None:
-            config.set(name, value)
+            config.set(name, value, flag)
     config.foreground = ns.foreground
+    config.check()
     return config, ns
-
-
-def bind(host: str, port: int) -> socket.socket:
-    """Bind the first resolved address that works, like guacd."""
-    last: OSError | None = None
-    for family, type_, proto, _name, addr in socket.getaddrinfo(
-        host, port, socket.AF_UNSPEC, socket.SOCK_STREAM, 0, socket.AI_PASSIVE
-    ):
-        sock = socket.socket(family, type_, proto)
-        try:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            sock.bind(addr)
-            sock.listen(1024)
-            return sock
-        except OSError as exc:
-            last = exc
-            sock.close()
-    raise OSError(f"Unable to bind {host}:{port}: {last}")
 
 
 def daemonize() -> None:
@@ -98,16 +103,28 @@ def main(argv: list[str] | None = None) -> None:
     if ns.version:
         print(f"guacr version {__version__} (Guacamole proxy daemon, guacd 1.6.1 compatible)")
         sys.exit(0)
-    glog.setup(config.log_level)
+    glog.setup(config.log_level, config.log_format, config.syslog_address)
     log = glog.get("guacr")
     if (config.cert is None) != (config.key is None):
         log.warning("Only one of certificate and key given: SSL/TLS may not work")
+    for setting, what in _NOT_BUILT.items():
+        if getattr(config, setting):
+            log.warning("%s is set, but this version of guacr has no %s; ignored", setting, what)
+    from guacr.server.doors import Door, unsupported
+
+    specs = config.listener_specs()
+    missing = unsupported(specs)
+    if missing:
+        log.error("%s", missing)
+        sys.exit(1)
     try:
-        sock = bind(config.bind_host, config.bind_port)
+        doors = [Door.bind(spec) for spec in specs]
     except OSError as exc:
         log.error("%s", exc)
         sys.exit(1)
-    log.info("Listening on host %s, port %d", *sock.getsockname()[:2])
+    for door in doors:
+        host, port = door.sock.getsockname()[:2]
+        log.info("Listening on host %s, port %d (%s)", host, port, door.spec.kind)
     if not config.foreground:
         daemonize()
     if config.pid_file:
@@ -122,7 +139,7 @@ def main(argv: list[str] | None = None) -> None:
     from guacr.server.forkserver import ForkServer
 
     log.info("Guacamole proxy daemon (guacr) version %s started", __version__)
-    status = ForkServer(config.worker_config(), [sock]).run()
+    status = ForkServer(config, doors).run()
     log.info("Exiting")
     if config.pid_file:
         with contextlib.suppress(OSError):

@@ -41,10 +41,10 @@ class Guacr:
         return self.log_path.read_text(errors="replace")
 
     def listener_pid(self) -> int:
-        """The listener, forked by the main process (it logs its pid)."""
-        m = re.search(r"Listener running \(pid (\d+)\)", self.log())
-        assert m, "listener pid not logged"
-        return int(m.group(1))
+        """The current listener, forked by the main process (it logs its pid)."""
+        found = re.findall(r"Listener running \(pid (\d+)\)", self.log())
+        assert found, "listener pid not logged"
+        return int(found[-1])
 
     def worker_pids(self) -> list[int]:
         """Live workers: children of the main process other than the listener."""
@@ -65,8 +65,12 @@ def run_guacr(
     extra: list[str] | None = None,
     env: dict[str, str] | None = None,
     handlers: str = ECHO,
+    wait_ready: bool = True,
 ) -> Iterator[Guacr]:
-    """Start guacr in the foreground; stop it (by PID) afterwards."""
+    """Start guacr in the foreground; stop it (by PID) afterwards.
+
+    Yields once ``workers`` workers are ready, or (``wait_ready=False``) at once.
+    """
     port = free_port()
     log_path = tmp / f"guacr-{port}.log"
     full_env = dict(os.environ)
@@ -94,14 +98,15 @@ def run_guacr(
     g = Guacr(proc, port, log_path)
     try:
         deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
+        while wait_ready and time.monotonic() < deadline:
             if proc.poll() is not None:
                 raise RuntimeError(f"guacr exited early:\n{g.log()}")
             if g.log().count("ready (pid") >= workers:
                 break
             time.sleep(0.05)
         else:
-            raise RuntimeError(f"guacr did not become ready:\n{g.log()}")
+            if wait_ready:
+                raise RuntimeError(f"guacr did not become ready:\n{g.log()}")
         yield g
     finally:
         if proc.poll() is None:
@@ -119,8 +124,8 @@ def run_guacr(
 class Client:
     """A blocking Guacamole client for tests."""
 
-    def __init__(self, port: int, timeout: float = 10.0) -> None:
-        self.sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+    def __init__(self, port: int, timeout: float = 10.0, sock: socket.socket | None = None) -> None:
+        self.sock = sock or socket.create_connection(("127.0.0.1", port), timeout=timeout)
         self.parser = Parser()
         self.queue: list[Instruction] = []
 
@@ -200,6 +205,24 @@ class Client:
 
     def close(self) -> None:
         self.sock.close()
+
+    # The test-only echo handler (tests/echo_handler.py) -----------------------------
+    def names_until(self, marker: str, timeout: float = 5.0) -> list[str]:
+        """Collect ``name`` texts until ``marker`` arrives (other opcodes skipped)."""
+        names: list[str] = []
+        deadline = time.monotonic() + timeout
+        while not names or names[-1] != marker:
+            ins = self.read(max(0.01, deadline - time.monotonic()))
+            assert ins is not None, f"EOF before {marker!r}; got {names}"
+            if ins[0] == "name":
+                names.append(ins[1])
+        return names
+
+    def owner_pid(self) -> int:
+        """The pid of the worker serving this echo connection (its first ``name``)."""
+        ins = self.expect("name", skip=("sync", "nop", "size"))
+        assert ins[1].startswith("joined pid=")
+        return int(ins[1].split()[1].split("=")[1])
 
     def __enter__(self) -> Client:
         return self

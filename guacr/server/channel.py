@@ -1,57 +1,54 @@
-"""Listener <-> worker control channel: one AF_UNIX SOCK_SEQPACKET pair per worker.
+"""Control channels between guacr's processes, and every message they carry.
 
-Each packet is one Guacamole-encoded instruction, optionally carrying file
-descriptors (SCM_RIGHTS). SEQPACKET keeps packet boundaries, so a descriptor always
-arrives with the instruction that describes it. Messages:
+One AF_UNIX ``SOCK_SEQPACKET`` pair joins the listener to each worker, the main
+process to the listener, and the main process to each worker. SEQPACKET keeps packet
+boundaries, so a file descriptor (SCM_RIGHTS) always arrives with the message that
+describes it. Each packet is one message: a typed dataclass below, sent as JSON
+``[opcode, {field: value}]``; :func:`recv` rebuilds the dataclass and rejects what
+does not fit (unknown opcode, missing or extra fields, wrong types).
+
+Requests (:class:`Request` subclasses) carry an ``rid``; the answer is a
+:class:`Reply` with the same ``rid``, matched to the asker's future by
+:class:`Requests`. So the listener can ask a worker a question (list a connection's
+users, end a connection) and await the answer.
+
+Who sends what:
 
 listener -> worker
-  ``handoff,<target>,<base64 pending bytes>,<tls 0|1>`` + client fd: a new user.
+  :class:`Handoff` (+ client fd), :class:`Ping`, :class:`ListUsers`, :class:`Terminate`
 worker -> listener
-  ``ready``                  the worker booted and serves
-  ``open,<$id>``/``close,<$id>``  it owns / no longer owns a connection
-  ``load,<users>``           current number of users
-  ``forward,<$id>,<base64 pending>`` + fd: a TLS-terminated join for another worker
+  :class:`Ready`, :class:`Hello` (re-registration after a listener restart),
+  :class:`ConnectionOpened`/:class:`ConnectionClosed`, :class:`UserJoined`/
+  :class:`UserLeft`, :class:`Stats`, :class:`Pong`, :class:`Forward` (+ fd),
+  :class:`Reply`
+listener -> main process
+  :class:`Spawn` (+ the worker's channel end)
+main process -> listener
+  :class:`Spawned`, :class:`Exited`, :class:`Adopt` (+ channel end to a live worker)
+main process -> worker
+  :class:`Attach` (+ its new channel end to a new listener)
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import dataclasses
+import itertools
+import json
 import socket
+import types
+import typing
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
 
-from guacr.protocol.instruction import encode
-from guacr.protocol.parser import Instruction, Parser
-
-MAX_PACKET = 1 << 18
+MAX_PACKET = 1 << 20
 
 
 def pair() -> tuple[socket.socket, socket.socket]:
     """A connected SEQPACKET pair (parent end, child end)."""
     a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
     return a, b
-
-
-def send(sock: socket.socket, opcode: str, *args: object, fds: list[int] | None = None) -> None:
-    """Send one message (blocking is fine: packets are small and the peer drains)."""
-    data = encode(opcode, *args)
-    if fds:
-        socket.send_fds(sock, [data], fds)
-    else:
-        sock.send(data)
-
-
-def recv(sock: socket.socket) -> tuple[Instruction | None, list[int]]:
-    """Receive one message; (None, []) means the peer closed the channel."""
-    data, fds, _flags, _addr = socket.recv_fds(sock, MAX_PACKET, 4)
-    if not data:
-        for fd in fds:
-            socket.close(fd)
-        return None, []
-    instructions = Parser().receive_data(data)
-    if len(instructions) != 1:
-        for fd in fds:
-            socket.close(fd)
-        raise ValueError("malformed channel packet")
-    return instructions[0], fds
 
 
 def pack_bytes(data: bytes) -> str:
@@ -62,3 +59,331 @@ def pack_bytes(data: bytes) -> str:
 def unpack_bytes(text: str) -> bytes:
     """Channel text -> bytes."""
     return base64.b64decode(text)
+
+
+# Messages -----------------------------------------------------------------------------
+@dataclass
+class Message:
+    """Base of every control message; ``op`` is its wire name."""
+
+    op: ClassVar[str] = ""
+
+
+@dataclass
+class Request(Message):
+    """A message that expects a :class:`Reply` with the same ``rid``."""
+
+    rid: int = 0
+
+
+@dataclass
+class Reply(Message):
+    """The answer to a :class:`Request`: ``ok`` and a result, or an error text."""
+
+    op: ClassVar[str] = "reply"
+    rid: int = 0
+    ok: bool = True
+    error: str = ""
+    result: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Handoff(Message):
+    """A new client for a worker (its socket travels with it).
+
+    ``door`` is the listener spec's kind the client came through (tcp, tls, ...);
+    ``target`` its ``select`` (empty when the worker reads it itself, as with TLS);
+    ``pending`` (base64) the bytes the listener read past ``select``. ``user`` is the
+    user id the listener assigned and counts the worker's load by.
+    """
+
+    op: ClassVar[str] = "handoff"
+    user: str = ""
+    target: str = ""
+    pending: str = ""
+    door: str = "tcp"
+    remote: str = ""
+
+
+@dataclass
+class Ping(Message):
+    """Is the worker's event loop alive? (answered with :class:`Pong`)."""
+
+    op: ClassVar[str] = "ping"
+
+
+@dataclass
+class Pong(Message):
+    """The worker's loop answered a :class:`Ping`."""
+
+    op: ClassVar[str] = "pong"
+
+
+@dataclass
+class ListUsers(Request):
+    """Request: the users of one connection, as the worker sees them."""
+
+    op: ClassVar[str] = "list_users"
+    connection: str = ""
+
+
+@dataclass
+class Terminate(Request):
+    """Request: end one connection for all its users (``error`` + ``disconnect``)."""
+
+    op: ClassVar[str] = "terminate"
+    connection: str = ""
+    message: str = "Connection terminated."
+    status: int = 0x0209  # SESSION_CLOSED
+
+
+@dataclass
+class Ready(Message):
+    """The worker booted and serves."""
+
+    op: ClassVar[str] = "ready"
+    pid: int = 0
+
+
+@dataclass
+class ConnectionOpened(Message):
+    """A connection now lives in this worker: joins for it must come here.
+
+    Sent before the owner's client can learn the id from ``ready``.
+    """
+
+    op: ClassVar[str] = "conn_open"
+    id: str = ""
+    protocol: str = ""
+    owner: str = ""
+    remote: str = ""
+    started: float = 0.0  # wall clock (time.time())
+
+
+@dataclass
+class ConnectionClosed(Message):
+    """A connection ended."""
+
+    op: ClassVar[str] = "conn_close"
+    id: str = ""
+
+
+@dataclass
+class UserJoined(Message):
+    """A handed-off user finished its handshake and belongs to ``connection``."""
+
+    op: ClassVar[str] = "user_join"
+    user: str = ""
+    connection: str = ""
+    owner: bool = False
+    name: str = ""
+
+
+@dataclass
+class UserLeft(Message):
+    """A handed-off user is gone, whatever stage it reached (sent exactly once)."""
+
+    op: ClassVar[str] = "user_left"
+    user: str = ""
+
+
+@dataclass
+class Stats(Message):
+    """Byte counters of connections that changed: ``[[id, bytes_in, bytes_out], ...]``."""
+
+    op: ClassVar[str] = "stats"
+    counters: list[list[Any]] = field(default_factory=list)
+
+
+@dataclass
+class Hello(Message):
+    """A live worker introducing itself to a new listener (after a listener restart).
+
+    ``connections`` and ``users`` are the fields of :class:`ConnectionOpened` and
+    :class:`UserJoined` (users in their handshake have an empty ``connection``).
+    """
+
+    op: ClassVar[str] = "hello"
+    pid: int = 0
+    connections: list[dict[str, Any]] = field(default_factory=list)
+    users: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass
+class Forward(Message):
+    """A join read by a worker (TLS) for a connection owned elsewhere (+ fd)."""
+
+    op: ClassVar[str] = "forward"
+    target: str = ""
+    pending: str = ""
+    remote: str = ""
+
+
+@dataclass
+class Spawn(Message):
+    """Listener -> main process: fork a worker for ``slot`` (+ its channel end)."""
+
+    op: ClassVar[str] = "spawn"
+    slot: int = 0
+
+
+@dataclass
+class Spawned(Message):
+    """Main process -> listener: the worker of ``slot`` is ``pid``."""
+
+    op: ClassVar[str] = "spawned"
+    slot: int = 0
+    pid: int = 0
+
+
+@dataclass
+class Exited(Message):
+    """Main process -> listener: a worker exited (status as ``subprocess`` gives it)."""
+
+    op: ClassVar[str] = "exited"
+    pid: int = 0
+    status: int = 0
+
+
+@dataclass
+class Adopt(Message):
+    """Main process -> a new listener: a worker that outlived the old one (+ fd)."""
+
+    op: ClassVar[str] = "adopt"
+    slot: int = 0
+    pid: int = 0
+
+
+@dataclass
+class Attach(Message):
+    """Main process -> worker: your channel to the new listener (+ fd)."""
+
+    op: ClassVar[str] = "attach"
+
+
+MESSAGES: dict[str, type[Message]] = {
+    cls.op: cls
+    for cls in (
+        Reply,
+        Handoff,
+        Ping,
+        Pong,
+        ListUsers,
+        Terminate,
+        Ready,
+        ConnectionOpened,
+        ConnectionClosed,
+        UserJoined,
+        UserLeft,
+        Stats,
+        Hello,
+        Forward,
+        Spawn,
+        Spawned,
+        Exited,
+        Adopt,
+        Attach,
+    )
+}
+
+_SIMPLE = {int: int, float: (int, float), str: str, bool: bool}
+
+
+def _check(cls: type[Message], values: dict[str, Any]) -> None:
+    """Reject fields that are missing, unknown or of the wrong simple type."""
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    if set(values) != names:
+        raise ValueError(f"{cls.op}: fields {sorted(values)} != {sorted(names)}")
+    for name, value in values.items():
+        hint = hints[name]
+        origin = typing.get_origin(hint) or hint
+        want = _SIMPLE.get(origin) if isinstance(origin, type) else None
+        if origin in (list, dict):
+            want = origin
+        if want is not None and (
+            not isinstance(value, want)  # type: ignore[arg-type]
+            or (want is int and isinstance(value, bool))
+        ):
+            raise ValueError(f"{cls.op}.{name}: {type(value).__name__} is not {hint}")
+        if isinstance(origin, types.UnionType):
+            raise ValueError(f"{cls.op}.{name}: unions are not supported")
+
+
+def encode_message(msg: Message) -> bytes:
+    """A message's wire form."""
+    return json.dumps([msg.op, dataclasses.asdict(msg)], separators=(",", ":")).encode()
+
+
+def decode_message(data: bytes) -> Message:
+    """Wire form -> message; raises ValueError on anything malformed."""
+    try:
+        op, values = json.loads(data)
+    except (ValueError, TypeError):
+        raise ValueError("malformed channel packet") from None
+    cls = MESSAGES.get(op) if isinstance(op, str) else None
+    if cls is None or not isinstance(values, dict):
+        raise ValueError(f"unknown channel message {str(op)[:32]!r}")
+    _check(cls, values)
+    return cls(**values)
+
+
+def send(sock: socket.socket, msg: Message, fds: list[int] | None = None) -> None:
+    """Send one message (blocking is fine: packets are small and the peer drains)."""
+    data = encode_message(msg)
+    if fds:
+        socket.send_fds(sock, [data], fds)
+    else:
+        sock.send(data)
+
+
+def recv(sock: socket.socket) -> tuple[Message | None, list[int]]:
+    """Receive one message; (None, []) means the peer closed the channel.
+
+    Raises ValueError (descriptors closed) for a malformed packet.
+    """
+    data, fds, _flags, _addr = socket.recv_fds(sock, MAX_PACKET, 4)
+    if not data:
+        for fd in fds:
+            socket.close(fd)
+        return None, []
+    try:
+        return decode_message(data), fds
+    except ValueError:
+        for fd in fds:
+            socket.close(fd)
+        raise
+
+
+class Requests:
+    """The asking side's pending requests: ``rid`` -> future of the :class:`Reply`."""
+
+    def __init__(self) -> None:
+        self._ids = itertools.count(1)
+        self._waiting: dict[int, asyncio.Future[Reply]] = {}
+
+    def prepare(self, request: Request) -> asyncio.Future[Reply]:
+        """Give ``request`` a fresh ``rid`` and return the future its reply resolves."""
+        request.rid = next(self._ids)
+        fut: asyncio.Future[Reply] = asyncio.get_running_loop().create_future()
+        self._waiting[request.rid] = fut
+        rid = request.rid
+
+        def forget(_fut: asyncio.Future[Reply]) -> None:
+            self._waiting.pop(rid, None)
+
+        fut.add_done_callback(forget)
+        return fut
+
+    def resolve(self, reply: Reply) -> None:
+        """Deliver a reply (unknown ``rid``: a late answer to a cancelled question)."""
+        fut = self._waiting.pop(reply.rid, None)
+        if fut is not None and not fut.done():
+            fut.set_result(reply)
+
+    def fail_all(self, reason: str) -> None:
+        """The peer went away: every pending question gets an error reply."""
+        for rid, fut in list(self._waiting.items()):
+            if not fut.done():
+                fut.set_result(Reply(rid=rid, ok=False, error=reason))
+        self._waiting.clear()

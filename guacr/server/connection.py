@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 import uuid
 from collections.abc import Callable
 from typing import TYPE_CHECKING
@@ -25,10 +26,18 @@ from guacr.server.recording import Recording
 from guacr.server.user import User
 
 if TYPE_CHECKING:
+    from guacr import contract
     from guacr.contract.handler import Handler
     from guacr.server.worker import Worker
 
 log = logging.getLogger("guacr.connection")
+
+if TYPE_CHECKING:
+
+    def _satisfies_contract(c: Connection, u: User) -> tuple[contract.Connection, contract.User]:
+        """mypy proves here that the core's classes are what guacr.contract declares."""
+        return c, u
+
 
 CLOSE_TIMEOUT = 5.0  # a handler's close() gets this long, as guacd's timed free
 
@@ -52,6 +61,8 @@ class Connection:
         self.log = logging.LoggerAdapter(log, {})
         self.handler: Handler
         self._task: asyncio.Task[None] | None = None
+        self.started = time.time()
+        self._bytes_gone = (0, 0)  # counted for users who left
 
     # Lifecycle ------------------------------------------------------------------------
     def start(self, owner: User) -> None:
@@ -85,6 +96,8 @@ class Connection:
         if user not in self.users:
             return
         self.users.remove(user)
+        gone_in, gone_out = self._bytes_gone
+        self._bytes_gone = (gone_in + user.bytes_in, gone_out + user.bytes_out)
         log.info("User %s left connection %s (%d users left)", user.id, self.id, len(self.users))
         if not self.closed:
             self._safe(self.handler.user_left, user)
@@ -165,6 +178,14 @@ class Connection:
         ts = monotonic_ms()
         self.last_sync_sent = ts
         self.broadcast(extra + b.sync(ts, frames))
+
+    def byte_counts(self) -> tuple[int, int]:
+        """Bytes received from and sent to all of its users so far."""
+        gone_in, gone_out = self._bytes_gone
+        return (
+            gone_in + sum(u.bytes_in for u in self.users),
+            gone_out + sum(u.bytes_out for u in self.users),
+        )
 
     @property
     def lag(self) -> int:

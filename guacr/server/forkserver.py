@@ -25,13 +25,26 @@ The main process never touches a client socket, and runs an event loop only for
 the warm-up, closed before anything is forked, so a fork from it is always clean
 (forking from inside a running loop is not). It:
 
-* forks the listener (guacr.server.supervisor) with the listening sockets;
-* on the listener's ``spawn,<slot>`` request (carrying the worker's channel end),
-  forks a worker and answers ``spawned,<slot>,<pid>``;
-* reaps children and reports ``exited,<pid>,<status>`` (status as
-  ``subprocess`` gives it: negative for a signal);
-* forwards SIGTERM/SIGINT to the listener, and exits with the listener's status
-  after killing anything left.
+* holds the listening sockets (guacr.server.doors) for its whole life, and forks the
+  listener (guacr.server.supervisor) with them;
+* on the listener's :class:`~channel.Spawn` request (carrying the worker's channel
+  end), forks a worker and answers :class:`~channel.Spawned`; it keeps a channel of
+  its own to each worker;
+* reaps children and reports :class:`~channel.Exited` (status as ``subprocess``
+  gives it: negative for a signal);
+* when the listener dies abnormally (a signal, an uncaught error), forks a new one at
+  once (within its 0.5 s reap interval), giving it a fresh channel to every live
+  worker and each worker the other end (:class:`~channel.Attach`): workers keep their
+  sessions and re-register them, clients that connected meanwhile wait in the
+  backlog. More than :data:`MAX_RESTARTS` deaths within :data:`RESTART_WINDOW` s,
+  or a listener giving up (no worker can boot), end guacr;
+* forwards SIGTERM/SIGINT to the listener (its exit is then final), and exits with
+  the listener's status after killing anything left.
+
+If the main process itself dies (``kill -9``), nothing can fork a listener or a worker
+again: the listener sees its channel to the main process close and shuts down as on
+SIGTERM (users get ``error "Server is shutting down." 513``), workers exit, and a
+service manager has to start guacr again.
 """
 
 from __future__ import annotations
@@ -51,24 +64,32 @@ import signal
 import socket
 import sys
 import threading
+import time
 import traceback
 from collections.abc import Callable
-from typing import Any
+from dataclasses import dataclass
 
 from guacr import handlers
+from guacr.config import Config
 from guacr.protocol.instruction import encode
 from guacr.protocol.parser import Instruction, Parser
 from guacr.server import channel
+from guacr.server.doors import Door
+from guacr.server.supervisor import EXIT_GIVE_UP, Adopted
 
 log = logging.getLogger("guacr.forkserver")
 
 REAP_INTERVAL = 0.5
+# A listener that dies more often than this is not restarted again.
+MAX_RESTARTS = 5
+RESTART_WINDOW = 60.0
 
 # What workers import on their first session (found by listing ``sys.modules`` in a
 # worker after one SSH session): preloaded here so the pages stay shared.
 _ALWAYS_PRELOADED = (
     "guacr.server.worker",
     "guacr.server.supervisor",
+    "guacr.server.tls",
     "guacr.server.connection",
     "guacr.server.recording",
     "decimal",
@@ -78,10 +99,10 @@ _ALWAYS_PRELOADED = (
 _PRELOADED_IF_INSTALLED = ("uvloop",)
 
 
-def preload(config: dict[str, Any]) -> None:
+def preload(config: Config) -> None:
     """Import the worker and every known handler now, warm them up, then freeze them
     for sharing."""
-    for name, target in config.get("extra_handlers", {}).items():
+    for name, target in config.extra_handlers().items():
         handlers.register(name, target)
     for module in _ALWAYS_PRELOADED:
         importlib.import_module(module)
@@ -169,7 +190,7 @@ _WARM_UP_OUTPUT = (
 )
 
 
-def warm_up(config: dict[str, Any]) -> bool:
+def warm_up(config: Config) -> bool:
     """Run one SSH session through the worker's code here, before anything is forked.
 
     Against an SSH server of our own on loopback (asyncssh, a fresh key and password),
@@ -200,7 +221,7 @@ def warm_up(config: dict[str, Any]) -> bool:
     return failure is None and left <= 0
 
 
-async def _warm_up_session(config: dict[str, Any]) -> None:
+async def _warm_up_session(config: Config) -> None:
     import asyncssh
 
     from guacr.server.worker import Worker
@@ -345,42 +366,64 @@ def fork(target: Callable[[], int | None]) -> int:
         os._exit(code)
 
 
+@dataclass
+class _WorkerProcess:
+    """A live worker as the main process knows it."""
+
+    slot: int
+    chan: socket.socket  # main process <-> worker (for :class:`channel.Attach`)
+
+
 class ForkServer:
     """The main process."""
 
-    def __init__(self, config: dict[str, Any], sockets: list[socket.socket]) -> None:
+    def __init__(self, config: Config, doors: list[Door]) -> None:
         self.config = config
-        self.sockets = sockets
+        self.doors = doors  # held open for the whole life of guacr
         self.listener_pid = 0
-        self.workers: set[int] = set()
+        self.workers: dict[int, _WorkerProcess] = {}
         self.protocols: frozenset[str] = frozenset()
-        self._ctl: socket.socket | None = None
+        self._ctl: socket.socket | None = None  # to the current listener
+        self.stopping = False  # a stop signal was forwarded: the listener's exit is final
+        self._restarts: list[float] = []
 
     def run(self) -> int:
-        """Serve until the listener exits; returns its exit status."""
+        """Serve until the listener exits for good; returns its exit status."""
         preload(self.config)
         self.protocols = frozenset(handlers.available())  # the listener need not scan
-        ours, theirs = channel.pair()
-        self._ctl = ours
-        self.listener_pid = fork(lambda: self._listener(theirs))
-        theirs.close()
-        for s in self.sockets:
-            s.close()
+        self._start_listener([])
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, self._forward)
         try:
-            return self._serve(ours)
+            return self._serve()
         finally:
             self._kill_leftovers()
 
     def _forward(self, signum: int, _frame: object) -> None:
+        self.stopping = True
         if self.listener_pid:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(self.listener_pid, signum)
 
-    def _listener(self, ctl: socket.socket) -> int:
-        assert self._ctl is not None
-        self._ctl.close()
+    def _start_listener(self, adopted: list[Adopted]) -> None:
+        ours, theirs = channel.pair()
+        if self._ctl is not None:
+            self._ctl.close()
+        self._ctl = ours
+        self.listener_pid = fork(lambda: self._listener(theirs, adopted))
+        theirs.close()
+        for a in adopted:
+            a.chan.close()
+
+    def _close_inherited(self) -> None:
+        """In a child: drop the main process's own channel ends."""
+        if self._ctl is not None:
+            self._ctl.close()
+        for w in self.workers.values():
+            w.chan.close()
+
+    def _listener(self, ctl: socket.socket, adopted: list[Adopted]) -> int:
+        self._close_inherited()
         from guacr.server.supervisor import Supervisor
         from guacr.server.worker import run_loop
 
@@ -388,60 +431,111 @@ class ForkServer:
 
         async def run() -> None:
             nonlocal status
-            status = await Supervisor(self.config, self.sockets, ctl, self.protocols).run()
+            supervisor = Supervisor(self.config, self.doors, ctl, self.protocols, adopted)
+            status = await supervisor.run()
 
-        run_loop(run(), self.config.get("uvloop", True))
+        run_loop(run(), self.config.uvloop)
         return status
 
-    def _worker(self, chan: socket.socket) -> int:
-        assert self._ctl is not None
-        self._ctl.close()
-        for s in self.sockets:
-            s.close()
+    def _worker(self, chan: socket.socket, main: socket.socket) -> int:
+        self._close_inherited()
+        for door in self.doors:
+            door.sock.close()
         from guacr.server.worker import run_forked
 
-        run_forked(chan, self.config)
+        run_forked(chan, self.config, main)
         return 0
 
-    def _serve(self, ctl: socket.socket) -> int:
-        watched = [ctl]
+    def _serve(self) -> int:
         while True:
-            ready, _, _ = select.select(watched, [], [], REAP_INTERVAL)
+            watched = [self._ctl] if self._ctl is not None else []
+            try:
+                ready, _, _ = select.select(watched, [], [], REAP_INTERVAL)
+            except InterruptedError:
+                ready = []
             if ready:
-                msg, fds = channel.recv(ctl)
-                if msg is None:
-                    log.debug("Listener closed its control channel")
-                    watched = []  # readable for ever now: just reap until it exits
-                elif msg[0] == "spawn" and len(fds) == 1 and len(msg) == 2:
-                    chan = socket.socket(fileno=fds[0])
-                    pid = fork(functools.partial(self._worker, chan))
-                    chan.close()
-                    self.workers.add(pid)
-                    channel.send(ctl, "spawned", msg[1], pid)
-                else:
-                    for fd in fds:
-                        os.close(fd)
-            status = self._reap(ctl)
+                self._on_listener()
+            status = self._reap()
             if status is not None:
                 return status
 
-    def _reap(self, ctl: socket.socket) -> int | None:
-        """Collect exited children; the listener's exit status ends the main process."""
-        listener_status: int | None = None
+    def _on_listener(self) -> None:
+        assert self._ctl is not None
+        try:
+            msg, fds = channel.recv(self._ctl)
+        except BlockingIOError:
+            return
+        except (OSError, ValueError):
+            log.exception("Channel to the listener failed")
+            msg, fds = None, []
+        if msg is None:
+            log.debug("Listener closed its control channel")
+            self._ctl.close()
+            self._ctl = None  # its exit status follows
+            return
+        if isinstance(msg, channel.Spawn) and len(fds) == 1:
+            chan = socket.socket(fileno=fds[0])
+            ours, theirs = channel.pair()
+            pid = fork(functools.partial(self._worker, chan, theirs))
+            chan.close()
+            theirs.close()
+            self.workers[pid] = _WorkerProcess(msg.slot, ours)
+            with contextlib.suppress(OSError):
+                channel.send(self._ctl, channel.Spawned(msg.slot, pid))
+            return
+        for fd in fds:
+            os.close(fd)
+
+    def _reap(self) -> int | None:
+        """Collect exited children; the listener's final exit ends the main process."""
         while True:
             try:
                 pid, raw = os.waitpid(-1, os.WNOHANG)
             except ChildProcessError:
-                return listener_status
+                return None
             if pid == 0:
-                return listener_status
+                return None
             code = os.waitstatus_to_exitcode(raw)
             if pid == self.listener_pid:
-                listener_status = code if code >= 0 else 1
+                self.listener_pid = 0
+                final = self._listener_exited(code)
+                if final is not None:
+                    return final
                 continue
-            self.workers.discard(pid)
-            with contextlib.suppress(OSError):  # the listener may be gone: nobody to tell
-                channel.send(ctl, "exited", pid, code)
+            worker = self.workers.pop(pid, None)
+            if worker is not None:
+                worker.chan.close()
+            if self._ctl is not None:
+                with contextlib.suppress(OSError):  # the listener may be gone
+                    channel.send(self._ctl, channel.Exited(pid, code))
+
+    def _listener_exited(self, code: int) -> int | None:
+        """The exit status to end with, or None once a new listener was forked."""
+        if self.stopping or code == 0:
+            return code if code >= 0 else 1
+        if code == EXIT_GIVE_UP:
+            return 1
+        now = time.monotonic()
+        self._restarts = [t for t in self._restarts if now - t < RESTART_WINDOW]
+        if len(self._restarts) >= MAX_RESTARTS:
+            log.error("The listener died %d times within %.0f s; exiting", MAX_RESTARTS + 1,
+                      RESTART_WINDOW)  # fmt: skip
+            return 1
+        self._restarts.append(now)
+        log.error("Listener exited with status %d; starting a new one", code)
+        adopted: list[Adopted] = []
+        for pid, worker in self.workers.items():
+            theirs, ours = channel.pair()
+            try:
+                channel.send(worker.chan, channel.Attach(), [theirs.fileno()])
+            except OSError:
+                ours.close()
+                continue
+            finally:
+                theirs.close()
+            adopted.append(Adopted(worker.slot, pid, ours))
+        self._start_listener(adopted)
+        return None
 
     def _kill_leftovers(self) -> None:
         for pid in list(self.workers):

@@ -1,149 +1,158 @@
-"""The listener process: owns the listening sockets, supervises workers, routes users.
+"""The listener process: accepts clients at the doors, supervises workers, routes users.
 
 It is forked by the main process (guacr.server.forkserver), which also forks the
 workers on its request, so all of them share the code the main process preloaded.
+The main process holds the listening sockets; when a listener dies it forks a new
+one, which finds the same sockets (clients that connected meanwhile wait in their
+backlog) and the workers that outlived the old listener (:class:`Adopted`), each of
+which re-introduces itself with its connections and users (:class:`channel.Hello`).
 
-For each accepted client it reads only the ``select`` instruction (15 s limit, with
-the sans-I/O parser), then hands the socket plus the bytes already read to a worker
-over that worker's SEQPACKET channel (``socket.send_fds``):
+Its parts, each in its own module:
 
-* ``select <protocol>`` goes to the least-loaded worker;
-* ``select $<id>`` goes to the worker that owns connection ``$<id>`` (workers report
-  ``open``/``close``), or gets ``error "No such connection." 516`` from here.
+* doors (guacr.server.doors): the listening sockets and where each kind reads
+  ``select``;
+* intake (guacr.server.intake): reads a client's ``select``, at most one 32 KiB
+  instruction per client, 15 s at most;
+* routing (guacr.server.routing): least-loaded placement, joins to their owner,
+  holding a client while no worker is ready;
+* registry (guacr.server.registry): every user and connection with its metadata;
+* slots (guacr.server.slots): the channel to each worker, and questions to it.
 
-TLS (``-C``/``-K``): the ``select`` can only be read after the TLS handshake, and a TLS
-session cannot move between processes with its descriptor. So with TLS the listener
-hands the raw socket to the least-loaded worker at once; that worker terminates TLS
-and reads ``select``. A join for a connection owned elsewhere is sent back here
-(``forward``) as one end of a socketpair, routed like any join, and the TLS worker
-proxies bytes between the TLS session and its end of the pair.
-
-Workers that die are restarted in the same slot; their connections end, nobody else
-notices. A slot whose worker dies before reporting ``ready`` three times in a row is
-given up (no restart loop). SIGTERM/SIGINT: stop accepting, ask workers to tell their
-users and close, wait up to a deadline, then kill what is left.
+This module ties them together: it reads every control message and updates the
+registry, restarts dead workers (a slot whose worker dies before ``ready`` three
+times in a row is given up), kills hung ones, and on SIGTERM/SIGINT stops accepting,
+has workers tell their users, waits up to ``shutdown_grace`` and kills what is left.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import logging
 import os
 import select
 import signal
 import socket
 import time
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
 
 from guacr import handlers
+from guacr.config import Config
 from guacr.errors import GuacrError
-from guacr.protocol import builders as b
-from guacr.protocol.handshake import parse_select
-from guacr.protocol.parser import Parser
-from guacr.protocol.status import Status
 from guacr.server import channel
+from guacr.server.doors import SELECT_READ_BY, Door
+from guacr.server.intake import SELECT_TIMEOUT, read_select, refuse
+from guacr.server.registry import ConnectionRecord, LocalRegistry, Registry, UserRecord
+from guacr.server.routing import Router
+from guacr.server.slots import Slot
 
 log = logging.getLogger("guacr.listener")
 
-SELECT_TIMEOUT = 15.0
 BOOT_FAILURES_BEFORE_GIVING_UP = 3
 RESTART_DELAY = 0.2
-STOP_DEADLINE = 10.0
 PING_INTERVAL = 5.0
 # A worker whose event loop has not answered a ping for this long is hung (a handler
 # blocking the loop): it is killed and restarted like a crashed one.
 HANG_TIMEOUT = float(os.environ.get("GUACR_WORKER_HANG_TIMEOUT", "30"))
+# Exit status meaning "do not fork me again" (every worker slot gave up).
+EXIT_GIVE_UP = 3
 
 
 @dataclass
-class Slot:
-    """One worker position; its process is replaced when it dies."""
+class Adopted:
+    """A worker that outlived the previous listener, and a fresh channel to it."""
 
-    index: int
-    pid: int | None = None  # known once the fork server answers ``spawned``
-    chan: socket.socket | None = None
-    ready: bool = False  # serving now
-    was_ready: bool = False  # reached ``ready`` since its last start
-    last_pong: float = 0.0
-    load: int = 0
-    boot_failures: int = 0
-    given_up: bool = False
-    started: float = 0.0
-    owned: set[str] = field(default_factory=set)
+    slot: int
+    pid: int
+    chan: socket.socket
 
 
 class Supervisor:
-    """Listener + worker supervisor."""
+    """The listener: doors, intake, routing, registry and worker slots together."""
 
     def __init__(
         self,
-        config: dict[str, Any],
-        sockets: list[socket.socket],
+        config: Config,
+        doors: list[Door],
         forkserver: socket.socket,
         protocols: frozenset[str] = frozenset(),
+        adopted: list[Adopted] | None = None,
+        registry: Registry | None = None,
     ) -> None:
         self.config = config
-        self.sockets = sockets
+        self.doors = doors
         self.forkserver = forkserver
-        self.slots = [Slot(i) for i in range(max(1, int(config.get("workers", 1))))]
-        self.owners: dict[str, Slot] = {}
+        self.slots = [Slot(i) for i in range(max(1, config.effective_workers()))]
+        self.registry: Registry = registry or LocalRegistry()
+        self.router = Router(self.slots, self.registry, protocols, self._drain_channels)
+        self.adopted = adopted or []
         self.stopping = False
-        self.tls = bool(config.get("cert"))
-        self._accept_tasks: list[asyncio.Task[None]] = []
+        self._tasks: list[asyncio.Task[None]] = []
         self._intakes: set[asyncio.Task[None]] = set()
         self._done: asyncio.Future[int] | None = None
         self.alive: set[int] = set()  # worker pids not yet reported exited
-        # Protocol names known to be installed. Rescanned (entry points: reading every
-        # installed package's metadata) only for a name not known yet, so a handler
-        # installed while guacr runs is still found.
-        self.protocols = protocols
-        for name, target in config.get("extra_handlers", {}).items():
+        self._trim_pending = False
+        for name, target in config.extra_handlers().items():
             handlers.register(name, target)
 
     # Workers --------------------------------------------------------------------------
     def spawn(self, slot: Slot) -> None:
         """Start (or restart) the worker of ``slot``: the fork server forks it."""
         parent_end, child_end = channel.pair()
-        channel.send(self.forkserver, "spawn", slot.index, fds=[child_end.fileno()])
+        channel.send(self.forkserver, channel.Spawn(slot.index), [child_end.fileno()])
         child_end.close()
         slot.pid = None
-        slot.chan = parent_end
+        self._attach(slot, parent_end)
         slot.ready = slot.was_ready = False
-        slot.load = 0
         slot.started = time.monotonic()
-        parent_end.setblocking(False)
-        asyncio.get_running_loop().add_reader(parent_end.fileno(), self._on_channel, slot)
+
+    def _attach(self, slot: Slot, chan: socket.socket) -> None:
+        slot.chan = chan
+        chan.setblocking(False)
+        asyncio.get_running_loop().add_reader(chan.fileno(), self._on_channel, slot)
+
+    def _adopt(self, adopted: Adopted) -> None:
+        """Take over a live worker; it becomes ready when its :class:`Hello` arrives."""
+        slot = self.slots[adopted.slot]
+        slot.pid = adopted.pid
+        self.alive.add(adopted.pid)
+        self._attach(slot, adopted.chan)
+        slot.ready = False
+        slot.was_ready = True  # it did boot once: a death now is not a boot failure
+        slot.started = time.monotonic()
 
     def _on_forkserver(self) -> None:
-        """``spawned,<slot>,<pid>`` and ``exited,<pid>,<status>`` from the main process."""
+        """:class:`~channel.Spawned` and :class:`~channel.Exited` from the main process."""
         try:
             msg, fds = channel.recv(self.forkserver)
         except BlockingIOError:
             return
+        except (OSError, ValueError):
+            log.exception("Channel to the main process failed")
+            msg, fds = None, []
         for fd in fds:
             os.close(fd)
         if msg is None:
             log.error("The main process went away; stopping")
             asyncio.get_running_loop().remove_reader(self.forkserver.fileno())
-            if self._done is not None and not self._done.done():
-                self._done.set_result(1)
+            self._finish(1)
             return
-        if msg[0] == "spawned" and len(msg) == 3:
-            slot = self.slots[int(msg[1])]
-            slot.pid = int(msg[2])
-            self.alive.add(slot.pid)
-            log.debug("Worker %d started (pid %d)", slot.index, slot.pid)
-        elif msg[0] == "exited" and len(msg) == 3:
-            pid, status = int(msg[1]), int(msg[2])
-            self.alive.discard(pid)
+        if isinstance(msg, channel.Spawned) and 0 <= msg.slot < len(self.slots):
+            slot = self.slots[msg.slot]
+            slot.pid = msg.pid
+            self.alive.add(msg.pid)
+            log.debug("Worker %d started (pid %d)", slot.index, msg.pid)
+        elif isinstance(msg, channel.Exited):
+            self.alive.discard(msg.pid)
             for slot in self.slots:
-                if slot.pid == pid:
-                    self._worker_exited(slot, status)
+                if slot.pid == msg.pid:
+                    self._worker_exited(slot, msg.status)
 
     def _on_channel(self, slot: Slot) -> None:
-        assert slot.chan is not None
+        """One message from a worker."""
+        if slot.chan is None:
+            return
         try:
             msg, fds = channel.recv(slot.chan)
         except BlockingIOError:
@@ -154,43 +163,81 @@ class Supervisor:
         if msg is None:
             self._channel_closed(slot)  # the process is dying; its exit report follows
             return
-        op = msg[0]
-        if op == "ready":
-            slot.ready = True
-            slot.boot_failures = 0
-            slot.was_ready = True
+        try:
+            self._handle(slot, msg, fds)
+        except Exception:
+            log.exception("Message %r from worker %d failed", msg.op, slot.index)
+            for fd in fds:
+                with contextlib.suppress(OSError):
+                    os.close(fd)
+
+    def _handle(self, slot: Slot, msg: channel.Message, fds: list[int]) -> None:
+        reg = self.registry
+        if isinstance(msg, channel.UserLeft):
+            reg.remove_user(msg.user)
+        elif isinstance(msg, channel.UserJoined):
+            reg.join(msg.user, msg.connection, msg.owner, msg.name)
+        elif isinstance(msg, channel.ConnectionOpened):
+            reg.add_connection(_connection_record(slot.index, vars(msg)))
+        elif isinstance(msg, channel.ConnectionClosed):
+            reg.remove_connection(msg.id)
+        elif isinstance(msg, channel.Stats):
+            for conn_id, bytes_in, bytes_out in msg.counters:
+                reg.count_bytes(str(conn_id), int(bytes_in), int(bytes_out))
+        elif isinstance(msg, channel.Pong):
             slot.last_pong = time.monotonic()
-            log.info("Worker %d ready (pid %s)", slot.index, slot.pid or "?")
-        elif op == "open" and len(msg) == 2:
-            slot.owned.add(msg[1])
-            self.owners[msg[1]] = slot
-        elif op == "close" and len(msg) == 2:
-            slot.owned.discard(msg[1])
-            if self.owners.get(msg[1]) is slot:
-                del self.owners[msg[1]]
-        elif op == "load" and len(msg) == 2:
-            slot.load = int(msg[1])
-        elif op == "pong":
-            slot.last_pong = time.monotonic()
-        elif op == "forward" and len(msg) == 3 and len(fds) == 1:
-            self._route_join(fds[0], msg[1], channel.unpack_bytes(msg[2]))
-            fds = []
+        elif isinstance(msg, channel.Reply):
+            slot.requests.resolve(msg)
+        elif isinstance(msg, channel.Ready):
+            slot.mark_ready()
+            log.info("Worker %d ready (pid %s)", slot.index, slot.pid or msg.pid)
+            self.router.worker_ready()
+        elif isinstance(msg, channel.Hello):
+            self._hello(slot, msg)
+        elif isinstance(msg, channel.Forward) and len(fds) == 1:
+            pending = channel.unpack_bytes(msg.pending)
+            self.router.route_join(fds.pop(), msg.target, pending, msg.remote)
         else:
-            log.warning("Unexpected message %r from worker %d", op, slot.index)
+            log.warning("Unexpected message %r from worker %d", msg.op, slot.index)
         for fd in fds:
             os.close(fd)
 
+    def _hello(self, slot: Slot, msg: channel.Hello) -> None:
+        """A worker that outlived the previous listener re-registers what it serves."""
+        self.registry.drop_worker(slot.index)
+        for user in msg.users:
+            self.registry.add_user(
+                UserRecord(
+                    str(user.get("user", "")),
+                    slot.index,
+                    str(user.get("door", "tcp")),
+                    str(user.get("remote", "")),
+                )
+            )
+        for conn in msg.connections:
+            self.registry.add_connection(_connection_record(slot.index, conn))
+        for user in msg.users:
+            if user.get("connection"):
+                self.registry.join(
+                    str(user["user"]),
+                    str(user["connection"]),
+                    bool(user.get("owner")),
+                    str(user.get("name", "")),
+                )
+        slot.mark_ready()
+        log.info(
+            "Worker %d (pid %s) rejoined with %d connections, %d users",
+            slot.index,
+            slot.pid,
+            len(msg.connections),
+            len(msg.users),
+        )
+        self.router.worker_ready()
+
     def _channel_closed(self, slot: Slot) -> None:
         """Stop routing to a worker whose channel closed (it is exiting)."""
-        if slot.chan is not None:
-            asyncio.get_running_loop().remove_reader(slot.chan.fileno())
-            slot.chan.close()
-            slot.chan = None
-        slot.ready = False
-        for cid in slot.owned:
-            if self.owners.get(cid) is slot:
-                del self.owners[cid]
-        slot.owned.clear()
+        slot.detach()
+        self.registry.drop_worker(slot.index)
 
     def _worker_exited(self, slot: Slot, code: int) -> None:
         loop = asyncio.get_running_loop()
@@ -214,9 +261,9 @@ class Supervisor:
                 slot.index,
                 slot.boot_failures,
             )
-            if all(s.given_up for s in self.slots) and self._done and not self._done.done():
+            if all(s.given_up for s in self.slots):
                 log.error("No worker can start; exiting")
-                self._done.set_result(1)
+                self._finish(EXIT_GIVE_UP)
             return
         loop.call_later(RESTART_DELAY * (1 + slot.boot_failures), self._restart, slot)
 
@@ -224,33 +271,8 @@ class Supervisor:
         if not self.stopping and not slot.given_up:
             self.spawn(slot)
 
-    def _least_loaded(self) -> Slot | None:
-        ready = [s for s in self.slots if s.ready and s.chan is not None]
-        return min(ready, key=lambda s: s.load) if ready else None
-
-    # Routing --------------------------------------------------------------------------
-    def _handoff(self, slot: Slot, fd: int, target: str, pending: bytes, tls: bool) -> bool:
-        assert slot.chan is not None
-        try:
-            slot.chan.setblocking(True)
-            channel.send(
-                slot.chan, "handoff", target, channel.pack_bytes(pending), int(tls), fds=[fd]
-            )
-        except OSError as exc:
-            log.error("Hand-off to worker %d failed: %s", slot.index, exc)
-            return False
-        finally:
-            if slot.chan is not None:
-                slot.chan.setblocking(False)
-        slot.load += 1
-        return True
-
     def _drain_channels(self) -> None:
-        """Process every report already sent by workers.
-
-        A worker reports ``open`` before its client can see the id in ``ready``, so
-        after draining, an id missing here really is unknown.
-        """
+        """Process every report already sent by workers."""
         for slot in self.slots:
             while slot.chan is not None:
                 try:
@@ -260,72 +282,6 @@ class Supervisor:
                 if not ready:
                     break
                 self._on_channel(slot)
-
-    def _route_join(self, fd: int, target: str, pending: bytes) -> None:
-        slot = self.owners.get(target)
-        if slot is None:
-            self._drain_channels()
-            slot = self.owners.get(target)
-        if slot is None or not slot.ready:
-            with socket.socket(fileno=fd) as s:
-                _reply_error(s, GuacrError("No such connection.", Status.RESOURCE_NOT_FOUND))
-            log.info('Connection "%s" does not exist.', target)
-            return
-        self._handoff(slot, fd, target, pending, False)
-        os.close(fd)
-
-    def route(self, sock: socket.socket, target: str, pending: bytes) -> None:
-        """Send a client whose ``select`` was read to the right worker."""
-        if target.startswith("$"):
-            self._route_join(sock.detach(), target, pending)
-            return
-        if target not in self.protocols:
-            self.protocols = frozenset(handlers.available())
-        if target not in self.protocols:
-            log.info('Support for protocol "%s" is not installed', target[:64])
-            _reply_error(
-                sock, GuacrError(f'Protocol "{target[:64]}" is not supported.', Status.UNSUPPORTED)
-            )
-            return
-        slot = self._least_loaded()
-        if slot is None:
-            _reply_error(sock, GuacrError("No worker is available.", Status.SERVER_BUSY))
-            return
-        fd = sock.detach()
-        if not self._handoff(slot, fd, target, pending, False):
-            with socket.socket(fileno=fd) as s:
-                _reply_error(s, GuacrError("Internal server error.", Status.SERVER_ERROR))
-            return
-        os.close(fd)
-
-    async def _intake(self, sock: socket.socket) -> None:
-        """Read ``select`` from a fresh client and route it."""
-        loop = asyncio.get_running_loop()
-        parser = Parser()
-        try:
-            async with asyncio.timeout(SELECT_TIMEOUT):
-                while True:
-                    data = await loop.sock_recv(sock, 8192)
-                    if not data:
-                        sock.close()
-                        return
-                    instructions = parser.receive_data(data)
-                    if instructions:
-                        break
-            target = parse_select(instructions[0])
-        except TimeoutError:
-            log.info("Client did not select a protocol within %d s", SELECT_TIMEOUT)
-            sock.close()
-            return
-        except GuacrError as exc:
-            log.info("Bad select: %s", exc.message)
-            _reply_error(sock, exc)
-            return
-        except OSError:
-            sock.close()
-            return
-        rest = b"".join(ins_bytes(i) for i in instructions[1:]) + parser.pending_bytes()
-        self.route(sock, target, rest)
 
     async def _watch_workers(self) -> None:
         """Ping ready workers; kill one whose loop stopped answering (hung)."""
@@ -346,10 +302,62 @@ class Supervisor:
                         os.kill(slot.pid, signal.SIGKILL)
                     continue
                 with contextlib.suppress(OSError):
-                    channel.send(slot.chan, "ping")
+                    channel.send(slot.chan, channel.Ping())
 
-    async def _accept_loop(self, lsock: socket.socket) -> None:
+    # Questions to workers ----------------------------------------------------------
+    async def ask(self, conn_id: str, request: channel.Request) -> channel.Reply:
+        """Ask the worker owning ``conn_id`` (e.g. :class:`~channel.ListUsers`)."""
+        slot = self.router.owner_of(conn_id)
+        if slot is None:
+            return channel.Reply(rid=request.rid, ok=False, error="No such connection.")
+        return await slot.ask(request)
+
+    # Intake ---------------------------------------------------------------------------
+    async def _intake(self, sock: socket.socket, door: Door) -> None:
+        """Read ``select`` from a fresh client and route it."""
+        try:
+            if SELECT_READ_BY[door.spec.kind] == "worker":
+                # TLS: the worker terminates it and reads select itself.
+                remote = _peer(sock)
+                await self.router.place(sock, "", b"", door.spec.kind, remote)
+                return
+            try:
+                selected = await read_select(sock, SELECT_TIMEOUT)
+            except TimeoutError:
+                log.info("Client did not select a protocol within %d s", SELECT_TIMEOUT)
+                sock.close()
+                return
+            except GuacrError as exc:
+                log.info("Bad select: %s", exc.message)
+                await refuse(sock, exc)
+                return
+            except OSError:
+                sock.close()
+                return
+            if selected is None:
+                sock.close()
+                return
+            await self.router.route(sock, selected.target, selected.rest, door.spec.kind)
+        finally:
+            if sock.fileno() >= 0 and self.stopping:
+                sock.close()
+
+    def _intake_done(self, task: asyncio.Task[None]) -> None:
+        self._intakes.discard(task)
+        if not self._intakes and not self._trim_pending:
+            # A burst of clients is over: give the memory their reads took back to the
+            # system (glibc keeps freed heap pages otherwise).
+            self._trim_pending = True
+            asyncio.get_running_loop().call_later(0.5, self._trim)
+
+    def _trim(self) -> None:
+        self._trim_pending = False
+        if not self._intakes:
+            trim_heap()
+
+    async def _accept_loop(self, door: Door) -> None:
         loop = asyncio.get_running_loop()
+        lsock = door.sock
         while not self.stopping:
             try:
                 sock, _addr = await loop.sock_accept(lsock)
@@ -360,19 +368,11 @@ class Supervisor:
                 await asyncio.sleep(0.1)
                 continue
             sock.setblocking(False)
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            if self.tls:
-                slot = self._least_loaded()
-                if slot is None:
-                    sock.close()
-                    continue
-                fd = sock.detach()
-                self._handoff(slot, fd, "", b"", True)
-                os.close(fd)
-            else:
-                task = loop.create_task(self._intake(sock))
-                self._intakes.add(task)
-                task.add_done_callback(self._intakes.discard)
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            task = loop.create_task(self._intake(sock, door))
+            self._intakes.add(task)
+            task.add_done_callback(self._intake_done)
 
     # Run ------------------------------------------------------------------------------
     async def run(self) -> int:
@@ -384,53 +384,84 @@ class Supervisor:
         log.info("Listener running (pid %d)", os.getpid())
         self.forkserver.setblocking(False)
         loop.add_reader(self.forkserver.fileno(), self._on_forkserver)
+        adopted = {a.slot for a in self.adopted}
+        for a in self.adopted:
+            self._adopt(a)
         for slot in self.slots:
-            self.spawn(slot)
-        self._accept_tasks.append(loop.create_task(self._watch_workers()))
-        for lsock in self.sockets:
-            lsock.setblocking(False)
-            self._accept_tasks.append(loop.create_task(self._accept_loop(lsock)))
+            if slot.index not in adopted:
+                self.spawn(slot)
+        self._tasks.append(loop.create_task(self._watch_workers()))
+        for door in self.doors:
+            door.sock.setblocking(False)
+            self._tasks.append(loop.create_task(self._accept_loop(door)))
         status = await self._done
         await self._stop_workers()
         return status
 
+    def _finish(self, status: int) -> None:
+        if self._done is not None and not self._done.done():
+            self._done.set_result(status)
+
     def _on_signal(self, sig: int) -> None:
         log.info("Received %s; shutting down", signal.Signals(sig).name)
-        if self._done is not None and not self._done.done():
-            self._done.set_result(0)
+        self._finish(0)
 
     async def _stop_workers(self) -> None:
         self.stopping = True
-        for task in self._accept_tasks:
+        for task in self._tasks:
             task.cancel()
-        for lsock in self.sockets:
-            lsock.close()
+        for door in self.doors:
+            door.sock.close()
         for pid in list(self.alive):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGTERM)
-        deadline = time.monotonic() + STOP_DEADLINE
+        deadline = time.monotonic() + self.config.shutdown_grace
         while self.alive and time.monotonic() < deadline:
             await asyncio.sleep(0.05)  # exit reports arrive through _on_forkserver
+            for pid in list(self.alive):  # the main process may be gone: look ourselves
+                if not _exists(pid):
+                    self.alive.discard(pid)
         for pid in list(self.alive):
             log.warning("Worker pid %d did not stop in time; killing it", pid)
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
 
 
-def ins_bytes(ins: tuple[str, ...]) -> bytes:
-    """Re-encode an already parsed instruction (pipelined after ``select``)."""
-    from guacr.protocol.instruction import encode
+def _connection_record(worker: int, fields: dict[str, object]) -> ConnectionRecord:
+    started = fields.get("started")
+    return ConnectionRecord(
+        id=str(fields.get("id", "")),
+        worker=worker,
+        protocol=str(fields.get("protocol", "")),
+        owner=str(fields.get("owner", "")),
+        remote=str(fields.get("remote", "")),
+        started=float(started) if isinstance(started, int | float) else time.time(),
+    )
 
-    return encode(ins[0], *ins[1:])
 
-
-def _reply_error(sock: socket.socket, error: GuacrError) -> None:
-    """Send ``error`` + ``disconnect`` on a socket still owned by the listener, then close."""
+def _peer(sock: socket.socket) -> str:
     try:
-        sock.setblocking(True)
-        sock.settimeout(1.0)
-        sock.sendall(b.error(error.message, error.status) + b.disconnect())
+        peer = sock.getpeername()
     except OSError:
-        pass
-    finally:
-        sock.close()
+        return ""
+    return str(peer[0]) if isinstance(peer, tuple) else ""
+
+
+def _exists(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:  # a zombie child of ours (reaped by the main process when it lives)
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def trim_heap() -> None:
+    """Give the C heap's free pages back to the kernel (glibc only)."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None).malloc_trim(0)

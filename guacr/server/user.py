@@ -1,10 +1,14 @@
-"""One user: a client socket inside a worker, from ``args`` to ``disconnect``.
+"""One user: a client of a connection inside a worker, from ``args`` to ``disconnect``.
 
-``User`` is the thin asyncio glue around the sans-I/O pieces: bytes go through the
-:class:`~guacr.protocol.Parser`, the handshake through
-:class:`~guacr.protocol.Handshake`, and running instructions through a dispatch table
-into the connection's handler. Timers are not per user: the worker sweeps every user
-once a second (see ``Worker._sweep``) and calls :meth:`User.tick`.
+``User`` is the sans-I/O user session, shaped like ``websockets``' protocol objects:
+bytes in (:meth:`User.receive_data`), whole instructions out (through its
+:class:`Link`, or :meth:`User.data_to_send` while it has none). It runs the
+handshake (:class:`~guacr.protocol.Handshake`), dispatches running instructions into
+the connection's handler, keeps inbound and outbound streams, answers ``sync`` with
+lag accounting, and knows its timers (:meth:`User.tick`, called by the worker's 1 s
+sweep with the time). It never touches a socket: a transport adapter
+(guacr.server.transport for TCP and TLS; WebSocket next) feeds it and carries its
+output, and is the :class:`Link` it writes to, closes and aborts.
 """
 
 from __future__ import annotations
@@ -13,12 +17,10 @@ import asyncio
 import binascii
 import enum
 import logging
-import os
-import socket
 import time
 import uuid
 from collections.abc import Callable
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING, Protocol
 
 from guacr.contract.clock import monotonic_ms
 from guacr.contract.handler import StreamSink
@@ -38,7 +40,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("guacr.user")
 
-LINGER = 2.0  # seconds a closed user's socket waits for the client's own close
 HANDSHAKE_TIMEOUT = 15.0  # per handshake read, as guacd
 CLIENT_TIMEOUT = 15.0  # client silence after connect -> 776
 KEEPALIVE_INTERVAL = 5.0  # nop once nothing was written for this long
@@ -46,11 +47,19 @@ MAX_INBOUND_STREAMS = 512  # guacd's per-user stream limit
 MAX_OBJECTS = 64
 ARGV_MAX = 16384  # largest live parameter value
 DEFAULT_CLIPBOARD_LIMIT = 262144
-HIGH_WATER = 1 << 20  # write buffer size at which a user counts as congested
-# A user whose unsent output passes this is dropped: handlers pace on ``congested``,
-# so only a client that stopped reading gets here, and it must not exhaust the
-# worker's memory for everyone else. Overridable for tests (GUACR_MAX_WRITE_BUFFER).
-MAX_WRITE_BUFFER = int(os.environ.get("GUACR_MAX_WRITE_BUFFER", 64 << 20))
+
+
+class Link(Protocol):
+    """What a user session needs of the transport adapter carrying it."""
+
+    def write(self, data: bytes) -> None:
+        """Send whole instructions to the client."""
+
+    def close(self) -> None:
+        """Flush what was written, then close without losing it (lingering)."""
+
+    def abort(self) -> None:
+        """Close now, dropping unsent output."""
 
 
 class State(enum.Enum):
@@ -76,13 +85,25 @@ class _Inbound:
         self.refusal: tuple[str, Status] | None = None
 
 
-class User(asyncio.Protocol):
-    """A client connection (owner or joiner) of one :class:`Connection`."""
+class User:
+    """A client (owner or joiner) of one :class:`Connection`: the sans-I/O session."""
 
-    def __init__(self, worker: Worker, target: str, pending: bytes = b"") -> None:
+    def __init__(
+        self,
+        worker: Worker,
+        target: str,
+        pending: bytes = b"",
+        user_id: str = "",
+        remote: str = "",
+        door: str = "tcp",
+    ) -> None:
         self.worker = worker
         self.target = target
-        self.id = "@" + str(uuid.uuid4())
+        self.id = user_id or "@" + str(uuid.uuid4())
+        self.remote = remote  # the client's address, as the listener saw it
+        self.door = door  # the kind of front door it came through
+        self.bytes_in = 0
+        self.bytes_out = 0
         self.state = State.HANDSHAKE
         self.parser = Parser()
         self.handshake: Handshake | None = None
@@ -91,7 +112,8 @@ class User(asyncio.Protocol):
         self.conn: Connection | None = None
         self.owner = False
         self.read_only = False
-        self.transport: asyncio.Transport | None = None
+        self._link: Link | None = None
+        self._out: list[bytes] = []  # output while no link is attached
         self._pending = pending
         now = time.monotonic()
         self.last_received = now
@@ -106,29 +128,35 @@ class User(asyncio.Protocol):
         self.objects = IndexPool(0, 1, MAX_OBJECTS)
         self._ack_waiters: dict[int, asyncio.Future[tuple[str, int]]] = {}
         self.log = logging.LoggerAdapter(log, {})
+        worker.user_arrived(self)
 
-    # asyncio.Protocol ---------------------------------------------------------------
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = cast(asyncio.Transport, transport)  # uvloop's are not subclasses
-        sock = transport.get_extra_info("socket")
-        if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self.transport.set_write_buffer_limits(high=HIGH_WATER)
-        self.worker.users.add(self)
+    # Sans-I/O interface ------------------------------------------------------------
+    def attach(self, link: Link) -> None:
+        """Write through ``link`` from now on (output buffered so far goes first)."""
+        self._link = link
+        out, self._out = self._out, []
+        for data in out:
+            link.write(data)
+
+    def start(self) -> None:
+        """The client is connected: send ``args`` (or refuse), then take what the
+        listener read past ``select``."""
         self._begin()
         if self._pending and self.state is not State.CLOSED:
             data, self._pending = self._pending, b""
-            self.data_received(data)
+            self.receive_data(data)
 
     @property
     def closed(self) -> bool:
         """True once the user was closed (its socket may still linger)."""
         return self.state is State.CLOSED
 
-    def data_received(self, data: bytes) -> None:
+    def receive_data(self, data: bytes) -> None:
+        """Bytes from the client: parse and act on every complete instruction."""
         if self.state is State.CLOSED:
             return  # lingering after close: discard
         self.last_received = time.monotonic()
+        self.bytes_in += len(data)
         try:
             instructions = self.parser.receive_data(data)
             for ins in instructions:
@@ -142,34 +170,45 @@ class User(asyncio.Protocol):
             self.log.exception("Internal error handling input from user %s", self.id)
             self.fail(GuacrError("Internal server error", Status.SERVER_ERROR))
 
-    def connection_lost(self, exc: Exception | None) -> None:
-        self.transport = None
+    @property
+    def transport(self) -> asyncio.BaseTransport | None:
+        """The asyncio transport under the link, if any: for code that wants socket
+        details (the database audit's client address). Not part of the contract."""
+        transport: asyncio.BaseTransport | None = getattr(self._link, "transport", None)
+        return transport
+
+    def data_to_send(self) -> list[bytes]:
+        """Output written while no link was attached (whole instructions)."""
+        out, self._out = self._out, []
+        return out
+
+    def connection_lost(self) -> None:
+        """The transport is gone."""
+        self._link = None
         self._leave()
-
-    def pause_writing(self) -> None:
-        self.congested = True
-
-    def resume_writing(self) -> None:
-        self.congested = False
 
     # Output ---------------------------------------------------------------------------
     def send(self, data: bytes) -> None:
-        """Write wire bytes to this user (dropped once closed)."""
-        t = self.transport
-        if t is not None and self.state is not State.CLOSED:
-            t.write(data)
-            self.last_sent = time.monotonic()
-            if self.congested and t.get_write_buffer_size() > MAX_WRITE_BUFFER:
-                self._drop_slow_reader(t)
+        """Send whole instructions to this user (dropped once closed)."""
+        if self.state is State.CLOSED:
+            return
+        self.bytes_out += len(data)
+        self.last_sent = time.monotonic()
+        link = self._link
+        if link is not None:
+            link.write(data)
+        else:
+            self._out.append(data)
 
-    def _drop_slow_reader(self, t: asyncio.Transport) -> None:
-        self.log.warning(
-            "User %s is not reading (%d bytes unsent); disconnecting it",
-            self.id,
-            t.get_write_buffer_size(),
-        )
+    def drop(self, reason: str) -> None:
+        """End this user at once, dropping its unsent output (its client stopped
+        reading, say: it must not exhaust the worker's memory for everyone else)."""
+        if self.state is State.CLOSED:
+            return
+        self.log.warning("User %s %s; disconnecting it", self.id, reason)
         self.state = State.CLOSED
-        t.abort()  # queued output cannot be delivered anyway; free it now
+        if self._link is not None:
+            self._link.abort()
         self._leave()
 
     def ack(self, stream: int, message: str, status: Status | int) -> None:
@@ -201,23 +240,13 @@ class User(asyncio.Protocol):
         self.close()
 
     def close(self) -> None:
-        """Flush, send FIN, and leave the connection; the socket lingers briefly.
-
-        Closing outright while the client's last ``sync``/``nop`` sit unread makes the
-        kernel send RST, which can destroy our final ``error``/``disconnect`` in the
-        client's receive buffer. So we half-close, discard whatever still arrives, and
-        close when the client does (or after ``LINGER`` seconds).
-        """
+        """Leave the connection; the link flushes what was sent and closes gracefully
+        (what still arrives is discarded)."""
         if self.state is State.CLOSED:
             return
         self.state = State.CLOSED
-        t = self.transport
-        if t is not None:
-            if t.can_write_eof():
-                t.write_eof()
-                asyncio.get_running_loop().call_later(LINGER, t.close)
-            else:
-                t.close()
+        if self._link is not None:
+            self._link.close()
         self._leave()
 
     def tick(self, now: float) -> None:
@@ -278,7 +307,8 @@ class User(asyncio.Protocol):
             self.state = State.RUNNING
             # Report the id to the listener before the client can learn it from
             # ``ready``, so an immediate join is routed here (see Supervisor._route_join).
-            self.worker.connection_opened(conn)
+            self.worker.connection_opened(conn, self)
+            self.worker.user_joined(self)
             self.send(b.ready(conn.id))
             conn.start(self)
         else:
@@ -286,12 +316,13 @@ class User(asyncio.Protocol):
                 self.fail(GuacrError("No such connection.", Status.RESOURCE_NOT_FOUND))
                 return
             self.state = State.RUNNING
+            self.worker.user_joined(self)
             self.send(b.ready(self.conn.id))
             self.conn.join(self)
 
     def _leave(self) -> None:
         self.state = State.CLOSED
-        self.worker.users.discard(self)
+        self.worker.user_gone(self.id)
         for fut in self._ack_waiters.values():
             if not fut.done():
                 fut.cancel()
@@ -565,3 +596,13 @@ def _int(text: str) -> int:
         return int(text)
     except ValueError:
         raise ProtocolError(f'Invalid integer "{text[:32]}"') from None
+
+
+if TYPE_CHECKING:
+    from guacr.contract import peers
+
+    def _satisfies_the_contract(
+        user: User, conn: Connection
+    ) -> tuple[peers.User, peers.Connection]:
+        """mypy proves the core's session and connection are what handlers were promised."""
+        return user, conn

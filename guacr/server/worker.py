@@ -1,9 +1,16 @@
 """Worker process: one asyncio (uvloop) event loop holding many connections.
 
-The listener hands each client socket over the control channel together with the
-bytes it already read (the ``select``). The worker runs handshakes and handlers,
-reports the connection ids it owns (so joins can be routed here) and its load, and
-sweeps all users once a second for timeouts and keep-alives.
+The listener hands each client socket over the control channel (:class:`Handoff`)
+with the bytes it already read (the ``select``) and the user id it counts the client
+by. The worker runs handshakes and handlers and reports, as they happen, each user's
+end of handshake and departure and each connection's opening and end (so joins can be
+routed here and the listener's registry stays exact); once a second it sweeps users
+for timeouts and keep-alives and reports byte counters. It answers the listener's
+questions (:class:`ListUsers`, :class:`Terminate`).
+
+If the listener dies, the worker keeps its connections: it waits (up to
+:data:`REATTACH_TIMEOUT`) for the main process to hand it a channel to the new
+listener (:class:`Attach`), then re-registers everything it serves (:class:`Hello`).
 
 Workers are forked by the main process (guacr.server.forkserver); see ``run_forked``.
 """
@@ -24,9 +31,11 @@ from typing import TYPE_CHECKING, Any
 
 from guacr import handlers
 from guacr import log as glog
+from guacr.config import Config
 from guacr.errors import GuacrError
 from guacr.protocol.status import Status
 from guacr.server import channel
+from guacr.server.transport import StreamAdapter
 from guacr.server.user import User
 
 if TYPE_CHECKING:
@@ -36,22 +45,28 @@ if TYPE_CHECKING:
 log = logging.getLogger("guacr.worker")
 
 SHUTDOWN_DEADLINE = 5.0
+# How long a worker whose listener died waits for the new one before giving up.
+REATTACH_TIMEOUT = 30.0
 
 
 class Worker:
     """State of one worker process."""
 
-    def __init__(self, chan: socket.socket, config: dict[str, Any]) -> None:
-        self.chan = chan
+    def __init__(
+        self, chan: socket.socket, config: Config, main: socket.socket | None = None
+    ) -> None:
+        self.chan: socket.socket | None = chan
+        self.main = main  # channel to the main process (None in the warm-up)
         self.config = config
         self.connections: dict[str, Connection] = {}
-        self.users: set[User] = set()
+        self.users: dict[str, User] = {}
         self.stopping = False
         self.done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self.ssl_context = _ssl_context(config)
-        for name, target in config.get("extra_handlers", {}).items():
+        for name, target in config.extra_handlers().items():
             handlers.register(name, target)
-        self._last_load = -1
+        self._counters: dict[str, tuple[int, int]] = {}
+        self._orphaned: asyncio.TimerHandle | None = None
         self.tasks: set[asyncio.Task[None]] = set()
 
     # Handler lookup ---------------------------------------------------------------
@@ -60,27 +75,65 @@ class Worker:
         return handlers.load(name)
 
     # Reports to the listener ----------------------------------------------------------
-    def _report(self, opcode: str, *args: object, fds: list[int] | None = None) -> None:
+    def report(self, msg: channel.Message, fds: list[int] | None = None) -> bool:
+        """Send a message to the listener (dropped while there is none)."""
+        if self.chan is None:
+            return False
         try:
-            channel.send(self.chan, opcode, *args, fds=fds)
+            channel.send(self.chan, msg, fds)
+            return True
+        except BlockingIOError:
+            try:  # the listener is busy: wait for room rather than lose a report
+                self.chan.setblocking(True)
+                self.chan.settimeout(2.0)
+                channel.send(self.chan, msg, fds)
+                return True
+            except OSError:
+                log.warning("Control channel to the listener is stuck; dropped %s", msg.op)
+                return False
+            finally:
+                if self.chan is not None:
+                    self.chan.setblocking(False)
         except OSError:
             log.warning("Control channel to the listener is gone")
+            return False
 
-    def connection_opened(self, conn: Connection) -> None:
+    def connection_opened(self, conn: Connection, owner: User) -> None:
         """A new connection lives here: joins for it must be routed here."""
         self.connections[conn.id] = conn
-        self._report("open", conn.id)
+        self.report(
+            channel.ConnectionOpened(
+                conn.id, conn.handler_cls.protocol, owner.id, owner.remote, conn.started
+            )
+        )
 
     def connection_closed(self, conn: Connection) -> None:
         """A connection ended."""
         if self.connections.pop(conn.id, None) is not None:
-            self._report("close", conn.id)
+            self._counters.pop(conn.id, None)
+            self.report(channel.ConnectionClosed(conn.id))
         if self.stopping and not self.connections and not self.done.done():
             self.done.set_result(None)
+
+    def user_arrived(self, user: User) -> None:
+        """A handed-off user is being served here."""
+        self.users[user.id] = user
+
+    def user_joined(self, user: User) -> None:
+        """A user finished its handshake into its connection."""
+        assert user.conn is not None
+        self.report(channel.UserJoined(user.id, user.conn.id, user.owner, user.info.name))
+
+    def user_gone(self, user_id: str) -> None:
+        """A handed-off user left, whatever stage it reached (reported once)."""
+        if self.users.pop(user_id, None) is not None:
+            self.report(channel.UserLeft(user_id))
 
     # Channel -------------------------------------------------------------------------
     def on_channel(self) -> None:
         """Read one control message (called by the loop when the channel is readable)."""
+        if self.chan is None:
+            return
         try:
             msg, fds = channel.recv(self.chan)
         except BlockingIOError:
@@ -89,37 +142,164 @@ class Worker:
             log.exception("Control channel failed")
             msg, fds = None, []
         if msg is None:
+            self._listener_gone()
+            return
+        if isinstance(msg, channel.Handoff) and len(fds) == 1:
+            pending = channel.unpack_bytes(msg.pending)
+            self._accept(fds[0], msg.user, msg.target, pending, msg.door, msg.remote)
+            return
+        for fd in fds:
+            os.close(fd)
+        if isinstance(msg, channel.Ping):
+            self.report(channel.Pong())  # answered by the loop itself: proof it is not blocked
+        elif isinstance(msg, channel.ListUsers):
+            self.report(self._list_users(msg))
+        elif isinstance(msg, channel.Terminate):
+            self.report(self._terminate(msg))
+        else:
+            log.warning("Unexpected control message %r", msg.op)
+
+    def _list_users(self, msg: channel.ListUsers) -> channel.Reply:
+        conn = self.connections.get(msg.connection)
+        if conn is None:
+            return channel.Reply(msg.rid, False, "No such connection.")
+        users = [
+            {
+                "id": u.id,
+                "name": u.info.name,
+                "owner": u.owner,
+                "read_only": u.read_only,
+                "remote": u.remote,
+                "lag": u.processing_lag,
+            }
+            for u in conn.users
+        ]
+        return channel.Reply(msg.rid, True, "", {"users": users})
+
+    def _terminate(self, msg: channel.Terminate) -> channel.Reply:
+        conn = self.connections.get(msg.connection)
+        if conn is None:
+            return channel.Reply(msg.rid, False, "No such connection.")
+        try:
+            status = Status(msg.status)
+        except ValueError:
+            status = Status.SESSION_CLOSED
+        conn.end(GuacrError(msg.message, status))
+        return channel.Reply(msg.rid, True)
+
+    def _listener_gone(self) -> None:
+        """The listener died: keep serving, and wait for the main process to attach us
+        to its successor."""
+        loop = asyncio.get_running_loop()
+        if self.chan is not None:
+            loop.remove_reader(self.chan.fileno())
+            self.chan.close()
+            self.chan = None
+        if self.main is None or self.stopping:
             log.error("Listener went away; stopping")
-            asyncio.get_running_loop().remove_reader(self.chan.fileno())
             self.shutdown()
             return
-        if msg[0] == "handoff" and len(fds) == 1 and len(msg) == 4:
-            self._accept(fds[0], msg[1], channel.unpack_bytes(msg[2]), msg[3] == "1")
-        elif msg[0] == "ping" and not fds:
-            self._report("pong")  # answered by the loop itself: proof it is not blocked
-        else:
-            for fd in fds:
-                os.close(fd)
-            log.warning("Unexpected control message %r", msg[0])
+        log.warning(
+            "Listener went away; keeping %d connections until a new one attaches",
+            len(self.connections),
+        )
+        self._orphaned = loop.call_later(REATTACH_TIMEOUT, self._no_listener)
 
-    def _accept(self, fd: int, target: str, pending: bytes, tls: bool) -> None:
+    def _no_listener(self) -> None:
+        log.error("No new listener within %.0f s; stopping", REATTACH_TIMEOUT)
+        self.shutdown()
+
+    def on_main(self) -> None:
+        """A message from the main process: a channel to a new listener."""
+        assert self.main is not None
+        try:
+            msg, fds = channel.recv(self.main)
+        except BlockingIOError:
+            return
+        except (OSError, ValueError):
+            msg, fds = None, []
+        if msg is None:
+            # The main process is gone: no listener can come back. The current one (if
+            # any) stops us; without one, nobody ever will.
+            asyncio.get_running_loop().remove_reader(self.main.fileno())
+            self.main.close()
+            self.main = None
+            if self.chan is None:
+                self.shutdown()
+            return
+        if isinstance(msg, channel.Attach) and len(fds) == 1:
+            self.attach(socket.socket(fileno=fds[0]))
+            return
+        for fd in fds:
+            os.close(fd)
+
+    def attach(self, chan: socket.socket) -> None:
+        """Serve a new listener: re-register every connection and user, then ready."""
+        loop = asyncio.get_running_loop()
+        if self.chan is not None:
+            loop.remove_reader(self.chan.fileno())
+            self.chan.close()
+        if self._orphaned is not None:
+            self._orphaned.cancel()
+            self._orphaned = None
+        self.chan = chan
+        chan.setblocking(False)
+        loop.add_reader(chan.fileno(), self.on_channel)
+        connections = [
+            {
+                "id": c.id,
+                "protocol": c.handler_cls.protocol,
+                "owner": c.owner.id if c.owner else "",
+                "remote": c.owner.remote if c.owner else "",
+                "started": c.started,
+            }
+            for c in self.connections.values()
+            if not c.closed
+        ]
+        users = [
+            {
+                "user": u.id,
+                "connection": u.conn.id if u.conn is not None else "",
+                "owner": u.owner,
+                "name": u.info.name,
+                "remote": u.remote,
+                "door": u.door,
+            }
+            for u in self.users.values()
+        ]
+        self.report(channel.Hello(os.getpid(), connections, users))
+        log.info("Attached to a new listener (%d connections)", len(connections))
+
+    def _accept(
+        self, fd: int, user_id: str, target: str, pending: bytes, door: str, remote: str
+    ) -> None:
         sock = socket.socket(fileno=fd)
         sock.setblocking(False)
         if self.stopping:
             sock.close()
+            self.report(channel.UserLeft(user_id))
             return
-        if tls:
+        if door == "tls":
             from guacr.server.tls import TlsIntake
 
             assert self.ssl_context is not None
-            self.spawn(TlsIntake(self).serve(sock, self.ssl_context))
+            self.spawn(TlsIntake(self, user_id, remote).serve(sock, self.ssl_context))
             return
-        self.adopt(sock, target, pending)
+        self.adopt(sock, target, pending, user_id, remote, door)
 
-    def adopt(self, sock: socket.socket, target: str, pending: bytes) -> None:
+    def adopt(
+        self,
+        sock: socket.socket,
+        target: str,
+        pending: bytes,
+        user_id: str = "",
+        remote: str = "",
+        door: str = "tcp",
+    ) -> None:
         """Serve a client whose ``select`` (``target``) was read; ``pending`` follows it."""
         sock.setblocking(False)
-        self.spawn(self._attach(sock, User(self, target, pending)))
+        user = User(self, target, pending, user_id=user_id, remote=remote, door=door)
+        self.spawn(self._attach(sock, user))
 
     def spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         """Run a background task, keeping a reference until it finishes."""
@@ -130,27 +310,36 @@ class Worker:
     async def _attach(self, sock: socket.socket, user: User) -> None:
         loop = asyncio.get_running_loop()
         try:
-            await loop.connect_accepted_socket(lambda: user, sock)
+            await loop.connect_accepted_socket(lambda: StreamAdapter(user), sock)
         except OSError as exc:
             log.info("Client socket unusable: %s", exc)
             sock.close()
+            self.user_gone(user.id)
 
-    def forward_join(self, target: str, pending: bytes, fd: int) -> None:
+    def forward_join(self, target: str, pending: bytes, fd: int, remote: str) -> bool:
         """Send a TLS-terminated join to the listener for the owning worker."""
-        self._report("forward", target, channel.pack_bytes(pending), fds=[fd])
+        return self.report(channel.Forward(target, channel.pack_bytes(pending), remote), [fd])
 
     # Timers ----------------------------------------------------------------------------
     async def sweep(self) -> None:
-        """Once a second: user timeouts and keep-alives; load reports."""
+        """Once a second: user timeouts and keep-alives; byte counters."""
         while True:
             await asyncio.sleep(1.0)
             now = time.monotonic()
-            for user in list(self.users):
+            for user in list(self.users.values()):
                 user.tick(now)
-            load = len(self.users)
-            if load != self._last_load:
-                self._last_load = load
-                self._report("load", load)
+            self._report_counters()
+
+    def _report_counters(self) -> None:
+        changed: list[list[Any]] = []
+        for conn in self.connections.values():
+            counters = conn.byte_counts()
+            if self._counters.get(conn.id) != counters:
+                self._counters[conn.id] = counters
+                changed.append([conn.id, *counters])
+        if changed and self.chan is not None:
+            for i in range(0, len(changed), 500):
+                self.report(channel.Stats(changed[i : i + 500]))
 
     # Shutdown -------------------------------------------------------------------------
     def shutdown(self) -> None:
@@ -162,31 +351,33 @@ class Worker:
         err = GuacrError("Server is shutting down.", Status.SERVER_BUSY)
         for conn in list(self.connections.values()):
             conn.end(err)
-        for user in list(self.users):
+        for user in list(self.users.values()):
             user.fail(err)
         if not self.connections and not self.done.done():
             self.done.set_result(None)
 
 
-def _ssl_context(config: dict[str, Any]) -> ssl.SSLContext | None:
-    cert, key = config.get("cert"), config.get("key")
-    if not cert:
+def _ssl_context(config: Config) -> ssl.SSLContext | None:
+    if not config.cert:
         return None
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    ctx.load_cert_chain(cert, key or None)
+    ctx.load_cert_chain(config.cert, config.key or None)
     return ctx
 
 
-async def serve(chan: socket.socket, config: dict[str, Any]) -> None:
+async def serve(chan: socket.socket, config: Config, main: socket.socket | None = None) -> None:
     """Run a worker until told to stop."""
     loop = asyncio.get_running_loop()
-    worker = Worker(chan, config)
+    worker = Worker(chan, config, main)
     chan.setblocking(False)
     loop.add_reader(chan.fileno(), worker.on_channel)
+    if main is not None:
+        main.setblocking(False)
+        loop.add_reader(main.fileno(), worker.on_main)
     loop.add_signal_handler(signal.SIGTERM, worker.shutdown)
     loop.add_signal_handler(signal.SIGINT, lambda: None)  # the supervisor decides
     sweeper = loop.create_task(worker.sweep())
-    worker._report("ready")
+    worker.report(channel.Ready(os.getpid()))
     await worker.done
     with contextlib.suppress(asyncio.TimeoutError):
         await asyncio.wait_for(
@@ -210,9 +401,9 @@ def run_loop(coro: Any, use_uvloop: bool = True) -> None:
     asyncio.run(coro)
 
 
-def run_forked(chan: socket.socket, config: dict[str, Any]) -> None:
+def run_forked(chan: socket.socket, config: Config, main: socket.socket | None = None) -> None:
     """Worker entry point in a child of the fork server (guacr.server.forkserver)."""
-    glog.setup(config.get("log_level", "info"))
+    glog.setup(config.log_level, config.log_format, config.syslog_address)
     if os.environ.get("GUACR_TEST_WORKER_BOOT_FAIL"):
         sys.exit(3)  # test hook: a worker that cannot boot
-    run_loop(serve(chan, config), config.get("uvloop", True))
+    run_loop(serve(chan, config, main), config.uvloop)

@@ -15,7 +15,7 @@ import gc, json, logging, socket, threading
 logging.basicConfig(level=logging.INFO)
 from guacr.config import load
 from guacr.server import forkserver
-config = load(None, environ={}).worker_config()
+config = load(None, environ={})
 threads = threading.active_count()
 fds_before = len(__import__("os").listdir("/proc/self/fd"))
 ok = forkserver.warm_up(config)
