@@ -46,6 +46,7 @@ from guacr.server.intake import SELECT_TIMEOUT, read_select, refuse
 from guacr.server.registry import ConnectionRecord, LocalRegistry, Registry, UserRecord
 from guacr.server.routing import Router
 from guacr.server.slots import Slot
+from guacr.server.ws_door import WebSocketDoor
 
 log = logging.getLogger("guacr.listener")
 
@@ -79,6 +80,7 @@ class Supervisor:
         protocols: frozenset[str] = frozenset(),
         adopted: list[Adopted] | None = None,
         registry: Registry | None = None,
+        draining: bool = False,
     ) -> None:
         self.config = config
         self.doors = doors
@@ -86,6 +88,7 @@ class Supervisor:
         self.slots = [Slot(i) for i in range(max(1, config.effective_workers()))]
         self.registry: Registry = registry or LocalRegistry()
         self.router = Router(self.slots, self.registry, protocols, self._drain_channels)
+        self.router.draining = draining
         self.adopted = adopted or []
         self.stopping = False
         self._tasks: list[asyncio.Task[None]] = []
@@ -93,6 +96,9 @@ class Supervisor:
         self._done: asyncio.Future[int] | None = None
         self.alive: set[int] = set()  # worker pids not yet reported exited
         self._trim_pending = False
+        self.websocket = (
+            WebSocketDoor(config, self.router) if any(d.spec.kind == "ws" for d in doors) else None
+        )
         for name, target in config.extra_handlers().items():
             handlers.register(name, target)
 
@@ -304,6 +310,21 @@ class Supervisor:
                 with contextlib.suppress(OSError):
                     channel.send(slot.chan, channel.Ping())
 
+    # Drain ------------------------------------------------------------------------------
+    @property
+    def draining(self) -> bool:
+        """True while new sessions are refused (joins of live ones still route)."""
+        return self.router.draining
+
+    def set_draining(self, on: bool) -> None:
+        """Enter or leave drain mode; the main process keeps it for a later listener."""
+        self.router.draining = on
+        log.info("Draining %s", "on: new sessions are refused" if on else "off")
+        with contextlib.suppress(OSError):
+            self.forkserver.setblocking(True)
+            channel.send(self.forkserver, channel.Draining(on))
+            self.forkserver.setblocking(False)
+
     # Questions to workers ----------------------------------------------------------
     async def ask(self, conn_id: str, request: channel.Request) -> channel.Reply:
         """Ask the worker owning ``conn_id`` (e.g. :class:`~channel.ListUsers`)."""
@@ -316,6 +337,9 @@ class Supervisor:
     async def _intake(self, sock: socket.socket, door: Door) -> None:
         """Read ``select`` from a fresh client and route it."""
         try:
+            if door.spec.kind == "ws" and self.websocket is not None:
+                await self.websocket.intake(sock, _peer(sock))  # routed by its token
+                return
             if SELECT_READ_BY[door.spec.kind] == "worker":
                 # TLS: the worker terminates it and reads select itself.
                 remote = _peer(sock)
