@@ -9,6 +9,7 @@ xrdp reconnects to the same display, so these tests run one after another.
 from __future__ import annotations
 
 import json
+import re
 import secrets
 import time
 from collections.abc import Iterator
@@ -160,6 +161,62 @@ def test_typed_text_reaches_the_xterm(guacr: Guacr, xrdp: XrdpServer) -> None:
                 s.pump(0.2)
     finally:
         path.unlink(missing_ok=True)
+
+
+def lock_leds(server: XrdpServer) -> dict[str, bool]:
+    """Caps/Num/Scroll Lock as the session's X server has them (``xset q``)."""
+    out = server.run_x(["xset", "q"], check=True).stdout.decode()
+    found = re.findall(r"(Caps|Num|Scroll) Lock:\s+(on|off)", out)
+    assert len(found) == 3, out
+    return {name: state == "on" for name, state in found}
+
+
+def wait_leds(s: GuacSession, server: XrdpServer, **want: bool) -> None:
+    deadline = time.monotonic() + 10
+    while True:
+        s.pump(0.1)
+        leds = lock_leds(server)
+        if all(leds[k] == v for k, v in want.items()):
+            return
+        assert time.monotonic() < deadline, f"locks {leds}, wanted {want}"
+
+
+def test_lock_keys_are_synchronized_as_guacd_does(guacr: Guacr, xrdp: XrdpServer) -> None:
+    """The first key synchronizes the server's locks to the client's (none on yet);
+    the client's Caps Lock then reaches the server, and text typed with it on still
+    arrives exactly (letters without Shift); a keypad digit turns Num Lock on."""
+    before = lock_leds(xrdp)
+    token = secrets.token_hex(6)
+    path = Path(f"/tmp/guacr-rdp-caps-{token}")
+    try:
+        if not before["Caps"]:
+            xrdp.run_x(["xdotool", "key", "Caps_Lock"], check=True)
+        assert lock_leds(xrdp)["Caps"], "could not turn Caps Lock on from the X side"
+        with GuacSession(guacr) as s:
+            connected(s, xrdp)
+            s.mouse(300, 200)  # over the xterm: focus follows the pointer
+            s.key(0xFFE1)  # Shift alone: types nothing, but is the session's first key
+            wait_leds(s, xrdp, Caps=False, Num=False, Scroll=False)
+            s.key(0xFFE5)  # Caps_Lock
+            wait_leds(s, xrdp, Caps=True, Num=False)
+            s.type_text(f"echo {token}_Xy")
+            for keysym in (0xFFB4, 0xFFB2):  # KP_4, KP_2: digits only with Num Lock on
+                s.key(keysym)
+            s.type_text(f" > {path}\n")
+            deadline = time.monotonic() + 10
+            while not (path.exists() and path.read_text().strip() == f"{token}_Xy42"):
+                assert time.monotonic() < deadline, path.read_text() if path.exists() else ""
+                s.pump(0.2)
+            wait_leds(s, xrdp, Caps=True, Num=True)
+            s.key(0xFFE5)
+            s.key(0xFF7F)  # Num_Lock
+            wait_leds(s, xrdp, Caps=False, Num=False)
+    finally:
+        path.unlink(missing_ok=True)
+        now = lock_leds(xrdp)
+        for name, keysym in (("Caps", "Caps_Lock"), ("Num", "Num_Lock")):
+            if now[name] != before[name]:
+                xrdp.run_x(["xdotool", "key", keysym])
 
 
 def test_mouse_lands_where_sent(guacr: Guacr, xrdp: XrdpServer) -> None:

@@ -104,8 +104,11 @@ class FakeRDP:
     def unicode(self, codepoint: int, pressed: bool) -> None:
         self.sent.append(("unicode", codepoint, pressed))
 
+    def synchronize(self, flags: int) -> None:
+        self.sent.append(("sync", flags, True))
 
-def keyboard(layout: str) -> tuple[object, FakeRDP]:
+
+def keyboard(layout: str, synced: bool = True) -> tuple[object, FakeRDP]:
     import logging
 
     from guacr.handlers.rdp.handler import RDPHandler, RDPSettings
@@ -115,7 +118,7 @@ def keyboard(layout: str) -> tuple[object, FakeRDP]:
     fake = FakeRDP()
     handler.__dict__.update(
         settings=settings, rdp=fake, _held={}, _mods=0, _shift_keys=set(),
-        log=logging.getLogger("test"),
+        log=logging.getLogger("test"), _locks=0, _locks_synced=synced,
     )  # fmt: skip
     return handler, fake
 
@@ -156,3 +159,30 @@ def test_display_control_layout_pdu() -> None:
     assert struct.unpack_from("<IiiII", pdu, 16) == (1, 0, 0, 800, 600)
     assert len(pdu) == 56
     assert clamp_size(801, 50) == (800, 200)
+
+
+def test_layouts_know_which_keys_caps_lock_changes() -> None:
+    us, fr = keymap.LAYOUTS["en-us-qwerty"], keymap.LAYOUTS["fr-fr-azerty"]
+    assert {ord("a"), ord("A"), ord("z")} <= us.caps
+    assert not {ord("1"), ord("!"), ord(";")} & us.caps
+    assert ord("a") in fr.caps and 0xE9 not in fr.caps  # é shifts to 2, not to É
+
+
+def test_lock_keys_as_guacd() -> None:
+    """First key: sync to the client's locks (none); lock keys toggle; with Caps Lock
+    on a capital needs no Shift; a keypad digit turns Num Lock on first."""
+    handler, rdp = keyboard("en-us-qwerty", synced=False)
+    type_ = lambda ks: (handler.on_key(None, ks, True), handler.on_key(None, ks, False))  # noqa: E731
+    type_(ord("A"))
+    assert rdp.sent[0] == ("sync", 0, True)
+    assert ("key", keymap.SC_LSHIFT, True) in rdp.sent
+    rdp.sent.clear()
+    handler.on_key(None, 0xFFE5, True)  # Caps_Lock, held: a repeat does not toggle again
+    handler.on_key(None, 0xFFE5, True)
+    handler.on_key(None, 0xFFE5, False)
+    type_(ord("A"))
+    assert rdp.sent[-2:] == [("key", 0x1E, True), ("key", 0x1E, False)]
+    assert not any(e[0] == "sync" for e in rdp.sent)
+    rdp.sent.clear()
+    type_(0xFFB1)  # KP_1
+    assert rdp.sent == [("sync", 0x4 | 0x2, True), ("key", 0x4F, True), ("key", 0x4F, False)]

@@ -302,6 +302,12 @@ class RDPClient:
         y = max(0, min(y, self.height - 1))
         self._queue(lambda: _send_pointer(conn, x, y, flags))
 
+    def synchronize(self, flags: int) -> None:
+        """Set the server's lock keys absolutely (TS_SYNC_EVENT toggleFlags:
+        1 Scroll, 2 Num, 4 Caps, 8 Kana Lock)."""
+        conn = self._conn
+        self._queue(lambda: _send_sync(conn, flags))
+
     def set_clipboard(self, text: str) -> None:
         """Offer ``text`` to the server as the client's clipboard (CF_UNICODETEXT)."""
         conn = self._conn
@@ -404,25 +410,48 @@ class _Adapter:
 
 async def _send_pointer(conn: Any, x: int, y: int, flags: int) -> Any:
     from aardwolf.protocol.pdu.input.mouse import PTRFLAGS, TS_POINTER_EVENT
+
+    event = TS_POINTER_EVENT()
+    event.pointerFlags = PTRFLAGS(flags)
+    event.xPos = x
+    event.yPos = y
+    return await _send_input(conn, event)
+
+
+async def _send_sync(conn: Any, flags: int) -> Any:
+    from aardwolf.protocol.pdu.input.sync import TS_SYNC, TS_SYNC_EVENT
+
+    event = TS_SYNC_EVENT()
+    event.pad2Octets = b"\0\0"
+    event.toggleFlags = TS_SYNC(flags & 0x0F)
+    return await _send_input(conn, event)
+
+
+async def _send_input(conn: Any, event: Any) -> Any:
+    """One slow-path input event in its own Input PDU (aardwolf has no sender for
+    pointer flags it does not know, nor for synchronize events); encrypted as
+    aardwolf's own key events are under standard RDP security."""
     from aardwolf.protocol.T128.inputeventpdu import (
         TS_INPUT_EVENT,
         TS_INPUT_PDU_DATA,
         TS_SHAREDATAHEADER,
     )
+    from aardwolf.protocol.T128.security import SEC_HDR_FLAG, TS_SECURITY_HEADER
     from aardwolf.protocol.T128.share import PDUTYPE2, STREAM_TYPE
 
     hdr = TS_SHAREDATAHEADER()
     hdr.shareID = compat.SHARE_ID
     hdr.streamID = STREAM_TYPE.MED
     hdr.pduType2 = PDUTYPE2.INPUT
-    event = TS_POINTER_EVENT()
-    event.pointerFlags = PTRFLAGS(flags)
-    event.xPos = x
-    event.yPos = y
     pdu = TS_INPUT_PDU_DATA()
     pdu.slowPathInputEvents.append(TS_INPUT_EVENT.from_input(event))
+    sec_hdr = None
+    if getattr(conn, "cryptolayer", None) is not None:
+        sec_hdr = TS_SECURITY_HEADER()
+        sec_hdr.flags = SEC_HDR_FLAG.ENCRYPT
+        sec_hdr.flagsHi = 0
     mcs = conn._RDPConnection__joined_channels["MCS"].channel_id
-    return await conn.handle_out_data(pdu, None, hdr, None, mcs, False)
+    return await conn.handle_out_data(pdu, sec_hdr, hdr, None, mcs, False)
 
 
 def _classify(err: BaseException | None) -> RDPConnectError:

@@ -307,6 +307,10 @@ class RDPHandler(Handler):
         self._held: dict[int, int] = {}  # keysym -> scancode sent for its press
         self._mods = 0  # SHIFT/ALTGR bits the user holds
         self._shift_keys: set[int] = set()
+        # Lock keys as the client has them (guacd's lock_flags): synchronized to the
+        # server before the first key, toggled by the client's lock-key presses.
+        self._locks = 0
+        self._locks_synced = False
         self._size_wanted: tuple[int, int] | None = None
         sftp = SFTPSettings.from_params(params, self.settings.username)
         self.sftp: SFTPSideChannel | None = SFTPSideChannel(sftp, self.log) if sftp else None
@@ -526,6 +530,7 @@ class RDPHandler(Handler):
         rdp = self.rdp
         if rdp is None:
             return
+        self._update_locks(rdp, keysym, pressed)
         if not pressed:
             code = self._held.pop(keysym, None)
             if code is None:
@@ -552,8 +557,25 @@ class RDPHandler(Handler):
             rdp.unicode(cp, True)
             return
         code, mods = entry
+        if self._locks & keymap.SYNC_CAPS and keysym in self.settings.layout.caps:
+            mods ^= keymap.SHIFT  # Caps Lock already gives the other case
         self._held[keysym] = code
         self._with_modifiers(rdp, mods, lambda: rdp.key(code & 0xFF, bool(code & keymap.EXT), True))
+
+    def _update_locks(self, rdp: RDPClient, keysym: int, pressed: bool) -> None:
+        """guacd's lock-key handling: before the first key of the session the server's
+        Caps/Num/Scroll Lock are set to the client's (all off until it presses one);
+        a lock key's press toggles our copy (its scancode toggles the server's); a
+        keypad digit first turns Num Lock on, as guacd's keymaps require."""
+        if not self._locks_synced:
+            self._locks_synced = True
+            rdp.synchronize(self._locks)
+        if not pressed or keysym in self._held:
+            return  # a release, or a repeat of a held key: no toggle
+        self._locks ^= keymap.LOCK_FLAGS.get(keysym, 0)
+        if keysym in keymap.KEYPAD_DIGITS and not self._locks & keymap.SYNC_NUM:
+            self._locks |= keymap.SYNC_NUM
+            rdp.synchronize(self._locks)
 
     def _track_modifier(self, keysym: int, pressed: bool) -> None:
         if keysym in (0xFFE1, 0xFFE2):

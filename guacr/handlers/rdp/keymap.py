@@ -80,6 +80,12 @@ FIXED.update(
     }
 )  # KP_0..KP_9
 
+# Lock keys -> their TS_SYNC_EVENT toggle flag (Scroll, Num, Caps, Kana Lock).
+SYNC_SCROLL, SYNC_NUM, SYNC_CAPS, SYNC_KANA = 0x1, 0x2, 0x4, 0x8
+LOCK_FLAGS = {0xFF14: SYNC_SCROLL, 0xFF7F: SYNC_NUM, 0xFFE5: SYNC_CAPS, 0xFF2D: SYNC_KANA}
+# Keypad digits type digits only with Num Lock on (guacd's keymaps: "+num").
+KEYPAD_DIGITS = frozenset(range(0xFFB0, 0xFFBA))
+
 MODIFIER_KEYSYMS = {0xFFE1: SHIFT, 0xFFE2: SHIFT, 0xFE03: ALTGR, 0xFFEA: 0}
 
 # Dead keys as X11 keysyms (guacamole-common-js sends these for dead keys).
@@ -100,6 +106,8 @@ class Layout:
     name: str
     keyboard_layout: int  # Windows KLID, sent in the Client Core Data
     keys: dict[int, tuple[int, int]]
+    # Letters: with Caps Lock on, the key types the other case (Shift inverts it).
+    caps: frozenset[int] = frozenset()
 
 
 def keysym_of(ch: str) -> int:
@@ -138,10 +146,15 @@ def _layout(
                 dead = dead_keys and ch in DEAD
                 keysym = DEAD[ch] if dead else keysym_of(ch)
                 keys.setdefault(keysym, (code, mods))
+    caps: set[int] = set()
+    for plain_row, shifted_row in zip(rows, shifted, strict=True):
+        for plain, upper in zip(plain_row, shifted_row, strict=False):
+            if plain.isalpha() and plain != upper and plain.upper() == upper:
+                caps.update((keysym_of(plain), keysym_of(upper)))
     for pair in altgr.split():
         ch, code = pair[0], int(pair[1:], 16)
         keys.setdefault(keysym_of(ch), (code, ALTGR))
-    return Layout(name, klid, keys)
+    return Layout(name, klid, keys, frozenset(caps))
 
 
 LAYOUTS: dict[str, Layout] = {
