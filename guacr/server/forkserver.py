@@ -385,6 +385,7 @@ class ForkServer:
         self.protocols: frozenset[str] = frozenset()
         self._ctl: socket.socket | None = None  # to the current listener
         self.stopping = False  # a stop signal was forwarded: the listener's exit is final
+        self.draining = False  # outlives listeners: a new one starts draining too
         self._restarts: list[float] = []
 
     def run(self) -> int:
@@ -431,7 +432,9 @@ class ForkServer:
 
         async def run() -> None:
             nonlocal status
-            supervisor = Supervisor(self.config, self.doors, ctl, self.protocols, adopted)
+            supervisor = Supervisor(
+                self.config, self.doors, ctl, self.protocols, adopted, draining=self.draining
+            )
             status = await supervisor.run()
 
         run_loop(run(), self.config.uvloop)
@@ -483,6 +486,8 @@ class ForkServer:
             with contextlib.suppress(OSError):
                 channel.send(self._ctl, channel.Spawned(msg.slot, pid))
             return
+        if isinstance(msg, channel.Draining):
+            self.draining = msg.on
         for fd in fds:
             os.close(fd)
 

@@ -79,6 +79,7 @@ class Supervisor:
         protocols: frozenset[str] = frozenset(),
         adopted: list[Adopted] | None = None,
         registry: Registry | None = None,
+        draining: bool = False,
     ) -> None:
         self.config = config
         self.doors = doors
@@ -86,6 +87,7 @@ class Supervisor:
         self.slots = [Slot(i) for i in range(max(1, config.effective_workers()))]
         self.registry: Registry = registry or LocalRegistry()
         self.router = Router(self.slots, self.registry, protocols, self._drain_channels)
+        self.router.draining = draining
         self.adopted = adopted or []
         self.stopping = False
         self._tasks: list[asyncio.Task[None]] = []
@@ -303,6 +305,21 @@ class Supervisor:
                     continue
                 with contextlib.suppress(OSError):
                     channel.send(slot.chan, channel.Ping())
+
+    # Drain ------------------------------------------------------------------------------
+    @property
+    def draining(self) -> bool:
+        """True while new sessions are refused (joins of live ones still route)."""
+        return self.router.draining
+
+    def set_draining(self, on: bool) -> None:
+        """Enter or leave drain mode; the main process keeps it for a later listener."""
+        self.router.draining = on
+        log.info("Draining %s", "on: new sessions are refused" if on else "off")
+        with contextlib.suppress(OSError):
+            self.forkserver.setblocking(True)
+            channel.send(self.forkserver, channel.Draining(on))
+            self.forkserver.setblocking(False)
 
     # Questions to workers ----------------------------------------------------------
     async def ask(self, conn_id: str, request: channel.Request) -> channel.Reply:
