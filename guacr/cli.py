@@ -175,7 +175,8 @@ def main(argv: list[str] | None = None) -> None:
 
     specs = config.listener_specs()
     if off_reason(config):  # no usable token key: the WebSocket door stays shut
-        log.warning("%s", off_reason(config))
+        keys = config.guacamole_lite_key or config.token_key
+        (log.warning if keys else log.info)("%s", off_reason(config))
         specs = [s for s in specs if s.kind not in ("ws", "wss")]
     missing = unsupported(specs)
     if missing:
