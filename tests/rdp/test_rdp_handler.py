@@ -305,6 +305,35 @@ def test_missing_password_is_asked_for(guacr: Guacr, xrdp: XrdpServer) -> None:
         assert_matches_screen(s, xrdp)
 
 
+def test_missing_username_asks_for_username_domain_and_password(
+    guacr: Guacr, xrdp: XrdpServer
+) -> None:
+    """guacd's order: username, then domain (only when it is missing too), password."""
+    with GuacSession(guacr) as s:
+        v = values(xrdp)
+        del v["username"], v["password"]
+        s.connect(v, protocol="rdp")
+        req = s.wait_opcode("required", 10)
+        assert list(req[1:]) == ["username", "domain", "password"]
+        s.send_argv("username", xrdp.username, stream=12)
+        s.send_argv("domain", "", stream=13)
+        s.send_argv("password", xrdp.password, stream=14)
+        s.wait_frames(1, 15)
+        assert_matches_screen(s, xrdp)
+
+
+def test_domain_given_is_not_asked_for(guacr: Guacr, xrdp: XrdpServer) -> None:
+    with GuacSession(guacr) as s:
+        v = values(xrdp, domain="WORKGROUP")
+        del v["username"]
+        s.connect(v, protocol="rdp")
+        req = s.wait_opcode("required", 10)
+        assert list(req[1:]) == ["username"]
+        s.send_argv("username", xrdp.username)
+        s.wait_frames(1, 15)
+        assert_matches_screen(s, xrdp)
+
+
 # ----------------------------------------------------------------------------- clipboard
 
 

@@ -333,7 +333,7 @@ class RDPHandler(Handler):
             port=s.port,
             username=self._answers.get("username", s.username),
             password=self._answers.get("password", s.password),
-            domain=self._answers.get("domain", s.domain),
+            domain=self._answers.get("domain", s.domain) or None,
             width=width,
             height=height,
             color_depth=s.color_depth,
@@ -414,9 +414,16 @@ class RDPHandler(Handler):
 
     # ------------------------------------------------------------------- credentials
     async def _credentials(self) -> None:
-        """Ask a 1.3.0+ owner for missing username/password (guacd's ``required``)."""
+        """Ask a 1.3.0+ owner for missing credentials (guacd's ``required``): the
+        username, the domain too when neither is set, and the password."""
         s = self.settings
-        missing = [n for n, v in (("username", s.username), ("password", s.password)) if not v]
+        missing = []
+        if not s.username:
+            missing.append("username")
+            if not s.domain:
+                missing.append("domain")
+        if not s.password:
+            missing.append("password")
         owner = self.conn.owner
         if not missing or owner is None or not owner.info.version.supports_required:
             return
