@@ -34,6 +34,7 @@ from guacr.handlers.database.engine import (
     ConnectOptions,
     DatabaseError,
     Engine,
+    TLSFailed,
     Unreachable,
 )
 from guacr.handlers.database.mysql import MySQLEngine
@@ -150,6 +151,11 @@ class DatabaseHandler(TerminalHandler):
             await engine.connect()
         except AuthFailed as exc:
             raise Unauthorized(exc.message) from None
+        except TLSFailed as exc:
+            self.log.warning(
+                "%s session refused (ssl-mode %s): %s", engine.name, opts.ssl_mode, exc.message
+            )
+            raise UpstreamNotFound(exc.message) from None
         except Unreachable as exc:
             raise UpstreamNotFound(exc.message) from None
         except DatabaseError as exc:
