@@ -177,6 +177,16 @@ class User:
         transport: asyncio.BaseTransport | None = getattr(self._link, "transport", None)
         return transport
 
+    @property
+    def peer(self) -> str:
+        """The client's ``host:port`` from the transport, else ``remote`` (host only)."""
+        transport = self.transport
+        peer = transport.get_extra_info("peername") if transport is not None else None
+        if isinstance(peer, tuple) and len(peer) >= 2:
+            host = str(peer[0])
+            return f"[{host}]:{peer[1]}" if ":" in host else f"{host}:{peer[1]}"
+        return self.remote
+
     def data_to_send(self) -> list[bytes]:
         """Output written while no link was attached (whole instructions)."""
         out, self._out = self._out, []

@@ -293,12 +293,7 @@ class DatabaseHandler(TerminalHandler):
             return
         owner = self.conn.owner
         typist = self._typist or owner
-        client = None
-        transport = getattr(typist, "transport", None)  # not in the contract: optional
-        if transport is not None:
-            peer = transport.get_extra_info("peername")
-            if isinstance(peer, tuple) and len(peer) >= 2:
-                client = f"{peer[0]}:{peer[1]}"
+        client = (typist.peer if typist is not None else "") or None
         o = engine.opts
         log_.write(
             {
