@@ -6,6 +6,7 @@ and without ``-f`` (a daemon that cannot start must never return 0)."""
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import time
@@ -40,7 +41,12 @@ def guacr(tmp: Path, *args: str) -> tuple[int, str, float]:
 
 
 def one_error_line(stderr: str) -> str:
-    lines = [line for line in stderr.splitlines() if line.strip()]
+    """The one line that is not informational (start-up INFO lines may precede it)."""
+    lines = [
+        line
+        for line in stderr.splitlines()
+        if line.strip() and not re.search(r"\]: (INFO|DEBUG|TRACE):", line)
+    ]
     assert len(lines) == 1, f"expected one line, got:\n{stderr}"
     assert "Traceback" not in stderr
     return lines[0]
