@@ -80,6 +80,10 @@ class CLibrary:
                 hint = next((f" ({h})" for text, h in self.hints if text in proc.stderr), "")
                 detail = " | ".join(proc.stderr.strip().splitlines()[-5:])
                 raise NativeLibraryError(f"building guacr's {self.what} failed{hint}: {detail}")
+            # mkstemp made the file 0600 and the linker only adds execute bits (0711):
+            # other users, such as the non-root user of a container image, could not
+            # load a library built by root. Give it the mode any new file would get.
+            os.chmod(tmp, 0o755 & ~_umask())
             os.replace(tmp, target)  # atomic: concurrent builders are harmless
             if dest is None:
                 for stale in target.parent.glob(f"{self.source.stem}-*.so"):
@@ -109,6 +113,18 @@ class CLibrary:
             return 1
         print(path)
         return 0
+
+
+def _umask() -> int:
+    """The process's umask, read without changing it (``os.umask`` would, for a moment,
+    for every thread)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0o022
 
 
 def _compiler() -> str | None:

@@ -1,0 +1,1 @@
+"""gRPC control, health and metrics (issue 12)."""
