@@ -124,6 +124,10 @@ class FiguresStore:
             self._retired.add_snapshot(old[1])
         self._latest[slot] = (pid, snapshot)
 
+    def count_refused(self, status: int) -> None:
+        """A client the listener itself refused (unknown protocol, draining, ...)."""
+        self._retired.counters["handshake_failures"][str(status)] += 1
+
     def worker_gone(self, slot: int) -> None:
         """The worker in ``slot`` exited: keep its counts, forget its gauges."""
         old = self._latest.pop(slot, None)

@@ -16,6 +16,7 @@ loop, and the listener never forks afterwards (see guacr.control.server).
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -44,7 +45,9 @@ class ListenerHost(Protocol):
     """What the plane needs of the listener."""
 
     registry: Any
-    slots: Sequence[Any]
+
+    @property
+    def slots(self) -> Sequence[Any]: ...
 
     @property
     def draining(self) -> bool: ...
@@ -149,7 +152,7 @@ class ListenerBackend:
                 user = by_id.get(str(u.get("id")))
                 if user is not None:
                     user.read_only = bool(u.get("read_only"))
-                lags.append(int(float(u.get("lag", 0)) * 1000))
+                lags.append(int(float(u.get("lag", 0))))  # ms
             if lags:
                 info.lag_ms = max(lags)
         return info
@@ -299,12 +302,12 @@ class ControlPlane:
 
     # Reports from workers -------------------------------------------------------------
     def connection_opened(self, conn_id: str) -> None:
-        """After the registry recorded a new connection."""
-        rec = self.host.registry.connection(conn_id)
-        if rec is not None:
-            self.events.publish(model.SessionStarted(self.backend.session_info(rec)))
+        """After the registry recorded a new connection (its event waits for the owner's
+        join, which the worker reports next, so it carries the owner)."""
 
-    def connection_closing(self, conn_id: str, status: int = 0, message: str = "") -> None:
+    def connection_closing(
+        self, conn_id: str, status: int = 0, message: str = "", recording: str = ""
+    ) -> None:
         """Before the registry forgets a connection."""
         rec = self.host.registry.connection(conn_id)
         self.details.pop(conn_id, None)
@@ -312,10 +315,20 @@ class ControlPlane:
             self.events.publish(
                 model.SessionEnded(conn_id, status, message, rec.bytes_out, rec.bytes_in)
             )
+        if recording:
+            try:
+                size = os.path.getsize(recording)
+            except OSError:
+                size = 0
+            self.events.publish(model.RecordingFinished(conn_id, recording, size))
 
     def user_joined(self, user_id: str, conn_id: str, owner: bool) -> None:
-        """After the registry recorded a join (owners are in SessionStarted)."""
-        if not owner:
+        """After the registry recorded a join: the owner's starts the session."""
+        if owner:
+            rec = self.host.registry.connection(conn_id)
+            if rec is not None:
+                self.events.publish(model.SessionStarted(self.backend.session_info(rec)))
+        else:
             d = self.details.get(conn_id)
             info = self.backend._user(user_id, d.read_only if d else set())
             self.events.publish(model.UserJoined(conn_id, info))
@@ -341,14 +354,16 @@ class ControlPlane:
             except (TypeError, ValueError):
                 log.warning("Malformed session figures from worker %d", slot)
 
-    def worker_exited(
-        self, slot: int, pid: int, status: int, sessions_lost: int, restarting: bool
-    ) -> None:
-        """Before the registry drops the worker's connections."""
+    def worker_gone(self, slot: int) -> int:
+        """A worker's channel closed (it is exiting), before the registry drops its
+        connections: they end. Returns how many there were."""
         self.figures.worker_gone(slot)
-        for rec in list(self.host.registry.connections()):
-            if rec.worker == slot:
-                self.connection_closing(rec.id, 0x0200, "Worker exited.")
-        if restarting:
-            self.figures.worker_restarts += 1
-            self.events.publish(model.WorkerRestarted(slot, pid, status, sessions_lost))
+        lost = [rec.id for rec in self.host.registry.connections() if rec.worker == slot]
+        for conn_id in lost:
+            self.connection_closing(conn_id, 0x0200, "Worker exited.")
+        return len(lost)
+
+    def worker_restarting(self, slot: int, pid: int, status: int, sessions_lost: int) -> None:
+        """A worker exited unexpectedly and its slot is restarted."""
+        self.figures.worker_restarts += 1
+        self.events.publish(model.WorkerRestarted(slot, pid, status, sessions_lost))
