@@ -91,6 +91,11 @@ class WorkerFigures:
         }
 
 
+# This process's figures. A worker replaces it at start; code far from the worker (the
+# renderers timing encodes and frame plans) records into it without a reference.
+CURRENT = WorkerFigures()
+
+
 @dataclass
 class _Totals:
     counters: dict[str, Counter[str]] = field(

@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 from guacr import handlers
 from guacr import log as glog
 from guacr.config import Config
+from guacr.control import figures as figures_mod
 from guacr.control.figures import WorkerFigures
 from guacr.errors import GuacrError
 from guacr.protocol.status import Status
@@ -69,9 +70,10 @@ class Worker:
             handlers.register(name, target)
         self._counters: dict[str, tuple[int, int]] = {}
         # Metrics and control-API figures (guacr.control.figures), sent every 2 s.
-        self.figures = WorkerFigures()
+        self.figures = figures_mod.CURRENT = WorkerFigures()
         self._io_seen: dict[str, tuple[int, int, int, int]] = {}
         self._details_sent: dict[str, list[Any]] = {}
+        self._frames_seen: dict[str, int] = {}
         self._orphaned: asyncio.TimerHandle | None = None
         self.tasks: set[asyncio.Task[None]] = set()
 
@@ -118,6 +120,8 @@ class Worker:
         if self.connections.pop(conn.id, None) is not None:
             self._counters.pop(conn.id, None)
             self._details_sent.pop(conn.id, None)
+            self._count_frames(conn)
+            self._frames_seen.pop(conn.id, None)
             err = conn.end_error
             recording = conn.recording.path if conn.recording is not None else ""
             self.report(
@@ -170,6 +174,12 @@ class Worker:
             if n > before:
                 self.figures.count(name, protocol, n - before)
 
+    def _count_frames(self, conn: Connection) -> None:
+        seen = self._frames_seen.get(conn.id, 0)
+        if conn.frames > seen:
+            self.figures.count("frames", conn.handler_cls.protocol, conn.frames - seen)
+            self._frames_seen[conn.id] = conn.frames
+
     def _report_figures(self) -> None:
         figures = self.figures
         for user in self.users.values():
@@ -185,6 +195,7 @@ class Worker:
                 continue
             protocol = conn.handler_cls.protocol
             sessions[protocol] += 1
+            self._count_frames(conn)
             params = conn.owner.params if conn.owner is not None else None
             port = params.get("port") if params is not None else ""
             details = [

@@ -29,6 +29,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from guacr.control.v1 import control_pb2 as pb
 from guacr.control.v1 import control_pb2_grpc
 from guacr_process import Client, Guacr, free_port, run_guacr
+from servers import SSHServer
+from ssh.ssh_helpers import TermClient, ssh_values
 
 TOKEN = "daemon-test-token-0123456789"
 AUTH = (("authorization", f"Bearer {TOKEN}"),)
@@ -355,3 +357,28 @@ async def test_drain(daemon: Daemon, stub: control_pb2_grpc.ControlStub) -> None
         j.close()
     finally:
         owner.close()
+
+
+async def test_ssh_session_figures(daemon: Daemon, stub: control_pb2_grpc.ControlStub, sshd: SSHServer) -> None:
+    """A real SSH session: frames, encode and frame-plan times reach GetSession and /metrics."""
+    text0 = (await asyncio.to_thread(_http, daemon.metrics_port, "/metrics"))[1]
+    enc0 = _metric(text0, "guacr_encode_seconds_count")
+    plan0 = _metric(text0, "guacr_frame_plan_seconds_count")
+    client = daemon.guacr.client()
+    term = TermClient(client)
+    try:
+        cid = await asyncio.to_thread(client.handshake, "ssh", ssh_values(sshd), (800, 480, 96))
+        await asyncio.to_thread(term.wait_text, "guest@test", 15.0)
+
+        async def framed() -> pb.Session | None:
+            s = await stub.GetSession(pb.GetSessionRequest(id=cid), metadata=AUTH)
+            return s if s.frames > 0 and s.remote_host == "127.0.0.1" else None
+
+        s = await _until(framed, 10)
+        assert s is not None and s.protocol == "ssh" and s.remote_port == sshd.port
+        text = (await asyncio.to_thread(_http, daemon.metrics_port, "/metrics"))[1]
+        assert _metric(text, "guacr_frames_total", protocol="ssh") > 0
+        assert _metric(text, "guacr_encode_seconds_count") > enc0
+        assert _metric(text, "guacr_frame_plan_seconds_count") > plan0
+    finally:
+        client.close()
