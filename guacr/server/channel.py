@@ -214,9 +214,13 @@ class Figures(Message):
     sessions: dict[str, Any] = field(default_factory=dict)
 
 
+DRAINING_MESSAGE = "This server is draining: no new sessions."
+
+
 @dataclass
 class SetDraining(Message):
-    """Listener -> main process: drain mode on or off (kept for the next listener)."""
+    """Drain mode on or off: listener -> main process (kept for the next listener) and
+    listener -> workers (which read ``select`` themselves behind TLS)."""
 
     op: ClassVar[str] = "set_draining"
     draining: bool = False

@@ -60,7 +60,6 @@ PING_INTERVAL = 5.0
 HANG_TIMEOUT = float(os.environ.get("GUACR_WORKER_HANG_TIMEOUT", "30"))
 # Exit status meaning "do not fork me again" (every worker slot gave up).
 EXIT_GIVE_UP = 3
-DRAINING_MESSAGE = "This server is draining: no new sessions."
 
 
 @dataclass
@@ -116,6 +115,8 @@ class Supervisor:
         self._draining = draining
         with contextlib.suppress(OSError):
             channel.send(self.forkserver, channel.SetDraining(draining))
+        for slot in self.slots:
+            slot.send(channel.SetDraining(draining))
         await self.control.drain_changed()
 
     async def ask_worker(
@@ -232,6 +233,8 @@ class Supervisor:
             slot.requests.resolve(msg)
         elif isinstance(msg, channel.Ready):
             slot.mark_ready()
+            if self._draining:
+                slot.send(channel.SetDraining(True))
             log.info("Worker %d ready (pid %s)", slot.index, slot.pid or msg.pid)
             self.router.worker_ready()
         elif isinstance(msg, channel.Hello):
@@ -267,6 +270,7 @@ class Supervisor:
                     str(user.get("name", "")),
                 )
         slot.mark_ready()
+        slot.send(channel.SetDraining(self._draining))
         log.info(
             "Worker %d (pid %s) rejoined with %d connections, %d users",
             slot.index,
@@ -385,7 +389,7 @@ class Supervisor:
                 return
             if self._draining and not selected.target.startswith("$"):
                 log.info('Draining: refused a new "%s" session', selected.target[:64])
-                await refuse(sock, GuacrError(DRAINING_MESSAGE, Status.SERVER_BUSY))
+                await refuse(sock, GuacrError(channel.DRAINING_MESSAGE, Status.SERVER_BUSY))
                 return
             await self.router.route(sock, selected.target, selected.rest, door.spec.kind)
         finally:

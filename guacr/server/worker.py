@@ -64,6 +64,7 @@ class Worker:
         self.connections: dict[str, Connection] = {}
         self.users: dict[str, User] = {}
         self.stopping = False
+        self.draining = False  # new sessions refused (the listener says; TLS reads select here)
         self.done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self.ssl_context = _ssl_context(config)
         for name, target in config.extra_handlers().items():
@@ -237,6 +238,8 @@ class Worker:
             self.report(self._list_users(msg))
         elif isinstance(msg, channel.Terminate):
             self.report(self._terminate(msg))
+        elif isinstance(msg, channel.SetDraining):
+            self.draining = msg.draining
         else:
             log.warning("Unexpected control message %r", msg.op)
 
