@@ -382,3 +382,27 @@ async def test_ssh_session_figures(daemon: Daemon, stub: control_pb2_grpc.Contro
         assert _metric(text, "guacr_frame_plan_seconds_count") > plan0
     finally:
         client.close()
+
+
+def test_sigterm_after_drain_waits_for_sessions(tmp_path: Path) -> None:
+    """After a drain, SIGTERM gives live sessions shutdown_grace seconds before ending them."""
+    grpc_port = free_port()
+    env = {"GUACR_GRPC_TOKEN": TOKEN, "GUACR_GRPC_BIND_PORT": str(grpc_port),
+           "GUACR_METRICS_BIND_PORT": "0", "GUACR_SYSLOG_ADDRESS": "", "GUACR_SHUTDOWN_GRACE": "3"}
+    with run_guacr(tmp_path, workers=1, env=env) as g:
+        deadline = time.monotonic() + 10
+        while "gRPC control listening" not in g.log() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        client = g.client()
+        client.handshake("echo", {})
+        with grpc.insecure_channel(f"127.0.0.1:{grpc_port}") as ch:
+            assert control_pb2_grpc.ControlStub(ch).Drain(pb.DrainRequest(), metadata=AUTH).draining
+        g.proc.send_signal(signal.SIGTERM)
+        t0 = time.monotonic()
+        time.sleep(1.0)
+        assert _echo(client, 70)  # still served during the grace period
+        err = client.expect("error", 10.0, ("sync", "nop", "size", "name"))
+        waited = time.monotonic() - t0
+        assert err[2] == "513" and 2.5 <= waited <= 8, (err, waited)
+        assert g.proc.wait(15) == 0
+        client.close()
