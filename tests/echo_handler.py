@@ -39,7 +39,7 @@ class EchoHandler(Handler):
         [
             "hostname", "port", "mode", "read-only", "password",
             "recording-path", "recording-name", "recording-exclude-output",
-            "recording-exclude-mouse", "recording-include-keys", "recording-include-clipboard",
+            "recording-exclude-mouse", "recording-exclude-touch", "recording-include-keys", "recording-include-clipboard",
             "create-recording-path", "recording-write-existing",
         ],
         {"port": "1"},
@@ -81,6 +81,9 @@ class EchoHandler(Handler):
 
     def on_mouse(self, user: User, x: int, y: int, mask: int) -> None:
         self.conn.broadcast(b.name(f"mouse {x} {y} {mask}"))
+
+    def on_touch(self, user: User, args: tuple[str, ...]) -> None:
+        self.conn.broadcast(b.name("touch " + " ".join(args)))
 
     def on_clipboard(self, user: User, mimetype: str, data: bytes) -> None:
         self.conn.broadcast(b.name(f"clipboard {mimetype} {data.decode()}"))

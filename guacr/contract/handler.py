@@ -44,6 +44,9 @@ class Handler:
     PARAMS: ClassVar[tuple[Param, ...]] = ()
     # Parameters the client may change live with an ``argv`` stream (acked 0; others 771).
     ARGV: ClassVar[frozenset[str]] = frozenset()
+    # guacd installs the ``argv`` handler for the owner even when it is read-only in
+    # VNC and RDP, so a read-only owner can still answer a ``required`` prompt.
+    READ_ONLY_OWNER_ARGV: ClassVar[bool] = False
     # Largest inbound clipboard the core assembles for ``on_clipboard`` (guacd's
     # ``clipboard-buffer-size``; see guacr.services.clipboard).
     clipboard_limit: int = 262144
@@ -68,6 +71,15 @@ class Handler:
         As guacd, decided per user from that user's own ``disable-paste``.
         """
         return not user.params.get_bool("disable-paste")
+
+    @classmethod
+    def input_read_only(cls, params: Params, owner: bool) -> bool:
+        """Whether a user with these ``connect`` values may only watch (no input).
+
+        guacd's ``read-only``; handlers where the owner's ``read-only`` means something
+        else (read-only SQL in the database consoles) override it.
+        """
+        return params.get_bool("read-only")
 
     @classmethod
     def arg_names(cls) -> list[str]:

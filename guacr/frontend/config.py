@@ -57,4 +57,3 @@ class TerminalConfig:
             create_typescript_path=params.get_bool("create-typescript-path"),
             typescript_write_existing=params.get_bool("typescript-write-existing"),
         )
-

@@ -32,7 +32,6 @@ class StdinPipe:
         """Nothing to finish: input was typed as it came."""
 
 
-
 TO_TERM: Final = 0  # bytes for the emulator
 TO_PIPE: Final = 1  # text for the open pipe stream
 PIPE_OPEN: Final = 2  # open a pipe: data = name, flags
@@ -239,4 +238,3 @@ class OutputRouter:
             if self.piping:
                 self._out.append(Route(PIPE_CLOSE))
             self.piping = False
-

@@ -40,7 +40,6 @@ class Selection:
         return (c0 if line == r0 else 0), (c1 if line == r1 else cols - 1)
 
 
-
 class _Cell(Protocol):
     @property
     def text(self) -> str: ...

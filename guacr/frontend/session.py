@@ -123,13 +123,11 @@ CLICK_INTERVAL: Final = 0.3  # clicks closer than this count as double/triple cl
 OSC_SCROLLBACK: Final = 482204
 
 
-
 @dataclass
 class _Prompt:
     future: asyncio.Future[str]
     echo: bool
     text: str = ""
-
 
 
 class TerminalSession:

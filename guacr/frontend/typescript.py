@@ -78,4 +78,3 @@ class Typescript:
         finally:
             os.close(self._data)
             os.close(self._timing)
-

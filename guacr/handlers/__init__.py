@@ -19,6 +19,10 @@ BUILTIN: dict[str, str] = {
     "ssh": "guacr.handlers.ssh:SSHHandler",
     "vnc": "guacr.handlers.vnc.handler:VNCHandler",
     "telnet": "guacr.handlers.telnet.handler:TelnetHandler",
+    "mysql": "guacr.handlers.database.handler:MySQLHandler",
+    "mariadb": "guacr.handlers.database.handler:MySQLHandler",
+    "postgresql": "guacr.handlers.database.handler:PostgreSQLHandler",
+    "postgres": "guacr.handlers.database.handler:PostgreSQLHandler",
 }
 
 _extra: dict[str, str] = {}

@@ -1,8 +1,10 @@
 """Session recordings (``recording-*`` parameters), in guacd's ``.guac`` format.
 
 The file is the server-to-client instruction stream itself (what ``guacenc`` renders)
-plus, when asked, user input as ``key``/``mouse`` instructions carrying a timestamp,
-and inbound clipboard streams. No header. As guacd: mode 0640, an exclusive ``fcntl``
+plus, when asked, user input as ``key``/``mouse``/``touch`` instructions carrying a
+timestamp, and inbound clipboard streams. Input is reported once, by the core as it
+dispatches each user's instruction (never by handlers: a broadcast of the pointer to
+other users is not input). No header. As guacd: mode 0640, an exclusive ``fcntl``
 lock while in progress, ``.1`` .. ``.255`` suffixes instead of overwriting, and the
 directory created with mode 0750 on request.
 
@@ -19,6 +21,7 @@ from guacr.contract.clock import monotonic_ms
 from guacr.contract.params import Params
 from guacr.files import open_unique
 from guacr.protocol import builders as b
+from guacr.protocol.instruction import encode
 
 log = logging.getLogger("guacr.recording")
 
@@ -33,6 +36,7 @@ class Recording:
         self.path = path
         self.include_output = not params.get_bool("recording-exclude-output")
         self.include_mouse = not params.get_bool("recording-exclude-mouse")
+        self.include_touch = not params.get_bool("recording-exclude-touch")
         self.include_keys = params.get_bool("recording-include-keys")
         self.include_clipboard = params.get_bool("recording-include-clipboard")
         self._buffer = bytearray()
@@ -83,6 +87,15 @@ class Recording:
         if self.include_mouse:
             self.write(b.mouse(x, y, mask, monotonic_ms()))
 
+    def touch(
+        self, touch_id: int, x: int, y: int, rx: int, ry: int, angle: float, force: float
+    ) -> None:
+        """A user's touch event (RDP; ``recording-exclude-touch`` leaves it out)."""
+        if self.include_touch:
+            self.write(
+                encode("touch", touch_id, x, y, rx, ry, _num(angle), _num(force), monotonic_ms())
+            )
+
     def clipboard(self, mimetype: str, data: bytes) -> None:
         """A clipboard stream received from a user."""
         if self.include_clipboard:
@@ -114,3 +127,8 @@ class Recording:
         finally:
             self._buffer.clear()
             os.close(fd)
+
+
+def _num(value: float) -> str:
+    """A real number as guacd writes it (no trailing ``.0`` for whole values)."""
+    return f"{value:g}"

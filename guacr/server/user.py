@@ -173,6 +173,13 @@ class User:
             self.log.exception("Internal error handling input from user %s", self.id)
             self.fail(GuacrError("Internal server error", Status.SERVER_ERROR))
 
+    @property
+    def transport(self) -> asyncio.BaseTransport | None:
+        """The asyncio transport under the link, if any: for code that wants socket
+        details (the database audit's client address). Not part of the contract."""
+        transport: asyncio.BaseTransport | None = getattr(self._link, "transport", None)
+        return transport
+
     def data_to_send(self) -> list[bytes]:
         """Output written while no link was attached (whole instructions)."""
         out, self._out = self._out, []
@@ -296,7 +303,7 @@ class User:
         assert self.handshake is not None
         self.info = self.handshake.info
         self.params = Params(self._handler_cls.PARAMS, self.info.values)
-        self.read_only = self.params.get_bool("read-only")
+        self.read_only = self._handler_cls.input_read_only(self.params, owner=self.conn is None)
         self.handshake = None
         self.log.extra = {"user": self.id, "protocol": self._handler_cls.protocol}
         if self.conn is None:
@@ -351,10 +358,14 @@ class User:
         if handler is None:
             self.log.debug('Handler not found for "%s"', ins[0][:32])
             return
-        if self.read_only and ins[0] in _INPUT_OPCODES:
+        if self.read_only and ins[0] in _INPUT_OPCODES and not self._owner_argv(ins):
             self._read_only_input(ins)
             return
         handler(self, ins)
+
+    def _owner_argv(self, ins: Instruction) -> bool:
+        """A read-only owner's ``argv`` still reaches handlers that want it (VNC)."""
+        return ins[0] == "argv" and self.owner and self._handler_cls.READ_ONLY_OWNER_ARGV
 
     def _read_only_input(self, ins: Instruction) -> None:
         """Read-only users' input is ignored; their stream opens get guacd's refusals."""
@@ -404,6 +415,9 @@ class User:
 
     def _op_touch(self, ins: Instruction) -> None:
         self._handler.on_touch(self, ins[1:])
+        if len(ins) >= 8 and self.conn is not None and self.conn.recording is not None:
+            tid, x, y, rx, ry = (_int(v) for v in ins[1:6])
+            self.conn.recording.touch(tid, x, y, rx, ry, _float(ins[6]), _float(ins[7]))
 
     def _op_disconnect(self, ins: Instruction) -> None:
         self.send(b.disconnect())
@@ -576,6 +590,13 @@ _REFUSALS: dict[str, tuple[str, Status]] = {
     "audio": ("Audio input unsupported", Status.UNSUPPORTED),
     "put": ("File transfer unsupported", Status.UNSUPPORTED),
 }
+
+
+def _float(text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        raise ProtocolError(f'Invalid number "{text[:32]}"') from None
 
 
 def _int(text: str) -> int:

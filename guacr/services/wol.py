@@ -1,17 +1,17 @@
-"""Wake-on-LAN, shared by every handler that has guacd's ``wol-*`` parameters.
-
-guacd sends one magic packet before connecting and, when ``wol-wait-time`` is set,
-waits that long and retries the connection up to ``RETRIES`` times.
-"""
+"""Wake-on-LAN packets (guacd's ``wol-*`` parameters); the order of waking and
+connecting is :func:`guacr.services.upstream.connect`'s job."""
 
 from __future__ import annotations
 
-import logging
 import socket
+from dataclasses import dataclass
 
 from guacr.contract.params import Params
+from guacr.contract.peers import Log
+from guacr.errors import GuacrError
+from guacr.protocol.status import Status
 
-RETRIES = 5
+RETRIES = 5  # guacd's GUAC_WOL_DEFAULT_CONNECT_RETRIES
 
 
 def magic_packet(mac: str) -> bytes:
@@ -22,33 +22,40 @@ def magic_packet(mac: str) -> bytes:
     return b"\xff" * 6 + raw * 16
 
 
-def send_from_params(
-    params: Params, log: logging.Logger | logging.LoggerAdapter[logging.Logger]
-) -> bool:
-    """Send the packet the ``wol-*`` parameters describe; True if it went out."""
-    mac = params.get_opt("wol-mac-addr")
-    if mac is None:
-        log.warning("Wake-on-LAN requested without wol-mac-addr: not sent.")
-        return False
-    try:
-        packet = magic_packet(mac)
-    except ValueError:
-        log.warning("Invalid wol-mac-addr: Wake-on-LAN packet not sent.")
-        return False
-    broadcast = params.get("wol-broadcast-addr") or "255.255.255.255"
-    port = params.get_int("wol-udp-port", 9)
-    try:
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-            s.setsockopt(socket.SOL_SOCKET, socket.SO_BROADCAST, 1)
-            s.sendto(packet, (broadcast, port))
-    except OSError as exc:
-        log.warning("Wake-on-LAN packet could not be sent: %s", exc)
-        return False
-    log.info("Wake-on-LAN packet sent to %s:%d.", broadcast, port)
-    return True
+@dataclass(frozen=True)
+class WakeOnLan:
+    """What the ``wol-*`` parameters ask for."""
 
+    mac: str
+    broadcast: str = "255.255.255.255"
+    port: int = 9
+    wait: int = 0  # seconds between connection attempts after the packet (0: none)
 
-def connect_attempts(params: Params) -> int:
-    """How many connection attempts guacd makes given the ``wol-*`` parameters."""
-    waits = params.get_bool("wol-send-packet") and params.get_int("wol-wait-time", 0) > 0
-    return RETRIES if waits else 1
+    @classmethod
+    def from_params(cls, params: Params, log: Log) -> WakeOnLan | None:
+        """None unless ``wol-send-packet`` is set; without ``wol-mac-addr`` guacd
+        disables Wake-on-LAN with a warning."""
+        if not params.get_bool("wol-send-packet"):
+            return None
+        mac = params.get_opt("wol-mac-addr")
+        if mac is None:
+            log.warning("Wake-on-LAN requested without wol-mac-addr: it is disabled.")
+            return None
+        return cls(
+            mac,
+            params.get("wol-broadcast-addr") or "255.255.255.255",
+            params.get_int("wol-udp-port", 9),
+            max(0, params.get_int("wol-wait-time", 0)),
+        )
+
+    def send(self, log: Log) -> None:
+        """Send the magic packet; a packet that cannot be sent fails the connection."""
+        try:
+            packet = magic_packet(self.mac)
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+                s.setsockopt(socket.SOL_SOCKET, socket.SO_BROADCAST, 1)
+                s.sendto(packet, (self.broadcast, self.port))
+        except (ValueError, OSError) as exc:
+            log.error("Failed to send Wake-on-LAN packet: %s", exc)
+            raise GuacrError("Failed to send Wake-on-LAN packet.", Status.SERVER_ERROR) from None
+        log.info("Wake-on-LAN packet sent to %s:%d.", self.broadcast, self.port)

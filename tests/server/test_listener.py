@@ -61,6 +61,12 @@ def test_sessions_survive_a_killed_listener(tmp_path: Path, sshd: SSHServer) -> 
     with run_guacr(tmp_path, workers=2, handlers=f"{HANDLERS},{ECHO}") as g:
         terms: list[TermClient] = []
         echo_owners: list[tuple[Client, str, int]] = []
+
+        def keep_alive() -> None:
+            """Clients silent for 15 s are dropped; this test is slow on a busy machine."""
+            for c in [e for e, _, _ in echo_owners] + [t.client for t in terms]:
+                c.send("nop")
+
         try:
             for _ in range(4):  # two per worker, then two SSH sessions per worker
                 e = g.client()
@@ -75,6 +81,7 @@ def test_sessions_survive_a_killed_listener(tmp_path: Path, sshd: SSHServer) -> 
                 term.wait_text("$", timeout=20)
             workers = g.worker_pids()
             old = g.listener_pid()
+            keep_alive()
 
             os.kill(old, signal.SIGKILL)
             killed = time.monotonic()
@@ -85,16 +92,17 @@ def test_sessions_survive_a_killed_listener(tmp_path: Path, sshd: SSHServer) -> 
             assert g.listener_pid() != old
             assert g.worker_pids() == workers  # no worker was restarted
 
-            for i, term in enumerate(terms):
-                marker = f"still{i}here"
-                term.type(marker)
-                term.wait_text(marker, timeout=10)
             for e, cid, pid in echo_owners:
                 e.send("key", 42, 1)
                 assert e.names_until("key 42 1")[-1] == "key 42 1"
                 with g.client() as joiner:  # routed to its owner by the new listener
                     assert joiner.handshake(cid, {}) == cid
                     assert joiner.owner_pid() == pid
+            keep_alive()
+            for i, term in enumerate(terms):
+                marker = f"still{i}here"
+                term.type(marker)
+                term.wait_text(marker, timeout=10)
             joiner_client = g.client()
             viewer = TermClient(joiner_client)
             assert joiner_client.handshake(terms[0].connection_id, ssh_values(sshd)) == (

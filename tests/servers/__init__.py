@@ -343,7 +343,10 @@ class SSHServer(_Server):
     ``passphrase``). ``host_key`` is the server's ed25519 host key as ``"ssh-ed25519 AAAA.."``
     and ``known_hosts_line`` the matching known_hosts entry for host-key verification tests.
     ``extra_config`` lines are appended to sshd_config (e.g. ``PubkeyAcceptedAlgorithms
-    +ssh-rsa`` to allow SHA-1 RSA signatures).
+    +ssh-rsa`` to allow SHA-1 RSA signatures). ``certificates["ed25519_cert"]`` is an
+    OpenSSH user certificate for ``guest`` signed by an ed25519 CA the server trusts
+    (``TrustedUserCAKeys``) for the key ``keys["ed25519_cert"]``, which is not in
+    authorized_keys: only certificate authentication lets it in.
     """
 
     kind = "sshd"
@@ -354,6 +357,7 @@ class SSHServer(_Server):
         self.password = TEST_PASSWORD
         self.passphrase = KEY_PASSPHRASE
         self.keys: dict[str, Path] = {}
+        self.certificates: dict[str, Path] = {}
         self.host_keys: dict[str, str] = {}
         self.extra_config = list(extra_config)
 
@@ -379,6 +383,8 @@ class SSHServer(_Server):
             "rsa_openssh": ["-t", "rsa", "-b", "3072"],
             "ecdsa": ["-t", "ecdsa", "-b", "256"],
             "ed25519_pass": ["-t", "ed25519", "-N", self.passphrase],
+            "user_ca": ["-t", "ed25519"],
+            "ed25519_cert": ["-t", "ed25519"],
         }
         procs = []
         for name, args in jobs.items():
@@ -401,7 +407,13 @@ class SSHServer(_Server):
         for name in ("ed25519", "rsa"):
             pub = (self.dir / f"ssh_host_{name}_key.pub").read_text().split()
             self.host_keys[name] = f"{pub[0]} {pub[1]}"
-        self.keys = {name: self.dir / name for name in CLIENT_KEYS}
+        self.keys = {name: self.dir / name for name in (*CLIENT_KEYS, "ed25519_cert")}
+        sign = ["ssh-keygen", "-q", "-s", str(self.dir / "user_ca"), "-I", "guacr-test"]
+        sign += ["-n", self.username, "-V", "-5m:+1d", str(self.dir / "ed25519_cert.pub")]
+        signed = subprocess.run(sign, stdin=subprocess.DEVNULL, capture_output=True, timeout=30)
+        if signed.returncode:
+            raise ServerError(f"ssh-keygen -s failed: {signed.stderr.decode(errors='replace')}")
+        self.certificates["ed25519_cert"] = self.dir / "ed25519_cert-cert.pub"
         authorized = "".join((self.dir / f"{name}.pub").read_text() for name in CLIENT_KEYS)
         auth_file = self.dir / "authorized_keys"
         auth_file.write_text(authorized)
@@ -418,6 +430,7 @@ class SSHServer(_Server):
             "KbdInteractiveAuthentication yes",
             "PubkeyAuthentication yes",
             f"AuthorizedKeysFile {self.dir / 'authorized_keys'}",
+            f"TrustedUserCAKeys {self.dir / 'user_ca.pub'}",
             "UsePAM yes",
             "UseDNS no",
             f"AllowUsers {self.username}",

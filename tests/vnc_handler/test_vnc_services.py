@@ -95,3 +95,66 @@ def test_disable_paste_is_decided_per_user(guacr: Guacr, tigervnc: TigerVNCServe
         owner.send_clipboard("fine", stream=10)
         owner.pump(0.5)
         assert not any(i[0] == "ack" and i[1] == "10" for i in owner.instructions)
+
+
+# ------------------------------------------------------------ defects found as a user
+
+
+def test_read_only_owner_answers_the_password_prompt(
+    guacr: Guacr, tigervnc: TigerVNCServer
+) -> None:
+    """guacd keeps the owner's argv handler when read-only: the prompt can be answered."""
+    with GuacSession(guacr) as s:
+        s.connect(values(tigervnc, password="", **{"read-only": "true"}))
+        assert s.wait_opcode("required")[1:] == ("password",)
+        s.send_argv("password", tigervnc.password)
+        assert s.wait_opcode("ack")[1:] == ("12", "Ready for updated parameter.", "0")
+        s.wait_for(lambda: s.canvas.size == (tigervnc.width, tigervnc.height), 10, "desktop")
+        assert not s.errors
+
+
+def test_read_only_joiner_argv_is_still_refused(guacr: Guacr, tigervnc: TigerVNCServer) -> None:
+    with GuacSession(guacr) as owner:
+        owner.connect(values(tigervnc))
+        owner.wait_frames(1)
+        with GuacSession(guacr) as joiner:
+            joiner.client.handshake(owner.id, {"read-only": "true"})
+            joiner.wait_frames(1)
+            joiner.send_argv("password", "x")
+            assert joiner.wait_opcode("ack")[3] == "256"
+
+
+def test_tight_without_levels_asks_for_libvncclients_defaults(
+    guacr: Guacr, tigervnc: TigerVNCServer
+) -> None:
+    """``tight`` alone: quality 5 and compression 3 are requested, as libvncclient does,
+    so the server sends JPEG (passed through as image/jpeg)."""
+    with GuacSession(guacr) as s:
+        s.connect(values(tigervnc, encodings="tight"))
+        s.wait_frames(1)
+        # something photographic enough for Tight to pick JPEG: a gradient window
+        pattern = "xsetroot -bitmap /usr/include/X11/bitmaps/gray3 -fg red -bg blue"
+        tigervnc.run_x(["sh", "-c", pattern])
+        try:
+            s.wait_for(lambda: "image/jpeg" in s.canvas.mimetypes, 10, "a JPEG")
+        finally:
+            tigervnc.run_x(["xsetroot", "-solid", "black"])
+
+
+def test_encodings_guacr_skips_are_logged(guacr: Guacr, tigervnc: TigerVNCServer) -> None:
+    with GuacSession(guacr) as s:
+        s.connect(values(tigervnc, encodings="zrle ultra corre zlibhex bogus raw"))
+        s.wait_frames(1)
+    log = guacr.log()
+    assert "VNC encodings not supported by guacr, skipped: ultra, corre, zlibhex." in log
+    assert "Unknown VNC encodings ignored: bogus." in log
+
+
+def test_libvnc_levels_unit() -> None:
+    from guacr.handlers.vnc.constants import libvnc_levels, skipped_encodings
+
+    assert libvnc_levels("tight zrle", None, None) == (3, 5)
+    assert libvnc_levels("zlib raw", None, None) == (3, None)
+    assert libvnc_levels("zrle hextile raw", None, None) == (None, None)
+    assert libvnc_levels("tight", 1, 9) == (1, 9)
+    assert skipped_encodings("ZRLE ultra trle x") == (["ultra", "trle"], ["x"])

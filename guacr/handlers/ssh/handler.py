@@ -16,15 +16,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import socket
-from collections.abc import Sequence
 from typing import TYPE_CHECKING, Final
 
 import asyncssh
 
 from guacr.contract.handler import StreamSink
 from guacr.contract.params import Params, params
-from guacr.errors import GuacrError, Unauthorized, UpstreamError
+from guacr.errors import Unauthorized, UpstreamError
 from guacr.frontend.handler import TerminalHandler
 from guacr.frontend.session import (
     ARGV_NAMES,
@@ -32,9 +30,8 @@ from guacr.frontend.session import (
     TerminalSession,
     clipboard_limit,
 )
-from guacr.handlers.ssh.sftp import SFTPFilesystem
-from guacr.protocol.status import Status
-from guacr.services import wol
+from guacr.services import ssh
+from guacr.services.sftp import SFTPFilesystem
 from guacr.terminal import OscEvent
 
 if TYPE_CHECKING:
@@ -108,31 +105,6 @@ SSH_DEFAULTS: Final = {
 
 OSC_DOWNLOAD: Final = 482200
 OSC_UPLOAD_PATH: Final = 482201
-_KEY_TYPES: Final = ("ssh-", "ecdsa-", "sk-", "rsa-")
-
-
-class _Client(asyncssh.SSHClient):
-    """Answers password and keyboard-interactive requests once, like guacd."""
-
-    def __init__(self, password: str | None) -> None:
-        self._password = password
-        self._used = False
-
-    def password_auth_requested(self) -> str | None:
-        if self._used or self._password is None:
-            return None
-        self._used = True
-        return self._password
-
-    def kbdint_challenge_received(
-        self, name: str, instructions: str, lang: str, prompts: Sequence[tuple[str, bool]]
-    ) -> list[str] | None:
-        if not prompts:
-            return []
-        if len(prompts) == 1:
-            password = self.password_auth_requested()
-            return None if password is None else [password]
-        return None  # guacd answers single-prompt challenges only
 
 
 class _Channel(asyncssh.SSHClientSession[bytes]):
@@ -195,8 +167,6 @@ class SSHHandler(TerminalHandler):
             prompted = True
         if prompted or p.get_opt("private-key"):
             session.clear_screen()
-        if p.get_bool("wol-send-packet"):
-            wol.send_from_params(self.params, self.log)
         ssh = await self._connect(hostname, port, username, password, key)
         self._ssh = ssh
         self.log.info("SSH connection successful.")
@@ -225,68 +195,17 @@ class SSHHandler(TerminalHandler):
             return None
         passphrase = self.params.get_opt("passphrase")
         try:
-            return asyncssh.import_private_key(text, passphrase)
+            return ssh.import_key(text, passphrase)
         except asyncssh.KeyImportError as exc:
             if passphrase is None and "assphrase" in str(exc):
                 passphrase = await self.session.prompt("Key passphrase: ", echo=False)
                 try:
-                    return asyncssh.import_private_key(text, passphrase)
+                    return ssh.import_key(text, passphrase)
                 except (asyncssh.KeyImportError, ValueError) as exc2:
                     raise Unauthorized(f"Auth key import failed: {exc2}") from None
             raise Unauthorized(f"Auth key import failed: {exc}") from None
         except ValueError as exc:
             raise Unauthorized(f"Auth key import failed: {exc}") from None
-
-    def _known_hosts(self, hostname: str, port: int) -> asyncssh.SSHKnownHosts | None:
-        value = self.params.get_opt("host-key")
-        if value is None:
-            self.log.warning(
-                "No host key provided, host identity will not be verified (%s:%d).",
-                hostname,
-                port,
-            )
-            return None
-        pattern = hostname if port == 22 else f"[{hostname}]:{port}"
-        lines = []
-        for line in value.splitlines():
-            line = line.strip()
-            if not line or line.startswith("#"):
-                continue
-            lines.append(f"{pattern} {line}" if line.startswith(_KEY_TYPES) else line)
-        try:
-            return asyncssh.import_known_hosts("\n".join(lines) + "\n")
-        except (ValueError, asyncssh.KeyImportError) as exc:
-            raise GuacrError(
-                f"Error occurred attempting to check host key: {exc}", Status.SERVER_ERROR
-            ) from None
-
-    async def _tcp_connect(self, hostname: str, port: int, timeout: float) -> socket.socket:
-        loop = asyncio.get_running_loop()
-        try:
-            infos = await asyncio.wait_for(
-                loop.getaddrinfo(hostname, port, type=socket.SOCK_STREAM), timeout
-            )
-        except (OSError, TimeoutError) as exc:
-            raise GuacrError(
-                f'Error parsing given address or port "{hostname}:{port}": {exc}',
-                Status.SERVER_ERROR,
-            ) from None
-        last: Exception | None = None
-        for family, type_, proto, _, addr in infos:
-            sock = socket.socket(family, type_, proto)
-            sock.setblocking(False)
-            try:
-                await asyncio.wait_for(loop.sock_connect(sock, addr), timeout)
-                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-                return sock
-            except (OSError, TimeoutError) as exc:
-                sock.close()
-                last = exc
-        reason = "timed out" if isinstance(last, TimeoutError) else str(last)
-        raise GuacrError(
-            f"Failed to open TCP connection to {hostname} on {port}: {reason}",
-            Status.SERVER_ERROR,
-        )
 
     async def _connect(
         self,
@@ -297,61 +216,20 @@ class SSHHandler(TerminalHandler):
         key: asyncssh.SSHKey | None,
     ) -> asyncssh.SSHClientConnection:
         p = self.params
-        timeout = float(max(1, p.get_int("timeout", 10)))
-        known_hosts = self._known_hosts(hostname, port)
-        attempts = wol.connect_attempts(p)
-        sock: socket.socket | None = None
-        for attempt in range(attempts):
-            try:
-                sock = await self._tcp_connect(hostname, port, timeout)
-                break
-            except GuacrError:
-                if attempt + 1 >= attempts:
-                    raise
-                await asyncio.sleep(p.get_int("wol-wait-time"))
-        assert sock is not None
-        alive = max(0, p.get_int("server-alive-interval", 0))
-        options = dict(
-            username=username,
-            known_hosts=known_hosts,
-            client_keys=[key] if key is not None else None,
-            password_auth=key is None,
-            kbdint_auth=key is None,
-            agent_path=None,
-            pkcs11_provider=None,
-            gss_auth=False,
-            gss_kex=False,
-            host_based_auth=False,
-            x509_trusted_certs=None,
-            x509_trusted_cert_paths=[],
-            config=[],
-            keepalive_interval=max(2, alive) if alive else 0,
-            connect_timeout=timeout * 3,
+        certificate = ssh.import_certificate(p.get_opt("public-key")) if key else None
+        return await ssh.connect(
+            hostname,
+            port,
+            username,
+            password=password,
+            key=key,
+            certificate=certificate,
+            host_key=p.get_opt("host-key"),
+            timeout=float(max(1, p.get_int("timeout", 10))),
+            alive_interval=max(0, p.get_int("server-alive-interval", 0)),
+            params=p,
+            log=self.log,
         )
-        try:
-            return await asyncssh.connect(
-                hostname,
-                port,
-                sock=sock,
-                client_factory=lambda: _Client(password),
-                **options,
-            )
-        except asyncssh.HostKeyNotVerifiable as exc:
-            raise GuacrError(
-                f"Host key did not match any provided known host keys. {exc.reason}",
-                Status.SERVER_ERROR,
-            ) from None
-        except asyncssh.PermissionDenied as exc:
-            method = "Public key" if key is not None else "Password"
-            raise Unauthorized(f"{method} authentication failed: {exc.reason}") from None
-        except asyncssh.DisconnectError as exc:
-            raise UpstreamError(f"SSH handshake failed: {exc.reason}") from None
-        except TimeoutError:
-            raise GuacrError(
-                f"Timed out connecting to {hostname} on {port}.", Status.SERVER_ERROR
-            ) from None
-        except OSError as exc:
-            raise UpstreamError(f"SSH handshake failed: {exc}") from None
 
     async def _open_terminal(self, ssh: asyncssh.SSHClientConnection) -> None:
         p, session = self.params, self.session

@@ -21,14 +21,11 @@ The telnet wire format and the login matching are sans-I/O (``protocol.py``,
 from __future__ import annotations
 
 import asyncio
-import errno
-import socket
-import time
 from collections import deque
 from typing import TYPE_CHECKING, Final, cast
 
 from guacr.contract.params import Params, params
-from guacr.errors import GuacrError, Unauthorized, UpstreamNotFound, UpstreamTimeout
+from guacr.errors import GuacrError, Unauthorized
 from guacr.frontend.handler import TerminalHandler
 from guacr.frontend.session import (
     ARGV_NAMES,
@@ -38,7 +35,7 @@ from guacr.frontend.session import (
 )
 from guacr.handlers.telnet.login import LoginFailed, LoginMatcher, LoginSucceeded, SendInput
 from guacr.handlers.telnet.protocol import Data, TelnetClient
-from guacr.services import wol
+from guacr.services import upstream
 
 if TYPE_CHECKING:
     from guacr.contract.peers import Connection, User
@@ -104,7 +101,6 @@ TELNET_DEFAULTS: Final = {
 # Output held back while the login outcome is unknown (success/failure regexes set).
 # Only the newest part is kept: the login screen is short, a flood is not a prompt.
 HOLD_LIMIT: Final = 1 << 20
-_UNREACHABLE: Final = frozenset({errno.EHOSTUNREACH, errno.ENETUNREACH, errno.EHOSTDOWN})
 
 
 class _Telnet(asyncio.Protocol):
@@ -169,9 +165,11 @@ class TelnetHandler(TerminalHandler):
         if not 0 < port < 65536:
             port = 23
         timeout = float(max(1, p.get_int("timeout", 10)))
-        if p.get_bool("wol-send-packet"):
-            wol.send_from_params(self.params, self.log)
-        sock = await self._connect_with_retries(hostname, port, timeout)
+        try:
+            sock = await upstream.connect(hostname, port, timeout, params=p, log=self.log)
+        except GuacrError as exc:
+            self.log.info("Telnet connection failed: %s", exc.message)
+            raise
         term = self.session.term
         self.telnet = TelnetClient(
             p.get("terminal-type"), p.get_opt("username"), term.cols, term.rows
@@ -193,24 +191,6 @@ class TelnetHandler(TerminalHandler):
         if self._transport is not None:
             self._transport.close()
         await self.session.close()
-
-    # Connecting ----------------------------------------------------------------------------
-    async def _connect_with_retries(
-        self, hostname: str, port: int, timeout: float
-    ) -> socket.socket:
-        """guacd: after a Wake-on-LAN packet with a wait time, retry while the host wakes."""
-        p = self.params
-        wait = p.get_int("wol-wait-time", 0)
-        attempts = wol.connect_attempts(p)
-        for attempt in range(attempts):
-            try:
-                return await connect_tcp(hostname, port, timeout)
-            except GuacrError as exc:
-                if attempt + 1 >= attempts:
-                    self.log.info("Telnet connection failed: %s", exc.message)
-                    raise
-                await asyncio.sleep(wait)
-        raise AssertionError("unreachable")
 
     # Telnet traffic ------------------------------------------------------------------------
     def _received(self, data: bytes) -> None:
@@ -291,53 +271,3 @@ class TelnetHandler(TerminalHandler):
         if pressed:
             self.login.user_typed()  # guacd: a user typing stops the credential search
         self.session.key(user, keysym, pressed)
-
-
-async def connect_tcp(hostname: str, port: int, timeout: float) -> socket.socket:
-    """Open a TCP connection within ``timeout`` seconds (name lookup included).
-
-    Each failure becomes an error with a status a client can act on: unknown host,
-    refused and unreachable 519 (UPSTREAM_NOT_FOUND), no answer 514 (UPSTREAM_TIMEOUT).
-    """
-    if not hostname:
-        raise UpstreamNotFound("No hostname given.")
-    loop = asyncio.get_running_loop()
-    deadline = time.monotonic() + timeout
-    try:
-        infos = await asyncio.wait_for(
-            loop.getaddrinfo(hostname, port, type=socket.SOCK_STREAM), timeout
-        )
-    except TimeoutError:
-        raise UpstreamTimeout(f'Timed out looking up "{hostname}".') from None
-    except OSError as exc:
-        reason = exc.strerror or str(exc)
-        raise UpstreamNotFound(f'DNS lookup of "{hostname}" failed: {reason}.') from None
-    errors: list[OSError] = []
-    for family, type_, proto, _, addr in infos:
-        left = deadline - time.monotonic()
-        if left <= 0:
-            errors.append(TimeoutError())
-            break
-        sock = socket.socket(family, type_, proto)
-        sock.setblocking(False)
-        try:
-            await asyncio.wait_for(loop.sock_connect(sock, addr), left)
-        except (OSError, TimeoutError) as exc:
-            sock.close()
-            errors.append(exc)
-            continue
-        except BaseException:
-            sock.close()
-            raise
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        return sock
-    where = f"{hostname}:{port}"
-    # Report the most telling failure: a timeout says more than a refused IPv6 attempt.
-    if any(isinstance(e, TimeoutError) for e in errors):
-        raise UpstreamTimeout(f"Timed out connecting to {where} after {timeout:g} s.")
-    last = errors[-1] if errors else OSError("no address")
-    if isinstance(last, ConnectionRefusedError):
-        raise UpstreamNotFound(f"Connection to {where} refused.")
-    if last.errno in _UNREACHABLE:
-        raise UpstreamNotFound(f"{where} is unreachable: {last.strerror}.")
-    raise UpstreamNotFound(f"Unable to connect to {where}: {last.strerror or last}.")

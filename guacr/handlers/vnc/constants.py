@@ -90,6 +90,40 @@ ENCODING_NAMES: dict[str, int] = {
 
 GUACD_DEFAULT_ENCODINGS = "zrle ultra copyrect hextile zlib corre rre raw"
 
+# Words libvncclient (and so guacd) understands that guacr does not decode: skipped,
+# and logged so an operator knows the server will not be asked for them.
+LIBVNC_ONLY_ENCODINGS = frozenset({"ultra", "corre", "zlibhex", "trle", "zywrle", "ultrazip"})
+
+# libvncclient's defaults for its compress and quality levels, asked for when an
+# encoding that uses them is requested (Tight: both; zlib: compression).
+LIBVNC_COMPRESS_LEVEL = 3
+LIBVNC_QUALITY_LEVEL = 5
+
+
+def skipped_encodings(names: str) -> tuple[list[str], list[str]]:
+    """Words of an ``encodings`` string guacr skips: (known to libvncclient, unknown)."""
+    known: list[str] = []
+    unknown: list[str] = []
+    for word in names.split():
+        w = word.lower()
+        if w in ENCODING_NAMES:
+            continue
+        (known if w in LIBVNC_ONLY_ENCODINGS else unknown).append(word)
+    return known, unknown
+
+
+def libvnc_levels(
+    names: str, compress_level: int | None, quality_level: int | None
+) -> tuple[int | None, int | None]:
+    """The compress and quality levels libvncclient would request for ``names``: the
+    given ones, else its defaults (3, 5) when Tight (or zlib, for compression) is asked."""
+    words = {w.lower() for w in names.split()}
+    if compress_level is None and words & {"tight", "zlib"}:
+        compress_level = LIBVNC_COMPRESS_LEVEL
+    if quality_level is None and "tight" in words:
+        quality_level = LIBVNC_QUALITY_LEVEL
+    return compress_level, quality_level
+
 # VeNCrypt sub-types that wrap everything after them in TLS.
 TLS_SUBTYPES = frozenset(
     {

@@ -26,11 +26,16 @@ from typing import TYPE_CHECKING
 import numpy as np
 import numpy.typing as npt
 
-from guacr.contract.handler import Handler
+from guacr.contract.handler import Handler, StreamSink
 from guacr.contract.params import Params, params
 from guacr.errors import GuacrError, Unauthorized, UpstreamError, UpstreamNotFound
 from guacr.handlers.vnc.client import RFBClient
-from guacr.handlers.vnc.constants import GUACD_DEFAULT_ENCODINGS, build_encodings
+from guacr.handlers.vnc.constants import (
+    GUACD_DEFAULT_ENCODINGS,
+    build_encodings,
+    libvnc_levels,
+    skipped_encodings,
+)
 from guacr.handlers.vnc.events import (
     AuthFailed,
     AuthRequired,
@@ -52,8 +57,9 @@ from guacr.handlers.vnc.pixels import PixelFormat
 from guacr.protocol import builders as b
 from guacr.render import encode as enc
 from guacr.render.display import Display
-from guacr.services import wol
+from guacr.services import upstream
 from guacr.services.clipboard import Clipboard, clipboard_limit
+from guacr.services.sftp import SFTPSettings, SFTPSideChannel
 
 if TYPE_CHECKING:
     from guacr.contract.peers import Connection, User
@@ -134,11 +140,6 @@ class VNCSettings:
     lossless: bool
     compress_level: int | None
     quality_level: int | None
-    wol: bool
-    wol_mac: str | None
-    wol_broadcast: str
-    wol_port: int
-    wol_wait: int
 
     @classmethod
     def parse(cls, p: Params, log: Callable[[str], None]) -> VNCSettings:
@@ -171,12 +172,13 @@ class VNCSettings:
             lossless=p.get_bool("force-lossless"),
             compress_level=compress if 0 <= compress <= 9 else None,
             quality_level=quality if 0 <= quality <= 9 else None,
-            wol=p.get_bool("wol-send-packet"),
-            wol_mac=p.get_opt("wol-mac-addr"),
-            wol_broadcast=p.get("wol-broadcast-addr"),
-            wol_port=p.get_int("wol-udp-port"),
-            wol_wait=max(0, p.get_int("wol-wait-time")),
         )
+
+
+# guacd ends every failed VNC connect with 519 ("Unable to connect to VNC server").
+VNC_CONNECT_POLICY = upstream.Policy(
+    message=lambda f: f"Unable to connect to VNC server ({f.reason})."
+)
 
 
 def repeater_id(host: str, port: int) -> bytes:
@@ -192,6 +194,7 @@ class VNCHandler(Handler):
     # Accepted only while a ``required`` prompt asks for them (accepts_argv); at any
     # other time the core answers 771, as guacd does.
     ARGV = frozenset({"username", "password"})
+    READ_ONLY_OWNER_ARGV = True  # a read-only owner answers prompts too, as in guacd
 
     def __init__(self, conn: Connection, params: Params) -> None:
         super().__init__(conn, params)
@@ -215,13 +218,14 @@ class VNCHandler(Handler):
         self._last_resize = 0.0
         self._initial_resize_done = False
         self._failure: GuacrError | None = None
+        sftp = SFTPSettings.from_params(params)
+        self.sftp: SFTPSideChannel | None = SFTPSideChannel(sftp, self.log) if sftp else None
+        self._sftp_task: asyncio.Task[None] | None = None
 
     # ------------------------------------------------------------------- lifecycle
     async def run(self) -> None:
         s = self.settings
         self._log_unsupported()
-        if s.wol:
-            wol.send_from_params(self.params, self.log)
         reader, writer = await self._open()
         self._reader, self._writer = reader, writer
         try:
@@ -242,57 +246,59 @@ class VNCHandler(Handler):
         # leaves no socket or task behind.
         if self._resize_task is not None:
             self._resize_task.cancel()
+        if self._sftp_task is not None:
+            self._sftp_task.cancel()
         writer, self._writer = self._writer, None
         if writer is not None:
             writer.close()
+        if self.sftp is not None:
+            await self.sftp.close()
         await self.display.close()
 
     def _log_unsupported(self) -> None:
         p = self.params
         if p.get_bool("enable-audio"):
             self.log.warning("VNC audio (PulseAudio) is not supported by guacr; no audio.")
-        if p.get_bool("enable-sftp"):
-            self.log.warning("SFTP for VNC connections is not supported by guacr yet.")
+        known, unknown = skipped_encodings(self.settings.encodings)
+        if known:
+            self.log.info("VNC encodings not supported by guacr, skipped: %s.", ", ".join(known))
+        if unknown:
+            self.log.warning("Unknown VNC encodings ignored: %s.", ", ".join(unknown)[:256])
         if p.get_bool("disable-server-input"):
             self.log.warning("disable-server-input is not supported; server input stays on.")
 
     # ------------------------------------------------------------------ connecting
     async def _open(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-        """TCP to the server (or repeater, or reverse listen), with guacd's retries."""
+        """TCP to the server (or repeater, or reverse listen), with guacd's retries and
+        Wake-on-LAN (guacr.services.upstream)."""
         s = self.settings
         if s.reverse_connect:
             return await self._listen()
-        attempts = s.autoretry + 1
-        interval = RETRY_INTERVAL
-        if s.wol and s.wol_mac and s.wol_wait:
-            attempts, interval = max(attempts, wol.RETRIES), float(s.wol_wait)
-            await asyncio.sleep(interval)
-        error: Exception | None = None
-        for attempt in range(attempts):
-            if attempt:
-                self.log.info("Connect failed. Waiting %.0f ms before retrying...", interval * 1e3)
-                await asyncio.sleep(interval)
+        sock = await upstream.connect(
+            s.hostname,
+            s.port,
+            CONNECT_TIMEOUT,
+            params=self.params,
+            log=self.log,
+            policy=VNC_CONNECT_POLICY,
+            attempts=s.autoretry + 1,
+            interval=RETRY_INTERVAL,
+        )
+        try:
+            reader, writer = await asyncio.open_connection(sock=sock, limit=READ_SIZE)
+        except BaseException:
+            sock.close()
+            raise
+        if s.dest_host:
             try:
-                reader, writer = await asyncio.wait_for(
-                    asyncio.open_connection(s.hostname, s.port, limit=READ_SIZE),
-                    CONNECT_TIMEOUT,
-                )
-            except (OSError, TimeoutError) as exc:
-                error = exc
-                continue
-            _nodelay(writer)
-            if s.dest_host:
-                try:
-                    await self._repeater(reader, writer)
-                except (OSError, asyncio.IncompleteReadError, TimeoutError) as exc:
-                    writer.close()
-                    error = exc
-                    continue
-            self.log.info("Connected to VNC server %s:%d.", s.hostname, s.port)
-            return reader, writer
-        reason = _describe(error)
-        self.log.info("Unable to connect to VNC server %s:%d: %s", s.hostname, s.port, reason)
-        raise UpstreamNotFound(f"Unable to connect to VNC server ({reason}).")
+                await self._repeater(reader, writer)
+            except (OSError, asyncio.IncompleteReadError, TimeoutError) as exc:
+                writer.close()
+                reason = _describe(exc)
+                self.log.info("Unable to connect through the repeater: %s", reason)
+                raise UpstreamNotFound(f"Unable to connect to VNC server ({reason}).") from None
+        self.log.info("Connected to VNC server %s:%d.", s.hostname, s.port)
+        return reader, writer
 
     async def _repeater(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         """UltraVNC repeater mode: read its 12-byte banner, name the real destination."""
@@ -475,14 +481,17 @@ class VNCHandler(Handler):
         else:
             self.display.set_cursor_pointer()
         self._set_name(event.name)
+        if self.sftp is not None and self._sftp_task is None:
+            self._sftp_task = asyncio.get_running_loop().create_task(self._start_sftp())
+        compress, quality = libvnc_levels(s.encodings, s.compress_level, s.quality_level)
         self.rfb.set_encodings(
             build_encodings(
                 s.encodings,
                 cursor=not s.remote_cursor,
                 desktop_resize=True,
                 clipboard=True,
-                quality_level=s.quality_level,
-                compress_level=s.compress_level,
+                quality_level=quality,
+                compress_level=compress,
             )
         )
         self._incremental = False
@@ -548,6 +557,43 @@ class VNCHandler(Handler):
             self._call(
                 lambda: rfb.provide_credentials(answers.get("username"), answers.get("password"))
             )
+
+    # ------------------------------------------------------------------------- SFTP
+    async def _start_sftp(self) -> None:
+        """guacd's ``enable-sftp``: once the VNC session is up, a separate SSH
+        connection whose SFTP filesystem is exposed to the owner; failing ends the
+        connection."""
+        assert self.sftp is not None
+        try:
+            fs = await self.sftp.open()
+        except GuacrError as exc:
+            self.log.info("SFTP side channel failed: %s", exc.message)
+            self._fail(exc)
+            return
+        owner = self.conn.owner
+        if owner is not None and owner in self.conn.users:
+            fs.expose(owner)
+
+    def on_file(self, user: User, stream: int, mimetype: str, filename: str) -> StreamSink | None:
+        fs = self.sftp.fs if self.sftp is not None else None
+        return fs.upload(user, stream, filename) if fs is not None else None
+
+    def on_get(self, user: User, obj: int, name: str) -> None:
+        fs = self.sftp.fs if self.sftp is not None else None
+        if fs is not None and fs.owns(user, obj):
+            fs.get(user, obj, name)
+
+    def on_put(
+        self, user: User, obj: int, stream: int, mimetype: str, name: str
+    ) -> StreamSink | None:
+        fs = self.sftp.fs if self.sftp is not None else None
+        if fs is None or not fs.owns(user, obj):
+            return None
+        return fs.put(user, stream, name)
+
+    def user_left(self, user: User) -> None:
+        if self.sftp is not None and self.sftp.fs is not None:
+            self.sftp.fs.forget(user)
 
     # -------------------------------------------------------------------- clipboard
     def _server_clipboard(self, text: str) -> None:

@@ -1,4 +1,6 @@
-"""SFTP as a Guacamole filesystem object, the way guacd exposes it.
+"""SFTP as a Guacamole filesystem object, the way guacd exposes it, for every handler:
+the ``ssh`` handler's own connection, or a side channel (:class:`SFTPSideChannel`) for
+VNC and RDP, opened from the ``sftp-*`` parameters as guacd does.
 
 * ``filesystem,<obj>,<root>`` is sent to the connection owner.
 * ``get`` of a directory answers ``body`` with a stream of
@@ -20,12 +22,17 @@ import json
 import logging
 import posixpath
 from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final, cast
 
 import asyncssh
 
+from guacr.contract.params import Params
+from guacr.contract.peers import Log
+from guacr.errors import GuacrError, UpstreamError
 from guacr.protocol import builders as b
 from guacr.protocol.status import Status
+from guacr.services import ssh
 
 if TYPE_CHECKING:
     from guacr.contract.peers import User
@@ -324,3 +331,117 @@ class _Upload:
                     user.ack(stream, "SFTP: OK", Status.SUCCESS)
             except (asyncssh.Error, OSError):
                 user.ack(stream, "SFTP: Close failed", Status.SERVER_ERROR)
+
+
+# The side channel ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SFTPSettings:
+    """guacd's 15 SFTP side-channel parameters (VNC, RDP)."""
+
+    hostname: str
+    port: int
+    username: str | None
+    password: str | None
+    private_key: str | None
+    passphrase: str | None
+    public_key: str | None
+    host_key: str | None
+    timeout: int
+    alive_interval: int
+    directory: str | None
+    root: str
+    disable_download: bool
+    disable_upload: bool
+
+    @classmethod
+    def from_params(cls, p: Params, username: str | None = None) -> SFTPSettings | None:
+        """None unless ``enable-sftp``; ``sftp-hostname`` defaults to ``hostname`` and
+        ``sftp-username`` to ``username`` when given (RDP's username)."""
+        if not p.get_bool("enable-sftp"):
+            return None
+        port = p.get_int("sftp-port", 22)
+        return cls(
+            hostname=p.get_opt("sftp-hostname") or p.get("hostname"),
+            port=port if 0 < port < 65536 else 22,
+            username=p.get_opt("sftp-username") or username,
+            password=p.get_opt("sftp-password"),
+            private_key=p.get_opt("sftp-private-key"),
+            passphrase=p.get_opt("sftp-passphrase"),
+            public_key=p.get_opt("sftp-public-key"),
+            host_key=p.get_opt("sftp-host-key"),
+            timeout=max(1, p.get_int("sftp-timeout", 10)),
+            alive_interval=max(0, p.get_int("sftp-server-alive-interval", 0)),
+            directory=p.get_opt("sftp-directory"),
+            root=p.get("sftp-root-directory") or "/",
+            disable_download=p.get_bool("sftp-disable-download"),
+            disable_upload=p.get_bool("sftp-disable-upload"),
+        )
+
+
+class SFTPSideChannel:
+    """A separate SSH connection whose SFTP session is offered as a filesystem (guacd's
+    ``enable-sftp`` for VNC and RDP): exposed to the owner, uploads through ``file``."""
+
+    def __init__(self, settings: SFTPSettings, log: Log) -> None:
+        self.settings = settings
+        self.log = log
+        self.ssh: asyncssh.SSHClientConnection | None = None
+        self.fs: SFTPFilesystem | None = None
+
+    async def open(self) -> SFTPFilesystem:
+        """Connect and start SFTP; raises GuacrError with guacd's statuses and texts."""
+        s = self.settings
+        if s.username is None:
+            raise GuacrError("SFTP username is required if SFTP is enabled.", Status.SERVER_ERROR)
+        self.log.debug("Connecting via SSH for SFTP filesystem access.")
+        key = certificate = None
+        if s.private_key is not None:
+            try:
+                key = ssh.import_key(s.private_key, s.passphrase)
+            except (asyncssh.KeyImportError, ValueError):
+                raise GuacrError("Private key unreadable.", Status.SERVER_ERROR) from None
+            certificate = ssh.import_certificate(s.public_key)
+        self.ssh = await ssh.connect(
+            s.hostname,
+            s.port,
+            s.username,
+            password=None if key is not None else (s.password or ""),
+            key=key,
+            certificate=certificate,
+            host_key=s.host_key,
+            timeout=float(s.timeout),
+            alive_interval=s.alive_interval,
+            params=None,
+            log=self.log,
+        )
+        try:
+            client = await self.ssh.start_sftp_client()
+        except (asyncssh.Error, OSError) as exc:
+            self.log.info("SFTP could not be started: %s", exc)
+            raise UpstreamError("SSH SFTP connection failed.") from None
+        fs = SFTPFilesystem(
+            client,
+            s.root,
+            disable_download=s.disable_download,
+            disable_upload=s.disable_upload,
+            logger=self.log,
+        )
+        if s.directory is not None:
+            fs.set_upload_path(s.directory)
+        self.fs = fs
+        self.log.debug("SFTP connection succeeded.")
+        return fs
+
+    async def close(self) -> None:
+        """End transfers, the SFTP session and the SSH connection."""
+        fs, self.fs = self.fs, None
+        if fs is not None:
+            with contextlib.suppress(Exception):
+                await fs.close()
+        conn, self.ssh = self.ssh, None
+        if conn is not None:
+            conn.close()
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(conn.wait_closed(), 2)

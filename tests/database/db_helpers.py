@@ -1,0 +1,82 @@
+"""A terminal test client for the database consoles: keys, Ctrl+C, and file streams
+(downloads acked blob by blob, uploads sent as a client does)."""
+
+from __future__ import annotations
+
+import base64
+import time
+
+import numpy as np
+from ssh.ssh_helpers import TermClient, reader
+
+CTRL, UP_KEY, PAGE_DOWN = 0xFFE3, 0xFF52, 0xFF56
+
+
+class DbTerm(TermClient):
+    """TermClient that also answers downloads (``file``/``blob``/``end``) with ``ack``."""
+
+    def __init__(self, term: TermClient) -> None:
+        super().__init__(term.client)
+        self.connection_id = term.connection_id
+        self.downloads: dict[int, dict[str, object]] = {}
+        self._screen: tuple[int, list[str]] = (-1, [])
+        self.finished: list[dict[str, object]] = []
+
+    def pump(self, timeout: float = 0.05) -> bool:
+        deadline = time.monotonic() + timeout
+        while not self.eof:
+            left = deadline - time.monotonic()
+            try:
+                ins = self.client.read(max(0.001, left))
+            except TimeoutError:
+                return True
+            if ins is None:
+                self.eof = True
+                return False
+            self.log.append(ins)
+            op = ins[0]
+            if op == "sync":
+                self.client.send("sync", ins[1])
+            elif op == "error":
+                self.errors.append(ins)
+            elif op == "file":
+                stream = int(ins[1])
+                self.downloads[stream] = {"mimetype": ins[2], "name": ins[3], "data": bytearray()}
+                self.client.send("ack", stream, "OK", 0)
+            elif op == "blob" and int(ins[1]) in self.downloads:
+                self.downloads[int(ins[1])]["data"] += base64.b64decode(ins[2])  # type: ignore[operator]
+                self.client.send("ack", ins[1], "OK", 0)
+            elif op == "end" and int(ins[1]) in self.downloads:
+                self.finished.append(self.downloads.pop(int(ins[1])))
+            self.display.feed(ins)
+            if time.monotonic() >= deadline and not self.client.queue:
+                return True
+        return False
+
+    def screen(self) -> list[str]:
+        """The screen's text, read again only after new drawing arrived."""
+        if self._screen[0] != len(self.log):
+            self._screen = (len(self.log), super().screen())
+        return self._screen[1]
+
+    def ctrl(self, letter: str) -> None:
+        self.client.send("key", CTRL, 1)
+        self.key(ord(letter))
+        self.client.send("key", CTRL, 0)
+
+    def upload(self, name: str, data: bytes, stream: int = 20) -> None:
+        self.client.send("file", stream, "text/csv", name)
+        for i in range(0, len(data), 4096):
+            self.client.send("blob", stream, base64.b64encode(data[i : i + 4096]).decode())
+        self.client.send("end", stream)
+
+    def count_text(self, needle: str) -> int:
+        return self.text().count(needle)
+
+    def cell_colour(self, row: int, col: int) -> tuple[int, ...]:
+        """Brightest colour drawn in the screen cell at (row, col)."""
+        fonts = reader().fonts
+        img = np.asarray(self.display.layer(1).convert("RGB"))
+        cw, ch = fonts.cell_width, fonts.cell_height
+        cell = img[row * ch : (row + 1) * ch, col * cw : (col + 1) * cw].reshape(-1, 3)
+        return tuple(int(v) for v in cell[np.argmax(cell.sum(axis=1))])
