@@ -7,10 +7,11 @@ import re
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Final, NamedTuple
 
+from guacr.protocol import builders as b
 from guacr.protocol.status import Status
 
 if TYPE_CHECKING:
-    from guacr.contract.peers import User
+    from guacr.contract.peers import Connection, User
 
 OSC_PIPE_OPEN: Final = 482202
 OSC_PIPE_CLOSE: Final = 482203
@@ -238,3 +239,80 @@ class OutputRouter:
             if self.piping:
                 self._out.append(Route(PIPE_CLOSE))
             self.piping = False
+
+
+class OutputPipe:
+    """The ``pipe`` stream host output goes to while :class:`OutputRouter` pipes it: a
+    connection-level stream every user reads, buffered and sent in guacd-sized blobs."""
+
+    def __init__(self, conn: Connection, router: OutputRouter) -> None:
+        self.conn = conn
+        self.router = router
+        self.stream: int | None = None
+        self.name = ""
+        self.flags = 0
+        self.buffer = bytearray()
+
+    @property
+    def interpreted(self) -> bool:
+        """Piped text is drawn as well (flag 1, or no stream could be opened)."""
+        return bool(self.flags & PIPE_INTERPRET) or self.stream is None
+
+    @property
+    def autoflush(self) -> bool:
+        """The buffer goes out with every frame (flag 2)."""
+        return bool(self.flags & PIPE_AUTOFLUSH)
+
+    def open(self, name: str, flags: int) -> None:
+        """Open a pipe stream to every user, as guacd (closing any open one first)."""
+        self.close()
+        log = self.conn.log
+        try:
+            stream = self.conn.alloc_stream()
+        except OverflowError:
+            log.warning("No stream left for pipe %r: output stays on the display", name)
+            self.router.piping = False
+            return
+        self.stream, self.name, self.flags = stream, name, flags
+        self.conn.broadcast(b.pipe(stream, "text/plain", name))
+        log.debug("Terminal output now goes to pipe %r (flags=%d)", name, flags)
+
+    def write(self, data: bytes) -> None:
+        """Buffer pipe output; full buffers go out as guacd-sized blobs."""
+        stream = self.stream
+        if stream is None:
+            return
+        buf = self.buffer
+        buf += data
+        if len(buf) > PIPE_BLOB:  # as guacd: a full buffer is sent when more arrives
+            full = (len(buf) - 1) // PIPE_BLOB * PIPE_BLOB
+            self.conn.broadcast(
+                b"".join(
+                    b.blob(stream, bytes(buf[i : i + PIPE_BLOB])) for i in range(0, full, PIPE_BLOB)
+                )
+            )
+            del buf[:full]
+
+    def flush(self) -> None:
+        """Send what is buffered."""
+        if self.stream is not None and self.buffer:
+            self.conn.broadcast(b.blob(self.stream, bytes(self.buffer)))
+            self.buffer.clear()
+
+    def close(self) -> None:
+        """Send what is buffered and end the pipe stream; output returns to the display."""
+        stream = self.stream
+        if stream is None:
+            return
+        self.flush()
+        self.stream = None
+        self.flags = 0
+        self.conn.broadcast(b.end(stream))
+        self.conn.free_stream(stream)
+        self.conn.log.debug("Terminal output now goes to the display again")
+
+    def announce(self, user: User) -> None:
+        """Tell a joiner about the open pipe (guacd doesn't; with it, the joiner can
+        read what follows)."""
+        if self.stream is not None:
+            user.send(b.pipe(self.stream, "text/plain", self.name))

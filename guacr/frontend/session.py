@@ -58,16 +58,15 @@ from guacr.frontend.config import ARGV_NAMES, TerminalConfig, normalize_newlines
 from guacr.frontend.pipes import (
     OSC_PIPE_CLOSE,
     OSC_PIPE_OPEN,
-    PIPE_AUTOFLUSH,
-    PIPE_BLOB,
-    PIPE_INTERPRET,
     PIPE_OPEN,
     TO_PIPE,
     TO_TERM,
+    OutputPipe,
     OutputRouter,
     Route,
     StdinPipe,
 )
+from guacr.frontend.prompt import LinePrompt
 from guacr.frontend.selection import Point, Selection, word_bounds
 from guacr.frontend.typescript import Typescript
 from guacr.protocol import builders as b
@@ -126,8 +125,7 @@ OSC_SCROLLBACK: Final = 482204
 @dataclass
 class _Prompt:
     future: asyncio.Future[str]
-    echo: bool
-    text: str = ""
+    line: LinePrompt
 
 
 class TerminalSession:
@@ -186,10 +184,7 @@ class TerminalSession:
         self._closed = False
         # guacd's output pipe (OSC 482202): a connection-level stream
         self._router = OutputRouter()
-        self._pipe: int | None = None
-        self._pipe_name = ""
-        self._pipe_flags = 0
-        self._pipe_buffer = bytearray()
+        self._pipe = OutputPipe(conn, self._router)
         # non-ASCII cell texts seen since the last frame: fonts may need a fallback
         self._glyph_texts: set[str] = set()
         # screen cache: CellKeys of the live screen rows and history lines shown
@@ -264,7 +259,7 @@ class TerminalSession:
         """Stop drawing; flush and close the typescript."""
         self._closed = True
         self._wake.set()
-        self._pipe_close()
+        self._pipe.close()
         tasks = [t for t in (self._task, *self._tasks) if t is not None]
         for t in tasks:
             t.cancel()
@@ -367,71 +362,24 @@ class TerminalSession:
             if r.kind == TO_TERM:
                 pending.append(r.data)
             elif r.kind == TO_PIPE:
-                self._pipe_write(r.data)
-                if self._pipe_flags & PIPE_INTERPRET or self._pipe is None:
+                self._pipe.write(r.data)
+                if self._pipe.interpreted:
                     pending.append(r.data)  # drawn too, in order
             else:
                 if pending:
                     term.feed(b"".join(pending))
                     pending.clear()
                 if r.kind == PIPE_OPEN:
-                    self._pipe_open(r.data.decode("utf-8", "replace"), r.flags)
+                    self._pipe.open(r.data.decode("utf-8", "replace"), r.flags)
                 else:
-                    self._pipe_close()
+                    self._pipe.close()
         if pending:
             term.feed(b"".join(pending))
-
-    # Output pipe (OSC 482202/482203) --------------------------------------------------
-    def _pipe_open(self, name: str, flags: int) -> None:
-        """Open a pipe stream to every user, as guacd (closing any open one first)."""
-        self._pipe_close()
-        try:
-            stream = self.conn.alloc_stream()
-        except OverflowError:
-            self.log.warning("No stream left for pipe %r: output stays on the display", name)
-            self._router.piping = False
-            return
-        self._pipe, self._pipe_name, self._pipe_flags = stream, name, flags
-        self.conn.broadcast(b.pipe(stream, "text/plain", name))
-        self.log.debug("Terminal output now goes to pipe %r (flags=%d)", name, flags)
-
-    def _pipe_write(self, data: bytes) -> None:
-        """Buffer pipe output; full buffers go out as guacd-sized blobs."""
-        stream = self._pipe
-        if stream is None:
-            return
-        buf = self._pipe_buffer
-        buf += data
-        if len(buf) > PIPE_BLOB:  # as guacd: a full buffer is sent when more arrives
-            full = (len(buf) - 1) // PIPE_BLOB * PIPE_BLOB
-            self.conn.broadcast(
-                b"".join(
-                    b.blob(stream, bytes(buf[i : i + PIPE_BLOB])) for i in range(0, full, PIPE_BLOB)
-                )
-            )
-            del buf[:full]
-
-    def _pipe_flush(self) -> None:
-        if self._pipe is not None and self._pipe_buffer:
-            self.conn.broadcast(b.blob(self._pipe, bytes(self._pipe_buffer)))
-            self._pipe_buffer.clear()
-
-    def _pipe_close(self) -> None:
-        """Send what is buffered and end the pipe stream; output returns to the display."""
-        stream = self._pipe
-        if stream is None:
-            return
-        self._pipe_flush()
-        self._pipe = None
-        self._pipe_flags = 0
-        self.conn.broadcast(b.end(stream))
-        self.conn.free_stream(stream)
-        self.log.debug("Terminal output now goes to the display again")
 
     @property
     def pipe_name(self) -> str | None:
         """The name of the open output pipe, if any."""
-        return self._pipe_name if self._pipe is not None else None
+        return self._pipe.name if self._pipe.stream is not None else None
 
     def _osc(self, event: OscEvent) -> None:
         if event.command in (OSC_PIPE_OPEN, OSC_PIPE_CLOSE):
@@ -514,8 +462,8 @@ class TerminalSession:
         if bg != self.view.background:
             self.view.set_background(bg)
         self.view.set_scrollbar(term.scrollback_len, self._offset)
-        if self._pipe_flags & PIPE_AUTOFLUSH:
-            self._pipe_flush()
+        if self._pipe.autoflush:
+            self._pipe.flush()
         rows = self._visible_rows()
         if self._glyph_texts:
             await self._prepare_glyphs()
@@ -647,9 +595,7 @@ class TerminalSession:
             self._pending_joins.append(user)
             return
         self._update_webp()
-        if self._pipe is not None:
-            # guacd doesn't tell joiners; with the ``pipe`` they can read what follows
-            user.send(b.pipe(self._pipe, "text/plain", self._pipe_name))
+        self._pipe.announce(user)
         if user.owner:
             for name in ARGV_NAMES:
                 user.send(_argv_stream(user, name, self.argv_values[name]))
@@ -715,7 +661,7 @@ class TerminalSession:
     async def prompt(self, text: str, echo: bool = True) -> str:
         """Ask the user for a line of text inside the terminal (guacd's credential prompt)."""
         fut: asyncio.Future[str] = asyncio.get_running_loop().create_future()
-        self._prompt = _Prompt(fut, echo)
+        self._prompt = _Prompt(fut, LinePrompt(echo))
         self.write_local(text.encode())
         try:
             return await fut
@@ -726,24 +672,9 @@ class TerminalSession:
         p = self._prompt
         if p is None or p.future.done():
             return
-        for ch in data.decode("utf-8", "replace"):
-            if ch in "\r\n":
-                self.write_local(b"\r\n")
-                p.future.set_result(p.text)
-                return
-            if ch in "\x7f\x08":
-                if p.text:
-                    p.text = p.text[:-1]
-                    if p.echo:
-                        self.write_local(b"\x08 \x08")
-            elif ch == "\x15":  # Ctrl+U: start over
-                if p.echo and p.text:
-                    self.write_local(b"\x08 \x08" * len(p.text))
-                p.text = ""
-            elif ch >= " ":
-                p.text += ch
-                if p.echo:
-                    self.write_local(ch.encode())
+        self.write_local(p.line.feed(data))
+        if p.line.done:
+            p.future.set_result(p.line.text)
 
     # Input: mouse ----------------------------------------------------------------------
     def mouse(self, user: User, x: int, y: int, mask: int) -> None:

@@ -79,12 +79,15 @@ def start(
     argv: list[str],
     env: dict[str, str] | None = None,
     isolated_network: bool = False,
+    read_only: bool = False,
 ) -> Container:
     """Start ``argv`` in a new container of ``image`` (in its own session, so stop()
     reaches its workers too)."""
     scratch.mkdir(parents=True, exist_ok=True)
     log_path = scratch / "container.log"
-    cmd = image.run_command(argv, scratch, env=env, isolated_network=isolated_network)
+    cmd = image.run_command(
+        argv, scratch, env=env, isolated_network=isolated_network, read_only=read_only
+    )
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     return Container(proc, log_path, scratch / "merged")

@@ -47,7 +47,8 @@ HOST_CA = Path("/etc/ssl/certs/ca-certificates.crt")
 BUILD_CA = "/tmp/.replay-host-ca.crt"  # where RUN steps see HOST_CA (removed afterwards)
 _PROXY_VARIABLES = ("http_proxy", "https_proxy", "no_proxy", "all_proxy")
 KEY_LENGTH = 32  # hex digits of a layer key (overlayfs options must fit in a page)
-UNUSED_LAYER_AGE = 3 * 86400.0  # seconds before a layer no Dockerfile uses is deleted
+UNUSED_LAYER_AGE = 86400.0  # seconds before a layer this build did not use is deleted
+KEEP_UNUSED = 24  # layers this build did not use that are kept at most
 
 
 class ReplayError(RuntimeError):
@@ -295,19 +296,21 @@ class Image:
         env: dict[str, str] | None = None,
         user: str | None = None,
         isolated_network: bool = False,
+        read_only: bool = False,
     ) -> list[str]:
         """A host command line that runs ``argv`` in a throw-away container of this image:
         its own mount namespace, the layers under a fresh upper directory in
         ``scratch``, /proc and /dev, the image's user, ENV (plus ``env``) and WORKDIR.
         With ``isolated_network`` it also gets a network namespace of its own with only
-        a loopback interface (so it may bind 0.0.0.0 and touch nothing else)."""
+        a loopback interface (so it may bind 0.0.0.0 and touch nothing else); with
+        ``read_only`` the root file system is read-only and /tmp a tmpfs."""
         upper, work, merged = scratch / "upper", scratch / "work", scratch / "merged"
         for d in (upper, work, merged):
             d.mkdir(parents=True, exist_ok=True)
         uid, gid, home = self.ids(user)
         full_env = {"HOME": home, "HOSTNAME": "guacr-image-test", **self.env, **(env or {})}
         inner = ["/usr/bin/env", "-i", *(f"{k}={v}" for k, v in full_env.items())]
-        script = _mount_script(self.lowerdir(), upper, work, merged) + (
+        script = _mount_script(self.lowerdir(), upper, work, merged, read_only) + (
             f"cd {shlex.quote(str(merged))}\n"
             f"exec chroot --userspec={uid}:{gid} --groups={gid} {shlex.quote(str(merged))} "
             f'/bin/sh -c \'cd "$0" && exec "$@"\' {shlex.quote(self.workdir)} '
@@ -348,12 +351,20 @@ def _build_env() -> dict[str, str]:
     return env
 
 
-def _mount_script(lowerdir: str, upper: Path, work: Path, merged: Path) -> str:
+def _mount_script(
+    lowerdir: str, upper: Path, work: Path, merged: Path, read_only: bool = False
+) -> str:
+    """Mount the layers at ``merged`` (writable through ``upper``, or read-only with a
+    tmpfs on /tmp, as Kubernetes' readOnlyRootFilesystem plus an emptyDir)."""
     m = shlex.quote(str(merged))
-    opts = shlex.quote(f"lowerdir={lowerdir},upperdir={upper},workdir={work}")
+    if read_only:
+        opts = shlex.quote(f"ro,lowerdir={lowerdir}")
+        tmp = f"mount -t tmpfs -o mode=1777,nosuid,nodev tmpfs {m}/tmp\n"
+    else:
+        opts = shlex.quote(f"lowerdir={lowerdir},upperdir={upper},workdir={work}")
+        tmp = ""
     return (
-        f"mount -t overlay overlay -o {opts} {m}\n"
-        f"mount -t proc proc {m}/proc\n"
+        f"mount -t overlay overlay -o {opts} {m}\n" + tmp + f"mount -t proc proc {m}/proc\n"
         f"mount --rbind /dev {m}/dev\n"
         f"if [ -f {m}/etc/resolv.conf ] && [ -e /etc/resolv.conf ]; then\n"
         f"  mount --bind /etc/resolv.conf {m}/etc/resolv.conf\nfi\n"
@@ -730,19 +741,23 @@ class Builder:
             raise ReplayError(f"COPY --from failed: {proc.stderr.strip()}")
 
     def _prune(self) -> None:
-        """Delete layers no current build uses once they are old (other checkouts'
-        Dockerfiles share the cache, so recently used ones stay)."""
+        """Bound the cache: layers this build did not use go once they are a day old, or
+        beyond the newest KEEP_UNUSED of them (other checkouts share the cache, so their
+        recent layers stay; every source edit leaves a few hundred MB behind)."""
         now = time.time()
+        unused: list[tuple[float, Path]] = []
         for d in self.layers.iterdir():
             if d.name in self.used:
                 os.utime(d)
-                continue
-            if (
-                d.name.endswith((".partial", ".scratch"))
-                or now - d.stat().st_mtime > UNUSED_LAYER_AGE
-            ):
+            elif d.name.endswith((".partial", ".scratch")):
                 shutil.rmtree(d, ignore_errors=True)
-                (self.cache / "logs" / f"{d.name.split('.')[0]}.log").unlink(missing_ok=True)
+            else:
+                unused.append((d.stat().st_mtime, d))
+        unused.sort(reverse=True)
+        for i, (mtime, d) in enumerate(unused):
+            if i >= KEEP_UNUSED or now - mtime > UNUSED_LAYER_AGE:
+                shutil.rmtree(d, ignore_errors=True)
+                (self.cache / "logs" / f"{d.name}.log").unlink(missing_ok=True)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -59,13 +59,17 @@ def test_libraries_and_fonts_for_the_image_user(image: Image, tmp_path: Path) ->
 
 def test_ssh_session_through_the_image(image: Image, sshd: SSHServer, tmp_path: Path) -> None:
     """The defect this image had: every SSH session ended with 512 because the image's
-    user could not load libraries root had built."""
+    user could not load libraries root had built. Run as deploy/kubernetes runs it: a
+    read-only root file system with a writable /tmp."""
     port = free_port()
     env = {**DOORS_OFF, "GUACR_WEBSOCKET_BIND_HOST": "127.0.0.1", "LOG_LEVEL": "debug"}
-    c = start(image, tmp_path, image.entrypoint_argv(["-b", "127.0.0.1", "-l", str(port)]), env)
+    argv = image.entrypoint_argv(["-b", "127.0.0.1", "-l", str(port)])
+    c = start(image, tmp_path, argv, env, read_only=True)
     try:
         c.wait_log("ready (pid", timeout=60)
         assert c.ids() == image.ids()[:2]
+        assert c.exec(image, ["/bin/sh", "-c", "touch /opt/guacr/x"]).returncode != 0
+        assert c.exec(image, ["/bin/sh", "-c", "touch /tmp/x"]).returncode == 0
         # The operator's choice of address is kept; gRPC stays closed without a token.
         environ = c.environ()
         assert environ["GUACR_WEBSOCKET_BIND_HOST"] == "127.0.0.1"
