@@ -10,16 +10,8 @@ import pytest
 from guacr_process import Guacr, run_guacr
 from servers.mariadb import MariaDBServer
 from servers.postgresql import PostgreSQLServer
+from database.db_helpers import HANDLERS
 from ssh.ssh_helpers import TermClient
-
-HANDLERS = ",".join(
-    (
-        "mysql=guacr.handlers.database.handler:MySQLHandler",
-        "mariadb=guacr.handlers.database.handler:MySQLHandler",
-        "postgresql=guacr.handlers.database.handler:PostgreSQLHandler",
-        "postgres=guacr.handlers.database.handler:PostgreSQLHandler",
-    )
-)
 
 
 @pytest.fixture(scope="session")

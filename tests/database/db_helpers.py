@@ -7,9 +7,18 @@ import base64
 import time
 
 import numpy as np
+from PIL import Image
 from ssh.ssh_helpers import TermClient, reader
 
 CTRL, UP_KEY, PAGE_DOWN = 0xFFE3, 0xFF52, 0xFF56
+HANDLERS = ",".join(
+    (
+        "mysql=guacr.handlers.database.handler:MySQLHandler",
+        "mariadb=guacr.handlers.database.handler:MySQLHandler",
+        "postgresql=guacr.handlers.database.handler:PostgreSQLHandler",
+        "postgres=guacr.handlers.database.handler:PostgreSQLHandler",
+    )
+)
 
 
 class DbTerm(TermClient):
@@ -55,8 +64,9 @@ class DbTerm(TermClient):
 
     def screen(self) -> list[str]:
         """The screen's text, read again only after new drawing arrived."""
-        if self._screen[0] != len(self.log):
-            self._screen = (len(self.log), super().screen())
+        frame = self.display.syncs  # the screen is read once per frame at most
+        if self._screen[0] != frame:
+            self._screen = (frame, _read_screen(self.display.layer(1)))
         return self._screen[1]
 
     def ctrl(self, letter: str) -> None:
@@ -80,3 +90,23 @@ class DbTerm(TermClient):
         cw, ch = fonts.cell_width, fonts.cell_height
         cell = img[row * ch : (row + 1) * ch, col * cw : (col + 1) * cw].reshape(-1, 3)
         return tuple(int(v) for v in cell[np.argmax(cell.sum(axis=1))])
+
+
+def _read_screen(layer: Image.Image) -> list[str]:
+    """The text layer's rows, as ``TextReader.screen`` reads them, but matching glyphs
+    only in cells that are not one flat colour (most of a console is blank)."""
+    r = reader()
+    cw, ch = r.fonts.cell_width, r.fonts.cell_height
+    img = np.asarray(layer.convert("RGB"))
+    rows, cols = img.shape[0] // ch, img.shape[1] // cw
+    if rows == 0 or cols == 0:
+        return []
+    cells = img[: rows * ch, : cols * cw].reshape(rows, ch, cols, cw, 3)
+    flat = (cells == cells[:, :1, :, :1, :]).all(axis=(1, 3, 4))
+    out = []
+    for y in range(rows):
+        chars = [" "] * cols
+        for x in np.flatnonzero(~flat[y]):
+            chars[x] = r.cell_char(cells[y, :, x, :, :])
+        out.append("".join(chars).rstrip())
+    return out

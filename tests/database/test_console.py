@@ -172,7 +172,8 @@ def test_export_of_100000_rows_arrives_complete(console, db, engine_name) -> Non
     with console(engine_name, db) as raw:
         term = ready(raw, engine_name)
         term.type(f"\\export {query}", enter=True)
-        term.wait_text("Exported 100000 rows", timeout=60)
+        term.wait(lambda: bool(term.finished), timeout=60, what="download end")
+        term.wait_text("Exported 100000 rows", timeout=10)
         assert len(term.finished) == 1
         got = term.finished[0]
         assert got["mimetype"] == "text/csv"
@@ -323,3 +324,36 @@ def test_aliases_mariadb_and_postgres(console, db, engine_name) -> None:
     alias = "mariadb" if engine_name == "mysql" else "postgres"
     with console(alias, db) as raw:
         ready(raw, engine_name)
+
+
+def test_typescript_records_the_console(console, postgresql, tmp_path: Path) -> None:
+    values = {"typescript-path": str(tmp_path), "typescript-name": "ts"}
+    with console("postgresql", postgresql, **values) as raw:
+        term = ready(raw, "postgresql")
+        term.type("SELECT 'typescript-' || 42 AS t;", enter=True)
+        term.wait_text("1 row in set")
+    deadline = time.monotonic() + 5
+    data = b""
+    while time.monotonic() < deadline:
+        data = (tmp_path / "ts").read_bytes() if (tmp_path / "ts").exists() else b""
+        if b"[END TYPESCRIPT]" in data:
+            break
+        time.sleep(0.05)
+    assert b"typescript-42" in data and b"1 row in set" in data
+    assert (tmp_path / "ts.timing").exists()
+
+
+def test_old_clients_are_asked_for_the_password_in_the_terminal(console, mariadb) -> None:
+    with console("mysql", mariadb, password="", version="VERSION_1_1_0") as raw:
+        term = DbTerm(raw)
+        term.wait_text("Password:", timeout=15)
+        term.type(mariadb.password)
+        term.type("X")  # echoed characters would show; the prompt does not echo
+        until = time.monotonic() + 0.5
+        while time.monotonic() < until:
+            term.pump(0.05)
+        line = next(r for r in term.screen() if "Password:" in r)
+        assert line.strip() == "Password:", line
+        term.key(0xFF08)  # Backspace removes the X
+        term.key(0xFF0D)
+        term.wait_text(PROMPT["mysql"], timeout=15)

@@ -37,6 +37,7 @@ from guacr.handlers.database.table import (
     elapsed_text,
     format_table,
     plural,
+    safe_text,
     value_text,
 )
 
@@ -246,7 +247,7 @@ class Console:
             elapsed = time.perf_counter() - start
             self._audit(audit_text or stmt, klass, elapsed, None, False, exc.message)
             if self._cancel_requested:
-                self._line(f"{RED}Query cancelled{RESET} ({exc.code}: {exc.message})")
+                self._line(f"{RED}Query cancelled{RESET} ({safe_text(exc.message)})")
             else:
                 self._error(exc)
             return False
@@ -263,7 +264,7 @@ class Console:
         took = elapsed_text(elapsed)
         if not result.has_rows:
             if result.status and result.status != "Query OK":
-                self._line(f"{result.status} ({took})")
+                self._line(f"{safe_text(result.status)} ({took})")
             else:
                 n = result.affected or 0
                 self._line(f"Query OK, {plural(n, 'row')} affected ({took})")
@@ -470,8 +471,8 @@ class Console:
     def _prompt(self) -> None:
         if self._closed:
             return
-        self.editor.continuation_prompt = self.engine.continuation_prompt
-        self._out(self.editor.start(self.engine.prompt))
+        self.editor.continuation_prompt = safe_text(self.engine.continuation_prompt)
+        self._out(self.editor.start(safe_text(self.engine.prompt)))
         if self._typeahead:
             pending = bytes(self._typeahead)
             self._typeahead.clear()
@@ -490,7 +491,8 @@ class Console:
 
     def _error(self, exc: DatabaseError) -> None:
         code = f" {exc.code}" if exc.code and exc.code != "guacr" else ""
-        self._line(f"{RED}ERROR{code}:{RESET} {exc.message}")
+        # server text may quote the user's input: never let it reach the terminal raw
+        self._line(f"{RED}ERROR{safe_text(code)}:{RESET} {safe_text(exc.message)}")
 
     def _audit(
         self,

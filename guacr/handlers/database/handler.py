@@ -38,6 +38,7 @@ from guacr.handlers.database.engine import (
 )
 from guacr.handlers.database.mysql import MySQLEngine
 from guacr.handlers.database.postgresql import PostgreSQLEngine
+from guacr.handlers.database.table import safe_text
 from guacr.protocol import builders as b
 from guacr.protocol.status import Status
 
@@ -255,8 +256,10 @@ class DatabaseHandler(TerminalHandler):
     def _banner(self, engine: Engine) -> list[str]:
         o = engine.opts
         lines = [
-            f"Connected to {engine.server_version or engine.name} at {o.host}:{o.port} "
-            f"as {o.user}" + (f", database {engine.database}." if engine.database else "."),
+            safe_text(
+                f"Connected to {engine.server_version or engine.name} at {o.host}:{o.port} "
+                f"as {o.user}" + (f", database {engine.database}." if engine.database else ".")
+            ),
         ]
         if o.read_only:
             lines.append(

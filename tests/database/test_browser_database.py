@@ -1,0 +1,123 @@
+"""A database console in a real browser: guacamole-common-js in headless Chromium, through
+guacamole-lite, to guacr's ``postgresql`` handler and a real PostgreSQL server. The query
+result is found as exact pixels on the browser's canvas (same method as
+tests/browser/test_browser_ssh.py, whose driver and helpers this reuses)."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import subprocess
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from urllib.parse import urlencode
+
+import pytest
+from browser.test_browser_ssh import (
+    CHROMIUM,
+    CLIENT_CONNECTED,
+    DPI,
+    FONT_SIZE,
+    HEIGHT,
+    COLOR_SCHEME,
+    WIDTH,
+    Driver,
+    _disconnect,
+    _stop,
+    _wait_for,
+    lite_token,
+    render_text,
+)
+from database.db_helpers import HANDLERS
+from guacr_process import free_port, run_guacr
+from servers import wait_port
+from servers.postgresql import PostgreSQLServer
+
+HERE = Path(__file__).resolve().parent
+BROWSER = HERE.parent / "browser"
+
+
+@contextmanager
+def run_db_bridge(tmp: Path, guacr_port: int, key: bytes) -> Iterator[int]:
+    port = free_port()
+    log_path = tmp / "bridge.log"
+    env = dict(os.environ, GUACR_BRIDGE_KEY=key.decode())
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(
+            ["node", str(HERE / "bridge_db.cjs"), str(port), str(guacr_port)],
+            cwd=BROWSER,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        deadline = time.monotonic() + 10
+        while "bridge listening" not in log_path.read_text(errors="replace"):
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"bridge did not start:\n{log_path.read_text()}")
+            time.sleep(0.02)
+        wait_port("127.0.0.1", port)
+        yield port
+    finally:
+        _stop(proc)
+
+
+def test_browser_shows_a_query_result(tmp_path: Path, postgresql: PostgreSQLServer) -> None:
+    if shutil.which("node") is None or not os.access(CHROMIUM, os.X_OK):
+        pytest.fail("node and /usr/bin/chromium are needed: run scripts/install-test-deps.sh")
+    if not (BROWSER / "node_modules" / "guacamole-lite").is_dir():
+        pytest.fail("npm packages missing: run (cd tests/browser && npm ci)")
+    key = secrets.token_hex(16).encode()
+    profile = tmp_path / "chromium-profile"
+    shot = tmp_path / "display.png"
+    with (
+        run_guacr(tmp_path, workers=1, handlers=HANDLERS) as guacr,
+        run_db_bridge(tmp_path, guacr.port, key) as port,
+    ):
+        driver = Driver(f"http://127.0.0.1:{port}/", profile, tmp_path / "driver.log")
+        try:
+            token = lite_token(
+                key,
+                {
+                    "type": "postgresql",
+                    "settings": {
+                        "hostname": postgresql.host,
+                        "port": str(postgresql.port),
+                        "username": postgresql.username,
+                        "password": postgresql.password,
+                        "database": postgresql.database,
+                        "ssl-mode": "disable",
+                    },
+                },
+            )
+            plain = {"width": WIDTH, "height": HEIGHT, "dpi": DPI, "font-size": FONT_SIZE}
+            query = urlencode({"token": token, **plain, "color-scheme": COLOR_SCHEME})
+            driver.call("reload")
+            driver.call("connect", query=query)
+            driver.call("wait_connected", timeout=10000)
+            status = driver.call("status")
+            assert not status["errors"], status
+            assert CLIENT_CONNECTED in status["clientStates"], status
+            found = _wait_for(driver, shot, {"prompt": render_text("testdb=>")}, timeout=15)
+            assert found["prompt"], f"no console prompt on the browser's display ({shot})"
+            driver.call("type", text="SELECT 'DB-' || 6*7 AS r;")
+            driver.call("press", key="Enter")
+            needles = {"result": render_text("DB-42"), "count": render_text("1 row in set")}
+            found = _wait_for(driver, shot, needles, timeout=15)
+            assert found["result"], f"the query result is not on the display ({shot})"
+            assert found["count"], f"no row count on the display ({shot})"
+            _disconnect(_Stack(driver))
+        finally:
+            driver.close()
+            shutil.rmtree(profile, ignore_errors=True)
+        assert "Traceback" not in guacr.log(), guacr.log()
+
+
+class _Stack:
+    """What ``_disconnect`` needs: an object with the ``driver``."""
+
+    def __init__(self, driver: Driver) -> None:
+        self.driver = driver
