@@ -221,6 +221,20 @@ class ListenerBackend:
         )
 
 
+def _token_minter(config: Any) -> Callable[..., str] | None:
+    """guacr tokens' ``mint`` when the WebSocket door that redeems them is configured."""
+    key = getattr(config, "token_key", None)
+    if not key or not getattr(config, "websocket_bind_port", 0):
+        return None
+    from guacr.tunnel.tokens import GuacrTokens
+
+    try:
+        return GuacrTokens(key).mint
+    except ValueError as exc:  # a key too short: the door refuses it as well
+        log.error("CreateSession/ShareSession are off: %s", exc)
+        return None
+
+
 class ControlPlane:
     """Starts and stops the gRPC and HTTP servers; turns worker reports into events."""
 
@@ -232,6 +246,8 @@ class ControlPlane:
         self.events = EventBus()
         self.figures = FiguresStore()
         self.details: dict[str, SessionDetails] = {}
+        if mint is None:
+            mint = _token_minter(config)
         self.backend = ListenerBackend(host, self.events, self.details, mint)
         self.grpc: Any = None
         self.http: HealthMetricsServer | None = None

@@ -243,6 +243,30 @@ async def test_unauthenticated_refused(daemon: Daemon) -> None:
         assert r.status == health_pb2.HealthCheckResponse.SERVING
 
 
+async def test_create_and_share_need_the_websocket_door(
+    daemon: Daemon, stub: control_pb2_grpc.ControlStub
+) -> None:
+    """Without the WebSocket door nothing could redeem a token: a clear refusal."""
+    owner, cid = await asyncio.to_thread(_open, daemon, "henry")
+    try:
+        with pytest.raises(grpc.aio.AioRpcError) as e:
+            await stub.CreateSession(
+                pb.CreateSessionRequest(protocol="echo", parameters={"password": "s3cret"}),
+                metadata=AUTH,
+            )
+        assert e.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+        assert "WebSocket" in (e.value.details() or "")
+        with pytest.raises(grpc.aio.AioRpcError) as e:
+            await stub.ShareSession(pb.ShareSessionRequest(id=cid, read_only=True), metadata=AUTH)
+        assert e.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+        with pytest.raises(grpc.aio.AioRpcError) as e:
+            await stub.ShareSession(pb.ShareSessionRequest(id="$nope"), metadata=AUTH)
+        assert e.value.code() == grpc.StatusCode.NOT_FOUND
+        assert "s3cret" not in daemon.guacr.log()
+    finally:
+        owner.close()
+
+
 async def test_metrics_match_sessions_run(daemon: Daemon, stub: control_pb2_grpc.ControlStub) -> None:
     status, text0 = await asyncio.to_thread(_http, daemon.metrics_port, "/metrics")
     assert status == 200
