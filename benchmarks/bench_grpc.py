@@ -10,9 +10,10 @@ COMMAND is one of:
             p50/p99 for pages of 100 and 1000, and the listener's CPU while polled
             back to back (needs --listener-pid or --local);
 * ``echo``  SSH keystroke-echo latency without and with a WatchEvents stream plus a
-            10/s ListSessions poll, alternated three times in one run; prints the
-            p50 ratio with/without (target <= 1.05). With ``all`` the N sessions of
-            ``list`` stay open meanwhile, so each poll lists them all;
+            10/s ListSessions poll (pages of --poll-page, 100; from a separate
+            process), alternated three times in one run; prints the p50 ratio
+            with/without (target <= 1.05). With ``all`` the N sessions of ``list``
+            stay open meanwhile, so each poll sorts and pages all of them;
 * ``all``   both.
 
 ``--local`` starts guacr (2 workers, echo and SSH handlers, gRPC with a random token)
@@ -153,7 +154,7 @@ async def control_load(args: argparse.Namespace, stop: asyncio.Event) -> tuple[i
         watcher = asyncio.get_running_loop().create_task(watch())
         while not stop.is_set():
             t0 = time.monotonic()
-            await stub.ListSessions(pb.ListSessionsRequest(page_size=1000), metadata=md)
+            await stub.ListSessions(pb.ListSessionsRequest(page_size=args.poll_page), metadata=md)
             polls += 1
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), max(0.0, 0.1 - (time.monotonic() - t0)))
@@ -162,6 +163,36 @@ async def control_load(args: argparse.Namespace, stop: asyncio.Event) -> tuple[i
         with contextlib.suppress(asyncio.CancelledError):
             await watcher
     return events, polls
+
+
+async def load_process(args: argparse.Namespace) -> None:
+    """``load`` command: control_load until stdin closes (run as a separate process so
+    its client-side work does not share the echo client's event loop)."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    loop.add_reader(sys.stdin.fileno(), stop.set)
+    print("ready", flush=True)
+    events, polls = await control_load(args, stop)
+    print(f"{events} {polls}", flush=True)
+
+
+async def start_load(args: argparse.Namespace) -> asyncio.subprocess.Process:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, __file__, "load", "--grpc", args.grpc, "--token", args.token,
+        "--poll-page", str(args.poll_page),
+        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    assert proc.stdout is not None
+    await proc.stdout.readline()  # ready
+    return proc
+
+
+async def stop_load(proc: asyncio.subprocess.Process) -> tuple[int, int]:
+    assert proc.stdin is not None and proc.stdout is not None
+    proc.stdin.close()
+    line = (await proc.stdout.readline()).decode().split()
+    await proc.wait()
+    return (int(line[0]), int(line[1])) if len(line) == 2 else (0, 0)
 
 
 async def cmd_echo(args: argparse.Namespace) -> None:
@@ -173,13 +204,11 @@ async def cmd_echo(args: argparse.Namespace) -> None:
     for rnd in range(3):
         lat = await echo_latencies(c, args.keys, 0.01)
         plain += lat
-        stop = asyncio.Event()
-        load = asyncio.get_running_loop().create_task(control_load(args, stop))
-        await asyncio.sleep(0.3)
+        proc = await start_load(args)
+        await asyncio.sleep(0.5)  # the stream's replay is over
         lat2 = await echo_latencies(c, args.keys, 0.01)
         loaded += lat2
-        stop.set()
-        events, polls = await load
+        events, polls = await stop_load(proc)
         print(
             f"round {rnd + 1}: echo p50 {pct(lat, 0.5):.2f} ms without, {pct(lat2, 0.5):.2f} ms "
             f"with gRPC load ({polls} polls, {events} events)"
@@ -252,7 +281,7 @@ async def run(args: argparse.Namespace) -> None:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    p.add_argument("command", choices=["list", "echo", "all"])
+    p.add_argument("command", choices=["list", "echo", "all", "load"])
     p.add_argument("--local", action="store_true", help="start guacr and sshd locally")
     p.add_argument("--guacd", default="127.0.0.1:4822")
     p.add_argument("--grpc", default="127.0.0.1:50051")
@@ -262,11 +291,15 @@ def main() -> None:
     p.add_argument("--sessions", type=int, default=1000)
     p.add_argument("--calls", type=int, default=200, help="list: timed calls per page size")
     p.add_argument("--keys", type=int, default=200, help="echo: keys per block")
+    p.add_argument("--poll-page", type=int, default=100, help="echo: page size polled")
     p.add_argument("--ssh-host", default="127.0.0.1")
     p.add_argument("--ssh-port", type=int, default=22)
     p.add_argument("--ssh-user", default="guest")
     p.add_argument("--ssh-password", default="guest")
     args = p.parse_args()
+    if args.command == "load":  # internal: the control traffic of ``echo``
+        asyncio.run(load_process(args))
+        return
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)  # N sockets here and in guacr
     resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, min(hard, 65536)), hard))
     with local_servers(args) if args.local else contextlib.nullcontext():
