@@ -98,6 +98,13 @@ class ListenerBackend:
         self.details = details
         self.mint = mint  # guacr.tunnel tokens' mint(), when the WebSocket door is on
         self.started_at = time.time()
+        # conn id -> ((bytes in, bytes out, users), SessionInfo): ListSessions over 1,000
+        # idle sessions rebuilds none. The plane invalidates on joins, leaves, details.
+        self._cache: dict[str, tuple[tuple[int, int, int], model.SessionInfo]] = {}
+
+    def invalidate(self, conn_id: str) -> None:
+        """Forget the cached view of a connection (it changed, or it ended)."""
+        self._cache.pop(conn_id, None)
 
     # Registry -> model ---------------------------------------------------------------
     def _user(self, user_id: str, read_only: set[str]) -> model.UserInfo:
@@ -137,7 +144,20 @@ class ListenerBackend:
 
     # ControlBackend -----------------------------------------------------------------
     async def list_sessions(self) -> Sequence[model.SessionInfo]:
-        return [self.session_info(rec) for rec in self.host.registry.connections()]
+        cache = self._cache
+        out = []
+        for rec in self.host.registry.connections():
+            key = (rec.bytes_in, rec.bytes_out, len(rec.users))
+            hit = cache.get(rec.id)
+            if hit is None or hit[0] != key:
+                hit = (key, self.session_info(rec))
+                cache[rec.id] = hit
+            out.append(hit[1])
+        if len(cache) > 2 * len(out) + 100:  # ended connections the hooks missed
+            live = {s.id for s in out}
+            for conn_id in [c for c in cache if c not in live]:
+                del cache[conn_id]
+        return out
 
     async def get_session(self, session_id: str) -> model.SessionInfo | None:
         rec = self.host.registry.connection(session_id)
@@ -327,6 +347,7 @@ class ControlPlane:
         """Before the registry forgets a connection."""
         rec = self.host.registry.connection(conn_id)
         self.details.pop(conn_id, None)
+        self.backend.invalidate(conn_id)
         if rec is not None:
             self.events.publish(
                 model.SessionEnded(conn_id, status, message, rec.bytes_out, rec.bytes_in)
@@ -340,6 +361,7 @@ class ControlPlane:
 
     def user_joined(self, user_id: str, conn_id: str, owner: bool) -> None:
         """After the registry recorded a join: the owner's starts the session."""
+        self.backend.invalidate(conn_id)
         if owner:
             rec = self.host.registry.connection(conn_id)
             if rec is not None:
@@ -354,6 +376,7 @@ class ControlPlane:
         rec = self.host.registry.user(user_id)
         conn_id = str(getattr(rec, "connection", "")) if rec is not None else ""
         if conn_id:
+            self.backend.invalidate(conn_id)
             self.events.publish(model.UserLeft(conn_id, user_id))
 
     def worker_figures(
@@ -362,6 +385,7 @@ class ControlPlane:
         """A worker's periodic report: counters and per-connection details."""
         self.figures.report(slot, pid, figures)
         for conn_id, values in sessions.items():
+            self.backend.invalidate(conn_id)
             try:
                 hostname, port, frames, lag_ms, read_only = values
                 self.details[conn_id] = SessionDetails(
