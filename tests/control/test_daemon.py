@@ -268,8 +268,19 @@ async def test_create_and_share_need_the_websocket_door(
 
 
 async def test_metrics_match_sessions_run(daemon: Daemon, stub: control_pb2_grpc.ControlStub) -> None:
-    status, text0 = await asyncio.to_thread(_http, daemon.metrics_port, "/metrics")
-    assert status == 200
+    # Baseline once earlier tests' sessions are gone and reported (workers report every 2 s).
+    async def quiet_baseline() -> str | None:
+        first = (await asyncio.to_thread(_http, daemon.metrics_port, "/metrics"))[1]
+        await asyncio.sleep(2.2)
+        status, again = await asyncio.to_thread(_http, daemon.metrics_port, "/metrics")
+        assert status == 200
+        same = _metric(first, "guacr_handshakes_total", protocol="echo") == _metric(
+            again, "guacr_handshakes_total", protocol="echo"
+        )
+        return again if same and _metric(again, "guacr_sessions", protocol="echo") == 0 else None
+
+    text0 = await _until(quiet_baseline, 15)
+    assert text0, "earlier sessions did not end"
     hs0 = _metric(text0, "guacr_handshakes_total", protocol="echo")
     unsupported0 = _metric(text0, "guacr_handshake_failures_total", status="256")
     bad0 = _metric(text0, "guacr_handshake_failures_total", status="768")
