@@ -19,10 +19,10 @@ listener -> worker
 worker -> listener
   :class:`Ready`, :class:`Hello` (re-registration after a listener restart),
   :class:`ConnectionOpened`/:class:`ConnectionClosed`, :class:`UserJoined`/
-  :class:`UserLeft`, :class:`Stats`, :class:`Pong`, :class:`Forward` (+ fd),
-  :class:`Reply`
+  :class:`UserLeft`, :class:`Stats`, :class:`Figures`, :class:`Pong`,
+  :class:`Forward` (+ fd), :class:`Reply`
 listener -> main process
-  :class:`Spawn` (+ the worker's channel end)
+  :class:`Spawn` (+ the worker's channel end), :class:`SetDraining`
 main process -> listener
   :class:`Spawned`, :class:`Exited`, :class:`Adopt` (+ channel end to a live worker)
 main process -> worker
@@ -162,10 +162,14 @@ class ConnectionOpened(Message):
 
 @dataclass
 class ConnectionClosed(Message):
-    """A connection ended."""
+    """A connection ended (``status``/``message``: the error it ended with, if any;
+    ``recording``: the path of its finished session recording, if any)."""
 
     op: ClassVar[str] = "conn_close"
     id: str = ""
+    status: int = 0
+    message: str = ""
+    recording: str = ""
 
 
 @dataclass
@@ -193,6 +197,33 @@ class Stats(Message):
 
     op: ClassVar[str] = "stats"
     counters: list[list[Any]] = field(default_factory=list)
+
+
+@dataclass
+class Figures(Message):
+    """Worker figures for metrics and the control API (every 2 s).
+
+    ``figures``: :meth:`guacr.control.figures.WorkerFigures.snapshot`; ``sessions``:
+    connections whose details changed, ``{id: [hostname, port, frames, lag_ms,
+    [read-only user ids]]}``.
+    """
+
+    op: ClassVar[str] = "figures"
+    pid: int = 0
+    figures: dict[str, Any] = field(default_factory=dict)
+    sessions: dict[str, Any] = field(default_factory=dict)
+
+
+DRAINING_MESSAGE = "This server is draining: no new sessions."
+
+
+@dataclass
+class SetDraining(Message):
+    """Drain mode on or off: listener -> main process (kept for the next listener) and
+    listener -> workers (which read ``select`` themselves behind TLS)."""
+
+    op: ClassVar[str] = "set_draining"
+    draining: bool = False
 
 
 @dataclass
@@ -276,6 +307,8 @@ MESSAGES: dict[str, type[Message]] = {
         UserJoined,
         UserLeft,
         Stats,
+        Figures,
+        SetDraining,
         Hello,
         Forward,
         Spawn,

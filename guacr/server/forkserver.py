@@ -70,6 +70,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from guacr import handlers
+from guacr import log as glog
 from guacr.config import Config
 from guacr.protocol.instruction import encode
 from guacr.protocol.parser import Instruction, Parser
@@ -109,6 +110,11 @@ def preload(config: Config) -> None:
     for module in _PRELOADED_IF_INSTALLED:
         with contextlib.suppress(ImportError):
             importlib.import_module(module)
+    if config.grpc_bind_port and (config.grpc_token or config.grpc_client_ca):
+        # The listener will serve gRPC: import it here so the listener shares these
+        # pages (measured: ~16 MB less private memory). Importing only is safe for
+        # children; a live grpc.aio server is what a forking process must not hold.
+        importlib.import_module("guacr.control.server")
     from PIL import Image
 
     Image.init()  # registers every image plugin; workers would import them lazily
@@ -386,6 +392,7 @@ class ForkServer:
         self._ctl: socket.socket | None = None  # to the current listener
         self.stopping = False  # a stop signal was forwarded: the listener's exit is final
         self._restarts: list[float] = []
+        self.draining = False  # drain mode (gRPC Drain) outlives a listener
 
     def run(self) -> int:
         """Serve until the listener exits for good; returns its exit status."""
@@ -424,6 +431,7 @@ class ForkServer:
 
     def _listener(self, ctl: socket.socket, adopted: list[Adopted]) -> int:
         self._close_inherited()
+        glog.set_role("listener")
         from guacr.server.supervisor import Supervisor
         from guacr.server.worker import run_loop
 
@@ -431,14 +439,17 @@ class ForkServer:
 
         async def run() -> None:
             nonlocal status
-            supervisor = Supervisor(self.config, self.doors, ctl, self.protocols, adopted)
+            supervisor = Supervisor(
+                self.config, self.doors, ctl, self.protocols, adopted, draining=self.draining
+            )
             status = await supervisor.run()
 
         run_loop(run(), self.config.uvloop)
         return status
 
-    def _worker(self, chan: socket.socket, main: socket.socket) -> int:
+    def _worker(self, chan: socket.socket, main: socket.socket, slot: int = 0) -> int:
         self._close_inherited()
+        glog.set_role(f"worker-{slot}")
         for door in self.doors:
             door.sock.close()
         from guacr.server.worker import run_forked
@@ -476,13 +487,15 @@ class ForkServer:
         if isinstance(msg, channel.Spawn) and len(fds) == 1:
             chan = socket.socket(fileno=fds[0])
             ours, theirs = channel.pair()
-            pid = fork(functools.partial(self._worker, chan, theirs))
+            pid = fork(functools.partial(self._worker, chan, theirs, msg.slot))
             chan.close()
             theirs.close()
             self.workers[pid] = _WorkerProcess(msg.slot, ours)
             with contextlib.suppress(OSError):
                 channel.send(self._ctl, channel.Spawned(msg.slot, pid))
             return
+        if isinstance(msg, channel.SetDraining):
+            self.draining = msg.draining
         for fd in fds:
             os.close(fd)
 
