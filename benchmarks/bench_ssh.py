@@ -41,127 +41,17 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "tests"))
-
-from guacr.protocol.instruction import encode  # noqa: E402
-from guacr.protocol.parser import Parser  # noqa: E402
-
-DRAW_OPS = frozenset({"img", "copy", "rect", "cfill", "move", "shade", "size", "transfer"})
-KEY_X, KEY_BACKSPACE, KEY_RETURN = ord("x"), 0xFF08, 0xFF0D
-
-
-# Client ------------------------------------------------------------------------------
-class GuacClient:
-    """A minimal asyncio Guacamole client that answers ``sync`` like a browser."""
-
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self.reader, self.writer = reader, writer
-        self.parser = Parser()
-        self.queue: list[tuple[str, ...]] = []
-        self.bytes_in = 0
-        self.closed = False
-
-    @classmethod
-    async def open(cls, host: str, port: int) -> GuacClient:
-        reader, writer = await asyncio.open_connection(host, port, limit=1 << 22)
-        return cls(reader, writer)
-
-    def send(self, opcode: str, *args: object) -> None:
-        self.writer.write(encode(opcode, *args))
-
-    async def read(self) -> tuple[str, ...] | None:
-        while not self.queue:
-            data = await self.reader.read(1 << 16)
-            if not data:
-                self.closed = True
-                return None
-            self.bytes_in += len(data)
-            self.queue.extend(self.parser.receive_data(data))
-        ins = self.queue.pop(0)
-        if ins[0] == "sync":
-            self.send("sync", ins[1])
-        return ins
-
-    async def handshake(self, values: dict[str, str], size: tuple[int, int, int]) -> str:
-        self.send("select", "ssh")
-        args = await self.expect("args")
-        self.send("size", *size)
-        self.send("audio")
-        self.send("video")
-        self.send("image", "image/png", "image/jpeg", "image/webp")
-        self.send("timezone", "UTC")
-        self.send("connect", "VERSION_1_5_0", *(values.get(n, "") for n in args[2:]))
-        return (await self.expect("ready"))[1]
-
-    async def expect(self, opcode: str) -> tuple[str, ...]:
-        while True:
-            ins = await self.read()
-            if ins is None:
-                raise EOFError(f"connection closed waiting for {opcode}")
-            if ins[0] == "error":
-                raise RuntimeError(f"server error: {ins[1:]}")
-            if ins[0] == opcode:
-                return ins
-
-    async def frame(self) -> None:
-        """Wait for the end (``sync``) of a frame that drew something."""
-        drew = False
-        while True:
-            ins = await self.read()
-            if ins is None:
-                raise EOFError("connection closed")
-            if ins[0] == "error":
-                raise RuntimeError(f"server error: {ins[1:]}")
-            if ins[0] in DRAW_OPS:
-                drew = True
-            elif ins[0] == "sync" and drew:
-                return
-
-    async def quiet(self, seconds: float = 0.5) -> None:
-        """Read until nothing but idle syncs arrived for ``seconds``."""
-        loop = asyncio.get_running_loop()
-        last = loop.time()
-        while loop.time() - last < seconds:
-            try:
-                ins = await asyncio.wait_for(self.read(), seconds)
-            except TimeoutError:
-                return
-            if ins is None:
-                return
-            if ins[0] in DRAW_OPS:
-                last = loop.time()
-
-    def key(self, keysym: int) -> None:
-        self.send("key", keysym, 1)
-        self.send("key", keysym, 0)
-
-    def type(self, text: str) -> None:
-        for ch in text:
-            self.key(KEY_RETURN if ch == "\n" else ord(ch))
-
-    def close(self) -> None:
-        with contextlib.suppress(Exception):
-            self.send("disconnect")
-            self.writer.close()
-
-
-class Target:
-    def __init__(self, args: argparse.Namespace) -> None:
-        host, _, port = args.guacd.rpartition(":")
-        self.host, self.port = host or "127.0.0.1", int(port)
-        self.values = {
-            "hostname": args.ssh_host,
-            "port": str(args.ssh_port),
-            "username": args.ssh_user,
-            "password": args.ssh_password,
-        }
-
-    async def session(self, size: tuple[int, int, int] = (1024, 768, 96)) -> GuacClient:
-        c = await GuacClient.open(self.host, self.port)
-        await c.handshake(self.values, size)
-        return c
+from guacbench import (
+    KEY_BACKSPACE,
+    KEY_X,
+    ROOT,
+    GuacClient,
+    Target,
+    open_sessions,
+    pct,
+    proc_cpu,
+    server_pids,
+)
 
 
 async def logged_in(target: Target) -> GuacClient:
@@ -169,11 +59,6 @@ async def logged_in(target: Target) -> GuacClient:
     await c.frame()  # the prompt
     await c.quiet(0.5)
     return c
-
-
-def pct(values: list[float], q: float) -> float:
-    s = sorted(values)
-    return s[min(len(s) - 1, int(q * len(s)))]
 
 
 async def echo_latencies(c: GuacClient, keys: int, interval: float = 0.0) -> list[float]:
@@ -218,63 +103,6 @@ async def cmd_bulk(target: Target, args: argparse.Namespace) -> None:
         f"bulk: seq 1 {args.lines}: {elapsed:.2f} s until the session ended, {kb:.0f} KB sent "
         f"to the client   (target <= 5 s, <= 700 KB)"
     )
-
-
-def server_pids(args: argparse.Namespace) -> list[int]:
-    """The server's processes: with --local the tree of the guacr we started (other
-    guacr instances may run on a shared machine), else command lines matching
-    --proc-pattern."""
-    me = os.getpid()
-    parents: dict[int, int] = {}
-    matching: list[int] = []
-    rx = re.compile(args.proc_pattern)
-    for entry in os.scandir("/proc"):
-        if not entry.name.isdigit() or int(entry.name) == me:
-            continue
-        pid = int(entry.name)
-        try:
-            stat = Path(f"/proc/{pid}/stat").read_text()
-            cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
-        except OSError:
-            continue
-        parents[pid] = int(stat.rsplit(")", 1)[1].split()[1])
-        if rx.search(cmd) and "bench_ssh" not in cmd:
-            matching.append(pid)
-    root = getattr(args, "server_root_pid", None)
-    if root is None:
-        return sorted(matching)
-    tree = {root}
-    grew = True
-    while grew:
-        grew = False
-        for pid, ppid in parents.items():
-            if ppid in tree and pid not in tree:
-                tree.add(pid)
-                grew = True
-    return sorted(pid for pid in tree if pid in parents)
-
-
-def proc_cpu(pids: list[int] | str) -> float:
-    """CPU seconds used so far by ``pids`` (or processes whose command line matches)."""
-    if isinstance(pids, str):
-        rx = re.compile(pids)
-        pids = []
-        for entry in os.scandir("/proc"):
-            if not entry.name.isdigit():
-                continue
-            with contextlib.suppress(OSError):
-                raw = Path(f"/proc/{entry.name}/cmdline").read_bytes()
-                cmd = raw.replace(b"\0", b" ").decode()
-                if rx.search(cmd) and "bench_ssh" not in cmd:
-                    pids.append(int(entry.name))
-    ticks = 0
-    for pid in pids:
-        try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        ticks += int(fields[11]) + int(fields[12])
-    return ticks / os.sysconf("SC_CLK_TCK")
 
 
 def process_memory(pid: int) -> tuple[int, int] | None:
@@ -340,18 +168,6 @@ def server_memory(args: argparse.Namespace) -> tuple[int, int, int, list[int]]:
         rss += mem[1]
         each.append(mem[0])
     return pss, rss, len(each), each
-
-
-async def open_sessions(target: Target, n: int, parallel: int = 16) -> list[GuacClient]:
-    sem = asyncio.Semaphore(parallel)
-
-    async def one() -> GuacClient:
-        async with sem:
-            c = await target.session()
-            await c.frame()
-            return c
-
-    return list(await asyncio.gather(*(one() for _ in range(n))))
 
 
 async def drain_all(clients: list[GuacClient], stop: asyncio.Event) -> None:

@@ -52,7 +52,7 @@ class ListenerHost(Protocol):
     @property
     def draining(self) -> bool: ...
 
-    async def set_draining(self, draining: bool) -> None: ...
+    def set_draining(self, on: bool) -> None: ...
 
     async def ask_worker(
         self, conn_id: str, op: str, **fields: Any
@@ -224,7 +224,7 @@ class ListenerBackend:
         return model.SharedSession(token, time.time() + ttl)
 
     async def set_draining(self, draining: bool) -> None:
-        await self.host.set_draining(draining)
+        self.host.set_draining(draining)
 
     def instance(self) -> model.InstanceInfo:
         conns = list(self.host.registry.connections())
@@ -330,11 +330,6 @@ class ControlPlane:
         if self.http is not None:
             await self.http.stop()
             self.http = None
-
-    async def drain_changed(self) -> None:
-        """Health follows a drain started or ended outside gRPC."""
-        if self.grpc is not None:
-            await self.grpc.refresh_health()
 
     # Reports from workers -------------------------------------------------------------
     def connection_opened(self, conn_id: str) -> None:

@@ -22,9 +22,9 @@ worker -> listener
   :class:`UserLeft`, :class:`Stats`, :class:`Figures`, :class:`Pong`,
   :class:`Forward` (+ fd), :class:`Reply`
 listener -> main process
-  :class:`Spawn` (+ the worker's channel end), :class:`SetDraining`
+  :class:`Spawn` (+ the worker's channel end), :class:`Draining`
 main process -> listener
-  :class:`Spawned`, :class:`Exited`, :class:`Adopt` (+ channel end to a live worker)
+  :class:`Spawned`, :class:`Exited`
 main process -> worker
   :class:`Attach` (+ its new channel end to a new listener)
 """
@@ -214,16 +214,7 @@ class Figures(Message):
     sessions: dict[str, Any] = field(default_factory=dict)
 
 
-DRAINING_MESSAGE = "This server is draining: no new sessions."
-
-
-@dataclass
-class SetDraining(Message):
-    """Drain mode on or off: listener -> main process (kept for the next listener) and
-    listener -> workers (which read ``select`` themselves behind TLS)."""
-
-    op: ClassVar[str] = "set_draining"
-    draining: bool = False
+DRAINING_MESSAGE = "Server is draining."  # new sessions refused (513), as routing says
 
 
 @dataclass
@@ -277,12 +268,12 @@ class Exited(Message):
 
 
 @dataclass
-class Adopt(Message):
-    """Main process -> a new listener: a worker that outlived the old one (+ fd)."""
+class Draining(Message):
+    """The drain state: listener -> main process (kept for a listener forked later) and
+    listener -> workers (which read ``select`` themselves behind TLS)."""
 
-    op: ClassVar[str] = "adopt"
-    slot: int = 0
-    pid: int = 0
+    op: ClassVar[str] = "draining"
+    on: bool = False
 
 
 @dataclass
@@ -308,44 +299,59 @@ MESSAGES: dict[str, type[Message]] = {
         UserLeft,
         Stats,
         Figures,
-        SetDraining,
         Hello,
         Forward,
         Spawn,
         Spawned,
         Exited,
-        Adopt,
+        Draining,
         Attach,
     )
 }
 
-_SIMPLE = {int: int, float: (int, float), str: str, bool: bool}
+_SIMPLE: dict[Any, Any] = {int: int, float: (int, float), str: str, bool: bool, list: list,
+                           dict: dict}  # fmt: skip
+
+
+_Schema = tuple[tuple[str, ...], tuple[tuple[str, Any, str], ...]]
+_SCHEMAS: dict[str, _Schema] = {}
+
+
+def _schema(cls: type[Message]) -> _Schema:
+    """A message class's field names and (name, accepted types, hint) checks, computed
+    once per class (``get_type_hints`` evaluates annotations: far too slow per packet)."""
+    known = _SCHEMAS.get(cls.op)
+    if known is not None:
+        return known
+    hints = typing.get_type_hints(cls)
+    names = tuple(f.name for f in dataclasses.fields(cls))
+    checks = []
+    for name in names:
+        hint = hints[name]
+        origin = typing.get_origin(hint) or hint
+        if isinstance(origin, types.UnionType) or origin not in _SIMPLE:
+            raise TypeError(f"{cls.__name__}.{name}: only int, float, str, bool, list, dict")
+        checks.append((name, _SIMPLE[origin], str(hint)))
+    _SCHEMAS[cls.op] = names, tuple(checks)
+    return _SCHEMAS[cls.op]
 
 
 def _check(cls: type[Message], values: dict[str, Any]) -> None:
     """Reject fields that are missing, unknown or of the wrong simple type."""
-    hints = typing.get_type_hints(cls)
-    names = {f.name for f in dataclasses.fields(cls)}
-    if set(values) != names:
+    names, checks = _schema(cls)
+    if len(values) != len(names) or any(n not in values for n in names):
         raise ValueError(f"{cls.op}: fields {sorted(values)} != {sorted(names)}")
-    for name, value in values.items():
-        hint = hints[name]
-        origin = typing.get_origin(hint) or hint
-        want = _SIMPLE.get(origin) if isinstance(origin, type) else None
-        if origin in (list, dict):
-            want = origin
-        if want is not None and (
-            not isinstance(value, want)  # type: ignore[arg-type]
-            or (want is int and isinstance(value, bool))
-        ):
+    for name, want, hint in checks:
+        value = values[name]
+        if not isinstance(value, want) or (want is int and isinstance(value, bool)):
             raise ValueError(f"{cls.op}.{name}: {type(value).__name__} is not {hint}")
-        if isinstance(origin, types.UnionType):
-            raise ValueError(f"{cls.op}.{name}: unions are not supported")
 
 
 def encode_message(msg: Message) -> bytes:
     """A message's wire form."""
-    return json.dumps([msg.op, dataclasses.asdict(msg)], separators=(",", ":")).encode()
+    names, _ = _schema(type(msg))
+    values = {name: getattr(msg, name) for name in names}
+    return json.dumps([msg.op, values], separators=(",", ":")).encode()
 
 
 def decode_message(data: bytes) -> Message:

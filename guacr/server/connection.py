@@ -27,10 +27,18 @@ from guacr.server.recording import Recording
 from guacr.server.user import User
 
 if TYPE_CHECKING:
+    from guacr import contract
     from guacr.contract.handler import Handler
     from guacr.server.worker import Worker
 
 log = logging.getLogger("guacr.connection")
+
+if TYPE_CHECKING:
+
+    def _satisfies_contract(c: Connection, u: User) -> tuple[contract.Connection, contract.User]:
+        """mypy proves here that the core's classes are what guacr.contract declares."""
+        return c, u
+
 
 CLOSE_TIMEOUT = 5.0  # a handler's close() gets this long, as guacd's timed free
 

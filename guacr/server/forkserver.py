@@ -391,8 +391,8 @@ class ForkServer:
         self.protocols: frozenset[str] = frozenset()
         self._ctl: socket.socket | None = None  # to the current listener
         self.stopping = False  # a stop signal was forwarded: the listener's exit is final
+        self.draining = False  # outlives listeners: a new one starts draining too
         self._restarts: list[float] = []
-        self.draining = False  # drain mode (gRPC Drain) outlives a listener
 
     def run(self) -> int:
         """Serve until the listener exits for good; returns its exit status."""
@@ -494,8 +494,8 @@ class ForkServer:
             with contextlib.suppress(OSError):
                 channel.send(self._ctl, channel.Spawned(msg.slot, pid))
             return
-        if isinstance(msg, channel.SetDraining):
-            self.draining = msg.draining
+        if isinstance(msg, channel.Draining):
+            self.draining = msg.on
         for fd in fds:
             os.close(fd)
 

@@ -3,7 +3,9 @@
 * ``select <protocol>`` goes to the least-loaded ready worker, its load being the
   number of its users in the registry;
 * ``select $<id>`` goes to the worker owning connection ``$<id>`` in the registry, or
-  gets ``error "No such connection." 516``.
+  gets ``error "No such connection." 516``;
+* while draining, a new session gets ``error "Server is draining." 513``; joins of
+  live sessions are still routed.
 
 With no worker ready (start-up, or the only worker restarting) a client is held, up
 to :data:`WORKER_WAIT`, instead of being refused: it gets ``args`` a little later
@@ -56,6 +58,7 @@ class Router:
         self.protocols = protocols
         self._drain = drain  # process reports already sent by workers
         self._ready = asyncio.Event()
+        self.draining = False  # new sessions refused; joins of live ones still routed
 
     # Workers -----------------------------------------------------------------------
     def worker_ready(self) -> None:
@@ -122,6 +125,10 @@ class Router:
             await refuse(
                 sock, GuacrError(f'Protocol "{target[:64]}" is not supported.', Status.UNSUPPORTED)
             )
+            return
+        if self.draining:
+            log.info('Refusing a new "%s" session: draining', target[:64])
+            await refuse(sock, GuacrError("Server is draining.", Status.SERVER_BUSY))
             return
         await self.place(sock, target, pending, door, remote)
 

@@ -42,7 +42,6 @@ from guacr import handlers
 from guacr.config import Config
 from guacr.control.plane import ControlPlane
 from guacr.errors import GuacrError
-from guacr.protocol.status import Status
 from guacr.server import channel, intake
 from guacr.server.doors import SELECT_READ_BY, Door
 from guacr.server.intake import SELECT_TIMEOUT, read_select, refuse
@@ -90,6 +89,7 @@ class Supervisor:
         self.slots = [Slot(i) for i in range(max(1, config.effective_workers()))]
         self.registry: Registry = registry or LocalRegistry()
         self.router = Router(self.slots, self.registry, protocols, self._drain_channels)
+        self.router.draining = draining
         self.adopted = adopted or []
         self.stopping = False
         self._tasks: list[asyncio.Task[None]] = []
@@ -99,26 +99,10 @@ class Supervisor:
         self._trim_pending = False
         for name, target in config.extra_handlers().items():
             handlers.register(name, target)
-        self._draining = draining  # the main process keeps it across listener restarts
         self._lost: dict[int, int] = {}  # slot -> connections its dying worker held
         self.control = ControlPlane(config, self)
 
-    # Drain (gRPC Drain/Resume, guacr drain) ------------------------------------------
-    @property
-    def draining(self) -> bool:
-        """New sessions are refused (513); joins and live sessions go on."""
-        return self._draining
-
-    async def set_draining(self, draining: bool) -> None:
-        if draining != self._draining:
-            log.info("%s", "Draining: new sessions are refused" if draining else "Resumed")
-        self._draining = draining
-        with contextlib.suppress(OSError):
-            channel.send(self.forkserver, channel.SetDraining(draining))
-        for slot in self.slots:
-            slot.send(channel.SetDraining(draining))
-        await self.control.drain_changed()
-
+    # Control plane (guacr.control) --------------------------------------------------
     async def ask_worker(
         self, conn_id: str, op: str, **fields: Any
     ) -> tuple[bool, str, dict[str, Any]]:
@@ -233,8 +217,8 @@ class Supervisor:
             slot.requests.resolve(msg)
         elif isinstance(msg, channel.Ready):
             slot.mark_ready()
-            if self._draining:
-                slot.send(channel.SetDraining(True))
+            if self.draining:
+                slot.send(channel.Draining(True))
             log.info("Worker %d ready (pid %s)", slot.index, slot.pid or msg.pid)
             self.router.worker_ready()
         elif isinstance(msg, channel.Hello):
@@ -270,7 +254,7 @@ class Supervisor:
                     str(user.get("name", "")),
                 )
         slot.mark_ready()
-        slot.send(channel.SetDraining(self._draining))
+        slot.send(channel.Draining(self.draining))
         log.info(
             "Worker %d (pid %s) rejoined with %d connections, %d users",
             slot.index,
@@ -354,6 +338,23 @@ class Supervisor:
                 with contextlib.suppress(OSError):
                     channel.send(slot.chan, channel.Ping())
 
+    # Drain ------------------------------------------------------------------------------
+    @property
+    def draining(self) -> bool:
+        """True while new sessions are refused (joins of live ones still route)."""
+        return self.router.draining
+
+    def set_draining(self, on: bool) -> None:
+        """Enter or leave drain mode; the main process keeps it for a later listener."""
+        self.router.draining = on
+        log.info("Draining %s", "on: new sessions are refused" if on else "off")
+        with contextlib.suppress(OSError):
+            self.forkserver.setblocking(True)
+            channel.send(self.forkserver, channel.Draining(on))
+            self.forkserver.setblocking(False)
+        for slot in self.slots:  # behind TLS a worker reads select itself
+            slot.send(channel.Draining(on))
+
     # Questions to workers ----------------------------------------------------------
     async def ask(self, conn_id: str, request: channel.Request) -> channel.Reply:
         """Ask the worker owning ``conn_id`` (e.g. :class:`~channel.ListUsers`)."""
@@ -386,10 +387,6 @@ class Supervisor:
                 return
             if selected is None:
                 sock.close()
-                return
-            if self._draining and not selected.target.startswith("$"):
-                log.info('Draining: refused a new "%s" session', selected.target[:64])
-                await refuse(sock, GuacrError(channel.DRAINING_MESSAGE, Status.SERVER_BUSY))
                 return
             await self.router.route(sock, selected.target, selected.rest, door.spec.kind)
         finally:
@@ -470,7 +467,7 @@ class Supervisor:
             task.cancel()
         for door in self.doors:
             door.sock.close()
-        if self._draining:
+        if self.draining:
             # Drained before the stop (guacr drain; Kubernetes preStop): live sessions
             # get up to shutdown_grace to end by themselves before they are ended.
             grace_end = time.monotonic() + self.config.shutdown_grace

@@ -238,8 +238,8 @@ class Worker:
             self.report(self._list_users(msg))
         elif isinstance(msg, channel.Terminate):
             self.report(self._terminate(msg))
-        elif isinstance(msg, channel.SetDraining):
-            self.draining = msg.draining
+        elif isinstance(msg, channel.Draining):
+            self.draining = msg.on
         else:
             log.warning("Unexpected control message %r", msg.op)
 

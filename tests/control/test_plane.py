@@ -37,8 +37,8 @@ class Host:
     slots: list[Slot] = field(default_factory=lambda: [Slot(0), Slot(1)])
     draining: bool = False
 
-    async def set_draining(self, draining: bool) -> None:
-        self.draining = draining
+    def set_draining(self, on: bool) -> None:
+        self.draining = on
 
     async def ask_worker(self, conn_id: str, op: str, **fields: Any) -> tuple[bool, str, dict[str, Any]]:
         return False, "No such connection.", {}

@@ -357,3 +357,29 @@ def test_old_clients_are_asked_for_the_password_in_the_terminal(console, mariadb
         term.key(0xFF08)  # Backspace removes the X
         term.key(0xFF0D)
         term.wait_text(PROMPT["mysql"], timeout=15)
+
+
+def test_paste_runs_the_pasted_statements(console, postgresql) -> None:
+    with console("postgresql", postgresql) as raw:
+        term = ready(raw, "postgresql")
+        term.send_clipboard("SELECT 'pasted-' ||\n 1 AS p;\nSELECT 'second-' || 2 AS q;\n")
+        term.pump(0.2)
+        term.mouse(100, 100, 4)  # right click pastes, as in guacd's terminal
+        term.mouse(100, 100, 0)
+        term.wait_text("pasted-1")
+        term.wait_text("second-2")
+
+
+def test_ctrl_c_cancels_an_export(console, db, engine_name) -> None:
+    with console(engine_name, db) as raw:
+        term = ready(raw, engine_name)
+        term.type(f"\\export {SLEEP[engine_name].rstrip(';')}", enter=True)
+        term.wait_text("Exporting to")
+        until = time.monotonic() + 0.5
+        while time.monotonic() < until:
+            term.pump(0.05)
+        start = time.monotonic()
+        term.ctrl("c")
+        term.wait_text("Export cancelled", timeout=5)
+        assert time.monotonic() - start < 3
+        term.wait(lambda: bool(term.finished), what="the download stream ended")

@@ -124,6 +124,8 @@ class Console:
     # Lifecycle ----------------------------------------------------------------------------
     def start(self, banner: Sequence[str] = ()) -> None:
         """Print the banner and the first prompt."""
+        # Bracketed paste: a pasted text's control characters stay text, never keys.
+        self._out(b"\x1b[?2004h")
         for line in banner:
             self._line(line)
         self._prompt()
@@ -389,7 +391,10 @@ class Console:
             await self.export(name, self._csv_chunks(query, count))
         except DatabaseError as exc:
             self._audit(text, "export", time.perf_counter() - start, count[0], False, exc.message)
-            self._error(exc)
+            if self._cancel_requested:
+                self._line(f"{RED}Export cancelled{RESET} after {plural(count[0], 'row')}.")
+            else:
+                self._error(exc)
             return
         elapsed = time.perf_counter() - start
         if self._cancel_requested:

@@ -267,7 +267,19 @@ class PostgreSQLEngine(Engine):
                     raise DatabaseError("", "The statement returns no rows to export.")
                 cur = await stmt.cursor()
                 while True:
-                    rows = await cur.fetch(batch)
+                    fetch = asyncio.ensure_future(cur.fetch(batch))
+                    self._inner = fetch  # Ctrl+C cancels the running fetch on the server
+                    try:
+                        rows = await fetch
+                    except asyncio.CancelledError:
+                        task = asyncio.current_task()
+                        if task is not None and task.cancelling():
+                            raise
+                        raise DatabaseError(
+                            "57014", "canceling statement due to user request"
+                        ) from None
+                    finally:
+                        self._inner = None
                     if not rows:
                         break
                     yield columns, list(rows)
