@@ -12,8 +12,16 @@ press to the first drawing instruction (img, copy, rect, cfill, blob) that arriv
 its session afterwards; a key still without one after --timeout seconds counts as
 unanswered. Printed per run: p50/p99/max, unanswered keys, the server's CPU seconds per
 1,000 echoed keys (and sshd + shells', and this client's), per-process CPU of a guacr,
-the load average before and after, and this client's own event-loop lag (if it lags,
-the figures measure the client, not the server).
+the load average before and after, this client's own event-loop lag (if it lags, the
+figures measure the client, not the server), and how long the server, sshd + shells and
+this client were runnable but waiting for a CPU (/proc schedstat: the cost of contention).
+(Only an ``img`` stream's ``blob`` counts; a session's reading starts with its handshake,
+since guacd drops a client whose syncs go unanswered for 15 s.)
+
+--trace FILE appends every timed key's (sent, answered) perf_counter times per session
+and connection id, to join with timestamps taken inside a server; --guacr-root DIR runs
+the local guacr from another source tree (e.g. an instrumented scratch copy);
+--guacd-name NAME labels the --guacd-cmd server when it is another build to compare.
 
 Servers: a guacr with --workers workers is started here unless --target HOST:PORT aims
 at a running server instead (its CPU is then found by --proc-pattern). --guacd-cmd CMD
@@ -660,6 +668,8 @@ def main() -> None:
     if args.busy and args.ssh_host and not args.busy_command:
         p.error("--busy with --ssh-host needs --busy-command")
     _use_uvloop()
+    # Killed by a timeout (SIGTERM): unwind like Ctrl-C, so the servers started here stop.
+    signal.signal(signal.SIGTERM, _interrupt)
     print(
         f"bench_load: {args.sessions} sessions, a key every {args.interval * 1000:g} ms for "
         f"{args.seconds:g} s, busy {args.busy}; {os.cpu_count()} CPUs, "
@@ -688,6 +698,10 @@ def main() -> None:
                 for m in re.finditer(r"guacr\[(\d+)\]: INFO:\s+Creating new client", s.log()):
                     per_worker[m.group(1)] = per_worker.get(m.group(1), 0) + 1
                 print(f"guacr connections per worker process: {per_worker}")
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
 
 
 def _autogroup_enabled() -> str:

@@ -114,8 +114,12 @@ def main(argv: list[str] | None = None) -> None:
         if getattr(config, setting):
             log.warning("%s is set, but this version of guacr has no %s; ignored", setting, what)
     from guacr.server.doors import Door, unsupported
+    from guacr.server.ws_door import off_reason
 
     specs = config.listener_specs()
+    if off_reason(config):  # no usable token key: the WebSocket door stays shut
+        log.warning("%s", off_reason(config))
+        specs = [s for s in specs if s.kind not in ("ws", "wss")]
     missing = unsupported(specs)
     if missing:
         log.error("%s", missing)

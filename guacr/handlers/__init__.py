@@ -19,6 +19,7 @@ BUILTIN: dict[str, str] = {
     "ssh": "guacr.handlers.ssh:SSHHandler",
     "vnc": "guacr.handlers.vnc.handler:VNCHandler",
     "telnet": "guacr.handlers.telnet.handler:TelnetHandler",
+    "rdp": "guacr.handlers.rdp.handler:RDPHandler",
     "mysql": "guacr.handlers.database.handler:MySQLHandler",
     "mariadb": "guacr.handlers.database.handler:MySQLHandler",
     "postgresql": "guacr.handlers.database.handler:PostgreSQLHandler",

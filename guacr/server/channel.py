@@ -94,7 +94,8 @@ class Handoff(Message):
     ``door`` is the listener spec's kind the client came through (tcp, tls, ...);
     ``target`` its ``select`` (empty when the worker reads it itself, as with TLS);
     ``pending`` (base64) the bytes the listener read past ``select``. ``user`` is the
-    user id the listener assigned and counts the worker's load by.
+    user id the listener assigned and counts the worker's load by. ``tunnel`` carries
+    a WebSocket tunnel's verified grant and limits (door ``ws``, guacr.server.ws_door).
     """
 
     op: ClassVar[str] = "handoff"
@@ -103,6 +104,7 @@ class Handoff(Message):
     pending: str = ""
     door: str = "tcp"
     remote: str = ""
+    tunnel: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass

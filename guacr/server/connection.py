@@ -62,6 +62,7 @@ class Connection:
         self.log = logging.LoggerAdapter(log, {})
         self.handler: Handler
         self._task: asyncio.Task[None] | None = None
+        self._running = False
         self.started = time.time()
         self._bytes_gone = (0, 0)  # counted for users who left
         self.frames = 0
@@ -117,6 +118,11 @@ class Connection:
         # cancelling would abort the awaited ``handler.close()`` and the bookkeeping
         # after it: the connection would never be removed.
         if task is not None and not task.done() and task is not asyncio.current_task():
+            if not self._running:
+                # Not started yet: cancelling now would skip ``_run`` and its cleanup
+                # entirely (the connection would never be removed). Retry once it runs.
+                asyncio.get_running_loop().call_soon(self.stop)
+                return
             task.cancel()
 
     def end(self, error: GuacrError | None = None) -> None:
@@ -134,6 +140,7 @@ class Connection:
         self.stop()
 
     async def _run(self) -> None:
+        self._running = True
         error: GuacrError | None = None
         try:
             await self.handler.run()

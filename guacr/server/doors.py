@@ -7,7 +7,9 @@ client's ``select`` is read (:data:`SELECT_READ_BY`):
 
 * ``tcp``: by the listener itself (guacr.server.intake), which then routes the client;
 * ``tls``: by a worker, after it terminated TLS (a TLS session cannot move between
-  processes), see guacr.server.tls.
+  processes), see guacr.server.tls;
+* ``ws``: never: the listener reads the WebSocket upgrade and routes from its token
+  (guacr.server.ws_door).
 
 A kind not listed here is refused at start-up with one clear line.
 """
@@ -22,7 +24,11 @@ from guacr.config import ListenerSpec
 
 BACKLOG = 1024  # clients queued while a listener is busy or being restarted (>= 512)
 
-SELECT_READ_BY: dict[str, Literal["listener", "worker"]] = {"tcp": "listener", "tls": "worker"}
+SELECT_READ_BY: dict[str, Literal["listener", "worker"]] = {
+    "tcp": "listener",
+    "tls": "worker",
+    "ws": "listener",  # no select: the token routes (guacr.server.ws_door)
+}
 
 _SETTING = {"tcp": "bind_port", "tls": "bind_port", "ws": "websocket_bind_port"}
 

@@ -48,6 +48,7 @@ from guacr.server.intake import SELECT_TIMEOUT, read_select, refuse
 from guacr.server.registry import ConnectionRecord, LocalRegistry, Registry, UserRecord
 from guacr.server.routing import Router
 from guacr.server.slots import Slot
+from guacr.server.ws_door import WebSocketDoor
 
 log = logging.getLogger("guacr.listener")
 
@@ -97,6 +98,9 @@ class Supervisor:
         self._done: asyncio.Future[int] | None = None
         self.alive: set[int] = set()  # worker pids not yet reported exited
         self._trim_pending = False
+        self.websocket = (
+            WebSocketDoor(config, self.router) if any(d.spec.kind == "ws" for d in doors) else None
+        )
         for name, target in config.extra_handlers().items():
             handlers.register(name, target)
         self._lost: dict[int, int] = {}  # slot -> connections its dying worker held
@@ -367,6 +371,9 @@ class Supervisor:
     async def _intake(self, sock: socket.socket, door: Door) -> None:
         """Read ``select`` from a fresh client and route it."""
         try:
+            if door.spec.kind == "ws" and self.websocket is not None:
+                await self.websocket.intake(sock, _peer(sock))  # routed by its token
+                return
             if SELECT_READ_BY[door.spec.kind] == "worker":
                 # TLS: the worker terminates it and reads select itself.
                 remote = _peer(sock)

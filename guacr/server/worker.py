@@ -39,6 +39,7 @@ from guacr.protocol.status import Status
 from guacr.server import channel
 from guacr.server.transport import StreamAdapter
 from guacr.server.user import User
+from guacr.server.ws_door import serve_tunnel
 
 if TYPE_CHECKING:
     from guacr.contract.handler import Handler
@@ -228,6 +229,9 @@ class Worker:
             return
         if isinstance(msg, channel.Handoff) and len(fds) == 1:
             pending = channel.unpack_bytes(msg.pending)
+            if msg.door == "ws":
+                serve_tunnel(self, fds[0], msg.user, msg.remote, msg.tunnel, pending)
+                return
             self._accept(fds[0], msg.user, msg.target, pending, msg.door, msg.remote)
             return
         for fd in fds:

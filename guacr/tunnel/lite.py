@@ -98,7 +98,7 @@ def lite_key(key: str | bytes) -> bytes:
     """Validate a ``guacamole_lite_key``: 32 bytes, as AES-256-CBC needs."""
     raw = key.encode("utf-8") if isinstance(key, str) else key
     if len(raw) != KEY_BYTES:
-        raise ValueError(f"guacamole_lite_key must be {KEY_BYTES} bytes, not {len(raw)}")
+        raise ValueError(f"guacamole_lite_key must be {KEY_BYTES} bytes (AES-256-CBC)")
     return raw
 
 

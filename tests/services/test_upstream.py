@@ -226,7 +226,9 @@ async def test_without_mac_wol_is_disabled(udp: socket.socket) -> None:
         listener.bind(("127.0.0.1", 0))
         listener.listen(1)
         params = wol_params(udp, 0, **{"wol-mac-addr": ""})
-        sock = await upstream.connect("127.0.0.1", listener.getsockname()[1], 2, params=params, log=LOG)
+        sock = await upstream.connect(
+            "127.0.0.1", listener.getsockname()[1], 2, params=params, log=LOG
+        )
         sock.close()
     assert packets(udp) == []
 

@@ -29,6 +29,8 @@ def test_key_without_its_certificate_is_refused(connect, sshd: SSHServer) -> Non
 
 def test_unreadable_certificate_is_refused(connect, sshd: SSHServer) -> None:
     key = sshd.keys["ed25519_cert"].read_text()
-    with connect(password="", **{"private-key": key, "public-key": "ssh-ed25519-cert-v01@openssh.com AAAA"}) as term:
+    with connect(
+        password="", **{"private-key": key, "public-key": "ssh-ed25519-cert-v01@openssh.com AAAA"}
+    ) as term:
         err = term.wait_for("error", timeout=20)
         assert err[2] == "769" and "public key" in err[1], err

@@ -120,9 +120,10 @@ def test_vnc_sftp_filesystem_upload_download_listing(
         # the desktop is there too
         s.wait_for(lambda: s.canvas.size == (tigervnc.width, tigervnc.height), 10, "desktop")
         upload(s, ("put", obj, 4, "application/octet-stream", "/up.bin"), 4, payload)
-        assert hashlib.sha256((root / "up.bin").read_bytes()).digest() == hashlib.sha256(
-            payload
-        ).digest()
+        assert (
+            hashlib.sha256((root / "up.bin").read_bytes()).digest()
+            == hashlib.sha256(payload).digest()
+        )
         mimetype, got = read_body(s, obj, "/up.bin")
         assert mimetype == "application/octet-stream" and got == payload
         mimetype, listing = read_body(s, obj, "/")

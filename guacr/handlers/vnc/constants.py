@@ -124,6 +124,7 @@ def libvnc_levels(
         quality_level = LIBVNC_QUALITY_LEVEL
     return compress_level, quality_level
 
+
 # VeNCrypt sub-types that wrap everything after them in TLS.
 TLS_SUBTYPES = frozenset(
     {

@@ -1,0 +1,317 @@
+"""RDP through a Guacamole proxy (guacr or guacd): frame rate, bandwidth, CPU, connect time.
+
+Scene (issue 13): on the xrdp + xorgxrdp desktop (1024x768), a 100x40 xterm scrolls
+``ls -la /usr/bin`` in a loop while a Guacamole client (this script) watches through
+the proxy, echoing every ``sync`` like guacamole-common-js. For each colour depth
+(default 32 and 16 bpp) it prints:
+
+* connect-to-first-frame: ``connect`` sent until the first image drawn on the
+  display layer, i.e. the remote desktop (median of N);
+* frames/s (``sync`` instructions) and bytes/s received by the client;
+* proxy CPU seconds per second of session (utime+stime of the proxy processes);
+* for reference (self-contained mode), what guacr's RDP client alone (aardwolf plus
+  guacr's decoding, no display engine, no Guacamole side) costs in CPU on the same
+  scene: "aardwolf's part" of guacr's CPU.
+
+Self-contained by default: starts xrdp (tests/servers/xrdp.py) and guacr on 127.0.0.1.
+Against anything else (guacd, for a side-by-side run)::
+
+    bench_rdp.py --proxy HOST:PORT --proxy-pids PID[,PID] --rdp-host H --rdp-port P \\
+        --display :10 --xauthority /home/guest/.Xauthority
+
+(the display is where the scrolling xterm is started). Reference, Apache guacd 1.6.1 on
+the same scene at 32 bpp: 24-25 frames/s, 1.9-2.0 MB/s, 0.39-0.41 core.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
+
+from guacr.protocol.instruction import encode  # noqa: E402
+from guacr.protocol.parser import Parser  # noqa: E402
+
+SCENE = "while :; do ls -la /usr/bin; done"
+SCROLL_GEOMETRY = "100x40+0+0"
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    """utime + stime of the given processes, in seconds (from /proc/PID/stat)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for pid in pids:
+        with contextlib.suppress(OSError):
+            raw = Path(f"/proc/{pid}/stat").read_bytes()
+            fields = raw[raw.rindex(b")") + 2 :].split()
+            total += int(fields[11]) + int(fields[12])
+    return total / tick
+
+
+def descendants(pids: list[int]) -> list[int]:
+    """The processes and all their descendants (guacd forks one per connection)."""
+    found, todo = list(pids), list(pids)
+    while todo:
+        out = subprocess.run(
+            ["pgrep", "-P", str(todo.pop())], capture_output=True, text=True
+        ).stdout
+        kids = [int(x) for x in out.split()]
+        found += kids
+        todo += kids
+    return found
+
+
+class Viewer:
+    """A minimal Guacamole client: handshake, sync echo, frame/byte counters."""
+
+    def __init__(self, host: str, port: int) -> None:
+        self.sock = socket.create_connection((host, port), timeout=15)
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.parser = Parser()
+        self.frames = 0
+        self.bytes = 0
+        self.errors: list[tuple[str, ...]] = []
+        self.first_image: float | None = None  # first image drawn on the display layer
+
+    def close(self) -> None:
+        self.sock.close()
+
+    def send(self, *parts: object) -> None:
+        self.sock.sendall(encode(*parts))  # type: ignore[arg-type]
+
+    def handshake(self, values: dict[str, str]) -> float:
+        """Handshake; returns the time the ``connect`` instruction went out."""
+        self.send("select", "rdp")
+        args: tuple[str, ...] | None = None
+        while args is None:
+            for ins in self.parser.receive_data(self.sock.recv(65536)):
+                if ins[0] == "args":
+                    args = ins
+        self.send("size", 1024, 768, 96)
+        self.send("audio")
+        self.send("video")
+        self.send("image", "image/png", "image/jpeg", "image/webp")
+        sent = time.monotonic()
+        self.send("connect", "VERSION_1_5_0", *(values.get(n, "") for n in args[2:]))
+        return sent
+
+    def pump(self, seconds: float, until_image: bool = False) -> None:
+        deadline = time.monotonic() + seconds
+        while (left := deadline - time.monotonic()) > 0:
+            if until_image and self.first_image is not None:
+                return
+            self.sock.settimeout(left)
+            try:
+                data = self.sock.recv(1 << 18)
+            except TimeoutError:
+                return
+            if not data:
+                raise SystemExit(f"proxy closed the connection; errors: {self.errors}")
+            self.bytes += len(data)
+            for ins in self.parser.receive_data(data):
+                if ins[0] == "sync":
+                    self.frames += 1
+                    self.sock.sendall(encode("sync", ins[1]))
+                elif ins[0] == "img" and ins[3] == "0" and self.first_image is None:
+                    self.first_image = time.monotonic()
+                elif ins[0] == "error":
+                    self.errors.append(ins)
+                    raise SystemExit(f"proxy error: {ins}")
+
+
+def client_only_cpu(host: str, port: int, depth: int, seconds: float) -> tuple[float, float]:
+    """CPU s/s and rects/s of guacr's RDP client alone (aardwolf + decode) on the scene."""
+    from guacr.handlers.rdp import compat
+    from guacr.handlers.rdp.client import RDPClient, RDPConfig
+
+    class Null:
+        def bitmap(self, x: int, y: int, pixels: object) -> None:
+            pass
+
+        def update_end(self) -> None:
+            pass
+
+        def error_info(self, code: int) -> None:
+            pass
+
+        def desktop_resized(self, width: int, height: int) -> None:
+            pass
+
+        def server_clipboard(self, text: str) -> None:
+            pass
+
+        def cursor(self, cursor: object) -> None:
+            pass
+
+    compat.preload()
+
+    async def run() -> tuple[float, float]:
+        config = RDPConfig(host, port, "guest", "guest", None, 1024, 768, depth, "tls", 10.0)
+        client = RDPClient(config, Null())
+        await client.connect()
+        await asyncio.sleep(1.0)
+        rects0, cpu0, t0 = client.rects, time.process_time(), time.monotonic()
+        await asyncio.sleep(seconds)
+        elapsed = time.monotonic() - t0
+        cpu = (time.process_time() - cpu0) / elapsed
+        rects = (client.rects - rects0) / elapsed
+        await client.close()
+        return cpu, rects
+
+    return asyncio.run(run())
+
+
+@contextlib.contextmanager
+def self_contained() -> Iterator[tuple[tuple[str, int], list[int], dict[str, str], dict[str, str]]]:
+    from guacr_process import run_guacr
+    from servers.xrdp import XrdpServer
+
+    with (
+        XrdpServer() as server,
+        tempfile.TemporaryDirectory() as tmp,
+        run_guacr(Path(tmp), workers=1, handlers="rdp=guacr.handlers.rdp.handler:RDPHandler") as g,
+    ):
+        values = {"hostname": server.host, "port": str(server.port)}
+        yield ("127.0.0.1", g.port), [g.proc.pid, *g.worker_pids()], values, server.x_env()
+
+
+@contextlib.contextmanager
+def start_guacd(binary: str) -> Iterator[tuple[tuple[str, int], list[int]]]:
+    """Apache guacd in the foreground on a free loopback port (stopped by PID)."""
+    from guacr_process import free_port
+
+    port = free_port()
+    lib = str(Path(binary).resolve().parent.parent / "lib")
+    env = {**os.environ, "LD_LIBRARY_PATH": lib}
+    proc = subprocess.Popen(
+        [binary, "-b", "127.0.0.1", "-l", str(port), "-f", "-L", "error"],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 10
+        while True:
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 1):
+                break
+            if time.monotonic() > deadline:
+                raise SystemExit("guacd did not listen")
+            time.sleep(0.05)
+        yield ("127.0.0.1", port), [proc.pid]
+    finally:
+        proc.terminate()
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(5)
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def measure(
+    proxy: tuple[str, int], pids: list[int], values: dict[str, str], seconds: float, samples: int
+) -> dict[str, float]:
+    connects = []
+    for _ in range(samples):
+        viewer = Viewer(*proxy)
+        sent = viewer.handshake(values)
+        viewer.pump(15.0, until_image=True)
+        if viewer.first_image is not None:
+            connects.append(viewer.first_image - sent)
+        viewer.close()
+        time.sleep(0.3)
+    viewer = Viewer(*proxy)
+    viewer.handshake(values)
+    viewer.pump(2.0)  # warm-up
+    pids = descendants(pids)  # now including guacd's process for this connection
+    frames0, bytes0, cpu0, t0 = viewer.frames, viewer.bytes, cpu_seconds(pids), time.monotonic()
+    viewer.pump(seconds)
+    elapsed = time.monotonic() - t0
+    result = {
+        "fps": (viewer.frames - frames0) / elapsed,
+        "bytes": (viewer.bytes - bytes0) / elapsed,
+        "cpu": (cpu_seconds(pids) - cpu0) / elapsed,
+        "connect": statistics.median(connects) if connects else float("nan"),
+    }
+    viewer.close()
+    return result
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--proxy", help="HOST:PORT of a running guacr/guacd (default: start guacr)")
+    ap.add_argument("--proxy-pids", default="", help="comma-separated proxy PIDs (+children)")
+    ap.add_argument("--rdp-host", default="127.0.0.1")
+    ap.add_argument("--rdp-port", type=int, default=3389)
+    ap.add_argument("--username", default="guest")
+    ap.add_argument("--password", default="guest")
+    ap.add_argument("--display", default=":10")
+    ap.add_argument("--xauthority", default="/home/guest/.Xauthority")
+    ap.add_argument("--depths", default="32,16")
+    ap.add_argument("--seconds", type=float, default=10.0)
+    ap.add_argument("--samples", type=int, default=5, help="connect-time samples")
+    ap.add_argument("--param", action="append", default=[], help="extra NAME=VALUE")
+    ap.add_argument(
+        "--guacd",
+        default="",
+        help="also measure this guacd binary against the same xrdp (self-contained mode)",
+    )
+    args = ap.parse_args()
+
+    with contextlib.ExitStack() as stack:
+        if args.proxy:
+            host, _, port = args.proxy.rpartition(":")
+            proxy = (host, int(port))
+            pids = [int(p) for p in args.proxy_pids.split(",") if p]
+            values = {"hostname": args.rdp_host, "port": str(args.rdp_port)}
+            env = {"DISPLAY": args.display, "XAUTHORITY": args.xauthority, "PATH": "/usr/bin:/bin"}
+        else:
+            proxy, pids, values, env = stack.enter_context(self_contained())
+        values.update({"username": args.username, "password": args.password, "ignore-cert": "true"})
+        values.update(dict(kv.split("=", 1) for kv in args.param))
+        scroller = subprocess.Popen(
+            ["xterm", "-geometry", SCROLL_GEOMETRY, "-fa", "DejaVu Sans Mono", "-fs", "10",
+             "-bg", "white", "-fg", "black", "-e", "sh", "-c", SCENE],
+            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )  # fmt: skip
+        stack.callback(lambda: (os.killpg(scroller.pid, signal.SIGKILL), scroller.wait()))
+        time.sleep(1.0)
+        proxies = [("guacr" if not args.proxy else "proxy", proxy, pids)]
+        if args.guacd and not args.proxy:
+            proxies.append(("guacd", *stack.enter_context(start_guacd(args.guacd))))
+        print(f"{args.seconds:.0f} s per depth and proxy, scene: {SCENE}")
+        for (name, proxy, pids), depth in (
+            (p, int(d)) for d in args.depths.split(",") for p in proxies
+        ):
+            r = measure(
+                proxy, pids, {**values, "color-depth": str(depth)}, args.seconds, args.samples
+            )
+            print(f"--- {name} {proxy[0]}:{proxy[1]}, {depth} bpp")
+            print(f"connect->frame  {r['connect'] * 1000:8.0f} ms (median of {args.samples})")
+            print(f"frames/s        {r['fps']:8.1f}   (guacd 24-25 at 32 bpp; target >= 25)")
+            print(f"bytes/s         {r['bytes'] / 1e6:8.3f} MB (guacd 1.9-2.0; target <= 1.9)")
+            print(f"proxy CPU       {r['cpu']:8.3f} core (guacd 0.39-0.41; target <= 0.40)")
+            if name == "guacr" and not args.proxy:
+                cpu, rects = client_only_cpu(
+                    values["hostname"], int(values["port"]), depth, args.seconds / 2
+                )
+                share = cpu / r["cpu"] if r["cpu"] else float("nan")
+                print(
+                    f"RDP client only {cpu:8.3f} core, {rects:.0f} rects/s "
+                    f"(aardwolf + decode: {share:.0%} of guacr's CPU)"
+                )
+
+
+if __name__ == "__main__":
+    main()

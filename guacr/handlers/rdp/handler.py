@@ -1,0 +1,653 @@
+"""The ``rdp`` protocol handler: guacr's RDP client glued to the shared display engine.
+
+:class:`~guacr.handlers.rdp.client.RDPClient` (aardwolf with guacr's fixes) delivers
+decoded bitmaps; they are drawn into a :class:`~guacr.render.display.Display`, and a
+frame ends a few milliseconds after the last bitmap of a burst (RDP has no frame
+boundaries of its own; the display merges frames while it is still encoding one).
+User input becomes scancodes through the ``server-layout`` keymap (Unicode events for
+characters the layout lacks) and pointer events with buttons and wheel.
+
+All 90 of guacd 1.6.1's RDP parameters are accepted in its order; those guacr cannot
+act on yet are logged once per connection as unsupported (:data:`UNSUPPORTED`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from guacr.contract.handler import Handler, StreamSink
+from guacr.contract.params import Params, params
+from guacr.errors import GuacrError, Unauthorized, UpstreamError, UpstreamNotFound
+from guacr.handlers.rdp import compat, keymap
+from guacr.handlers.rdp.client import (
+    SECURITY_MODES,
+    U8,
+    CertificateRefused,
+    RDPClient,
+    RDPConfig,
+    RDPConnectError,
+)
+from guacr.handlers.rdp.pointer import Cursor
+from guacr.protocol import builders as b
+from guacr.protocol.status import Status
+from guacr.render.display import Display
+from guacr.services import upstream
+from guacr.services.clipboard import Clipboard
+from guacr.services.sftp import SFTPSettings, SFTPSideChannel
+
+if TYPE_CHECKING:
+    from guacr.contract.peers import Connection, User
+
+# The fork server imports every handler before forking: compile aardwolf's ASN.1
+# codecs now, so no connection (and no restarted worker) pays 0.43 s of CPU for them.
+compat.preload()
+
+RDP_ARGS = (
+    "hostname", "port", "timeout", "domain", "username", "password", "width", "height",
+    "dpi", "initial-program", "color-depth", "disable-audio", "enable-printing",
+    "printer-name", "enable-drive", "drive-name", "drive-path", "create-drive-path",
+    "disable-download", "disable-upload", "console", "console-audio", "server-layout",
+    "security", "ignore-cert", "cert-tofu", "cert-fingerprints", "disable-auth",
+    "remote-app", "remote-app-dir", "remote-app-args", "static-channels", "client-name",
+    "enable-wallpaper", "enable-theming", "enable-font-smoothing", "enable-full-window-drag",
+    "enable-desktop-composition", "enable-menu-animations", "disable-bitmap-caching",
+    "disable-offscreen-caching", "disable-glyph-caching", "disable-gfx", "preconnection-id",
+    "preconnection-blob", "timezone", "enable-sftp", "sftp-hostname", "sftp-host-key",
+    "sftp-port", "sftp-timeout", "sftp-username", "sftp-password", "sftp-private-key",
+    "sftp-passphrase", "sftp-public-key", "sftp-directory", "sftp-root-directory",
+    "sftp-server-alive-interval", "sftp-disable-download", "sftp-disable-upload",
+    "recording-path", "recording-name", "recording-exclude-output", "recording-exclude-mouse",
+    "recording-exclude-touch", "recording-include-keys", "recording-include-clipboard",
+    "create-recording-path", "recording-write-existing", "resize-method",
+    "enable-audio-input", "enable-touch", "read-only", "gateway-hostname", "gateway-port",
+    "gateway-domain", "gateway-username", "gateway-password", "load-balance-info",
+    "clipboard-buffer-size", "disable-copy", "disable-paste", "wol-send-packet",
+    "wol-mac-addr", "wol-broadcast-addr", "wol-udp-port", "wol-wait-time", "force-lossless",
+    "normalize-clipboard",
+)  # fmt: skip
+
+RDP_DEFAULTS = {
+    "port": "3389",
+    "timeout": "10",
+    "color-depth": "32",  # guacd's effective default: GFX on means 32 bpp
+    "printer-name": "Guacamole Printer",
+    "drive-name": "Guacamole Filesystem",
+    "server-layout": keymap.DEFAULT_LAYOUT,
+    "security": "any",
+    "client-name": "Guacamole RDP",
+    "sftp-port": "22",
+    "sftp-timeout": "10",
+    "sftp-root-directory": "/",
+    "sftp-server-alive-interval": "0",
+    "recording-name": "recording",
+    "gateway-port": "443",
+    "clipboard-buffer-size": "0",
+    "wol-broadcast-addr": "255.255.255.255",
+    "wol-udp-port": "9",
+    "wol-wait-time": "0",
+    "normalize-clipboard": "preserve",
+}
+
+PARAMS_DECLARED = params(RDP_ARGS, RDP_DEFAULTS)
+
+# Accepted but not acted on: parameter -> why (logged once per connection when set).
+UNSUPPORTED: dict[str, str] = {
+    "initial-program": "aardwolf sends no alternate shell",
+    "enable-printing": "no printer redirection (RDPEPC) in aardwolf",
+    "printer-name": "no printer redirection",
+    "enable-drive": "drive redirection (RDPEFS) not wired to a Guacamole filesystem yet",
+    "drive-name": "no drive redirection yet",
+    "drive-path": "no drive redirection yet",
+    "create-drive-path": "no drive redirection yet",
+    "disable-download": "no drive redirection yet",
+    "disable-upload": "no drive redirection yet",
+    "console": "aardwolf cannot request the console session",
+    "console-audio": "no audio",
+    "cert-tofu": "no persistent certificate store in guacr yet",
+    "disable-auth": "aardwolf always sends the credentials it has",
+    "remote-app": "no RemoteApp (RAIL) in aardwolf",
+    "remote-app-dir": "no RemoteApp",
+    "remote-app-args": "no RemoteApp",
+    "static-channels": "no static-channel pipes yet",
+    "client-name": "aardwolf hard-codes its client name",
+    "disable-bitmap-caching": "guacr never enables the bitmap cache",
+    "disable-offscreen-caching": "guacr never enables the offscreen cache",
+    "disable-gfx": "no graphics pipeline (RDPEGFX) in aardwolf: always plain bitmaps",
+    "preconnection-id": "no preconnection PDU in aardwolf (Hyper-V)",
+    "preconnection-blob": "no preconnection PDU in aardwolf (Hyper-V)",
+    "timezone": "aardwolf sends a fixed time zone",
+    "recording-exclude-touch": "no touch input",
+    "enable-audio-input": "no audio input channel (RDPEAI) in aardwolf",
+    "enable-touch": "no multi-touch (RDPEI) in aardwolf",
+    "gateway-hostname": "no RD Gateway support in aardwolf",
+    "load-balance-info": "aardwolf sends no routing token",
+}
+AUDIO_UNSUPPORTED = (
+    "Audio output is not supported: aardwolf has no sound channel (RDPSND); "
+    "set disable-audio=true to silence this."
+)
+
+# Set Error Info codes -> guacd's status and message (guacd's rdp/error.c).
+ERROR_INFO: dict[int, tuple[Status, str]] = {
+    0x1: (Status.SESSION_CLOSED, "Forcibly disconnected."),
+    0x2: (Status.SESSION_CLOSED, "Logged off."),
+    0x3: (Status.SESSION_TIMEOUT, "Idle session time limit exceeded."),
+    0x4: (Status.SESSION_CLOSED, "Active session time limit exceeded."),
+    0x5: (Status.SESSION_CONFLICT, "Disconnected by other connection."),
+    0x6: (Status.UPSTREAM_UNAVAILABLE, "Server refused connection."),
+    0x7: (Status.UPSTREAM_UNAVAILABLE, "Server refused connection."),
+    0x9: (Status.CLIENT_FORBIDDEN, "Insufficient privileges."),
+    0xA: (Status.CLIENT_FORBIDDEN, "Credentials expired."),
+    0xB: (Status.SUCCESS, "Manually disconnected."),
+    0xC: (Status.SUCCESS, "Manually logged off."),
+}
+UPSTREAM_ERROR = (Status.UPSTREAM_ERROR, "Upstream error.")
+# FreeRDP reports every failed TCP connect as a connect/transport failure: 519 with
+# guacd's one text, whatever the reason (the reason is logged).
+RDP_CONNECT_POLICY = upstream.Policy(message=lambda f: "Connection failed.")
+RESIZE_INTERVAL = 0.5
+FRAME_DELAY = 0.004  # end a frame this long after the last bitmap of a burst
+WHEEL_UP = 0x0200 | 0x0078  # PTRFLAGS_WHEEL, +120
+WHEEL_DOWN = 0x0200 | 0x0100 | 0x0088  # PTRFLAGS_WHEEL | NEGATIVE, -120 (9-bit)
+PTR_MOVE = 0x0800
+PTR_DOWN = 0x8000
+BUTTONS = ((1, 0x1000), (2, 0x4000), (4, 0x2000))  # left, middle, right
+
+
+def error_for_info(code: int) -> tuple[Status, str]:
+    """guacd's status and message for a Set Error Info code."""
+    return ERROR_INFO.get(code, UPSTREAM_ERROR)
+
+
+def connect_error(exc: RDPConnectError) -> GuacrError:
+    """Map a failed connect to guacd's outcome for the same failure."""
+    if exc.kind in ("unreachable", "certificate", "timeout"):
+        return UpstreamNotFound("Connection failed.")
+    if exc.kind in ("security", "auth"):
+        return Unauthorized("Authentication failure.")
+    return UpstreamError("Upstream error.")
+
+
+def fingerprints(value: str) -> set[str]:
+    """guacd's ``cert-fingerprints``: comma-separated, ``algo:hex`` with or without colons."""
+    out = set()
+    for item in value.split(","):
+        item = item.strip().lower()
+        if not item:
+            continue
+        algo, _, digest = item.partition(":") if ":" in item[:8] else ("sha256", "", item)
+        out.add(f"{algo}:{digest.replace(':', '')}")
+    return out
+
+
+def cert_matches(der: bytes, trusted: set[str]) -> bool:
+    for entry in trusted:
+        algo, _, digest = entry.partition(":")
+        try:
+            if hashlib.new(algo, der).hexdigest() == digest:
+                return True
+        except ValueError:
+            continue
+    return False
+
+
+def display_size(p: Params, width: int, height: int, client_dpi: int) -> tuple[int, int, int]:
+    """Width, height and DPI as guacd computes them from the parameters and ``size``."""
+    client_dpi = client_dpi if client_dpi > 0 else 96
+    dpi = p.get_int("dpi")
+    if dpi <= 0:
+        dpi = client_dpi
+        for candidate in (96, 120):
+            scaled_w = width * candidate // client_dpi
+            scaled_h = height * candidate // client_dpi
+            if client_dpi == candidate or (scaled_w >= 800 and scaled_h >= 600):
+                dpi = candidate
+                break
+    w = p.get_int("width") or width * dpi // client_dpi
+    h = p.get_int("height") or height * dpi // client_dpi
+    if w <= 0 or h <= 0:
+        w, h = 1024, 768
+    return max(4, w - w % 4), h, dpi
+
+
+@dataclass(frozen=True)
+class RDPSettings:
+    hostname: str
+    port: int
+    timeout: int
+    username: str | None
+    password: str | None
+    domain: str | None
+    color_depth: int
+    security: str
+    ignore_cert: bool
+    trusted: set[str]
+    layout: keymap.Layout
+    lossless: bool
+    performance_flags: int
+    resize_method: str
+
+    @classmethod
+    def parse(cls, p: Params, log: Callable[[str], None]) -> RDPSettings:
+        depth = p.get_int("color-depth")
+        if depth not in (8, 16, 24, 32):
+            depth = 32
+        security = p.get("security")
+        if security not in SECURITY_MODES:
+            log(f'Unknown security mode "{security[:32]}": using "any".')
+            security = "any"
+        layout_name = p.get("server-layout")
+        layout = keymap.LAYOUTS.get(layout_name)
+        if layout is None:
+            log(f'Unsupported server-layout "{layout_name[:32]}": using en-us-qwerty.')
+            layout = keymap.LAYOUTS[keymap.DEFAULT_LAYOUT]
+        resize = p.get("resize-method")
+        if resize == "reconnect":
+            log('resize-method "reconnect" is not supported: the size stays fixed.')
+        elif resize not in ("", "display-update"):
+            log(f'Unknown resize-method "{resize[:32]}": the size stays fixed.')
+        perf = 0
+        # TS_EXTENDED_INFO_PACKET performanceFlags: wallpaper, full-window drag, menu
+        # animations, theming are "disable" bits; font smoothing, composition "enable".
+        if not p.get_bool("enable-wallpaper"):
+            perf |= 0x01
+        if not p.get_bool("enable-full-window-drag"):
+            perf |= 0x02
+        if not p.get_bool("enable-menu-animations"):
+            perf |= 0x04
+        if not p.get_bool("enable-theming"):
+            perf |= 0x08
+        if p.get_bool("enable-font-smoothing"):
+            perf |= 0x80
+        if p.get_bool("enable-desktop-composition"):
+            perf |= 0x100
+        return cls(
+            hostname=p.get("hostname"),
+            port=p.get_int("port") or 3389,
+            timeout=max(1, p.get_int("timeout")),
+            username=p.get_opt("username"),
+            password=p.get_opt("password"),
+            domain=p.get_opt("domain"),
+            color_depth=depth,
+            security=security,
+            ignore_cert=p.get_bool("ignore-cert"),
+            trusted=fingerprints(p.get("cert-fingerprints")),
+            layout=layout,
+            lossless=p.get_bool("force-lossless"),
+            performance_flags=perf,
+            resize_method=resize,
+        )
+
+
+class RDPHandler(Handler):
+    """An RDP session for one Guacamole connection."""
+
+    protocol = "rdp"
+    PARAMS = PARAMS_DECLARED
+    ARGV = frozenset({"username", "password", "domain"})
+
+    def __init__(self, conn: Connection, params: Params) -> None:
+        super().__init__(conn, params)
+        self.settings = RDPSettings.parse(params, self.log.warning)
+        self.display = Display(self.conn, lossless=self.settings.lossless)
+        self.clipboard = Clipboard.from_params(conn, params)
+        self.rdp: RDPClient | None = None
+        self._frame_timer: asyncio.TimerHandle | None = None
+        self._pending: list[tuple[int, int, U8]] = []
+        self._waiting_display = False
+        self._failure: tuple[Status, str] | None = None
+        self._prompt: set[str] = set()
+        self._answers: dict[str, str] = {}
+        self._answered: asyncio.Event | None = None
+        self._mask = 0
+        self._held: dict[int, int] = {}  # keysym -> scancode sent for its press
+        self._mods = 0  # SHIFT/ALTGR bits the user holds
+        self._shift_keys: set[int] = set()
+        self._size_wanted: tuple[int, int] | None = None
+        sftp = SFTPSettings.from_params(params, self.settings.username)
+        self.sftp: SFTPSideChannel | None = SFTPSideChannel(sftp, self.log) if sftp else None
+        self._sftp_task: asyncio.Task[None] | None = None
+        self._sftp_error: GuacrError | None = None
+        self._size_task: asyncio.Task[None] | None = None
+
+    # ------------------------------------------------------------------- lifecycle
+    async def run(self) -> None:
+        s = self.settings
+        self._log_unsupported()
+        await self._credentials()
+        owner = self.conn.owner
+        cw, ch, cdpi = (1024, 768, 96)
+        if owner is not None and owner.info.width > 0 and owner.info.height > 0:
+            cw, ch, cdpi = owner.info.width, owner.info.height, owner.info.dpi
+        width, height, dpi = display_size(self.params, cw, ch, cdpi)
+        config = RDPConfig(
+            host=s.hostname,
+            port=s.port,
+            username=self._answers.get("username", s.username),
+            password=self._answers.get("password", s.password),
+            domain=self._answers.get("domain", s.domain),
+            width=width,
+            height=height,
+            color_depth=s.color_depth,
+            security=s.security,
+            timeout=float(s.timeout),
+            keyboard_layout=s.layout.keyboard_layout,
+            performance_flags=s.performance_flags,
+            cert_check=None if s.ignore_cert else self._check_cert,
+            display_control=s.resize_method == "display-update",
+        )
+        self.display.resize(width, height)
+        self.display.set_cursor_pointer()
+        client = RDPClient(config, self)
+        self.log.info(
+            "Connecting to RDP server %s:%d (%dx%d, %d bpp, security %s, dpi %d).",
+            s.hostname, s.port, width, height, s.color_depth, s.security, dpi,
+        )  # fmt: skip
+        # Input that arrives while connecting is queued and sent once the session is up.
+        self.rdp = client
+        # TCP through the shared upstream service (Wake-on-LAN, guacd's texts).
+        sock = await upstream.connect(
+            s.hostname,
+            s.port,
+            float(s.timeout),
+            params=self.params,
+            log=self.log,
+            policy=RDP_CONNECT_POLICY,
+        )
+        try:
+            await client.connect(sock)
+        except RDPConnectError as exc:
+            self.rdp = None
+            sock.close()
+            self.log.info("RDP connection failed (%s): %s", exc.kind, exc)
+            raise connect_error(exc) from exc
+        self.log.info("RDP session established.")
+        if self.sftp is not None:
+            self._sftp_task = asyncio.get_running_loop().create_task(self._start_sftp())
+        await client.wait_closed()
+        if self._sftp_error is not None:
+            raise self._sftp_error
+        status, message = self._failure or (Status.SUCCESS, "Disconnected.")
+        self.log.info("RDP server closed/refused connection: %s", message)
+        if status != Status.SUCCESS:
+            raise GuacrError(message, status)
+
+    async def close(self) -> None:
+        if self._frame_timer is not None:
+            self._frame_timer.cancel()
+        if self._size_task is not None:
+            self._size_task.cancel()
+        if self._sftp_task is not None:
+            self._sftp_task.cancel()
+        rdp, self.rdp = self.rdp, None
+        if rdp is not None:
+            await rdp.close()
+        if self.sftp is not None:
+            await self.sftp.close()
+        await self.display.close()
+
+    def _log_unsupported(self) -> None:
+        p = self.params
+        for name, reason in UNSUPPORTED.items():
+            if p.raw(name) and p.raw(name) != "false":
+                self.log.warning('Parameter "%s" is not supported: %s.', name, reason)
+        if not p.get_bool("disable-audio"):
+            self.log.info(AUDIO_UNSUPPORTED)
+        for name in ("gateway-port", "gateway-domain", "gateway-username", "gateway-password"):
+            if p.raw(name) and p.raw("gateway-hostname"):
+                self.log.debug('Parameter "%s" ignored with the gateway.', name)
+
+    def _check_cert(self, der: bytes) -> None:
+        """guacd with ignore-cert off: only a listed fingerprint makes a cert trusted."""
+        if cert_matches(der, self.settings.trusted):
+            return
+        self.log.info("RDP server certificate is not trusted (no matching cert-fingerprints).")
+        raise CertificateRefused("The server certificate is not trusted.")
+
+    # ------------------------------------------------------------------- credentials
+    async def _credentials(self) -> None:
+        """Ask a 1.3.0+ owner for missing username/password (guacd's ``required``)."""
+        s = self.settings
+        missing = [n for n, v in (("username", s.username), ("password", s.password)) if not v]
+        owner = self.conn.owner
+        if not missing or owner is None or not owner.info.version.supports_required:
+            return
+        self._prompt = set(missing)
+        self._answered = asyncio.Event()
+        self.log.info("Asking the owner for: %s", ", ".join(missing))
+        self.conn.send_to_owner(b.required(*missing))
+        await self._answered.wait()
+
+    def accepts_argv(self, name: str) -> bool:
+        return name in self._prompt
+
+    def on_argv(self, user: User, name: str, value: str) -> None:
+        if user is not self.conn.owner or name not in self._prompt:
+            return
+        self._answers[name] = value
+        if self._prompt <= self._answers.keys():
+            self._prompt = set()
+            if self._answered is not None:
+                self._answered.set()
+
+    # ------------------------------------------------------------------- RDP sink
+    def bitmap(self, x: int, y: int, pixels: U8) -> None:
+        # Held back and drawn in one go with end_frame (below): the display flushes a
+        # frame only between drawing, and RDP servers push bitmaps without pause.
+        self._pending.append((x, y, pixels))
+
+    def update_end(self) -> None:
+        if self._frame_timer is None and not self._waiting_display:
+            loop = asyncio.get_running_loop()
+            self._frame_timer = loop.call_later(FRAME_DELAY, self._end_frame)
+
+    def _end_frame(self) -> None:
+        """Draw what arrived since the last frame and end it, once the display can take
+        another frame (while it encodes one, bitmaps gather here: a slow client slows
+        the frame rate, not the RDP session)."""
+        self._frame_timer = None
+        display = self.display
+        if not display.ready:
+            if not self._waiting_display:
+                self._waiting_display = True
+                display.when_ready(self._display_ready)
+            return
+        self._draw_pending()
+        display.end_frame()
+
+    def _display_ready(self) -> None:
+        self._waiting_display = False
+        self._end_frame()
+
+    def _draw_pending(self) -> None:
+        pending, self._pending = self._pending, []
+        blit = self.display.blit
+        for x, y, pixels in pending:
+            blit(x, y, pixels)
+
+    def error_info(self, code: int) -> None:
+        self._failure = error_for_info(code)
+        self.log.debug("Disconnect reason code: 0x%X.", code)
+
+    def desktop_resized(self, width: int, height: int) -> None:
+        self.log.info("RDP desktop resized to %dx%d.", width, height)
+        self._draw_pending()
+        self.display.resize(width, height)
+
+    def cursor(self, cursor: Cursor) -> None:
+        if cursor.default:
+            self.display.set_cursor_pointer()
+        else:
+            self.display.set_cursor(
+                cursor.hotspot_x, cursor.hotspot_y, cursor.width, cursor.height, cursor.rgba
+            )
+        self.update_end()  # a pointer change alone must still reach the client
+
+    def server_clipboard(self, text: str) -> None:
+        self.clipboard.copy(text.encode("utf-8"))
+
+    # ------------------------------------------------------------------- clipboard
+    def on_clipboard(self, user: User, mimetype: str, data: bytes) -> None:
+        received = self.clipboard.receive(user, mimetype, data)
+        rdp = self.rdp
+        if received is None or rdp is None:
+            return
+        text = received.decode("utf-8", "replace")
+        mode = self.params.get("normalize-clipboard")
+        if mode in ("unix", "windows"):
+            text = text.replace("\r\n", "\n")
+            if mode == "windows":
+                text = text.replace("\n", "\r\n")
+        rdp.set_clipboard(text)
+
+    # ----------------------------------------------------------------------- input
+    def on_mouse(self, user: User, x: int, y: int, mask: int) -> None:
+        self.display.move_pointer(user, x, y, mask)
+        rdp = self.rdp
+        if rdp is None:
+            return
+        changed = mask ^ self._mask
+        if not changed & 0x07:
+            rdp.pointer(x, y, PTR_MOVE)
+        for bit, flag in BUTTONS:
+            if changed & bit:
+                rdp.pointer(x, y, flag | (PTR_DOWN if mask & bit else 0))
+        if changed & mask & 8:
+            rdp.pointer(x, y, WHEEL_UP)
+        if changed & mask & 16:
+            rdp.pointer(x, y, WHEEL_DOWN)
+        self._mask = mask
+
+    def on_key(self, user: User, keysym: int, pressed: bool) -> None:
+        rdp = self.rdp
+        if rdp is None:
+            return
+        if not pressed:
+            code = self._held.pop(keysym, None)
+            if code is None:
+                return
+            if code < 0:
+                rdp.unicode(-code, False)
+            else:
+                rdp.key(code & 0xFF, bool(code & keymap.EXT), False)
+            self._track_modifier(keysym, False)
+            return
+        fixed = keymap.FIXED.get(keysym)
+        if fixed is not None:
+            self._held[keysym] = fixed
+            self._track_modifier(keysym, True)
+            rdp.key(fixed & 0xFF, bool(fixed & keymap.EXT), True)
+            return
+        entry = self.settings.layout.keys.get(keysym)
+        if entry is None:
+            cp = keymap.codepoint_of(keysym)
+            if cp is None:
+                self.log.debug("No scancode for keysym 0x%X.", keysym)
+                return
+            self._held[keysym] = -cp
+            rdp.unicode(cp, True)
+            return
+        code, mods = entry
+        self._held[keysym] = code
+        self._with_modifiers(rdp, mods, lambda: rdp.key(code & 0xFF, bool(code & keymap.EXT), True))
+
+    def _track_modifier(self, keysym: int, pressed: bool) -> None:
+        if keysym in (0xFFE1, 0xFFE2):
+            if pressed:
+                self._shift_keys.add(keysym)
+            else:
+                self._shift_keys.discard(keysym)
+            self._mods = (self._mods & ~keymap.SHIFT) | (keymap.SHIFT if self._shift_keys else 0)
+        elif keysym == 0xFE03:
+            self._mods = (self._mods & ~keymap.ALTGR) | (keymap.ALTGR if pressed else 0)
+
+    def _with_modifiers(self, rdp: RDPClient, wanted: int, send: Callable[[], None]) -> None:
+        """Press/release Shift and AltGr so the server sees ``wanted``, send, restore."""
+        have = self._mods
+        changes: list[tuple[int, bool]] = []
+        if wanted & keymap.SHIFT and not have & keymap.SHIFT:
+            changes.append((keymap.SC_LSHIFT, True))
+        if have & keymap.SHIFT and not wanted & keymap.SHIFT:
+            changes += [(keymap.SC_LSHIFT, False), (keymap.SC_RSHIFT, False)]
+        if wanted & keymap.ALTGR and not have & keymap.ALTGR:
+            changes.append((keymap.SC_ALTGR, True))
+        if have & keymap.ALTGR and not wanted & keymap.ALTGR:
+            changes.append((keymap.SC_ALTGR, False))
+        for code, down in changes:
+            rdp.key(code & 0xFF, bool(code & keymap.EXT), down)
+        send()
+        holders = {keymap.SC_LSHIFT: 0xFFE1, keymap.SC_RSHIFT: 0xFFE2}
+        for code, down in reversed(changes):
+            # A modifier we released goes down again only if the user still holds it.
+            if not down and code in holders and holders[code] not in self._shift_keys:
+                continue
+            rdp.key(code & 0xFF, bool(code & keymap.EXT), not down)
+
+    # ------------------------------------------------------------------------- SFTP
+    async def _start_sftp(self) -> None:
+        """guacd's ``enable-sftp``: once the RDP session is up, a separate SSH
+        connection whose SFTP filesystem is exposed to the owner; failing ends the
+        connection (the shared SFTP service)."""
+        assert self.sftp is not None
+        try:
+            fs = await self.sftp.open()
+        except GuacrError as exc:
+            self.log.info("SFTP side channel failed: %s", exc.message)
+            self._sftp_error = exc
+            if self.rdp is not None:
+                await self.rdp.close()
+            return
+        owner = self.conn.owner
+        if owner is not None and owner in self.conn.users:
+            fs.expose(owner)
+
+    def on_file(self, user: User, stream: int, mimetype: str, filename: str) -> StreamSink | None:
+        fs = self.sftp.fs if self.sftp is not None else None
+        return fs.upload(user, stream, filename) if fs is not None else None
+
+    def on_get(self, user: User, obj: int, name: str) -> None:
+        fs = self.sftp.fs if self.sftp is not None else None
+        if fs is not None and fs.owns(user, obj):
+            fs.get(user, obj, name)
+
+    def on_put(
+        self, user: User, obj: int, stream: int, mimetype: str, name: str
+    ) -> StreamSink | None:
+        fs = self.sftp.fs if self.sftp is not None else None
+        if fs is None or not fs.owns(user, obj):
+            return None
+        return fs.put(user, stream, name)
+
+    def user_left(self, user: User) -> None:
+        if self.sftp is not None and self.sftp.fs is not None:
+            self.sftp.fs.forget(user)
+
+    # ---------------------------------------------------------------------- resize
+    def on_size(self, user: User, width: int, height: int) -> None:
+        """The owner's display changed: with display-update, the server follows."""
+        if user is not self.conn.owner or self.settings.resize_method != "display-update":
+            return
+        self._size_wanted = (width, height)
+        if self._size_task is None or self._size_task.done():
+            self._size_task = asyncio.get_running_loop().create_task(self._resize_later())
+
+    async def _resize_later(self) -> None:
+        """At most one layout per RESIZE_INTERVAL (guacd throttles likewise)."""
+        await asyncio.sleep(RESIZE_INTERVAL)
+        wanted, self._size_wanted = self._size_wanted, None
+        rdp = self.rdp
+        if wanted is None or rdp is None or not rdp.can_resize:
+            return
+        if wanted != (self.display.width, self.display.height):
+            self.log.info("Asking the RDP server to resize to %dx%d.", *wanted)
+            rdp.resize(*wanted)
+
+    # ----------------------------------------------------------------------- users
+    def user_joined(self, user: User) -> None:
+        if user is not self.conn.owner:
+            self.clipboard.send(user)
+        self.display.send_full_state(user)

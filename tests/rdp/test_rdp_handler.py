@@ -1,0 +1,385 @@
+"""The ``rdp`` handler end to end: real guacr daemon, real xrdp + xorgxrdp, a replaying client.
+
+What the Guacamole client shows (every instruction replayed onto a canvas) is compared
+with ``xwd`` of the session's X display; input is checked from the X side (a file the
+xterm's shell writes, ``xdotool getmouselocation``). All sessions log in as guest, whom
+xrdp reconnects to the same display, so these tests run one after another.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+from servers import SSHServer
+from servers.xrdp import XrdpServer
+
+from guacr.handlers.rdp.handler import RDP_ARGS, RDPHandler
+from guacr.protocol.parser import Parser
+from tests.guacr_process import Guacr, free_port, run_guacr
+from tests.render.guac_canvas import Canvas
+from tests.vnc_handler.guac_session import GuacSession
+
+HANDLERS = "rdp=guacr.handlers.rdp.handler:RDPHandler"
+XRDP_DIALOG_BLUE = (0x00, 0x9C, 0xB5)  # xrdp.ini's ls_top_window_bg_color
+
+
+@pytest.fixture(scope="module")
+def guacr(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Guacr]:
+    with run_guacr(tmp_path_factory.mktemp("guacr-rdp"), workers=1, handlers=HANDLERS) as g:
+        yield g
+
+
+def values(server: XrdpServer, **extra: str) -> dict[str, str]:
+    v = {
+        "hostname": server.host,
+        "port": str(server.port),
+        "username": server.username,
+        "password": server.password,
+        "ignore-cert": "true",
+        "disable-audio": "true",
+    }
+    v.update(extra)
+    return v
+
+
+def screenshot(server: XrdpServer) -> np.ndarray:
+    return np.asarray(server.grab().convert("RGB"))
+
+
+def describe(a: np.ndarray, b: np.ndarray) -> str:
+    if a.shape != b.shape:
+        return f"shape {a.shape} != {b.shape}"
+    bad = (a != b).any(axis=2)
+    if not bad.any():
+        return "identical"
+    ys, xs = np.nonzero(bad)
+    return f"{bad.sum()} px differ in x {xs.min()}..{xs.max()}, y {ys.min()}..{ys.max()}"
+
+
+ROOT_RGB = (0x2F, 0x5F, 0x8F)  # tests/servers ROOT_COLOUR, at the desktop's corner
+
+
+def connected(
+    s: GuacSession, server: XrdpServer, *, desktop: bool = True, **extra: str
+) -> GuacSession:
+    """Connect and wait until guest's desktop shows (xrdp ignores input before that)."""
+    s.connect(values(server, **extra), protocol="rdp")
+    s.wait_frames(1, 15)
+    if desktop:
+        s.wait_for(lambda: tuple(s.screen()[-2, -2]) == ROOT_RGB, 15, "the desktop")
+    return s
+
+
+def assert_matches_screen(s: GuacSession, server: XrdpServer, seconds: float = 8.0) -> None:
+    deadline = time.monotonic() + seconds
+    while True:
+        s.pump(0.3)
+        shot, screen = screenshot(server), s.screen()
+        if screen.shape == shot.shape and np.array_equal(screen, shot):
+            return
+        if time.monotonic() > deadline:
+            raise AssertionError(describe(screen, shot))
+
+
+def error_of(s: GuacSession, seconds: float = 15.0) -> tuple[str, str]:
+    s.wait_for(lambda: bool(s.errors), seconds, "error")
+    return s.errors[0][1], s.errors[0][2]
+
+
+# ---------------------------------------------------------------------------- handshake
+
+
+def test_args_are_guacds_90_rdp_parameters(guacr: Guacr) -> None:
+    reference = json.loads((Path(__file__).parent / "rdp_args.json").read_text())
+    assert tuple(reference) == RDP_ARGS
+    assert len(RDP_ARGS) == 90
+    assert RDPHandler.arg_names() == list(RDP_ARGS)
+    with guacr.client() as c:
+        c.send("select", "rdp")
+        args = c.expect("args")
+        assert list(args[2:]) == list(RDP_ARGS)
+
+
+# ------------------------------------------------------------------------------ display
+
+
+def test_autologon_and_screen_matches_framebuffer(guacr: Guacr, xrdp: XrdpServer) -> None:
+    with GuacSession(guacr) as s:
+        connected(s, xrdp, **{"color-depth": "32", "force-lossless": "true"})
+        assert s.canvas.size == (1024, 768)
+        assert_matches_screen(s, xrdp)
+        assert not s.errors
+
+
+def test_joiner_read_only_sees_screen_and_cannot_type(guacr: Guacr, xrdp: XrdpServer) -> None:
+    token = secrets.token_hex(6)
+    path = Path(f"/tmp/guacr-rdp-ro-{token}")
+    with GuacSession(guacr) as owner:
+        connected(owner, xrdp, **{"force-lossless": "true"})
+        assert_matches_screen(owner, xrdp)
+        owner.mouse(300, 200)
+        with GuacSession(guacr) as joiner:
+            joiner.client.handshake(owner.id, {"read-only": "true"})
+            joiner.wait_frames(1)
+            owner.pump(0.5)
+            joiner.pump(0.5)
+            assert np.array_equal(joiner.screen(), owner.screen())
+            joiner.type_text(f"echo {token} > {path}\n")
+            joiner.pump(1.5)
+            assert not path.exists()
+            # The same line typed by the owner runs: the joiner's input really was dropped.
+            owner.type_text(f"echo {token} > {path}\n")
+            deadline = time.monotonic() + 10
+            while not path.exists():
+                assert time.monotonic() < deadline, "the owner's command did not run"
+                owner.pump(0.2)
+    path.unlink(missing_ok=True)
+
+
+# -------------------------------------------------------------------------------- input
+
+
+def test_typed_text_reaches_the_xterm(guacr: Guacr, xrdp: XrdpServer) -> None:
+    token = secrets.token_hex(6)
+    path = Path(f"/tmp/guacr-rdp-{token}")
+    try:
+        with GuacSession(guacr) as s:
+            connected(s, xrdp)
+            s.mouse(300, 200)  # no window manager: focus follows the pointer
+            s.pump(0.3)
+            s.type_text(f"echo {token}_X:Y > {path}\n")
+            deadline = time.monotonic() + 10
+            while not (path.exists() and path.read_text().strip() == f"{token}_X:Y"):
+                assert time.monotonic() < deadline, "the typed command did not run"
+                s.pump(0.2)
+    finally:
+        path.unlink(missing_ok=True)
+
+
+def test_mouse_lands_where_sent(guacr: Guacr, xrdp: XrdpServer) -> None:
+    with GuacSession(guacr) as s:
+        connected(s, xrdp)
+        for _ in range(2):
+            x, y = 20 + secrets.randbelow(900), 20 + secrets.randbelow(700)
+            s.mouse(x, y)
+            deadline = time.monotonic() + 5
+            while True:
+                s.pump(0.1)
+                out = xrdp.run_x(["xdotool", "getmouselocation"]).stdout.decode()
+                fields = dict(part.split(":") for part in out.split())
+                if (int(fields["x"]), int(fields["y"])) == (x, y):
+                    break
+                assert time.monotonic() < deadline, out
+
+
+# ------------------------------------------------------------------------------ failures
+
+
+def test_wrong_password_shows_xrdps_login_dialog(guacr: Guacr, xrdp: XrdpServer) -> None:
+    """As with guacd, xrdp answers a wrong password with its own login window."""
+    with GuacSession(guacr) as s:
+        connected(s, xrdp, desktop=False, password="wrong-password")
+
+        def dialog() -> bool:
+            screen = s.screen()
+            return bool((screen == XRDP_DIALOG_BLUE).all(axis=2).sum() > 2000)
+
+        s.wait_for(dialog, 10, "xrdp's login dialog")
+        assert not s.errors
+
+
+def test_unreachable_host_is_519(guacr: Guacr) -> None:
+    with GuacSession(guacr) as s:
+        v = {"hostname": "127.0.0.1", "port": str(free_port()), "username": "u", "password": "p"}
+        s.connect(v, protocol="rdp")
+        message, status = error_of(s)
+        assert (message, status) == ("Connection failed.", "519")
+
+
+def test_self_signed_certificate_is_refused_without_ignore_cert(
+    guacr: Guacr, xrdp: XrdpServer
+) -> None:
+    with GuacSession(guacr) as s:
+        s.connect(values(xrdp, **{"ignore-cert": ""}), protocol="rdp")
+        message, status = error_of(s)
+        assert status == "519", (message, status)
+
+
+def test_certificate_fingerprint_makes_it_trusted(guacr: Guacr, xrdp: XrdpServer) -> None:
+    with GuacSession(guacr) as s:
+        extra = {"ignore-cert": "", "cert-fingerprints": xrdp.cert_fingerprint}
+        connected(s, xrdp, **extra)
+        assert not s.errors
+
+
+def test_nla_is_security_negotiation_failure_769(guacr: Guacr, xrdp: XrdpServer) -> None:
+    with GuacSession(guacr) as s:
+        s.connect(values(xrdp, security="nla"), protocol="rdp")
+        message, status = error_of(s)
+        assert status == "769", (message, status)
+
+
+@pytest.mark.parametrize("security", ["tls", "rdp"])
+def test_security_tls_and_standard_rdp_connect(
+    guacr: Guacr, xrdp: XrdpServer, security: str
+) -> None:
+    """``tls`` as with guacd. ``rdp`` (standard RDP security, RC4): guacd 1.6.1 fails
+    against xrdp 0.9 ("MAC checksum error", 515); aardwolf's crypto layer connects."""
+    with GuacSession(guacr) as s:
+        connected(s, xrdp, security=security)
+        assert not s.errors
+
+
+def test_missing_password_is_asked_for(guacr: Guacr, xrdp: XrdpServer) -> None:
+    with GuacSession(guacr) as s:
+        v = values(xrdp)
+        del v["password"]
+        s.connect(v, protocol="rdp")
+        req = s.wait_opcode("required", 10)
+        assert list(req[1:]) == ["password"]
+        s.send_argv("password", xrdp.password)
+        s.wait_frames(1, 15)
+        assert_matches_screen(s, xrdp)
+
+
+# ----------------------------------------------------------------------------- clipboard
+
+
+def set_x_clipboard(server: XrdpServer, text: str) -> None:
+    # xclip forks to serve the selection; detach its output so run() returns.
+    server.run_x(["sh", "-c", "xclip -selection clipboard >/dev/null 2>&1"], input=text.encode())
+
+
+def test_clipboard_server_to_client(guacr: Guacr, xrdp: XrdpServer) -> None:
+    text = f"gr\u00fc\u00dfe \u20ac {secrets.token_hex(3)}"
+    with GuacSession(guacr) as s:
+        connected(s, xrdp)
+        s.pump(0.5)
+        set_x_clipboard(xrdp, text)
+        s.wait_for(lambda: s.canvas.clipboard_text() == text, 10, "clipboard")
+
+
+def test_clipboard_client_to_server(guacr: Guacr, xrdp: XrdpServer) -> None:
+    text = f"hall\u00f6 \u20ac {secrets.token_hex(3)}"
+    with GuacSession(guacr) as s:
+        connected(s, xrdp)
+        s.pump(0.5)
+        s.send_clipboard(text)
+        deadline = time.monotonic() + 10
+        while True:
+            s.pump(0.3)
+            # chansrv asks guacr for the text only when an X client pastes.
+            got = xrdp.run_x(["xclip", "-selection", "clipboard", "-o"], timeout=5)
+            if got.stdout.decode("utf-8", "replace") == text:
+                break
+            assert time.monotonic() < deadline, got
+
+
+def test_disable_copy(guacr: Guacr, xrdp: XrdpServer) -> None:
+    text = f"secret {secrets.token_hex(3)}"
+    with GuacSession(guacr) as s:
+        connected(s, xrdp, **{"disable-copy": "true"})
+        s.pump(0.5)
+        set_x_clipboard(xrdp, text)
+        s.pump(1.5)
+        assert s.canvas.clipboard_text() != text
+
+
+def test_server_pointer_becomes_the_cursor(guacr: Guacr, xrdp: XrdpServer) -> None:
+    """xrdp's pointer shapes (fast-path color pointers) replace guacr's default arrow."""
+    with GuacSession(guacr) as s:
+        connected(s, xrdp)
+        s.mouse(5, 700)
+        s.pump(0.3)
+        s.mouse(300, 200)
+
+        def server_cursor() -> bool:
+            cursor = s.canvas.cursor
+            return cursor is not None and cursor[2].shape[:2] == (32, 32)
+
+        s.wait_for(server_cursor, 10, "xrdp's 32x32 pointer")
+
+
+# ----------------------------------------------------------------------------- recording
+
+
+def test_recording_replays_to_the_final_screen(
+    guacr: Guacr, xrdp: XrdpServer, tmp_path: Path
+) -> None:
+    extra = {
+        "recording-path": str(tmp_path),
+        "recording-name": "rec",
+        "force-lossless": "true",
+    }
+    with GuacSession(guacr) as s:
+        connected(s, xrdp, **extra)
+        assert_matches_screen(s, xrdp)
+        final = s.screen().copy()
+        cid = s.id
+    deadline = time.monotonic() + 10
+    while f"Connection {cid} removed." not in guacr.log():
+        assert time.monotonic() < deadline, "connection not removed"
+        time.sleep(0.05)
+    replay = Canvas()
+    for ins in Parser().receive_data((tmp_path / "rec").read_bytes()):
+        replay.feed(ins)
+    assert np.array_equal(replay.rgb(), final), describe(replay.rgb(), final)
+
+
+# -------------------------------------------------------------------------------- resize
+
+
+def test_display_update_resize_reaches_the_x_server(guacr: Guacr, xrdp: XrdpServer) -> None:
+    """resize-method=display-update: the owner's new size resizes the session's X screen."""
+    with GuacSession(guacr) as s:
+        connected(s, xrdp, **{"resize-method": "display-update", "force-lossless": "true"})
+        try:
+            for width, height in ((800, 600), (1024, 768)):
+                s.client.send("size", width, height)
+                s.wait_for(lambda w=width, h=height: s.canvas.size == (w, h), 15, "resize")
+                deadline = time.monotonic() + 10
+                while xrdp.screen_size() != (width, height):
+                    assert time.monotonic() < deadline, xrdp.screen_size()
+                    s.pump(0.2)
+                assert_matches_screen(s, xrdp)
+        finally:
+            s.client.send("size", 1024, 768)
+            s.pump(2.0)
+    assert xrdp.screen_size() == (1024, 768)
+
+
+# ---------------------------------------------------------------------------------- SFTP
+
+
+def test_sftp_side_channel_is_offered_to_the_owner(
+    guacr: Guacr, xrdp: XrdpServer, sshd: SSHServer
+) -> None:
+    """enable-sftp: a filesystem on a separate SSH connection (sftp-username defaults to
+    the RDP username), listed through the Guacamole object protocol."""
+    extra = {
+        "enable-sftp": "true",
+        "sftp-hostname": sshd.host,
+        "sftp-port": str(sshd.port),
+        "sftp-password": sshd.password,
+        "sftp-root-directory": "/",
+    }
+    with GuacSession(guacr) as s:
+        connected(s, xrdp, **extra)
+        # The SSH login may take a while on a loaded machine; the desktop is still, so
+        # keep the client alive with nop as guacamole-common-js does.
+        deadline = time.monotonic() + 40
+        while not any(i[0] == "filesystem" for i in s.instructions):
+            assert time.monotonic() < deadline and not s.errors, s.errors
+            s.client.send("nop")
+            s.pump(1.0)
+        fs = next(i for i in s.instructions if i[0] == "filesystem")
+        s.client.send("get", fs[1], "/")
+        body = s.wait_opcode("body", 10)
+        assert body[1] == fs[1] and body[4] == "/"  # body,object,stream,mimetype,name
+        assert not s.errors

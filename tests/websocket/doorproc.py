@@ -1,0 +1,37 @@
+"""Start guacr with its WebSocket door (4823) open, for tests and benchmarks."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from guacr_process import ECHO, Guacr, free_port, run_guacr
+
+LITE_KEY = "MySuperSecretKeyForParamsToken12"
+TOKEN_KEY = "websocket tests token key, not secret"
+HANDLERS = (
+    ECHO + ",ssh=guacr.handlers.ssh:SSHHandler" + ",vnc=guacr.handlers.vnc.handler:VNCHandler"
+)
+
+
+@dataclass
+class Door:
+    guacr: Guacr
+    ws_port: int
+
+    @property
+    def tcp_port(self) -> int:
+        return self.guacr.port
+
+
+def start_door(tmp: Path, workers: int = 2, **env: str) -> Iterator[Door]:
+    ws_port = free_port()
+    full = {
+        "GUACR_WEBSOCKET_BIND_PORT": str(ws_port),
+        "GUACR_GUACAMOLE_LITE_KEY": LITE_KEY,
+        "GUACR_TOKEN_KEY": TOKEN_KEY,
+        **env,
+    }
+    with run_guacr(tmp, workers=workers, env=full, handlers=HANDLERS) as g:
+        yield Door(g, ws_port)
