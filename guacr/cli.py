@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import socket
 import sys
 
 from guacr import __version__
@@ -48,16 +49,28 @@ class _Parser(argparse.ArgumentParser):
 
 def build_parser() -> argparse.ArgumentParser:
     """Flags as guacd spells them."""
-    p = _Parser(prog="guacr", add_help=True, usage=USAGE)
-    p.add_argument("-b", dest="bind_host")
-    p.add_argument("-l", dest="bind_port")
-    p.add_argument("-L", dest="log_level")
-    p.add_argument("-p", dest="pid_file")
-    p.add_argument("-C", dest="cert")
-    p.add_argument("-K", dest="key")
-    p.add_argument("-f", dest="foreground", action="store_true")
-    p.add_argument("-v", dest="version", action="store_true")
-    p.add_argument("--config", dest="config_path")
+    p = _Parser(
+        prog="guacr",
+        add_help=True,
+        usage=USAGE.removeprefix("USAGE: "),
+        description="Guacamole proxy daemon: a drop-in replacement for guacd.",
+        epilog="Every setting may also come from /etc/guacamole/guacd.conf or GUACR_<NAME>.",
+    )
+    p.add_argument("-b", dest="bind_host", metavar="HOST", help="address to listen on (localhost)")
+    p.add_argument("-l", dest="bind_port", metavar="PORT", help="port to listen on (4822)")
+    p.add_argument(
+        "-L", dest="log_level", metavar="LEVEL",
+        help="log level: trace, debug, info, warning or error (info)",
+    )  # fmt: skip
+    p.add_argument("-p", dest="pid_file", metavar="FILE", help="write the daemon's PID to FILE")
+    p.add_argument("-C", dest="cert", metavar="FILE", help="TLS certificate chain (PEM); with -K")
+    p.add_argument("-K", dest="key", metavar="FILE", help="TLS private key (PEM); with -C")
+    p.add_argument("-f", dest="foreground", action="store_true", help="stay in the foreground")
+    p.add_argument("-v", dest="version", action="store_true", help="print the version and exit")
+    p.add_argument(
+        "--config", dest="config_path", metavar="FILE",
+        help="configuration file (/etc/guacamole/guacd.conf)",
+    )  # fmt: skip
     for name, help_ in guacr_settings():
         p.add_argument("--" + name.replace("_", "-"), dest=name, help=help_)
     return p
@@ -76,6 +89,42 @@ def resolve(argv: list[str]) -> tuple[Config, argparse.Namespace]:
     config.foreground = ns.foreground
     config.check()
     return config, ns
+
+
+def check_tls_files(cert: str, key: str, cert_name: str = "-C", key_name: str = "-K") -> str:
+    """One line saying why ``cert`` and ``key`` cannot serve TLS, or '' if they can.
+
+    Checked before listening, as guacd refuses to start without them ("Unable to load
+    keyfile"); otherwise every worker would fail on its own, naming neither file.
+    """
+    import ssl
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import serialization
+
+    data: dict[str, bytes] = {}
+    for name, path in ((cert_name, cert), (key_name, key)):
+        try:
+            with open(path, "rb") as f:
+                data[name] = f.read()
+        except OSError as exc:
+            return f"Unable to read {name} {path}: {exc.strerror or exc}"
+    try:
+        x509.load_pem_x509_certificates(data[cert_name])
+    except ValueError:
+        return f"Unable to load certificate {cert_name} {cert}: not a PEM certificate"
+    try:
+        serialization.load_pem_private_key(data[key_name], password=None)
+    except TypeError:
+        return f"Unable to load keyfile {key_name} {key}: encrypted (guacr needs it unencrypted)"
+    except Exception as exc:  # ValueError, or what an unsupported key type raises
+        return f"Unable to load keyfile {key_name} {key}: not a PEM private key ({exc})"
+    try:
+        ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER).load_cert_chain(cert, key)
+    except ssl.SSLError as exc:
+        why = "the key does not match the certificate" if "MISMATCH" in str(exc) else str(exc)
+        return f"Unable to use certificate {cert_name} {cert} with key {key_name} {key}: {why}"
+    return ""
 
 
 def daemonize() -> None:
@@ -110,6 +159,17 @@ def main(argv: list[str] | None = None) -> None:
     log = glog.get("guacr")
     if (config.cert is None) != (config.key is None):
         log.warning("Only one of certificate and key given: SSL/TLS may not work")
+    pairs = [(config.cert, config.key, "-C", "-K")]
+    if config.websocket_tls and config.websocket_bind_port and config.websocket_cert:
+        key_name = "websocket_key" if config.websocket_key else "-K"
+        pairs.append(
+            (config.websocket_cert, config.websocket_key or config.key, "websocket_cert", key_name)
+        )
+    for cert, key, cert_name, key_name in pairs:
+        problem = check_tls_files(cert, key, cert_name, key_name) if cert and key else ""
+        if problem:
+            log.error("%s", problem)
+            sys.exit(1)
     for setting, what in _NOT_BUILT.items():
         if getattr(config, setting):
             log.warning("%s is set, but this version of guacr has no %s; ignored", setting, what)
@@ -118,17 +178,24 @@ def main(argv: list[str] | None = None) -> None:
 
     specs = config.listener_specs()
     if off_reason(config):  # no usable token key: the WebSocket door stays shut
-        log.warning("%s", off_reason(config))
+        keys = config.guacamole_lite_key or config.token_key
+        (log.warning if keys else log.info)("%s", off_reason(config))
         specs = [s for s in specs if s.kind not in ("ws", "wss")]
     missing = unsupported(specs)
     if missing:
         log.error("%s", missing)
         sys.exit(1)
-    try:
-        doors = [Door.bind(spec) for spec in specs]
-    except OSError as exc:
-        log.error("%s", exc)
-        sys.exit(1)
+    doors = []
+    for spec in specs:
+        try:
+            doors.append(Door.bind(spec))
+        except socket.gaierror as exc:  # its text names neither the host nor the setting
+            setting = "-b" if spec.kind in ("tcp", "tls") else f"{spec.kind} bind host"
+            log.error("Unable to resolve %s %s: %s", setting, spec.host, exc.strerror or exc)
+            sys.exit(1)
+        except OSError as exc:
+            log.error("%s", exc)
+            sys.exit(1)
     for door in doors:
         host, port = door.sock.getsockname()[:2]
         log.info("Listening on host %s, port %d (%s)", host, port, door.spec.kind)

@@ -94,7 +94,7 @@ class Config:
     shutdown_grace: float = _f(_FLOAT, 10.0, "seconds sessions get at shutdown")
     # WebSocket door (issue 11)
     websocket_bind_host: str = _f(_STR, "", "WebSocket bind address (empty: bind_host)")
-    websocket_bind_port: int = _f(_PORT_OR_OFF, 0, "WebSocket port (0: off)")
+    websocket_bind_port: int = _f(_PORT_OR_OFF, 4823, "WebSocket port (0: off; needs a token key)")
     websocket_path: str = _f(_STR, "", "WebSocket path (empty: any)")
     websocket_tls: bool = _f(_BOOL, False, "TLS on the WebSocket door")
     websocket_cert: str | None = _f(_OPT_STR, None, "its certificate (else -C)")

@@ -26,6 +26,7 @@ import socket
 import ssl
 import sys
 import time
+from collections import deque
 from collections.abc import Coroutine
 from typing import TYPE_CHECKING, Any
 
@@ -49,6 +50,7 @@ log = logging.getLogger("guacr.worker")
 
 SHUTDOWN_DEADLINE = 5.0
 FIGURES_INTERVAL = 2  # sweeps (seconds) between figure reports to the listener
+MAX_QUEUED = 100_000  # reports waiting for a listener that is not reading
 # How long a worker whose listener died waits for the new one before giving up.
 REATTACH_TIMEOUT = 30.0
 
@@ -77,6 +79,7 @@ class Worker:
         self._details_sent: dict[str, list[Any]] = {}
         self._frames_seen: dict[str, int] = {}
         self._orphaned: asyncio.TimerHandle | None = None
+        self._queued: deque[tuple[channel.Message, list[int]]] = deque()
         self.tasks: set[asyncio.Task[None]] = set()
 
     # Handler lookup ---------------------------------------------------------------
@@ -86,27 +89,54 @@ class Worker:
 
     # Reports to the listener ----------------------------------------------------------
     def report(self, msg: channel.Message, fds: list[int] | None = None) -> bool:
-        """Send a message to the listener (dropped while there is none)."""
-        if self.chan is None:
+        """Send a message to the listener (dropped while there is none).
+
+        Never blocks the loop: while the listener is not reading, messages wait in
+        order (descriptors duplicated) and go out once the channel is writable.
+        """
+        chan = self.chan
+        if chan is None:
             return False
-        try:
-            channel.send(self.chan, msg, fds)
-            return True
-        except BlockingIOError:
-            try:  # the listener is busy: wait for room rather than lose a report
-                self.chan.setblocking(True)
-                self.chan.settimeout(2.0)
-                channel.send(self.chan, msg, fds)
+        if not self._queued:
+            try:
+                channel.send(chan, msg, fds)
                 return True
+            except BlockingIOError:
+                asyncio.get_running_loop().add_writer(chan.fileno(), self._flush)
             except OSError:
-                log.warning("Control channel to the listener is stuck; dropped %s", msg.op)
+                log.warning("Control channel to the listener is gone")
                 return False
-            finally:
-                if self.chan is not None:
-                    self.chan.setblocking(False)
-        except OSError:
-            log.warning("Control channel to the listener is gone")
+        if len(self._queued) >= MAX_QUEUED:
+            log.error("The listener is not reading; dropped %s", msg.op)
             return False
+        self._queued.append((msg, [os.dup(fd) for fd in fds or ()]))
+        return True
+
+    def _flush(self) -> None:
+        """The channel is writable again: send what waited, in order."""
+        chan = self.chan
+        while chan is not None and self._queued:
+            msg, fds = self._queued[0]
+            try:
+                channel.send(chan, msg, fds)
+            except BlockingIOError:
+                return
+            except OSError:
+                break
+            self._queued.popleft()
+            for fd in fds:
+                os.close(fd)
+        self._drop_queue()
+
+    def _drop_queue(self) -> None:
+        """Forget waiting messages (sent, or superseded by a new listener's Hello)."""
+        if self.chan is not None:
+            with contextlib.suppress(ValueError, RuntimeError):
+                asyncio.get_running_loop().remove_writer(self.chan.fileno())
+        for _msg, fds in self._queued:
+            for fd in fds:
+                os.close(fd)
+        self._queued.clear()
 
     def connection_opened(self, conn: Connection, owner: User) -> None:
         """A new connection lives here: joins for it must be routed here."""
@@ -279,6 +309,7 @@ class Worker:
         """The listener died: keep serving, and wait for the main process to attach us
         to its successor."""
         loop = asyncio.get_running_loop()
+        self._drop_queue()
         if self.chan is not None:
             loop.remove_reader(self.chan.fileno())
             self.chan.close()
@@ -324,6 +355,7 @@ class Worker:
     def attach(self, chan: socket.socket) -> None:
         """Serve a new listener: re-register every connection and user, then ready."""
         loop = asyncio.get_running_loop()
+        self._drop_queue()
         if self.chan is not None:
             loop.remove_reader(self.chan.fileno())
             self.chan.close()

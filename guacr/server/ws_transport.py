@@ -16,6 +16,9 @@ the tunnel's first message, ``""`` with the connection id (what guacamole-lite s
 so a front end can build share links from ``tunnel.uuid``). Neither ``args`` nor
 ``ready`` reaches the browser.
 
+Frames that arrive before ``ready`` are dropped: guacamole-common-js sends nothing until
+the id instruction arrives, and nothing a client could say then has a meaning.
+
 The close follows the last ``error`` the session sent: guacamole-client's close code
 for its status and the decimal status as reason; otherwise 1000 "0".
 """

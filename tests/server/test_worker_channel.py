@@ -117,3 +117,33 @@ async def test_worker_reports_and_answers_questions() -> None:
             await asyncio.wait(list(worker.tasks), timeout=5)
         ours.close()
         theirs.close()
+
+
+async def test_reports_never_block_and_keep_their_order() -> None:
+    """A listener that stops reading must not stall the worker's loop."""
+    ours, theirs = channel.pair()
+    theirs.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+    theirs.setblocking(False)
+    worker = Worker(theirs, Config(handlers=ECHO))
+    try:
+        start = asyncio.get_running_loop().time()
+        for i in range(3000):
+            assert worker.report(channel.Stats([[f"${i}", i, i]]))
+        assert asyncio.get_running_loop().time() - start < 1.0
+        assert worker._queued, "the channel should have filled up"
+        ours.setblocking(False)
+        got: list[int] = []
+        async with asyncio.timeout(10):
+            while len(got) < 3000:
+                try:
+                    msg, _ = channel.recv(ours)
+                except BlockingIOError:
+                    await asyncio.sleep(0.001)  # the worker's writer callback runs
+                    continue
+                assert isinstance(msg, channel.Stats)
+                got.append(msg.counters[0][1])
+        assert got == list(range(3000)) and not worker._queued
+    finally:
+        worker._drop_queue()
+        ours.close()
+        theirs.close()

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import os
 import pwd
 import re
 import subprocess
@@ -272,7 +273,12 @@ class XrdpServer(_Server):
         # The session's processes run as guest in their own sessions under sesman; they
         # are its descendants, so kill_tree in _Server.stop finds them. Xorg also leaves
         # a lock file and socket behind when killed.
+        scratch = str(self.dir) if self.dir != Path() else ""
         super().stop()
+        if scratch:
+            # A session sesman was still creating when its tree was snapshotted (an
+            # interrupted start) is found by its window-manager script's path.
+            kill_tree(_processes_mentioning(scratch))
         if self.display:
             num = self.display[1:]
             lock = Path(f"/tmp/.X{num}-lock")
@@ -281,3 +287,15 @@ class XrdpServer(_Server):
                 kill_tree([pid])
             lock.unlink(missing_ok=True)
             Path(f"/tmp/.X11-unix/X{num}").unlink(missing_ok=True)
+
+
+def _processes_mentioning(text: str) -> list[int]:
+    """PIDs whose command line contains ``text`` (our scratch directory)."""
+    found = []
+    needle = text.encode()
+    for entry in os.scandir("/proc"):
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError):
+                if needle in Path(entry.path, "cmdline").read_bytes():
+                    found.append(int(entry.name))
+    return [pid for pid in found if pid != os.getpid()]
