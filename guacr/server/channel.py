@@ -20,7 +20,8 @@ worker -> listener
   :class:`Ready`, :class:`Hello` (re-registration after a listener restart),
   :class:`ConnectionOpened`/:class:`ConnectionClosed`, :class:`UserJoined`/
   :class:`UserLeft`, :class:`Stats`, :class:`Figures`, :class:`Pong`,
-  :class:`Forward` (+ fd), :class:`Reply`
+  :class:`Forward` (+ fd), :class:`Reply`, :class:`Redeem` (answered by the listener
+  with a :class:`Reply`)
 listener -> main process
   :class:`Spawn` (+ the worker's channel end), :class:`Draining`
 main process -> listener
@@ -235,12 +236,31 @@ class Hello(Message):
 
 @dataclass
 class Forward(Message):
-    """A join read by a worker (TLS) for a connection owned elsewhere (+ fd)."""
+    """A join read by a worker (TLS) for a connection owned elsewhere (+ fd).
+
+    ``tunnel`` is empty for a 4822 join (the fd then carries the Guacamole protocol
+    after ``select``); for a ``wss`` join it is the upgraded tunnel's grant and limits,
+    as in :class:`Handoff`, and the fd carries WebSocket frames.
+    """
 
     op: ClassVar[str] = "forward"
     target: str = ""
     pending: str = ""
     remote: str = ""
+    tunnel: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Redeem(Request):
+    """Worker -> listener: spend guacr token ``token_id`` (``wss``, guacr.server.wss).
+
+    The listener keeps the one redemption store of every door, so a token used once
+    cannot be replayed through another worker; ``Reply.ok`` is True only the first time.
+    """
+
+    op: ClassVar[str] = "redeem"
+    token_id: str = ""
+    expires: float = 0.0
 
 
 @dataclass
@@ -303,6 +323,7 @@ MESSAGES: dict[str, type[Message]] = {
         Figures,
         Hello,
         Forward,
+        Redeem,
         Spawn,
         Spawned,
         Exited,

@@ -448,6 +448,12 @@ class ForkServer:
         return status
 
     def _worker(self, chan: socket.socket, main: socket.socket, slot: int = 0) -> int:
+        # Its own session: with the kernel's autogroup scheduling each worker then gets
+        # its own CPU share instead of all of guacr splitting one (issue 16: typing
+        # latency under load halved). Stopping is unchanged: workers ignore SIGINT and
+        # are stopped by the listener with SIGTERM, or exit when the main process's
+        # channel closes.
+        os.setsid()
         self._close_inherited()
         glog.set_role(f"worker-{slot}")
         for door in self.doors:

@@ -21,6 +21,7 @@ import os
 import socket
 import uuid
 from collections.abc import Callable
+from typing import Any
 
 from guacr import handlers
 from guacr.errors import GuacrError
@@ -100,11 +101,18 @@ class Router:
 
     # Hand-off ------------------------------------------------------------------------
     def handoff(
-        self, slot: Slot, fd: int, target: str, pending: bytes, door: str, remote: str
+        self,
+        slot: Slot,
+        fd: int,
+        target: str,
+        pending: bytes,
+        door: str,
+        remote: str,
+        tunnel: dict[str, Any] | None = None,
     ) -> bool:
         """Pass a client's descriptor to ``slot``'s worker, counting it there."""
         user = new_user_id()
-        msg = channel.Handoff(user, target, channel.pack_bytes(pending), door, remote)
+        msg = channel.Handoff(user, target, channel.pack_bytes(pending), door, remote, tunnel or {})
         # Counted before sending: the worker may report the user gone at once.
         self.registry.add_user(UserRecord(user, slot.index, door, remote))
         if not slot.send(msg, [fd]):

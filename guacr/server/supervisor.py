@@ -42,6 +42,7 @@ from guacr import handlers
 from guacr.config import Config
 from guacr.control.plane import ControlPlane
 from guacr.errors import GuacrError
+from guacr.protocol.status import Status
 from guacr.server import channel, intake
 from guacr.server.doors import SELECT_READ_BY, Door
 from guacr.server.intake import SELECT_TIMEOUT, read_select, refuse
@@ -49,6 +50,8 @@ from guacr.server.registry import ConnectionRecord, LocalRegistry, Registry, Use
 from guacr.server.routing import Router
 from guacr.server.slots import Slot
 from guacr.server.ws_door import WebSocketDoor
+from guacr.server.ws_intake import refuse as refuse_tunnel
+from guacr.tunnel.tokens import MemoryRedemptionStore
 
 log = logging.getLogger("guacr.listener")
 
@@ -98,8 +101,13 @@ class Supervisor:
         self._done: asyncio.Future[int] | None = None
         self.alive: set[int] = set()  # worker pids not yet reported exited
         self._trim_pending = False
+        # Every door spends guacr tokens here: ``ws`` directly, ``wss`` workers by asking
+        # (channel.Redeem), so a token works once whichever door or worker sees it.
+        self.redemptions = MemoryRedemptionStore()
         self.websocket = (
-            WebSocketDoor(config, self.router) if any(d.spec.kind == "ws" for d in doors) else None
+            WebSocketDoor(config, self.router, self.redemptions)
+            if any(d.spec.kind == "ws" for d in doors)
+            else None
         )
         for name, target in config.extra_handlers().items():
             handlers.register(name, target)
@@ -229,11 +237,35 @@ class Supervisor:
             self._hello(slot, msg)
         elif isinstance(msg, channel.Forward) and len(fds) == 1:
             pending = channel.unpack_bytes(msg.pending)
-            self.router.route_join(fds.pop(), msg.target, pending, msg.remote)
+            if msg.tunnel:
+                self._route_tunnel_join(fds.pop(), msg, pending)
+            else:
+                self.router.route_join(fds.pop(), msg.target, pending, msg.remote)
+        elif isinstance(msg, channel.Redeem):
+            ok = self.redemptions.redeem_now(msg.token_id, msg.expires)
+            slot.send(channel.Reply(msg.rid, ok))
         else:
             log.warning("Unexpected message %r from worker %d", msg.op, slot.index)
         for fd in fds:
             os.close(fd)
+
+    def _route_tunnel_join(self, fd: int, msg: channel.Forward, pending: bytes) -> None:
+        """A ``wss`` join whose worker does not own the connection: to the owner, as a
+        ``ws`` tunnel is routed (the worker that holds its TLS pumps the frames)."""
+        target = msg.target
+        slot = self.router.owner_of(target)
+        if slot is not None and self.router.handoff(
+            slot, fd, target, pending, "wss", msg.remote, msg.tunnel
+        ):
+            os.close(fd)
+            return
+        log.info('Connection "%s" does not exist.', target[:64])
+        sock = socket.socket(fileno=fd)
+        sock.setblocking(False)
+        error = GuacrError("No such connection.", Status.RESOURCE_NOT_FOUND)
+        task = asyncio.get_running_loop().create_task(refuse_tunnel(sock, error))
+        self._intakes.add(task)
+        task.add_done_callback(self._intake_done)
 
     def _hello(self, slot: Slot, msg: channel.Hello) -> None:
         """A worker that outlived the previous listener re-registers what it serves."""

@@ -108,9 +108,16 @@ class TlsIntake:
             transport.close()
             return
         local.setblocking(False)
-        self.worker.spawn(self._pump(transport, local))
+        self.worker.spawn(splice(transport, local))
 
-    async def _pump(self, tls: asyncio.Transport, local: socket.socket) -> None:
-        loop = asyncio.get_running_loop()
+
+async def splice(tls: asyncio.Transport, local: socket.socket) -> None:
+    """Pump bytes both ways between a TLS session and a local socket until either ends."""
+    loop = asyncio.get_running_loop()
+    try:
         inner, _ = await loop.connect_accepted_socket(lambda: _Pump(tls), local)
-        tls.set_protocol(_Pump(inner))
+    except OSError:
+        local.close()
+        tls.close()
+        return
+    tls.set_protocol(_Pump(inner))

@@ -40,7 +40,8 @@ from guacr.protocol.status import Status
 from guacr.server import channel
 from guacr.server.transport import StreamAdapter
 from guacr.server.user import User
-from guacr.server.ws_door import serve_tunnel
+from guacr.server.ws_door import off_reason, serve_tunnel
+from guacr.server.wss import WssDoor, serve_wss
 
 if TYPE_CHECKING:
     from guacr.contract.handler import Handler
@@ -70,6 +71,8 @@ class Worker:
         self.draining = False  # new sessions refused (the listener says; TLS reads select here)
         self.done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self.ssl_context = _ssl_context(config)
+        self.requests = channel.Requests()  # questions to the listener (Redeem)
+        self.wss = WssDoor.from_config(config, self) if _wss_on(config) else None
         for name, target in config.extra_handlers().items():
             handlers.register(name, target)
         self._counters: dict[str, tuple[int, int]] = {}
@@ -259,8 +262,8 @@ class Worker:
             return
         if isinstance(msg, channel.Handoff) and len(fds) == 1:
             pending = channel.unpack_bytes(msg.pending)
-            if msg.door == "ws":
-                serve_tunnel(self, fds[0], msg.user, msg.remote, msg.tunnel, pending)
+            if msg.tunnel:  # an upgraded, verified WebSocket tunnel
+                serve_tunnel(self, fds[0], msg.user, msg.remote, msg.tunnel, pending, msg.door)
                 return
             self._accept(fds[0], msg.user, msg.target, pending, msg.door, msg.remote)
             return
@@ -274,6 +277,8 @@ class Worker:
             self.report(self._terminate(msg))
         elif isinstance(msg, channel.Draining):
             self.draining = msg.on
+        elif isinstance(msg, channel.Reply):
+            self.requests.resolve(msg)
         else:
             log.warning("Unexpected control message %r", msg.op)
 
@@ -310,6 +315,7 @@ class Worker:
         to its successor."""
         loop = asyncio.get_running_loop()
         self._drop_queue()
+        self.requests.fail_all("no listener")
         if self.chan is not None:
             loop.remove_reader(self.chan.fileno())
             self.chan.close()
@@ -406,6 +412,14 @@ class Worker:
             assert self.ssl_context is not None
             self.spawn(TlsIntake(self, user_id, remote).serve(sock, self.ssl_context))
             return
+        if door == "wss":
+            if self.wss is None:
+                log.error("A wss client arrived but the wss door is not configured here")
+                sock.close()
+                self.report(channel.UserLeft(user_id))
+                return
+            self.spawn(serve_wss(self, self.wss, sock, user_id))
+            return
         self.adopt(sock, target, pending, user_id, remote, door)
 
     def adopt(
@@ -436,6 +450,17 @@ class Worker:
             log.info("Client socket unusable: %s", exc)
             sock.close()
             self.user_gone(user.id)
+
+    async def ask(self, request: channel.Request, timeout: float = 5.0) -> channel.Reply:
+        """Ask the listener (e.g. :class:`~channel.Redeem`) and await its reply."""
+        fut = self.requests.prepare(request)
+        if not self.report(request):
+            fut.cancel()
+            return channel.Reply(rid=request.rid, ok=False, error="no listener")
+        try:
+            return await asyncio.wait_for(fut, timeout)
+        except TimeoutError:
+            return channel.Reply(rid=request.rid, ok=False, error="the listener did not answer")
 
     def forward_join(self, target: str, pending: bytes, fd: int, remote: str) -> bool:
         """Send a TLS-terminated join to the listener for the owning worker."""
@@ -482,6 +507,11 @@ class Worker:
             user.fail(err)
         if not self.connections and not self.done.done():
             self.done.set_result(None)
+
+
+def _wss_on(config: Config) -> bool:
+    """Whether this daemon opens a ``wss`` door (the worker then needs its TLS)."""
+    return bool(config.websocket_tls and config.websocket_bind_port and not off_reason(config))
 
 
 def _ssl_context(config: Config) -> ssl.SSLContext | None:
