@@ -19,8 +19,9 @@ listener -> worker
 worker -> listener
   :class:`Ready`, :class:`Hello` (re-registration after a listener restart),
   :class:`ConnectionOpened`/:class:`ConnectionClosed`, :class:`UserJoined`/
-  :class:`UserLeft`, :class:`Stats`, :class:`Pong`, :class:`Forward` (+ fd),
-  :class:`Reply`, :class:`Redeem` (answered by the listener with a :class:`Reply`)
+  :class:`UserLeft`, :class:`Stats`, :class:`Figures`, :class:`Pong`,
+  :class:`Forward` (+ fd), :class:`Reply`, :class:`Redeem` (answered by the listener
+  with a :class:`Reply`)
 listener -> main process
   :class:`Spawn` (+ the worker's channel end), :class:`Draining`
 main process -> listener
@@ -164,10 +165,14 @@ class ConnectionOpened(Message):
 
 @dataclass
 class ConnectionClosed(Message):
-    """A connection ended."""
+    """A connection ended (``status``/``message``: the error it ended with, if any;
+    ``recording``: the path of its finished session recording, if any)."""
 
     op: ClassVar[str] = "conn_close"
     id: str = ""
+    status: int = 0
+    message: str = ""
+    recording: str = ""
 
 
 @dataclass
@@ -195,6 +200,24 @@ class Stats(Message):
 
     op: ClassVar[str] = "stats"
     counters: list[list[Any]] = field(default_factory=list)
+
+
+@dataclass
+class Figures(Message):
+    """Worker figures for metrics and the control API (every 2 s).
+
+    ``figures``: :meth:`guacr.control.figures.WorkerFigures.snapshot`; ``sessions``:
+    connections whose details changed, ``{id: [hostname, port, frames, lag_ms,
+    [read-only user ids]]}``.
+    """
+
+    op: ClassVar[str] = "figures"
+    pid: int = 0
+    figures: dict[str, Any] = field(default_factory=dict)
+    sessions: dict[str, Any] = field(default_factory=dict)
+
+
+DRAINING_MESSAGE = "Server is draining."  # new sessions refused (513), as routing says
 
 
 @dataclass
@@ -268,7 +291,8 @@ class Exited(Message):
 
 @dataclass
 class Draining(Message):
-    """Listener -> main process: the drain state, kept for a listener forked later."""
+    """The drain state: listener -> main process (kept for a listener forked later) and
+    listener -> workers (which read ``select`` themselves behind TLS)."""
 
     op: ClassVar[str] = "draining"
     on: bool = False
@@ -296,6 +320,7 @@ MESSAGES: dict[str, type[Message]] = {
         UserJoined,
         UserLeft,
         Stats,
+        Figures,
         Hello,
         Forward,
         Redeem,

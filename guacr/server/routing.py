@@ -26,7 +26,7 @@ from typing import Any
 from guacr import handlers
 from guacr.errors import GuacrError
 from guacr.protocol.status import Status
-from guacr.server import channel
+from guacr.server import channel, intake
 from guacr.server.intake import error_bytes, refuse
 from guacr.server.registry import Registry, UserRecord
 from guacr.server.slots import Slot
@@ -176,6 +176,8 @@ def _remote(sock: socket.socket) -> str:
 
 def reply_error(sock: socket.socket, error: GuacrError) -> None:
     """Send ``error`` + ``disconnect`` on a socket the listener owns, then close it."""
+    if intake.refused_hook is not None:
+        intake.refused_hook(int(error.status))
     try:
         sock.setblocking(True)
         sock.settimeout(1.0)

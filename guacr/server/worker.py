@@ -33,6 +33,8 @@ from typing import TYPE_CHECKING, Any
 from guacr import handlers
 from guacr import log as glog
 from guacr.config import Config
+from guacr.control import figures as figures_mod
+from guacr.control.figures import WorkerFigures
 from guacr.errors import GuacrError
 from guacr.protocol.status import Status
 from guacr.server import channel
@@ -48,6 +50,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("guacr.worker")
 
 SHUTDOWN_DEADLINE = 5.0
+FIGURES_INTERVAL = 2  # sweeps (seconds) between figure reports to the listener
 MAX_QUEUED = 100_000  # reports waiting for a listener that is not reading
 # How long a worker whose listener died waits for the new one before giving up.
 REATTACH_TIMEOUT = 30.0
@@ -65,6 +68,7 @@ class Worker:
         self.connections: dict[str, Connection] = {}
         self.users: dict[str, User] = {}
         self.stopping = False
+        self.draining = False  # new sessions refused (the listener says; TLS reads select here)
         self.done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self.ssl_context = _ssl_context(config)
         self.requests = channel.Requests()  # questions to the listener (Redeem)
@@ -72,6 +76,11 @@ class Worker:
         for name, target in config.extra_handlers().items():
             handlers.register(name, target)
         self._counters: dict[str, tuple[int, int]] = {}
+        # Metrics and control-API figures (guacr.control.figures), sent every 2 s.
+        self.figures = figures_mod.CURRENT = WorkerFigures()
+        self._io_seen: dict[str, tuple[int, int, int, int]] = {}
+        self._details_sent: dict[str, list[Any]] = {}
+        self._frames_seen: dict[str, int] = {}
         self._orphaned: asyncio.TimerHandle | None = None
         self._queued: deque[tuple[channel.Message, list[int]]] = deque()
         self.tasks: set[asyncio.Task[None]] = set()
@@ -145,7 +154,19 @@ class Worker:
         """A connection ended."""
         if self.connections.pop(conn.id, None) is not None:
             self._counters.pop(conn.id, None)
-            self.report(channel.ConnectionClosed(conn.id))
+            self._details_sent.pop(conn.id, None)
+            self._count_frames(conn)
+            self._frames_seen.pop(conn.id, None)
+            err = conn.end_error
+            recording = conn.recording.path if conn.recording is not None else ""
+            self.report(
+                channel.ConnectionClosed(
+                    conn.id,
+                    int(err.status) if err is not None else 0,
+                    err.message if err is not None else "",
+                    recording,
+                )
+            )
         if self.stopping and not self.connections and not self.done.done():
             self.done.set_result(None)
 
@@ -156,12 +177,73 @@ class Worker:
     def user_joined(self, user: User) -> None:
         """A user finished its handshake into its connection."""
         assert user.conn is not None
+        self.figures.count("handshakes", user.conn.handler_cls.protocol)
         self.report(channel.UserJoined(user.id, user.conn.id, user.owner, user.info.name))
 
     def user_gone(self, user_id: str) -> None:
         """A handed-off user left, whatever stage it reached (reported once)."""
-        if self.users.pop(user_id, None) is not None:
+        user = self.users.pop(user_id, None)
+        if user is not None:
+            self._count_io(user)
+            self._io_seen.pop(user_id, None)
             self.report(channel.UserLeft(user_id))
+
+    # Figures (metrics, control API) ------------------------------------------------------
+    def protocol_of(self, user: User) -> str:
+        """The protocol a user's connection speaks ("unknown" before ``select`` is read)."""
+        if user.conn is not None:
+            return user.conn.handler_cls.protocol
+        target = user.target
+        return target if target and not target.startswith("$") else "unknown"
+
+    def _count_io(self, user: User) -> None:
+        now = (user.bytes_in, user.bytes_out, user.instructions_in, user.instructions_out)
+        seen = self._io_seen.get(user.id, (0, 0, 0, 0))
+        if now == seen:
+            return
+        self._io_seen[user.id] = now
+        protocol = self.protocol_of(user)
+        for name, n, before in zip(
+            ("bytes_in", "bytes_out", "instructions_in", "instructions_out"), now, seen, strict=True
+        ):
+            if n > before:
+                self.figures.count(name, protocol, n - before)
+
+    def _count_frames(self, conn: Connection) -> None:
+        seen = self._frames_seen.get(conn.id, 0)
+        if conn.frames > seen:
+            self.figures.count("frames", conn.handler_cls.protocol, conn.frames - seen)
+            self._frames_seen[conn.id] = conn.frames
+
+    def _report_figures(self) -> None:
+        figures = self.figures
+        for user in self.users.values():
+            self._count_io(user)
+        sessions, users = figures.gauges["sessions"], figures.gauges["users"]
+        sessions.clear()
+        users.clear()
+        for user in self.users.values():
+            users[self.protocol_of(user)] += 1
+        changed: dict[str, Any] = {}
+        for conn in self.connections.values():
+            if conn.closed:
+                continue
+            protocol = conn.handler_cls.protocol
+            sessions[protocol] += 1
+            self._count_frames(conn)
+            params = conn.owner.params if conn.owner is not None else None
+            port = params.get("port") if params is not None else ""
+            details = [
+                params.get("hostname") if params is not None else "",
+                int(port) if port.isdigit() else 0,
+                conn.frames,
+                conn.lag,
+                sorted(u.id for u in conn.users if u.read_only),
+            ]
+            if self._details_sent.get(conn.id) != details:
+                self._details_sent[conn.id] = details
+                changed[conn.id] = details
+        self.report(channel.Figures(os.getpid(), figures.snapshot(), changed))
 
     # Channel -------------------------------------------------------------------------
     def on_channel(self) -> None:
@@ -193,6 +275,8 @@ class Worker:
             self.report(self._list_users(msg))
         elif isinstance(msg, channel.Terminate):
             self.report(self._terminate(msg))
+        elif isinstance(msg, channel.Draining):
+            self.draining = msg.on
         elif isinstance(msg, channel.Reply):
             self.requests.resolve(msg)
         else:
@@ -287,6 +371,7 @@ class Worker:
         self.chan = chan
         chan.setblocking(False)
         loop.add_reader(chan.fileno(), self.on_channel)
+        self._details_sent.clear()  # the new listener knows no details yet
         connections = [
             {
                 "id": c.id,
@@ -384,12 +469,18 @@ class Worker:
     # Timers ----------------------------------------------------------------------------
     async def sweep(self) -> None:
         """Once a second: user timeouts and keep-alives; byte counters."""
+        ticks = 0
         while True:
+            before = time.monotonic()
             await asyncio.sleep(1.0)
             now = time.monotonic()
+            self.figures.loop_lag = max(0.0, now - before - 1.0)
             for user in list(self.users.values()):
                 user.tick(now)
             self._report_counters()
+            ticks += 1
+            if ticks % FIGURES_INTERVAL == 0 and self.chan is not None:
+                self._report_figures()
 
     def _report_counters(self) -> None:
         changed: list[list[Any]] = []

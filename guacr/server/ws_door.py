@@ -125,6 +125,10 @@ class WebSocketDoor:
                     Status.UNSUPPORTED,
                 )  # fmt: skip
                 return
+            if router.draining:  # joins of live sessions still route (above)
+                log.info('Refusing a new "%s" session: draining', target[:64])
+                await self._refuse(sock, admitted, channel.DRAINING_MESSAGE, Status.SERVER_BUSY)
+                return
             slot = await router.wait_for_worker()
             if slot is None:
                 await self._refuse(sock, admitted, "No worker is available.", Status.SERVER_BUSY)

@@ -245,6 +245,9 @@ class WssIntake(asyncio.Protocol):
             grant.kind,
             grant.selector[:64],
         )
+        if self.worker.draining and not grant.is_join:  # joins still go on
+            self._refuse(GuacrError(channel.DRAINING_MESSAGE, Status.SERVER_BUSY))
+            return
         tunnel = {"grant": grant.to_wire(), "max_message": self.settings.max_message}
         leftover = bytes(self.buffer)
         self.buffer.clear()
