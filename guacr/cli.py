@@ -36,8 +36,6 @@ _GUACD_FLAGS = {
 # Settings declared for services later versions bring (guacr.config declares them all
 # now): set, they are reported rather than silently ignored.
 _NOT_BUILT = {
-    "grpc_bind_port": "gRPC service",
-    "metrics_bind_port": "metrics endpoint",
     "registry_url": "shared registry (the in-process one is used)",
 }
 
@@ -144,15 +142,20 @@ def daemonize() -> None:
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the ``guacr`` command."""
+    args = sys.argv[1:] if argv is None else argv
+    if args[:1] == ["drain"]:  # guacr drain [--wait S]: the control API's Drain
+        from guacr.control.drain_cmd import main as drain_main
+
+        sys.exit(drain_main(args[1:]))
     try:
-        config, ns = resolve(sys.argv[1:] if argv is None else argv)
+        config, ns = resolve(args)
     except ConfigError as exc:
         print(f"guacr: {exc}", file=sys.stderr)
         sys.exit(1)
     if ns.version:
         print(f"guacr version {__version__} (Guacamole proxy daemon, guacd 1.6.1 compatible)")
         sys.exit(0)
-    glog.setup(config.log_level, config.log_format, config.syslog_address)
+    glog.setup(config.log_level, config.log_format, config.syslog_address, warn=True)
     log = glog.get("guacr")
     if (config.cert is None) != (config.key is None):
         log.warning("Only one of certificate and key given: SSL/TLS may not work")

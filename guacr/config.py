@@ -30,7 +30,7 @@ GUACD_KEYS: dict[str, dict[str, str]] = {
 }
 
 LOG_LEVELS = ("trace", "debug", "info", "warning", "error")
-LOG_FORMATS = ("guacd", "json")
+LOG_FORMATS = ("guacd", "text", "json")  # text: another name for guacd's
 
 DoorKind = Literal["tcp", "tls", "ws", "wss"]
 
@@ -107,16 +107,16 @@ class Config:
     websocket_max_message: int = _f(_INT, 1 << 20, "largest browser message, bytes")
     websocket_handshake_timeout: float = _f(_FLOAT, 15.0, "seconds for the upgrade request")
     # gRPC control (issue 12)
-    grpc_bind_host: str = _f(_STR, "", "gRPC bind address (empty: bind_host)")
-    grpc_bind_port: int = _f(_PORT_OR_OFF, 0, "gRPC port (0: off)")
+    grpc_bind_host: str = _f(_STR, "127.0.0.1", "gRPC bind address")
+    grpc_bind_port: int = _f(_PORT_OR_OFF, 50051, "gRPC port (0: off; on only with auth)")
     grpc_token: str | None = _f(_SECRET, None, "gRPC bearer token")
     grpc_cert: str | None = _f(_OPT_STR, None, "gRPC TLS certificate")
     grpc_key: str | None = _f(_OPT_STR, None, "gRPC TLS key")
     grpc_client_ca: str | None = _f(_OPT_STR, None, "CA for gRPC client certificates")
     # Observability
-    metrics_bind_host: str = _f(_STR, "", "metrics bind address (empty: bind_host)")
-    metrics_bind_port: int = _f(_PORT_OR_OFF, 0, "metrics port (0: off)")
-    syslog_address: str = _f(_STR, "", "syslog target (empty: stderr only)")
+    metrics_bind_host: str = _f(_STR, "127.0.0.1", "health/metrics bind address")
+    metrics_bind_port: int = _f(_PORT_OR_OFF, 9464, "health/metrics port (0: off)")
+    syslog_address: str = _f(_STR, "/dev/log", "syslog socket or host:port (empty: off)")
     log_format: str = _f("log_format", "guacd", "guacd or json")
     # Several instances
     registry_url: str = _f(_STR, "", "shared session registry (empty: in-process)")

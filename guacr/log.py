@@ -10,12 +10,7 @@ masks them.
 
 from __future__ import annotations
 
-import json
 import logging
-import logging.handlers
-import os
-import sys
-import time
 
 TRACE = 5
 logging.addLevelName(TRACE, "TRACE")
@@ -31,68 +26,22 @@ LEVELS = {
 MAX_MESSAGE = 2048
 
 
-def _message(record: logging.LogRecord, formatter: logging.Formatter) -> str:
-    message = record.getMessage()
-    if record.exc_info:
-        message += "\n" + formatter.formatException(record.exc_info)
-    return message[:MAX_MESSAGE]
+def set_role(role: str) -> None:
+    """Name this process (main, listener, worker-N) in JSON log lines."""
+    from guacr.control import logs
+
+    logs.set_role(role)
 
 
-class _GuacdFormatter(logging.Formatter):
-    def format(self, record: logging.LogRecord) -> str:
-        return f"guacr[{os.getpid()}]: {record.levelname}:\t" + _message(record, self)
+def setup(
+    level: str = "info", fmt: str = "guacd", syslog_address: str = "", warn: bool = False
+) -> None:
+    """Configure the root logger for a guacr process (guacr.control.logs does the work:
+    formats, syslog, the missing-socket warning when ``warn``)."""
+    from guacr.control import logs
 
-
-class _JsonFormatter(logging.Formatter):
-    """One object per line: time (UTC, ISO 8601), level, pid, logger, message."""
-
-    def format(self, record: logging.LogRecord) -> str:
-        stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
-        return json.dumps(
-            {
-                "time": f"{stamp}.{int(record.msecs):03d}Z",
-                "level": record.levelname.lower(),
-                "pid": os.getpid(),
-                "logger": record.name,
-                "message": _message(record, self),
-            },
-            ensure_ascii=False,
-        )
-
-
-class _SyslogFormatter(logging.Formatter):
-    def format(self, record: logging.LogRecord) -> str:
-        return f"guacr[{os.getpid()}]: " + _message(record, self)
-
-
-def syslog_handler(address: str) -> logging.Handler:
-    """A handler for ``address``: a socket path, or ``host:port`` (UDP)."""
-    target: str | tuple[str, int]
-    if address.startswith("/"):
-        target = address
-    else:
-        host, _, port = address.rpartition(":")
-        target = (host or "localhost", int(port or 514))
-    handler = logging.handlers.SysLogHandler(
-        target, facility=logging.handlers.SysLogHandler.LOG_DAEMON
-    )
-    handler.setFormatter(_SyslogFormatter())
-    return handler
-
-
-def setup(level: str = "info", fmt: str = "guacd", syslog_address: str = "") -> None:
-    """Configure the root logger for a guacr process."""
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(_JsonFormatter() if fmt == "json" else _GuacdFormatter())
-    handlers: list[logging.Handler] = [handler]
-    if syslog_address:
-        try:
-            handlers.append(syslog_handler(syslog_address))
-        except (OSError, ValueError) as exc:
-            print(f"guacr: syslog_address {syslog_address!r} unusable: {exc}", file=sys.stderr)
+    logs.configure(LEVELS.get(level, logging.INFO), fmt, syslog_address, warn=warn)
     root = logging.getLogger()
-    root.handlers[:] = handlers
-    root.setLevel(LEVELS.get(level, logging.INFO))
     # Library chatter (asyncssh logs every channel open at INFO) stays quiet unless debugging.
     logging.getLogger("asyncssh").setLevel(max(root.level, logging.WARNING))
 

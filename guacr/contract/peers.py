@@ -68,6 +68,12 @@ class User(Protocol):
         ...
 
     @property
+    def peer(self) -> str:
+        """The client's address, ``host:port`` (``[v6]:port``) when its socket is at hand,
+        else the host the listener saw; ``""`` when unknown. For logs and audits."""
+        ...
+
+    @property
     def closed(self) -> bool:
         """True once the user left; sending to it does nothing then."""
         ...

@@ -91,6 +91,11 @@ class WorkerFigures:
         }
 
 
+# This process's figures. A worker replaces it at start; code far from the worker (the
+# renderers timing encodes and frame plans) records into it without a reference.
+CURRENT = WorkerFigures()
+
+
 @dataclass
 class _Totals:
     counters: dict[str, Counter[str]] = field(
@@ -123,6 +128,10 @@ class FiguresStore:
         if old is not None and old[0] != pid:
             self._retired.add_snapshot(old[1])
         self._latest[slot] = (pid, snapshot)
+
+    def count_refused(self, status: int) -> None:
+        """A client the listener itself refused (unknown protocol, draining, ...)."""
+        self._retired.counters["handshake_failures"][str(status)] += 1
 
     def worker_gone(self, slot: int) -> None:
         """The worker in ``slot`` exited: keep its counts, forget its gauges."""

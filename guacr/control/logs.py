@@ -137,10 +137,9 @@ class SyslogHandler(logging.Handler):
         return True
 
     def line(self, record: logging.LogRecord) -> bytes:
+        # "<pri>guacr[pid]: message": the receiver (rsyslog, journald) adds the time.
         priority = FACILITY_DAEMON * 8 + _SEVERITY.get(record.levelname, 6)
-        stamp = time.strftime("%b %d %H:%M:%S", time.localtime(record.created))
-        stamp = stamp[:4] + stamp[4:6].replace("0", " ", 1) + stamp[6:]  # "Dec  6"
-        return f"<{priority}>{stamp} guacr[{os.getpid()}]: {self.body.format(record)}".encode()
+        return f"<{priority}>guacr[{os.getpid()}]: {self.body.format(record)}".encode()
 
     def emit(self, record: logging.LogRecord) -> None:
         if self.sock is None and (time.monotonic() < self._next_try or not self.connect()):
@@ -198,7 +197,7 @@ def configure(
     level: int,
     log_format: str = "text",
     syslog_address: str | None = DEFAULT_SYSLOG,
-    role: str = "main",
+    role: str | None = None,
     stream: IO[str] | None = None,
     warn: bool = True,
 ) -> list[logging.Handler]:
@@ -206,10 +205,12 @@ def configure(
 
     ``syslog_address`` empty or None: no syslog. ``warn``: print the missing-socket
     warning on stderr (the main process does, before detaching; children need not).
+    ``role``: see :func:`set_role` (None: unchanged).
     """
     if log_format not in ("text", "guacd", "json"):
         raise ValueError(f"unknown log_format {log_format!r} (want text or json)")
-    set_role(role)
+    if role is not None:
+        set_role(role)
     json_format = log_format == "json"
     err = stream if stream is not None else sys.stderr
     handler: logging.Handler = logging.StreamHandler(err)

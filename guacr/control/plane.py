@@ -16,6 +16,7 @@ loop, and the listener never forks afterwards (see guacr.control.server).
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -44,12 +45,14 @@ class ListenerHost(Protocol):
     """What the plane needs of the listener."""
 
     registry: Any
-    slots: Sequence[Any]
+
+    @property
+    def slots(self) -> Sequence[Any]: ...
 
     @property
     def draining(self) -> bool: ...
 
-    async def set_draining(self, draining: bool) -> None: ...
+    def set_draining(self, on: bool) -> None: ...
 
     async def ask_worker(
         self, conn_id: str, op: str, **fields: Any
@@ -95,6 +98,13 @@ class ListenerBackend:
         self.details = details
         self.mint = mint  # guacr.tunnel tokens' mint(), when the WebSocket door is on
         self.started_at = time.time()
+        # conn id -> ((bytes in, bytes out, users), SessionInfo): ListSessions over 1,000
+        # idle sessions rebuilds none. The plane invalidates on joins, leaves, details.
+        self._cache: dict[str, tuple[tuple[int, int, int], model.SessionInfo]] = {}
+
+    def invalidate(self, conn_id: str) -> None:
+        """Forget the cached view of a connection (it changed, or it ended)."""
+        self._cache.pop(conn_id, None)
 
     # Registry -> model ---------------------------------------------------------------
     def _user(self, user_id: str, read_only: set[str]) -> model.UserInfo:
@@ -134,7 +144,20 @@ class ListenerBackend:
 
     # ControlBackend -----------------------------------------------------------------
     async def list_sessions(self) -> Sequence[model.SessionInfo]:
-        return [self.session_info(rec) for rec in self.host.registry.connections()]
+        cache = self._cache
+        out = []
+        for rec in self.host.registry.connections():
+            key = (rec.bytes_in, rec.bytes_out, len(rec.users))
+            hit = cache.get(rec.id)
+            if hit is None or hit[0] != key:
+                hit = (key, self.session_info(rec))
+                cache[rec.id] = hit
+            out.append(hit[1])
+        if len(cache) > 2 * len(out) + 100:  # ended connections the hooks missed
+            live = {s.id for s in out}
+            for conn_id in [c for c in cache if c not in live]:
+                del cache[conn_id]
+        return out
 
     async def get_session(self, session_id: str) -> model.SessionInfo | None:
         rec = self.host.registry.connection(session_id)
@@ -149,7 +172,7 @@ class ListenerBackend:
                 user = by_id.get(str(u.get("id")))
                 if user is not None:
                     user.read_only = bool(u.get("read_only"))
-                lags.append(int(float(u.get("lag", 0)) * 1000))
+                lags.append(int(float(u.get("lag", 0))))  # ms
             if lags:
                 info.lag_ms = max(lags)
         return info
@@ -201,7 +224,7 @@ class ListenerBackend:
         return model.SharedSession(token, time.time() + ttl)
 
     async def set_draining(self, draining: bool) -> None:
-        await self.host.set_draining(draining)
+        self.host.set_draining(draining)
 
     def instance(self) -> model.InstanceInfo:
         conns = list(self.host.registry.connections())
@@ -218,6 +241,20 @@ class ListenerBackend:
         )
 
 
+def _token_minter(config: Any) -> Callable[..., str] | None:
+    """guacr tokens' ``mint`` when the WebSocket door that redeems them is configured."""
+    key = getattr(config, "token_key", None)
+    if not key or not getattr(config, "websocket_bind_port", 0):
+        return None
+    from guacr.tunnel.tokens import GuacrTokens
+
+    try:
+        return GuacrTokens(key).mint
+    except ValueError as exc:  # a key too short: the door refuses it as well
+        log.error("CreateSession/ShareSession are off: %s", exc)
+        return None
+
+
 class ControlPlane:
     """Starts and stops the gRPC and HTTP servers; turns worker reports into events."""
 
@@ -229,6 +266,8 @@ class ControlPlane:
         self.events = EventBus()
         self.figures = FiguresStore()
         self.details: dict[str, SessionDetails] = {}
+        if mint is None:
+            mint = _token_minter(config)
         self.backend = ListenerBackend(host, self.events, self.details, mint)
         self.grpc: Any = None
         self.http: HealthMetricsServer | None = None
@@ -292,30 +331,37 @@ class ControlPlane:
             await self.http.stop()
             self.http = None
 
-    async def drain_changed(self) -> None:
-        """Health follows a drain started or ended outside gRPC."""
-        if self.grpc is not None:
-            await self.grpc.refresh_health()
-
     # Reports from workers -------------------------------------------------------------
     def connection_opened(self, conn_id: str) -> None:
-        """After the registry recorded a new connection."""
-        rec = self.host.registry.connection(conn_id)
-        if rec is not None:
-            self.events.publish(model.SessionStarted(self.backend.session_info(rec)))
+        """After the registry recorded a new connection (its event waits for the owner's
+        join, which the worker reports next, so it carries the owner)."""
 
-    def connection_closing(self, conn_id: str, status: int = 0, message: str = "") -> None:
+    def connection_closing(
+        self, conn_id: str, status: int = 0, message: str = "", recording: str = ""
+    ) -> None:
         """Before the registry forgets a connection."""
         rec = self.host.registry.connection(conn_id)
         self.details.pop(conn_id, None)
+        self.backend.invalidate(conn_id)
         if rec is not None:
             self.events.publish(
                 model.SessionEnded(conn_id, status, message, rec.bytes_out, rec.bytes_in)
             )
+        if recording:
+            try:
+                size = os.path.getsize(recording)
+            except OSError:
+                size = 0
+            self.events.publish(model.RecordingFinished(conn_id, recording, size))
 
     def user_joined(self, user_id: str, conn_id: str, owner: bool) -> None:
-        """After the registry recorded a join (owners are in SessionStarted)."""
-        if not owner:
+        """After the registry recorded a join: the owner's starts the session."""
+        self.backend.invalidate(conn_id)
+        if owner:
+            rec = self.host.registry.connection(conn_id)
+            if rec is not None:
+                self.events.publish(model.SessionStarted(self.backend.session_info(rec)))
+        else:
             d = self.details.get(conn_id)
             info = self.backend._user(user_id, d.read_only if d else set())
             self.events.publish(model.UserJoined(conn_id, info))
@@ -325,6 +371,7 @@ class ControlPlane:
         rec = self.host.registry.user(user_id)
         conn_id = str(getattr(rec, "connection", "")) if rec is not None else ""
         if conn_id:
+            self.backend.invalidate(conn_id)
             self.events.publish(model.UserLeft(conn_id, user_id))
 
     def worker_figures(
@@ -333,6 +380,7 @@ class ControlPlane:
         """A worker's periodic report: counters and per-connection details."""
         self.figures.report(slot, pid, figures)
         for conn_id, values in sessions.items():
+            self.backend.invalidate(conn_id)
             try:
                 hostname, port, frames, lag_ms, read_only = values
                 self.details[conn_id] = SessionDetails(
@@ -341,14 +389,16 @@ class ControlPlane:
             except (TypeError, ValueError):
                 log.warning("Malformed session figures from worker %d", slot)
 
-    def worker_exited(
-        self, slot: int, pid: int, status: int, sessions_lost: int, restarting: bool
-    ) -> None:
-        """Before the registry drops the worker's connections."""
+    def worker_gone(self, slot: int) -> int:
+        """A worker's channel closed (it is exiting), before the registry drops its
+        connections: they end. Returns how many there were."""
         self.figures.worker_gone(slot)
-        for rec in list(self.host.registry.connections()):
-            if rec.worker == slot:
-                self.connection_closing(rec.id, 0x0200, "Worker exited.")
-        if restarting:
-            self.figures.worker_restarts += 1
-            self.events.publish(model.WorkerRestarted(slot, pid, status, sessions_lost))
+        lost = [rec.id for rec in self.host.registry.connections() if rec.worker == slot]
+        for conn_id in lost:
+            self.connection_closing(conn_id, 0x0200, "Worker exited.")
+        return len(lost)
+
+    def worker_restarting(self, slot: int, pid: int, status: int, sessions_lost: int) -> None:
+        """A worker exited unexpectedly and its slot is restarted."""
+        self.figures.worker_restarts += 1
+        self.events.publish(model.WorkerRestarted(slot, pid, status, sessions_lost))

@@ -38,6 +38,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import numpy.typing as npt
 
+from guacr.control import figures
 from guacr.errors import GuacrError
 from guacr.protocol import builders as b
 from guacr.protocol.status import Status
@@ -477,7 +478,9 @@ class Display:
             frames = self._ready_frames
             parts = self._plan()
             self._ready_frames = 0
-            self.stats.plan_seconds += time.perf_counter() - started
+            planned = time.perf_counter() - started
+            self.stats.plan_seconds += planned
+            figures.CURRENT.observe("frame_plan_seconds", planned)
             self._take_ready_callbacks()
             if parts:
                 data = await self._render(parts)
@@ -507,9 +510,11 @@ class Display:
                     k = loads.index(min(loads))
                     batches[k].append(image)
                     loads[k] += image.cost
+            started = time.perf_counter()
             await asyncio.gather(
                 *(loop.run_in_executor(pool, partial(_encode_all, batch)) for batch in batches)
             )
+            figures.CURRENT.observe("encode_seconds", time.perf_counter() - started)
         out = bytearray()
         conn = self.conn
         for part in parts:

@@ -50,6 +50,7 @@ from __future__ import annotations
 import asyncio
 import io
 import os
+import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -57,6 +58,7 @@ from typing import TYPE_CHECKING, Final, Literal
 
 from PIL import Image
 
+from guacr.control import figures
 from guacr.protocol import builders as b
 from guacr.render.glyphs import CONT, WIDE, CellKey, FontSet, continuation, is_blank, rgb
 
@@ -350,7 +352,9 @@ class TerminalView:
     async def update(self, screen: Sequence[Row], cursor: Cursor) -> bytes:
         """Instructions that bring every client from the model to ``screen``."""
         async with self.lock:
+            started = time.perf_counter()
             ops = self._plan(screen, cursor)
+            figures.CURRENT.observe("frame_plan_seconds", time.perf_counter() - started)
             return await self._finish(ops)
 
     async def full_state(self) -> bytes:
@@ -769,6 +773,7 @@ class TerminalView:
             return b"".join(op for op in ops if isinstance(op, bytes))
         webp = self.webp
         cells = sum(j.cells for j in jobs)
+        started = time.perf_counter()
         if cells <= INLINE_CELLS:
             encoded = _encode_jobs(self.fonts, jobs, self.background, webp)
         else:
@@ -776,6 +781,7 @@ class TerminalView:
             encoded = await loop.run_in_executor(
                 encoder_pool(), _encode_jobs, self.fonts, jobs, self.background, webp
             )
+        figures.CURRENT.observe("encode_seconds", time.perf_counter() - started)
         out: list[bytes] = []
         results = iter(encoded)
         conn = self.conn

@@ -19,8 +19,9 @@ listener -> worker
 worker -> listener
   :class:`Ready`, :class:`Hello` (re-registration after a listener restart),
   :class:`ConnectionOpened`/:class:`ConnectionClosed`, :class:`UserJoined`/
-  :class:`UserLeft`, :class:`Stats`, :class:`Pong`, :class:`Forward` (+ fd),
-  :class:`Reply`
+  :class:`UserLeft`, :class:`Stats`, :class:`Figures`, :class:`Pong`,
+  :class:`Forward` (+ fd), :class:`Reply`, :class:`Redeem` (answered by the listener
+  with a :class:`Reply`)
 listener -> main process
   :class:`Spawn` (+ the worker's channel end), :class:`Draining`
 main process -> listener
@@ -164,10 +165,14 @@ class ConnectionOpened(Message):
 
 @dataclass
 class ConnectionClosed(Message):
-    """A connection ended."""
+    """A connection ended (``status``/``message``: the error it ended with, if any;
+    ``recording``: the path of its finished session recording, if any)."""
 
     op: ClassVar[str] = "conn_close"
     id: str = ""
+    status: int = 0
+    message: str = ""
+    recording: str = ""
 
 
 @dataclass
@@ -198,6 +203,24 @@ class Stats(Message):
 
 
 @dataclass
+class Figures(Message):
+    """Worker figures for metrics and the control API (every 2 s).
+
+    ``figures``: :meth:`guacr.control.figures.WorkerFigures.snapshot`; ``sessions``:
+    connections whose details changed, ``{id: [hostname, port, frames, lag_ms,
+    [read-only user ids]]}``.
+    """
+
+    op: ClassVar[str] = "figures"
+    pid: int = 0
+    figures: dict[str, Any] = field(default_factory=dict)
+    sessions: dict[str, Any] = field(default_factory=dict)
+
+
+DRAINING_MESSAGE = "Server is draining."  # new sessions refused (513), as routing says
+
+
+@dataclass
 class Hello(Message):
     """A live worker introducing itself to a new listener (after a listener restart).
 
@@ -213,12 +236,31 @@ class Hello(Message):
 
 @dataclass
 class Forward(Message):
-    """A join read by a worker (TLS) for a connection owned elsewhere (+ fd)."""
+    """A join read by a worker (TLS) for a connection owned elsewhere (+ fd).
+
+    ``tunnel`` is empty for a 4822 join (the fd then carries the Guacamole protocol
+    after ``select``); for a ``wss`` join it is the upgraded tunnel's grant and limits,
+    as in :class:`Handoff`, and the fd carries WebSocket frames.
+    """
 
     op: ClassVar[str] = "forward"
     target: str = ""
     pending: str = ""
     remote: str = ""
+    tunnel: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Redeem(Request):
+    """Worker -> listener: spend guacr token ``token_id`` (``wss``, guacr.server.wss).
+
+    The listener keeps the one redemption store of every door, so a token used once
+    cannot be replayed through another worker; ``Reply.ok`` is True only the first time.
+    """
+
+    op: ClassVar[str] = "redeem"
+    token_id: str = ""
+    expires: float = 0.0
 
 
 @dataclass
@@ -249,7 +291,8 @@ class Exited(Message):
 
 @dataclass
 class Draining(Message):
-    """Listener -> main process: the drain state, kept for a listener forked later."""
+    """The drain state: listener -> main process (kept for a listener forked later) and
+    listener -> workers (which read ``select`` themselves behind TLS)."""
 
     op: ClassVar[str] = "draining"
     on: bool = False
@@ -277,8 +320,10 @@ MESSAGES: dict[str, type[Message]] = {
         UserJoined,
         UserLeft,
         Stats,
+        Figures,
         Hello,
         Forward,
+        Redeem,
         Spawn,
         Spawned,
         Exited,

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 
 from guacr.contract.clock import monotonic_ms
 from guacr.contract.params import Params
+from guacr.control import logs
 from guacr.errors import GuacrError
 from guacr.protocol import builders as b
 from guacr.protocol.status import Status
@@ -64,6 +65,8 @@ class Connection:
         self._running = False
         self.started = time.time()
         self._bytes_gone = (0, 0)  # counted for users who left
+        self.frames = 0
+        self.end_error: GuacrError | None = None  # what it ended with, if anything
 
     # Lifecycle ------------------------------------------------------------------------
     def start(self, owner: User) -> None:
@@ -82,7 +85,9 @@ class Connection:
             if self.recording is not None:
                 self.tees.append(self.recording.output)
         self.handler = self.handler_cls(self, params)
-        self._task = asyncio.get_running_loop().create_task(self._run())
+        # The handler's task carries the ids into every log line it writes (JSON logs).
+        with logs.bind(connection=self.id, user=owner.id, protocol=self.handler_cls.protocol):
+            self._task = asyncio.get_running_loop().create_task(self._run())
         self._safe(self.handler.user_joined, owner)
 
     def join(self, user: User) -> None:
@@ -125,6 +130,7 @@ class Connection:
         if self.closed:
             return
         self.closed = True
+        self.end_error = error
         data = b.disconnect()
         if error is not None:
             data = b.error(error.message, error.status) + data
@@ -184,6 +190,7 @@ class Connection:
         """Broadcast ``extra`` then ``sync``: the end of a frame."""
         ts = monotonic_ms()
         self.last_sync_sent = ts
+        self.frames += 1
         self.broadcast(extra + b.sync(ts, frames))
 
     def byte_counts(self) -> tuple[int, int]:

@@ -9,7 +9,9 @@ client's ``select`` is read (:data:`SELECT_READ_BY`):
 * ``tls``: by a worker, after it terminated TLS (a TLS session cannot move between
   processes), see guacr.server.tls;
 * ``ws``: never: the listener reads the WebSocket upgrade and routes from its token
-  (guacr.server.ws_door).
+  (guacr.server.ws_door);
+* ``wss``: never either, but the upgrade and token are read by a worker, after it
+  terminated TLS (guacr.server.wss).
 
 A kind not listed here is refused at start-up with one clear line.
 """
@@ -28,9 +30,15 @@ SELECT_READ_BY: dict[str, Literal["listener", "worker"]] = {
     "tcp": "listener",
     "tls": "worker",
     "ws": "listener",  # no select: the token routes (guacr.server.ws_door)
+    "wss": "worker",  # no select: TLS, upgrade and token in a worker (guacr.server.wss)
 }
 
-_SETTING = {"tcp": "bind_port", "tls": "bind_port", "ws": "websocket_bind_port"}
+_SETTING = {
+    "tcp": "bind_port",
+    "tls": "bind_port",
+    "ws": "websocket_bind_port",
+    "wss": "websocket_bind_port",
+}
 
 
 def unsupported(specs: list[ListenerSpec]) -> str:

@@ -70,6 +70,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from guacr import handlers
+from guacr import log as glog
 from guacr.config import Config
 from guacr.protocol.instruction import encode
 from guacr.protocol.parser import Instruction, Parser
@@ -109,6 +110,11 @@ def preload(config: Config) -> None:
     for module in _PRELOADED_IF_INSTALLED:
         with contextlib.suppress(ImportError):
             importlib.import_module(module)
+    if config.grpc_bind_port and (config.grpc_token or config.grpc_client_ca):
+        # The listener will serve gRPC: import it here so the listener shares these
+        # pages (measured: ~16 MB less private memory). Importing only is safe for
+        # children; a live grpc.aio server is what a forking process must not hold.
+        importlib.import_module("guacr.control.server")
     from PIL import Image
 
     Image.init()  # registers every image plugin; workers would import them lazily
@@ -425,6 +431,7 @@ class ForkServer:
 
     def _listener(self, ctl: socket.socket, adopted: list[Adopted]) -> int:
         self._close_inherited()
+        glog.set_role("listener")
         from guacr.server.supervisor import Supervisor
         from guacr.server.worker import run_loop
 
@@ -440,8 +447,15 @@ class ForkServer:
         run_loop(run(), self.config.uvloop)
         return status
 
-    def _worker(self, chan: socket.socket, main: socket.socket) -> int:
+    def _worker(self, chan: socket.socket, main: socket.socket, slot: int = 0) -> int:
+        # Its own session: with the kernel's autogroup scheduling each worker then gets
+        # its own CPU share instead of all of guacr splitting one (issue 16: typing
+        # latency under load halved). Stopping is unchanged: workers ignore SIGINT and
+        # are stopped by the listener with SIGTERM, or exit when the main process's
+        # channel closes.
+        os.setsid()
         self._close_inherited()
+        glog.set_role(f"worker-{slot}")
         for door in self.doors:
             door.sock.close()
         from guacr.server.worker import run_forked
@@ -479,7 +493,7 @@ class ForkServer:
         if isinstance(msg, channel.Spawn) and len(fds) == 1:
             chan = socket.socket(fileno=fds[0])
             ours, theirs = channel.pair()
-            pid = fork(functools.partial(self._worker, chan, theirs))
+            pid = fork(functools.partial(self._worker, chan, theirs, msg.slot))
             chan.close()
             theirs.close()
             self.workers[pid] = _WorkerProcess(msg.slot, ours)

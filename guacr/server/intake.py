@@ -94,6 +94,8 @@ async def read_select(sock: socket.socket, timeout: float = SELECT_TIMEOUT) -> S
 _DISCARD = bytearray(READ_SIZE)  # what a refused client still sends lands here
 LINGER = 2.0  # seconds a refused client gets to read its error before the close
 LINGER_BYTES = 1 << 20  # most a refused client may still send meanwhile
+# Told the status of every client refused by the listener (metrics: handshake failures).
+refused_hook: Callable[[int], None] | None = None
 
 
 async def refuse(sock: socket.socket, error: GuacrError) -> None:
@@ -104,6 +106,8 @@ async def refuse(sock: socket.socket, error: GuacrError) -> None:
     client still sends is read into a shared scratch buffer (no memory per client)
     until it closes, :data:`LINGER` s pass or :data:`LINGER_BYTES` arrived.
     """
+    if refused_hook is not None:
+        refused_hook(int(error.status))
     loop = asyncio.get_running_loop()
     try:
         await asyncio.wait_for(loop.sock_sendall(sock, error_bytes(error)), LINGER)

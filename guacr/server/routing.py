@@ -21,11 +21,12 @@ import os
 import socket
 import uuid
 from collections.abc import Callable
+from typing import Any
 
 from guacr import handlers
 from guacr.errors import GuacrError
 from guacr.protocol.status import Status
-from guacr.server import channel
+from guacr.server import channel, intake
 from guacr.server.intake import error_bytes, refuse
 from guacr.server.registry import Registry, UserRecord
 from guacr.server.slots import Slot
@@ -100,11 +101,18 @@ class Router:
 
     # Hand-off ------------------------------------------------------------------------
     def handoff(
-        self, slot: Slot, fd: int, target: str, pending: bytes, door: str, remote: str
+        self,
+        slot: Slot,
+        fd: int,
+        target: str,
+        pending: bytes,
+        door: str,
+        remote: str,
+        tunnel: dict[str, Any] | None = None,
     ) -> bool:
         """Pass a client's descriptor to ``slot``'s worker, counting it there."""
         user = new_user_id()
-        msg = channel.Handoff(user, target, channel.pack_bytes(pending), door, remote)
+        msg = channel.Handoff(user, target, channel.pack_bytes(pending), door, remote, tunnel or {})
         # Counted before sending: the worker may report the user gone at once.
         self.registry.add_user(UserRecord(user, slot.index, door, remote))
         if not slot.send(msg, [fd]):
@@ -168,6 +176,8 @@ def _remote(sock: socket.socket) -> str:
 
 def reply_error(sock: socket.socket, error: GuacrError) -> None:
     """Send ``error`` + ``disconnect`` on a socket the listener owns, then close it."""
+    if intake.refused_hook is not None:
+        intake.refused_hook(int(error.status))
     try:
         sock.setblocking(True)
         sock.settimeout(1.0)

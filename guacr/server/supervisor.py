@@ -36,17 +36,22 @@ import signal
 import socket
 import time
 from dataclasses import dataclass
+from typing import Any
 
 from guacr import handlers
 from guacr.config import Config
+from guacr.control.plane import ControlPlane
 from guacr.errors import GuacrError
-from guacr.server import channel
+from guacr.protocol.status import Status
+from guacr.server import channel, intake
 from guacr.server.doors import SELECT_READ_BY, Door
 from guacr.server.intake import SELECT_TIMEOUT, read_select, refuse
 from guacr.server.registry import ConnectionRecord, LocalRegistry, Registry, UserRecord
 from guacr.server.routing import Router
 from guacr.server.slots import Slot
 from guacr.server.ws_door import WebSocketDoor
+from guacr.server.ws_intake import refuse as refuse_tunnel
+from guacr.tunnel.tokens import MemoryRedemptionStore
 
 log = logging.getLogger("guacr.listener")
 
@@ -96,11 +101,33 @@ class Supervisor:
         self._done: asyncio.Future[int] | None = None
         self.alive: set[int] = set()  # worker pids not yet reported exited
         self._trim_pending = False
+        # Every door spends guacr tokens here: ``ws`` directly, ``wss`` workers by asking
+        # (channel.Redeem), so a token works once whichever door or worker sees it.
+        self.redemptions = MemoryRedemptionStore()
         self.websocket = (
-            WebSocketDoor(config, self.router) if any(d.spec.kind == "ws" for d in doors) else None
+            WebSocketDoor(config, self.router, self.redemptions)
+            if any(d.spec.kind == "ws" for d in doors)
+            else None
         )
         for name, target in config.extra_handlers().items():
             handlers.register(name, target)
+        self._lost: dict[int, int] = {}  # slot -> connections its dying worker held
+        self.control = ControlPlane(config, self)
+
+    # Control plane (guacr.control) --------------------------------------------------
+    async def ask_worker(
+        self, conn_id: str, op: str, **fields: Any
+    ) -> tuple[bool, str, dict[str, Any]]:
+        """Ask the worker owning ``conn_id`` (``list_users`` or ``terminate``)."""
+        request: channel.Request
+        if op == "terminate":
+            request = channel.Terminate(
+                connection=conn_id, message=str(fields["message"]), status=int(fields["status"])
+            )
+        else:
+            request = channel.ListUsers(connection=conn_id)
+        reply = await self.ask(conn_id, request)
+        return reply.ok, reply.error, reply.result
 
     # Workers --------------------------------------------------------------------------
     def spawn(self, slot: Slot) -> None:
@@ -180,13 +207,19 @@ class Supervisor:
     def _handle(self, slot: Slot, msg: channel.Message, fds: list[int]) -> None:
         reg = self.registry
         if isinstance(msg, channel.UserLeft):
+            self.control.user_leaving(msg.user)
             reg.remove_user(msg.user)
         elif isinstance(msg, channel.UserJoined):
             reg.join(msg.user, msg.connection, msg.owner, msg.name)
+            self.control.user_joined(msg.user, msg.connection, msg.owner)
         elif isinstance(msg, channel.ConnectionOpened):
             reg.add_connection(_connection_record(slot.index, vars(msg)))
+            self.control.connection_opened(msg.id)
         elif isinstance(msg, channel.ConnectionClosed):
+            self.control.connection_closing(msg.id, msg.status, msg.message, msg.recording)
             reg.remove_connection(msg.id)
+        elif isinstance(msg, channel.Figures):
+            self.control.worker_figures(slot.index, msg.pid, msg.figures, msg.sessions)
         elif isinstance(msg, channel.Stats):
             for conn_id, bytes_in, bytes_out in msg.counters:
                 reg.count_bytes(str(conn_id), int(bytes_in), int(bytes_out))
@@ -196,17 +229,43 @@ class Supervisor:
             slot.requests.resolve(msg)
         elif isinstance(msg, channel.Ready):
             slot.mark_ready()
+            if self.draining:
+                slot.send(channel.Draining(True))
             log.info("Worker %d ready (pid %s)", slot.index, slot.pid or msg.pid)
             self.router.worker_ready()
         elif isinstance(msg, channel.Hello):
             self._hello(slot, msg)
         elif isinstance(msg, channel.Forward) and len(fds) == 1:
             pending = channel.unpack_bytes(msg.pending)
-            self.router.route_join(fds.pop(), msg.target, pending, msg.remote)
+            if msg.tunnel:
+                self._route_tunnel_join(fds.pop(), msg, pending)
+            else:
+                self.router.route_join(fds.pop(), msg.target, pending, msg.remote)
+        elif isinstance(msg, channel.Redeem):
+            ok = self.redemptions.redeem_now(msg.token_id, msg.expires)
+            slot.send(channel.Reply(msg.rid, ok))
         else:
             log.warning("Unexpected message %r from worker %d", msg.op, slot.index)
         for fd in fds:
             os.close(fd)
+
+    def _route_tunnel_join(self, fd: int, msg: channel.Forward, pending: bytes) -> None:
+        """A ``wss`` join whose worker does not own the connection: to the owner, as a
+        ``ws`` tunnel is routed (the worker that holds its TLS pumps the frames)."""
+        target = msg.target
+        slot = self.router.owner_of(target)
+        if slot is not None and self.router.handoff(
+            slot, fd, target, pending, "wss", msg.remote, msg.tunnel
+        ):
+            os.close(fd)
+            return
+        log.info('Connection "%s" does not exist.', target[:64])
+        sock = socket.socket(fileno=fd)
+        sock.setblocking(False)
+        error = GuacrError("No such connection.", Status.RESOURCE_NOT_FOUND)
+        task = asyncio.get_running_loop().create_task(refuse_tunnel(sock, error))
+        self._intakes.add(task)
+        task.add_done_callback(self._intake_done)
 
     def _hello(self, slot: Slot, msg: channel.Hello) -> None:
         """A worker that outlived the previous listener re-registers what it serves."""
@@ -231,6 +290,7 @@ class Supervisor:
                     str(user.get("name", "")),
                 )
         slot.mark_ready()
+        slot.send(channel.Draining(self.draining))
         log.info(
             "Worker %d (pid %s) rejoined with %d connections, %d users",
             slot.index,
@@ -243,14 +303,18 @@ class Supervisor:
     def _channel_closed(self, slot: Slot) -> None:
         """Stop routing to a worker whose channel closed (it is exiting)."""
         slot.detach()
+        lost = self.control.worker_gone(slot.index)
+        self._lost[slot.index] = self._lost.get(slot.index, 0) + lost
         self.registry.drop_worker(slot.index)
 
     def _worker_exited(self, slot: Slot, code: int) -> None:
         loop = asyncio.get_running_loop()
         self._channel_closed(slot)
         pid, slot.pid = slot.pid, None
+        lost = self._lost.pop(slot.index, 0)
         if self.stopping:
             return
+        self.control.worker_restarting(slot.index, pid or 0, code, lost)
         if not slot.was_ready:
             slot.boot_failures += 1
         log.error(
@@ -324,6 +388,8 @@ class Supervisor:
             self.forkserver.setblocking(True)
             channel.send(self.forkserver, channel.Draining(on))
             self.forkserver.setblocking(False)
+        for slot in self.slots:  # behind TLS a worker reads select itself
+            slot.send(channel.Draining(on))
 
     # Questions to workers ----------------------------------------------------------
     async def ask(self, conn_id: str, request: channel.Request) -> channel.Reply:
@@ -418,6 +484,10 @@ class Supervisor:
         for door in self.doors:
             door.sock.setblocking(False)
             self._tasks.append(loop.create_task(self._accept_loop(door)))
+        # After this process's fork, and it never forks: a live grpc.aio server must not
+        # be in a process that forks (guacr.control.server).
+        intake.refused_hook = self.control.figures.count_refused
+        await self.control.start()
         status = await self._done
         await self._stop_workers()
         return status
@@ -436,6 +506,13 @@ class Supervisor:
             task.cancel()
         for door in self.doors:
             door.sock.close()
+        if self.draining:
+            # Drained before the stop (guacr drain; Kubernetes preStop): live sessions
+            # get up to shutdown_grace to end by themselves before they are ended.
+            grace_end = time.monotonic() + self.config.shutdown_grace
+            while any(True for _ in self.registry.connections()) and time.monotonic() < grace_end:
+                await asyncio.sleep(0.1)
+        await self.control.stop()
         for pid in list(self.alive):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGTERM)

@@ -19,6 +19,9 @@ import socket
 import ssl
 from typing import TYPE_CHECKING
 
+from guacr.errors import GuacrError
+from guacr.protocol import builders as b
+from guacr.protocol.status import Status
 from guacr.server import channel
 from guacr.server.intake import SELECT_TIMEOUT, Selected, SelectProtocol
 from guacr.server.transport import StreamAdapter
@@ -79,6 +82,12 @@ class TlsIntake:
     def selected(self, transport: asyncio.Transport, sel: Selected) -> None:
         """Route the user once its ``select`` is known."""
         self._handed = True
+        if self.worker.draining and not sel.target.startswith("$"):
+            self.worker.report(channel.UserLeft(self.user_id))
+            error = GuacrError(channel.DRAINING_MESSAGE, Status.SERVER_BUSY)
+            transport.write(b.error(error.message, error.status) + b.disconnect())
+            transport.close()
+            return
         if sel.target.startswith("$") and sel.target not in self.worker.connections:
             self.worker.report(channel.UserLeft(self.user_id))
             self._forward(transport, sel.target, sel.rest)
@@ -99,9 +108,16 @@ class TlsIntake:
             transport.close()
             return
         local.setblocking(False)
-        self.worker.spawn(self._pump(transport, local))
+        self.worker.spawn(splice(transport, local))
 
-    async def _pump(self, tls: asyncio.Transport, local: socket.socket) -> None:
-        loop = asyncio.get_running_loop()
+
+async def splice(tls: asyncio.Transport, local: socket.socket) -> None:
+    """Pump bytes both ways between a TLS session and a local socket until either ends."""
+    loop = asyncio.get_running_loop()
+    try:
         inner, _ = await loop.connect_accepted_socket(lambda: _Pump(tls), local)
-        tls.set_protocol(_Pump(inner))
+    except OSError:
+        local.close()
+        tls.close()
+        return
+    tls.set_protocol(_Pump(inner))

@@ -104,6 +104,8 @@ class User:
         self.door = door  # the kind of front door it came through
         self.bytes_in = 0
         self.bytes_out = 0
+        self.instructions_in = 0
+        self.instructions_out = 0  # counted by terminators (';')
         self.state = State.HANDSHAKE
         self.parser = Parser()
         self.handshake: Handshake | None = None
@@ -127,7 +129,7 @@ class User:
         self._streams = IndexPool(0, 2)  # user-level streams are even, as in guacd
         self.objects = IndexPool(0, 1, MAX_OBJECTS)
         self._ack_waiters: dict[int, asyncio.Future[tuple[str, int]]] = {}
-        self.log = logging.LoggerAdapter(log, {})
+        self.log = logging.LoggerAdapter(log, {"user": self.id})  # ids for JSON logs
         worker.user_arrived(self)
 
     # Sans-I/O interface ------------------------------------------------------------
@@ -159,6 +161,7 @@ class User:
         self.bytes_in += len(data)
         try:
             instructions = self.parser.receive_data(data)
+            self.instructions_in += len(instructions)
             for ins in instructions:
                 if self.closed:  # an earlier instruction ended this user
                     return
@@ -177,6 +180,16 @@ class User:
         transport: asyncio.BaseTransport | None = getattr(self._link, "transport", None)
         return transport
 
+    @property
+    def peer(self) -> str:
+        """The client's ``host:port`` from the transport, else ``remote`` (host only)."""
+        transport = self.transport
+        peer = transport.get_extra_info("peername") if transport is not None else None
+        if isinstance(peer, tuple) and len(peer) >= 2:
+            host = str(peer[0])
+            return f"[{host}]:{peer[1]}" if ":" in host else f"{host}:{peer[1]}"
+        return self.remote
+
     def data_to_send(self) -> list[bytes]:
         """Output written while no link was attached (whole instructions)."""
         out, self._out = self._out, []
@@ -193,6 +206,7 @@ class User:
         if self.state is State.CLOSED:
             return
         self.bytes_out += len(data)
+        self.instructions_out += data.count(b";")
         self.last_sent = time.monotonic()
         link = self._link
         if link is not None:
@@ -206,6 +220,7 @@ class User:
         if self.state is State.CLOSED:
             return
         self.log.warning("User %s %s; disconnecting it", self.id, reason)
+        self.worker.figures.count("slow_reader_drops", self.worker.protocol_of(self))
         self.state = State.CLOSED
         if self._link is not None:
             self._link.abort()
@@ -236,6 +251,8 @@ class User:
         """Send ``error`` + ``disconnect`` and close promptly."""
         if self.state is State.CLOSED:
             return
+        if self.state is State.HANDSHAKE:
+            self.worker.figures.count("handshake_failures", str(int(error.status)))
         self.send(b.error(error.message, error.status) + b.disconnect())
         self.close()
 
@@ -298,6 +315,7 @@ class User:
         self.params = Params(self._handler_cls.PARAMS, self.info.values)
         self.read_only = self._handler_cls.input_read_only(self.params, owner=self.conn is None)
         self.handshake = None
+        self.log.extra = {"user": self.id, "protocol": self._handler_cls.protocol}
         if self.conn is None:
             from guacr.server.connection import Connection
 

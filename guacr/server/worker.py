@@ -33,12 +33,15 @@ from typing import TYPE_CHECKING, Any
 from guacr import handlers
 from guacr import log as glog
 from guacr.config import Config
+from guacr.control import figures as figures_mod
+from guacr.control.figures import WorkerFigures
 from guacr.errors import GuacrError
 from guacr.protocol.status import Status
 from guacr.server import channel
 from guacr.server.transport import StreamAdapter
 from guacr.server.user import User
-from guacr.server.ws_door import serve_tunnel
+from guacr.server.ws_door import off_reason, serve_tunnel
+from guacr.server.wss import WssDoor, serve_wss
 
 if TYPE_CHECKING:
     from guacr.contract.handler import Handler
@@ -47,6 +50,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("guacr.worker")
 
 SHUTDOWN_DEADLINE = 5.0
+FIGURES_INTERVAL = 2  # sweeps (seconds) between figure reports to the listener
 MAX_QUEUED = 100_000  # reports waiting for a listener that is not reading
 # How long a worker whose listener died waits for the new one before giving up.
 REATTACH_TIMEOUT = 30.0
@@ -64,11 +68,19 @@ class Worker:
         self.connections: dict[str, Connection] = {}
         self.users: dict[str, User] = {}
         self.stopping = False
+        self.draining = False  # new sessions refused (the listener says; TLS reads select here)
         self.done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self.ssl_context = _ssl_context(config)
+        self.requests = channel.Requests()  # questions to the listener (Redeem)
+        self.wss = WssDoor.from_config(config, self) if _wss_on(config) else None
         for name, target in config.extra_handlers().items():
             handlers.register(name, target)
         self._counters: dict[str, tuple[int, int]] = {}
+        # Metrics and control-API figures (guacr.control.figures), sent every 2 s.
+        self.figures = figures_mod.CURRENT = WorkerFigures()
+        self._io_seen: dict[str, tuple[int, int, int, int]] = {}
+        self._details_sent: dict[str, list[Any]] = {}
+        self._frames_seen: dict[str, int] = {}
         self._orphaned: asyncio.TimerHandle | None = None
         self._queued: deque[tuple[channel.Message, list[int]]] = deque()
         self.tasks: set[asyncio.Task[None]] = set()
@@ -142,7 +154,19 @@ class Worker:
         """A connection ended."""
         if self.connections.pop(conn.id, None) is not None:
             self._counters.pop(conn.id, None)
-            self.report(channel.ConnectionClosed(conn.id))
+            self._details_sent.pop(conn.id, None)
+            self._count_frames(conn)
+            self._frames_seen.pop(conn.id, None)
+            err = conn.end_error
+            recording = conn.recording.path if conn.recording is not None else ""
+            self.report(
+                channel.ConnectionClosed(
+                    conn.id,
+                    int(err.status) if err is not None else 0,
+                    err.message if err is not None else "",
+                    recording,
+                )
+            )
         if self.stopping and not self.connections and not self.done.done():
             self.done.set_result(None)
 
@@ -153,12 +177,73 @@ class Worker:
     def user_joined(self, user: User) -> None:
         """A user finished its handshake into its connection."""
         assert user.conn is not None
+        self.figures.count("handshakes", user.conn.handler_cls.protocol)
         self.report(channel.UserJoined(user.id, user.conn.id, user.owner, user.info.name))
 
     def user_gone(self, user_id: str) -> None:
         """A handed-off user left, whatever stage it reached (reported once)."""
-        if self.users.pop(user_id, None) is not None:
+        user = self.users.pop(user_id, None)
+        if user is not None:
+            self._count_io(user)
+            self._io_seen.pop(user_id, None)
             self.report(channel.UserLeft(user_id))
+
+    # Figures (metrics, control API) ------------------------------------------------------
+    def protocol_of(self, user: User) -> str:
+        """The protocol a user's connection speaks ("unknown" before ``select`` is read)."""
+        if user.conn is not None:
+            return user.conn.handler_cls.protocol
+        target = user.target
+        return target if target and not target.startswith("$") else "unknown"
+
+    def _count_io(self, user: User) -> None:
+        now = (user.bytes_in, user.bytes_out, user.instructions_in, user.instructions_out)
+        seen = self._io_seen.get(user.id, (0, 0, 0, 0))
+        if now == seen:
+            return
+        self._io_seen[user.id] = now
+        protocol = self.protocol_of(user)
+        for name, n, before in zip(
+            ("bytes_in", "bytes_out", "instructions_in", "instructions_out"), now, seen, strict=True
+        ):
+            if n > before:
+                self.figures.count(name, protocol, n - before)
+
+    def _count_frames(self, conn: Connection) -> None:
+        seen = self._frames_seen.get(conn.id, 0)
+        if conn.frames > seen:
+            self.figures.count("frames", conn.handler_cls.protocol, conn.frames - seen)
+            self._frames_seen[conn.id] = conn.frames
+
+    def _report_figures(self) -> None:
+        figures = self.figures
+        for user in self.users.values():
+            self._count_io(user)
+        sessions, users = figures.gauges["sessions"], figures.gauges["users"]
+        sessions.clear()
+        users.clear()
+        for user in self.users.values():
+            users[self.protocol_of(user)] += 1
+        changed: dict[str, Any] = {}
+        for conn in self.connections.values():
+            if conn.closed:
+                continue
+            protocol = conn.handler_cls.protocol
+            sessions[protocol] += 1
+            self._count_frames(conn)
+            params = conn.owner.params if conn.owner is not None else None
+            port = params.get("port") if params is not None else ""
+            details = [
+                params.get("hostname") if params is not None else "",
+                int(port) if port.isdigit() else 0,
+                conn.frames,
+                conn.lag,
+                sorted(u.id for u in conn.users if u.read_only),
+            ]
+            if self._details_sent.get(conn.id) != details:
+                self._details_sent[conn.id] = details
+                changed[conn.id] = details
+        self.report(channel.Figures(os.getpid(), figures.snapshot(), changed))
 
     # Channel -------------------------------------------------------------------------
     def on_channel(self) -> None:
@@ -177,8 +262,8 @@ class Worker:
             return
         if isinstance(msg, channel.Handoff) and len(fds) == 1:
             pending = channel.unpack_bytes(msg.pending)
-            if msg.door == "ws":
-                serve_tunnel(self, fds[0], msg.user, msg.remote, msg.tunnel, pending)
+            if msg.tunnel:  # an upgraded, verified WebSocket tunnel
+                serve_tunnel(self, fds[0], msg.user, msg.remote, msg.tunnel, pending, msg.door)
                 return
             self._accept(fds[0], msg.user, msg.target, pending, msg.door, msg.remote)
             return
@@ -190,6 +275,10 @@ class Worker:
             self.report(self._list_users(msg))
         elif isinstance(msg, channel.Terminate):
             self.report(self._terminate(msg))
+        elif isinstance(msg, channel.Draining):
+            self.draining = msg.on
+        elif isinstance(msg, channel.Reply):
+            self.requests.resolve(msg)
         else:
             log.warning("Unexpected control message %r", msg.op)
 
@@ -226,6 +315,7 @@ class Worker:
         to its successor."""
         loop = asyncio.get_running_loop()
         self._drop_queue()
+        self.requests.fail_all("no listener")
         if self.chan is not None:
             loop.remove_reader(self.chan.fileno())
             self.chan.close()
@@ -281,6 +371,7 @@ class Worker:
         self.chan = chan
         chan.setblocking(False)
         loop.add_reader(chan.fileno(), self.on_channel)
+        self._details_sent.clear()  # the new listener knows no details yet
         connections = [
             {
                 "id": c.id,
@@ -321,6 +412,14 @@ class Worker:
             assert self.ssl_context is not None
             self.spawn(TlsIntake(self, user_id, remote).serve(sock, self.ssl_context))
             return
+        if door == "wss":
+            if self.wss is None:
+                log.error("A wss client arrived but the wss door is not configured here")
+                sock.close()
+                self.report(channel.UserLeft(user_id))
+                return
+            self.spawn(serve_wss(self, self.wss, sock, user_id))
+            return
         self.adopt(sock, target, pending, user_id, remote, door)
 
     def adopt(
@@ -352,6 +451,17 @@ class Worker:
             sock.close()
             self.user_gone(user.id)
 
+    async def ask(self, request: channel.Request, timeout: float = 5.0) -> channel.Reply:
+        """Ask the listener (e.g. :class:`~channel.Redeem`) and await its reply."""
+        fut = self.requests.prepare(request)
+        if not self.report(request):
+            fut.cancel()
+            return channel.Reply(rid=request.rid, ok=False, error="no listener")
+        try:
+            return await asyncio.wait_for(fut, timeout)
+        except TimeoutError:
+            return channel.Reply(rid=request.rid, ok=False, error="the listener did not answer")
+
     def forward_join(self, target: str, pending: bytes, fd: int, remote: str) -> bool:
         """Send a TLS-terminated join to the listener for the owning worker."""
         return self.report(channel.Forward(target, channel.pack_bytes(pending), remote), [fd])
@@ -359,12 +469,18 @@ class Worker:
     # Timers ----------------------------------------------------------------------------
     async def sweep(self) -> None:
         """Once a second: user timeouts and keep-alives; byte counters."""
+        ticks = 0
         while True:
+            before = time.monotonic()
             await asyncio.sleep(1.0)
             now = time.monotonic()
+            self.figures.loop_lag = max(0.0, now - before - 1.0)
             for user in list(self.users.values()):
                 user.tick(now)
             self._report_counters()
+            ticks += 1
+            if ticks % FIGURES_INTERVAL == 0 and self.chan is not None:
+                self._report_figures()
 
     def _report_counters(self) -> None:
         changed: list[list[Any]] = []
@@ -391,6 +507,11 @@ class Worker:
             user.fail(err)
         if not self.connections and not self.done.done():
             self.done.set_result(None)
+
+
+def _wss_on(config: Config) -> bool:
+    """Whether this daemon opens a ``wss`` door (the worker then needs its TLS)."""
+    return bool(config.websocket_tls and config.websocket_bind_port and not off_reason(config))
 
 
 def _ssl_context(config: Config) -> ssl.SSLContext | None:

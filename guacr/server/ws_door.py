@@ -34,6 +34,7 @@ from guacr.server.ws_intake import AddressLimiter, Admitted, DoorSettings, admit
 from guacr.server.ws_transport import TunnelAdapter
 from guacr.tunnel.authorize import TokenAuthority
 from guacr.tunnel.grant import Grant
+from guacr.tunnel.tokens import RedemptionStore
 from guacr.tunnel.upgrade import UpgradePolicy
 
 if TYPE_CHECKING:
@@ -65,10 +66,13 @@ def _split(value: str) -> tuple[str, ...]:
     return tuple(v.strip() for v in value.split(",") if v.strip())
 
 
-def door_settings(config: Config) -> DoorSettings:
-    """The door's settings (keys already validated by ``Config.check``)."""
+def door_settings(config: Config, store: RedemptionStore | None = None) -> DoorSettings:
+    """The door's settings (keys already validated by ``Config.check``); guacr tokens
+    are spent in ``store`` (the listener's, shared by every door)."""
     return DoorSettings(
-        authority=TokenAuthority.from_keys(config.guacamole_lite_key, config.token_key),
+        authority=TokenAuthority.from_keys(
+            config.guacamole_lite_key, config.token_key, store=store
+        ),
         policy=UpgradePolicy(path=config.websocket_path, origins=_split(config.websocket_origins)),
         handshake_timeout=config.websocket_handshake_timeout,
         max_message=config.websocket_max_message,
@@ -79,8 +83,10 @@ def door_settings(config: Config) -> DoorSettings:
 class WebSocketDoor:
     """The listener's side of every ``ws`` door."""
 
-    def __init__(self, config: Config, router: Router) -> None:
-        self.settings = door_settings(config)
+    def __init__(
+        self, config: Config, router: Router, store: RedemptionStore | None = None
+    ) -> None:
+        self.settings = door_settings(config, store)
         self.router = router
         registry = router.registry
         self.limiter = AddressLimiter(
@@ -119,6 +125,10 @@ class WebSocketDoor:
                     Status.UNSUPPORTED,
                 )  # fmt: skip
                 return
+            if router.draining:  # joins of live sessions still route (above)
+                log.info('Refusing a new "%s" session: draining', target[:64])
+                await self._refuse(sock, admitted, channel.DRAINING_MESSAGE, Status.SERVER_BUSY)
+                return
             slot = await router.wait_for_worker()
             if slot is None:
                 await self._refuse(sock, admitted, "No worker is available.", Status.SERVER_BUSY)
@@ -156,8 +166,10 @@ def serve_tunnel(
     remote: str,
     tunnel: dict[str, Any],
     leftover: bytes,
+    door: str = "ws",
 ) -> None:
-    """Worker side: serve a handed-over, upgraded socket as a tunnel user."""
+    """Worker side: serve a handed-over, upgraded socket as a tunnel user (``door``
+    ``wss`` for a join forwarded by the worker that terminates its TLS)."""
     sock = socket.socket(fileno=fd)
     sock.setblocking(False)
     if worker.stopping:
@@ -172,7 +184,7 @@ def serve_tunnel(
         sock.close()
         worker.report(channel.UserLeft(user_id))
         return
-    user = User(worker, grant.selector, user_id=user_id, remote=remote, door="ws")
+    user = User(worker, grant.selector, user_id=user_id, remote=remote, door=door)
     adapter = TunnelAdapter(user, grant, leftover, max_message)
 
     async def attach() -> None:

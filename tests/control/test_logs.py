@@ -48,8 +48,8 @@ def test_text_to_stderr_and_syslog(syslog_sock: tuple[str, socket.socket]) -> No
     logging.getLogger("guacr.test").debug("not shown")
     assert err.getvalue() == f"guacr[{os.getpid()}]: WARNING:\tWorker 3 exited\n"
     line = sock.recv(4096).decode()
-    # <daemon.warning> "Mmm dd hh:mm:ss guacr[pid]: message", as syslog(3) sends guacd's.
-    assert re.fullmatch(rf"<28>[A-Z][a-z]{{2}} [ \d]\d \d\d:\d\d:\d\d guacr\[{os.getpid()}\]: Worker 3 exited", line), line
+    # <daemon.warning> "guacr[pid]: message"; the receiver adds the time.
+    assert line == f"<28>guacr[{os.getpid()}]: Worker 3 exited", line
     logging.getLogger("guacr.test").info("x" * 5000)
     assert len(sock.recv(8192)) < 2100  # truncated at 2048 like guacd
     logging.getLogger("guacr.test").error("boom")

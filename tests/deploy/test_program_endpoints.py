@@ -1,10 +1,7 @@
 """What the Kubernetes manifests expect of the program itself: the probe endpoints on the
 metrics door and the ``guacr drain`` command of the preStop hook.
 
-Both come with issue 12 (health, metrics, gRPC drain). Until then these tests are
-expected to fail (strict xfail): when that work lands they pass, pytest reports the
-unexpected pass as a failure, and whoever landed it removes the markers, knowing the
-manifests now match the program.
+Both came with issue 12 (health, metrics, gRPC drain).
 """
 
 from __future__ import annotations
@@ -21,7 +18,6 @@ import yaml
 from guacr_process import ROOT, free_port, run_guacr
 
 KUBE = ROOT / "deploy" / "kubernetes"
-NOT_YET = "the metrics door and `guacr drain` come with issue 12: remove this marker then"
 
 
 def guacr_container() -> dict[str, Any]:
@@ -30,7 +26,6 @@ def guacr_container() -> dict[str, Any]:
     return dict(container)
 
 
-@pytest.mark.xfail(strict=True, reason=NOT_YET)
 def test_probe_paths_answer_on_the_metrics_door(tmp_path: Path) -> None:
     c = guacr_container()
     port = free_port()
@@ -42,7 +37,6 @@ def test_probe_paths_answer_on_the_metrics_door(tmp_path: Path) -> None:
                 assert r.status == 200, (probe, path)
 
 
-@pytest.mark.xfail(strict=True, reason=NOT_YET)
 def test_prestop_command_exists() -> None:
     command = guacr_container()["lifecycle"]["preStop"]["exec"]["command"]
     assert command[0] == "guacr"

@@ -109,7 +109,7 @@ async def test_worker_reports_and_answers_questions() -> None:
         error = await read_until(reader, parser, "error")
         assert error[1:] == ("Bye.", "521")
         assert await listener.next(channel.UserLeft) == channel.UserLeft("@alice-id")
-        assert await listener.next(channel.ConnectionClosed) == channel.ConnectionClosed(cid)
+        assert await listener.next(channel.ConnectionClosed) == channel.ConnectionClosed(cid, 521, "Bye.")
     finally:
         writer.close()
         loop.remove_reader(theirs.fileno())

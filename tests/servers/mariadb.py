@@ -9,6 +9,9 @@ The server has the test account ``guest``/``guest`` (for ``localhost``, ``127.0.
 the database ``testdb``, which holds a five-row table ``items(id, name, qty, price)``.
 ``admin()`` runs SQL as root over the Unix socket, so tests can check from the server's
 own side what a session did.
+
+``MariaDBServer(tls=True)`` also serves TLS with a certificate for 127.0.0.1/localhost
+signed by a throwaway CA (``self.tls.ca``); the default start-up has no TLS.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from servers import (
     kill_tree,
     wait_port,
 )
+from servers.certs import TLSFiles, make_server_tls
 
 DATABASE = "testdb"
 
@@ -68,11 +72,13 @@ class MariaDBServer(_Server):
 
     kind = "mariadb"
 
-    def __init__(self) -> None:
+    def __init__(self, tls: bool = False) -> None:
         super().__init__()
         self.username = TEST_USER
         self.password = TEST_PASSWORD
         self.database = DATABASE
+        self.want_tls = tls
+        self.tls: TLSFiles | None = None
 
     @property
     def socket_path(self) -> Path:
@@ -104,6 +110,13 @@ class MariaDBServer(_Server):
         if init.returncode:
             out = (init.stdout + init.stderr).decode(errors="replace")[-2000:]
             raise ServerError(f"mariadb-install-db failed:\n{out}")
+        tls_opts: list[str] = []
+        if self.want_tls:
+            self.tls = make_server_tls(self.dir / "tls")
+            if as_root:
+                shutil.chown(self.tls.key, "mysql", "mysql")
+            t = self.tls
+            tls_opts = [f"--ssl-ca={t.ca}", f"--ssl-cert={t.cert}", f"--ssl-key={t.key}"]
         for _attempt in range(3):
             self.port = free_port()
             proc = self._spawn(
@@ -119,6 +132,7 @@ class MariaDBServer(_Server):
                     "--skip-name-resolve",
                     "--max-connections=300",
                     *_INNODB,
+                    *tls_opts,
                 ],
                 "mariadb.log",
             )

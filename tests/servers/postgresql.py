@@ -8,6 +8,11 @@ TCP logins use SCRAM passwords; the Unix socket in the scratch directory trusts 
 users, so ``admin()`` can check from the server's side what a session did. The test
 role ``guest``/``guest`` owns the database ``testdb`` with a five-row table
 ``items(id, name, qty, price)``.
+
+``PostgreSQLServer(tls=True)`` also serves TLS (``ssl=on``) with a certificate for
+127.0.0.1/localhost signed by a throwaway CA (``self.tls.ca``); ``tls_only=True`` (implies
+``tls``) makes ``pg_hba.conf`` accept TCP logins only over TLS (``hostssl``). The default
+start-up has no TLS.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ from servers import (
     kill_tree,
     wait_port,
 )
+from servers.certs import TLSFiles, make_server_tls
 
 DATABASE = "testdb"
 BIN = Path("/usr/lib/postgresql/15/bin")
@@ -48,12 +54,15 @@ class PostgreSQLServer(_Server):
 
     kind = "postgresql"
 
-    def __init__(self) -> None:
+    def __init__(self, tls: bool = False, tls_only: bool = False) -> None:
         super().__init__()
         self.username = TEST_USER
         self.password = TEST_PASSWORD
         self.database = DATABASE
         self._as: str | None = None
+        self.want_tls = tls or tls_only
+        self.tls_only = tls_only
+        self.tls: TLSFiles | None = None
 
     @property
     def socket_dir(self) -> Path:
@@ -85,6 +94,24 @@ class PostgreSQLServer(_Server):
         if init.returncode:
             out = (init.stdout + init.stderr).decode(errors="replace")[-2000:]
             raise ServerError(f"initdb failed:\n{out}")
+        tls_opts: list[str] = []
+        if self.want_tls:
+            self.tls = make_server_tls(self.dir / "tls")
+            if self._as:
+                shutil.chown(self.tls.key, self._as)
+            t = self.tls
+            tls_opts = [
+                "-c",
+                "ssl=on",
+                "-c",
+                f"ssl_cert_file={t.cert}",
+                "-c",
+                f"ssl_key_file={t.key}",
+            ]
+        if self.tls_only:
+            (data / "pg_hba.conf").write_text(
+                "local all all trust\nhostssl all all 127.0.0.1/32 scram-sha-256\n"
+            )
         for _attempt in range(3):
             self.port = free_port()
             proc = self._spawn(
@@ -108,6 +135,7 @@ class PostgreSQLServer(_Server):
                     "max_connections=200",
                     "-c",
                     "shared_buffers=32MB",
+                    *tls_opts,
                 ],
                 "postgresql.log",
                 as_user=self._as,

@@ -9,6 +9,7 @@ in :attr:`internal`, never queued.
 
 from __future__ import annotations
 
+import ssl
 import time
 from urllib.parse import urlencode
 
@@ -21,9 +22,11 @@ from guacr.protocol.parser import Instruction, Parser
 GUAC_SUBPROTOCOL = "guacamole"
 
 
-def tunnel_url(port: int, query: dict[str, str] | str, path: str = "/websocket-tunnel") -> str:
+def tunnel_url(
+    port: int, query: dict[str, str] | str, path: str = "/websocket-tunnel", scheme: str = "ws"
+) -> str:
     q = query if isinstance(query, str) else urlencode(query)
-    return f"ws://127.0.0.1:{port}{path}?{q}"
+    return f"{scheme}://127.0.0.1:{port}{path}?{q}"
 
 
 class WsClient:
@@ -36,9 +39,11 @@ class WsClient:
         origin: str | None = None,
         headers: dict[str, str] | None = None,
         max_size: int | None = 1 << 24,
+        ssl_context: ssl.SSLContext | None = None,
     ) -> None:
         self.ws: ClientConnection = connect(
             url,
+            ssl=ssl_context,
             subprotocols=[GUAC_SUBPROTOCOL],  # type: ignore[list-item]
             origin=origin,  # type: ignore[arg-type]
             additional_headers=headers,

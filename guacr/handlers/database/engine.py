@@ -36,6 +36,31 @@ class Unreachable(DatabaseError):
     """No server answered (refused, timed out, name did not resolve)."""
 
 
+class TLSFailed(Unreachable):
+    """TLS could not be set up as ``ssl-mode`` demands (handshake, certificate, no TLS).
+
+    An :class:`Unreachable` (519, as guacr's VNC handler reports a failed TLS handshake):
+    no usable connection to the server was made.
+    """
+
+    def __init__(self, host: str, port: int, reason: str) -> None:
+        super().__init__("", f"TLS connection to {host}:{port} failed: {reason}")
+
+
+def tls_reason(exc: BaseException) -> str | None:
+    """Why TLS failed, when ``exc`` is (or was caused by) an ``ssl.SSLError``; else None."""
+    seen: BaseException | None = exc
+    for _ in range(5):
+        if seen is None:
+            break
+        if isinstance(seen, ssl.SSLError):
+            if seen.reason == "WRONG_VERSION_NUMBER":  # a plain-text answer to our hello
+                return f"the server does not seem to offer TLS ({seen})"
+            return str(seen)
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
 class Refused(DatabaseError):
     """guacr refused the statement (read-only mode, disabled export/import)."""
 

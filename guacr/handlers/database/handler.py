@@ -34,6 +34,7 @@ from guacr.handlers.database.engine import (
     ConnectOptions,
     DatabaseError,
     Engine,
+    TLSFailed,
     Unreachable,
 )
 from guacr.handlers.database.mysql import MySQLEngine
@@ -150,6 +151,11 @@ class DatabaseHandler(TerminalHandler):
             await engine.connect()
         except AuthFailed as exc:
             raise Unauthorized(exc.message) from None
+        except TLSFailed as exc:
+            self.log.warning(
+                "%s session refused (ssl-mode %s): %s", engine.name, opts.ssl_mode, exc.message
+            )
+            raise UpstreamNotFound(exc.message) from None
         except Unreachable as exc:
             raise UpstreamNotFound(exc.message) from None
         except DatabaseError as exc:
@@ -287,12 +293,7 @@ class DatabaseHandler(TerminalHandler):
             return
         owner = self.conn.owner
         typist = self._typist or owner
-        client = None
-        transport = getattr(typist, "transport", None)  # not in the contract: optional
-        if transport is not None:
-            peer = transport.get_extra_info("peername")
-            if isinstance(peer, tuple) and len(peer) >= 2:
-                client = f"{peer[0]}:{peer[1]}"
+        client = (typist.peer if typist is not None else "") or None
         o = engine.opts
         log_.write(
             {

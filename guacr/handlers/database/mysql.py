@@ -22,6 +22,8 @@ import asyncio
 import contextlib
 import csv
 import io
+import logging
+import ssl
 import struct
 from collections.abc import AsyncIterator, Sequence
 from typing import Any, ClassVar, Final
@@ -36,8 +38,10 @@ from guacr.handlers.database.engine import (
     DatabaseError,
     Engine,
     Result,
+    TLSFailed,
     Unreachable,
     ssl_context,
+    tls_reason,
 )
 from guacr.handlers.database.sql import Dialect, first_keyword
 
@@ -47,6 +51,8 @@ _AUTH_ERRORS: Final = frozenset({1044, 1045, 1698, 1251})
 _UNREACHABLE: Final = frozenset({2002, 2003, 2005, 2006, 2013})
 _COUNT_BATCH: Final = 5000
 INSERT_BATCH: Final = 500
+
+log = logging.getLogger(__name__)
 
 
 def _error(exc: BaseException) -> DatabaseError:
@@ -112,37 +118,56 @@ class MySQLEngine(Engine):
         last: DatabaseError | None = None
         for ctx in attempts:
             try:
-                return await asyncio.wait_for(
-                    asyncmy.connect(
-                        host=o.host,
-                        port=o.port,
-                        user=o.user,
-                        password=o.password,
-                        database=database or None,
-                        connect_timeout=o.timeout,
-                        autocommit=True,
-                        charset="utf8mb4",
-                        ssl=ctx,
-                        program_name="guacr",
-                    ),
-                    o.timeout + 1,
-                )
-            except TimeoutError:
-                raise Unreachable("", f"Timed out connecting to {o.host}:{o.port}.") from None
-            except my_errors.MySQLError as exc:
-                err = _error(exc)
-                code = int(err.code) if err.code.isdigit() else 0
-                if code in _AUTH_ERRORS:
-                    raise AuthFailed(err.code, err.message) from None
-                if code in _UNREACHABLE:
-                    raise Unreachable(err.code, err.message) from None
-                last = err
+                return await self._connect_once(database, ctx)
+            except TLSFailed as exc:
+                if mode != "prefer":
+                    raise
+                # prefer: like libpq, fall back to plain text when TLS cannot be had
+                log.info("TLS to %s:%d failed, connecting without: %s", o.host, o.port, exc)
+                last = exc
+            except (AuthFailed, Unreachable):
+                raise
+            except DatabaseError as exc:
+                last = exc
                 if ctx is None:
                     break
-            except OSError as exc:
-                raise Unreachable("", f"Unable to connect to {o.host}:{o.port}: {exc}") from None
         assert last is not None
         raise last
+
+    async def _connect_once(self, database: str | None, ctx: ssl.SSLContext | None) -> Any:
+        """One connection attempt, its failure mapped to AuthFailed/TLSFailed/Unreachable."""
+        o = self.opts
+        try:
+            return await asyncio.wait_for(
+                asyncmy.connect(
+                    host=o.host,
+                    port=o.port,
+                    user=o.user,
+                    password=o.password,
+                    database=database or None,
+                    connect_timeout=o.timeout,
+                    autocommit=True,
+                    charset="utf8mb4",
+                    ssl=ctx,
+                    program_name="guacr",
+                ),
+                o.timeout + 1,
+            )
+        except TimeoutError:
+            raise Unreachable("", f"Timed out connecting to {o.host}:{o.port}.") from None
+        except (my_errors.MySQLError, OSError) as exc:
+            reason = tls_reason(exc) if ctx is not None else None
+            if reason is not None:
+                raise TLSFailed(o.host, o.port, reason) from None
+            if isinstance(exc, OSError):
+                raise Unreachable("", f"Unable to connect to {o.host}:{o.port}: {exc}") from None
+            err = _error(exc)
+            code = int(err.code) if err.code.isdigit() else 0
+            if code in _AUTH_ERRORS:
+                raise AuthFailed(err.code, err.message) from None
+            if code in _UNREACHABLE:
+                raise Unreachable(err.code, err.message) from None
+            raise err from None
 
     async def _multi_statements_off(self) -> None:
         """``COM_SET_OPTION(MYSQL_OPTION_MULTI_STATEMENTS_OFF)``; the server answers EOF."""

@@ -32,8 +32,10 @@ from guacr.handlers.database.engine import (
     DatabaseError,
     Engine,
     Result,
+    TLSFailed,
     Unreachable,
     ssl_context,
+    tls_reason,
 )
 from guacr.handlers.database.sql import Dialect
 
@@ -141,10 +143,19 @@ class PostgreSQLEngine(Engine):
                 server_settings={"application_name": "guacr"},
             )
         except asyncpg.InvalidAuthorizationSpecificationError as exc:
+            if "pg_hba.conf" in str(exc):
+                # refused by the server's host rules (e.g. hostssl only), not the password:
+                # 515 with the server's message, so the client does not ask for new ones
+                raise DatabaseError(exc.sqlstate, str(exc)) from None
             raise AuthFailed(exc.sqlstate, str(exc)) from None
         except TimeoutError:
             raise Unreachable("", f"Timed out connecting to {o.host}:{o.port}.") from None
         except (OSError, socket.gaierror) as exc:
+            reason = tls_reason(exc)
+            if reason is None and "rejected SSL upgrade" in str(exc):
+                reason = "the server does not offer TLS"
+            if reason is not None:
+                raise TLSFailed(o.host, o.port, reason) from None
             raise Unreachable("", f"Unable to connect to {o.host}:{o.port}: {exc}") from None
         except asyncpg.PostgresError as exc:
             raise _error(exc) from None
