@@ -35,6 +35,7 @@ from guacr.protocol.status import Status
 from guacr.services import ssh
 
 if TYPE_CHECKING:
+    from guacr.contract.handler import StreamSink
     from guacr.contract.peers import User
 
 log = logging.getLogger(__name__)
@@ -433,6 +434,28 @@ class SFTPSideChannel:
         self.fs = fs
         self.log.debug("SFTP connection succeeded.")
         return fs
+
+    # The handler hooks of a graphical protocol (VNC, RDP) route here; each answers
+    # "refused" (None) while the side channel is not open or the object is not its own.
+    def on_file(self, user: User, stream: int, filename: str) -> StreamSink | None:
+        """A ``file`` upload from ``user``: into the upload directory."""
+        return self.fs.upload(user, stream, filename) if self.fs is not None else None
+
+    def on_get(self, user: User, obj: int, name: str) -> None:
+        """A ``get`` on the filesystem object: listing or download."""
+        if self.fs is not None and self.fs.owns(user, obj):
+            self.fs.get(user, obj, name)
+
+    def on_put(self, user: User, obj: int, stream: int, name: str) -> StreamSink | None:
+        """A ``put`` on the filesystem object: upload to ``name``."""
+        if self.fs is None or not self.fs.owns(user, obj):
+            return None
+        return self.fs.put(user, stream, name)
+
+    def user_left(self, user: User) -> None:
+        """Forget what ``user`` had open."""
+        if self.fs is not None:
+            self.fs.forget(user)
 
     async def close(self) -> None:
         """End transfers, the SFTP session and the SSH connection."""

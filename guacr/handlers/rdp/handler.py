@@ -635,25 +635,20 @@ class RDPHandler(Handler):
             fs.expose(owner)
 
     def on_file(self, user: User, stream: int, mimetype: str, filename: str) -> StreamSink | None:
-        fs = self.sftp.fs if self.sftp is not None else None
-        return fs.upload(user, stream, filename) if fs is not None else None
+        return self.sftp.on_file(user, stream, filename) if self.sftp is not None else None
 
     def on_get(self, user: User, obj: int, name: str) -> None:
-        fs = self.sftp.fs if self.sftp is not None else None
-        if fs is not None and fs.owns(user, obj):
-            fs.get(user, obj, name)
+        if self.sftp is not None:
+            self.sftp.on_get(user, obj, name)
 
     def on_put(
         self, user: User, obj: int, stream: int, mimetype: str, name: str
     ) -> StreamSink | None:
-        fs = self.sftp.fs if self.sftp is not None else None
-        if fs is None or not fs.owns(user, obj):
-            return None
-        return fs.put(user, stream, name)
+        return self.sftp.on_put(user, obj, stream, name) if self.sftp is not None else None
 
     def user_left(self, user: User) -> None:
-        if self.sftp is not None and self.sftp.fs is not None:
-            self.sftp.fs.forget(user)
+        if self.sftp is not None:
+            self.sftp.user_left(user)
 
     # ---------------------------------------------------------------------- resize
     def on_size(self, user: User, width: int, height: int) -> None:
