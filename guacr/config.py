@@ -195,6 +195,9 @@ class Config:
         self.extra_handlers()
         if self.websocket_tls and not (self.websocket_cert or self.cert):
             raise ConfigError("websocket_tls needs websocket_cert or -C")
+        if self.registry_url and not self.registry_url.startswith(("redis://", "rediss://")):
+            # Never the value: the URL may carry the registry's password.
+            raise ConfigError("registry_url: want a redis:// or rediss:// URL")
 
     # Derived -------------------------------------------------------------------------
     def effective_workers(self) -> int:

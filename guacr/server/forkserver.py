@@ -482,6 +482,8 @@ class ForkServer:
             msg, fds = channel.recv(self._ctl)
         except BlockingIOError:
             return
+        except ConnectionResetError:  # the listener exited with our report unread
+            msg, fds = None, []
         except (OSError, ValueError):
             log.exception("Channel to the listener failed")
             msg, fds = None, []

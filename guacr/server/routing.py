@@ -60,6 +60,8 @@ class Router:
         self._drain = drain  # process reports already sent by workers
         self._ready = asyncio.Event()
         self.draining = False  # new sessions refused; joins of live ones still routed
+        # Joins of ids no worker here owns (several instances: guacr.server.forward).
+        self.forward: Callable[[int, str, bytes, str], None] | None = None
 
     # Workers -----------------------------------------------------------------------
     def worker_ready(self) -> None:
@@ -158,6 +160,9 @@ class Router:
     def route_join(self, fd: int, target: str, pending: bytes, remote: str) -> None:
         """Hand a join (``select $id``) to the worker owning the connection."""
         slot = self.owner_of(target)
+        if slot is None and self.forward is not None:
+            self.forward(fd, target, pending, remote)  # takes the descriptor over
+            return
         if slot is None or not self.handoff(slot, fd, target, pending, "tcp", remote):
             with socket.socket(fileno=fd) as s:
                 reply_error(s, GuacrError("No such connection.", Status.RESOURCE_NOT_FOUND))

@@ -45,13 +45,15 @@ from guacr.errors import GuacrError
 from guacr.protocol.status import Status
 from guacr.server import channel, intake
 from guacr.server.doors import SELECT_READ_BY, Door
+from guacr.server.forward import Forwarder
 from guacr.server.intake import SELECT_TIMEOUT, read_select, refuse
+from guacr.server.redis_registry import RedisRedemptions, RedisRegistry, advertised, redact
 from guacr.server.registry import ConnectionRecord, LocalRegistry, Registry, UserRecord
 from guacr.server.routing import Router
 from guacr.server.slots import Slot
 from guacr.server.ws_door import WebSocketDoor
 from guacr.server.ws_intake import refuse as refuse_tunnel
-from guacr.tunnel.tokens import MemoryRedemptionStore
+from guacr.tunnel.tokens import MemoryRedemptionStore, RedemptionStore
 
 log = logging.getLogger("guacr.listener")
 
@@ -91,8 +93,20 @@ class Supervisor:
         self.doors = doors
         self.forkserver = forkserver
         self.slots = [Slot(i) for i in range(max(1, config.effective_workers()))]
+        # Several instances (registry_url): the registry is shared through Redis, joins
+        # of other instances' sessions are relayed to them, tokens are spent there.
+        self.shared: RedisRegistry | None = None
+        if registry is None and config.registry_url:
+            registry = self.shared = RedisRegistry(
+                config.registry_url,
+                config.registry_lease_s,
+                advertised(config.advertise_address, config.bind_host, config.bind_port),
+            )
         self.registry: Registry = registry or LocalRegistry()
         self.router = Router(self.slots, self.registry, protocols, self._drain_channels)
+        self.forwarder = Forwarder(self.shared) if self.shared is not None else None
+        if self.forwarder is not None:
+            self.router.forward = self.forwarder.join
         self.router.draining = draining
         self.adopted = adopted or []
         self.stopping = False
@@ -103,7 +117,9 @@ class Supervisor:
         self._trim_pending = False
         # Every door spends guacr tokens here: ``ws`` directly, ``wss`` workers by asking
         # (channel.Redeem), so a token works once whichever door or worker sees it.
-        self.redemptions = MemoryRedemptionStore()
+        self.redemptions: RedemptionStore = (
+            RedisRedemptions(self.shared) if self.shared is not None else MemoryRedemptionStore()
+        )
         self.websocket = (
             WebSocketDoor(config, self.router, self.redemptions)
             if any(d.spec.kind == "ws" for d in doors)
@@ -242,12 +258,26 @@ class Supervisor:
             else:
                 self.router.route_join(fds.pop(), msg.target, pending, msg.remote)
         elif isinstance(msg, channel.Redeem):
-            ok = self.redemptions.redeem_now(msg.token_id, msg.expires)
-            slot.send(channel.Reply(msg.rid, ok))
+            self._redeem(slot, msg)
         else:
             log.warning("Unexpected message %r from worker %d", msg.op, slot.index)
         for fd in fds:
             os.close(fd)
+
+    def _redeem(self, slot: Slot, msg: channel.Redeem) -> None:
+        """A ``wss`` worker spends a guacr token in the listener's (maybe shared) store."""
+        store = self.redemptions
+        if isinstance(store, MemoryRedemptionStore):
+            slot.send(channel.Reply(msg.rid, store.redeem_now(msg.token_id, msg.expires)))
+            return
+
+        async def answer() -> None:
+            ok = await store.redeem(msg.token_id, msg.expires)
+            slot.send(channel.Reply(msg.rid, ok))
+
+        task = asyncio.get_running_loop().create_task(answer())
+        self._intakes.add(task)
+        task.add_done_callback(self._intake_done)
 
     def _route_tunnel_join(self, fd: int, msg: channel.Forward, pending: bytes) -> None:
         """A ``wss`` join whose worker does not own the connection: to the owner, as a
@@ -481,6 +511,13 @@ class Supervisor:
             if slot.index not in adopted:
                 self.spawn(slot)
         self._tasks.append(loop.create_task(self._watch_workers()))
+        if self.shared is not None:
+            log.info(
+                "Shared registry %s; other instances reach this one at %s",
+                redact(self.config.registry_url),
+                self.shared.address,
+            )
+            self._tasks.append(loop.create_task(self.shared.run()))
         for door in self.doors:
             door.sock.setblocking(False)
             self._tasks.append(loop.create_task(self._accept_loop(door)))
@@ -513,6 +550,10 @@ class Supervisor:
             while any(True for _ in self.registry.connections()) and time.monotonic() < grace_end:
                 await asyncio.sleep(0.1)
         await self.control.stop()
+        if self.forwarder is not None:
+            await self.forwarder.close()
+        if self.shared is not None:
+            await self.shared.close()
         for pid in list(self.alive):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGTERM)

@@ -1,0 +1,181 @@
+"""Joins of another instance's session: found in the shared registry, relayed to it.
+
+A ``select $id`` for a connection no worker of this instance owns is looked up in the
+shared registry (guacr.server.redis_registry). If another instance owns it, the
+listener connects to that instance's 4822 door (its ``advertise_address``), sends the
+client's ``select`` and whatever the client pipelined after it, and from then on copies
+bytes both ways unchanged: the owner runs the rest of the handshake with the client
+itself, exactly as if the client had connected to it. So sharing works whichever
+instance a load balancer picks.
+
+The relay is two asyncio protocols on the listener's loop (no thread, no blocking
+call; ``TCP_NODELAY`` on both sockets), each pausing its reader while the other side's
+send buffer is full, so a slow client never makes the listener buffer without bound.
+
+Unknown ids, an owner that cannot be reached and a registry that is down all get
+guacd's answer for a join of an unknown connection: ``error "No such connection." 516``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import socket
+from typing import cast
+
+from guacr.errors import GuacrError
+from guacr.protocol.instruction import encode
+from guacr.protocol.status import Status
+from guacr.server.intake import refuse
+from guacr.server.redis_registry import Owner, RedisRegistry, RegistryDown, split_address
+
+log = logging.getLogger("guacr.listener")
+
+CONNECT_TIMEOUT = 5.0
+HIGH_WATER = 256 * 1024  # bytes queued towards one side before the other is paused
+NOT_FOUND = GuacrError("No such connection.", Status.RESOURCE_NOT_FOUND)
+
+
+class _Half(asyncio.Protocol):
+    """One socket of a relay: what it receives is written to its peer."""
+
+    def __init__(self, relay: Relay) -> None:
+        self.relay = relay
+        self.transport: asyncio.Transport | None = None
+        self.peer: _Half | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)  # uvloop's are not subclasses
+        self.transport.set_write_buffer_limits(high=HIGH_WATER)
+        with contextlib.suppress(OSError, AttributeError):
+            sock = self.transport.get_extra_info("socket")
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+    def data_received(self, data: bytes) -> None:
+        peer = self.peer
+        if peer is not None and peer.transport is not None:
+            peer.transport.write(data)
+
+    def eof_received(self) -> bool:
+        peer = self.peer
+        if peer is not None and peer.transport is not None and peer.transport.can_write_eof():
+            peer.transport.write_eof()
+            return True  # half-close: the peer may still answer
+        return False
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.transport = None
+        self.relay.closed()
+
+    # Our transport's buffer is full: stop reading the side that fills it.
+    def pause_writing(self) -> None:
+        if self.peer is not None and self.peer.transport is not None:
+            self.peer.transport.pause_reading()
+
+    def resume_writing(self) -> None:
+        if self.peer is not None and self.peer.transport is not None:
+            self.peer.transport.resume_reading()
+
+
+class Relay:
+    """A client socket and an upstream socket, copied into each other until either ends."""
+
+    def __init__(self) -> None:
+        self.client = _Half(self)
+        self.upstream = _Half(self)
+        self.client.peer, self.upstream.peer = self.upstream, self.client
+        self.done = asyncio.get_running_loop().create_future()
+
+    def closed(self) -> None:
+        for half in (self.client, self.upstream):
+            if half.transport is not None:
+                half.transport.close()
+        both_closed = self.client.transport is None and self.upstream.transport is None
+        if both_closed and not self.done.done():
+            self.done.set_result(None)
+
+
+async def relay(client: socket.socket, address: str, first: bytes) -> None:
+    """Connect to ``address``, send ``first`` there, then relay ``client`` to it.
+
+    Raises OSError/TimeoutError if the upstream cannot be reached (``client`` is then
+    still the caller's).
+    """
+    loop = asyncio.get_running_loop()
+    host, port = split_address(address)
+    pair = Relay()
+    await asyncio.wait_for(
+        loop.create_connection(lambda: pair.upstream, host, port), CONNECT_TIMEOUT
+    )
+    assert pair.upstream.transport is not None
+    pair.upstream.transport.write(first)
+    try:
+        await loop.connect_accepted_socket(lambda: pair.client, client)
+    except OSError:
+        pair.upstream.transport.close()
+        raise
+    try:
+        await pair.done
+    finally:
+        for half in (pair.client, pair.upstream):
+            if half.transport is not None:
+                half.transport.close()
+
+
+class Forwarder:
+    """Joins of connections this instance does not own: relayed to their owner."""
+
+    def __init__(self, registry: RedisRegistry) -> None:
+        self.registry = registry
+        self.tasks: set[asyncio.Task[None]] = set()
+        self.relayed = 0  # joins relayed so far (for tests and figures)
+
+    def join(self, fd: int, target: str, pending: bytes, remote: str) -> None:
+        """Take over a client's descriptor whose ``select $id`` no worker here owns."""
+        sock = socket.socket(fileno=fd)
+        sock.setblocking(False)
+        task = asyncio.get_running_loop().create_task(self._join(sock, target, pending, remote))
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+    async def find(self, target: str) -> Owner | None:
+        """The other instance owning ``target``, or None (logged) when there is none."""
+        try:
+            owner = await self.registry.owner(target)
+        except RegistryDown:
+            log.info(
+                'Connection "%s" is not here; the shared registry is unreachable.', target[:64]
+            )
+            return None
+        if owner is None or owner.instance == self.registry.instance:
+            log.info('Connection "%s" does not exist.', target[:64])
+            return None
+        return owner
+
+    async def _join(self, sock: socket.socket, target: str, pending: bytes, remote: str) -> None:
+        owner = await self.find(target)
+        if owner is None:
+            await refuse(sock, NOT_FOUND)
+            return
+        try:
+            log.info(
+                'Joining connection "%s" of instance %s at %s for %s',
+                target[:64], owner.instance[:12], owner.address, remote or "a client",
+            )  # fmt: skip
+            self.relayed += 1
+            await relay(sock, owner.address, encode("select", target) + pending)
+        except (OSError, TimeoutError, ValueError) as exc:
+            log.warning(
+                'Instance %s owning connection "%s" cannot be reached at %s: %s',
+                owner.instance[:12], target[:64], owner.address, exc,
+            )  # fmt: skip
+            await refuse(sock, NOT_FOUND)
+
+    async def close(self) -> None:
+        """End every relay (the listener is stopping)."""
+        for task in list(self.tasks):
+            task.cancel()
+        for task in list(self.tasks):
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task

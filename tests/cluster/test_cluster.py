@@ -1,0 +1,193 @@
+"""Three guacr instances behind "one address", sharing a real redis-server.
+
+Each instance is a whole daemon (main process, listener, one worker) on its own
+loopback port; clients pick an instance as a load balancer would. Sessions use the
+test echo handler: what reaches it comes back to every user as ``name`` instructions,
+so "the same screen" is the same sequence of instructions on every user's socket.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from pathlib import Path
+
+from guacr_process import Client, Guacr
+from servers.redis import RedisServer
+from websocket.wsclient import WsClient, tunnel_url
+
+from cluster.conftest import LEASE, TOKEN_KEY, instance, wait_for
+from guacr.tunnel.tokens import GuacrTokens
+
+
+def kill9(g: Guacr) -> None:
+    """``kill -9`` a whole instance: main process, listener and workers."""
+    pids = [g.proc.pid, g.listener_pid(), *g.worker_pids()]
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    g.proc.wait(10)
+
+
+def echoed(client: Client, marker: str) -> list[str]:
+    """The ``name`` texts a user sees up to ``marker`` (its screen, for the echo handler)."""
+    return [n for n in client.names_until(marker, timeout=20) if not n.startswith("joined")]
+
+
+def join(g: Guacr, conn_id: str, read_only: bool = False) -> Client:
+    c = g.client(timeout=20)
+    assert c.handshake(conn_id, {"read-only": "true" if read_only else ""}) == conn_id
+    assert c.owner_pid() > 0  # the owner's worker greets every user
+    return c
+
+
+def published(redis: RedisServer, conn_id: str) -> bool:
+    return f"guacr:c:{conn_id}" in redis.find_keys("guacr:c:*")
+
+
+def test_session_on_a_joined_through_b_and_c(tmp_path: Path, redis_server: RedisServer) -> None:
+    """Read-only through B, full through C: same screen everywhere; B dying ends only
+    the user it relayed."""
+    for name in "abc":
+        (tmp_path / name).mkdir()
+    with (
+        instance(tmp_path / "a", redis_server) as a,
+        instance(tmp_path / "b", redis_server) as b,
+        instance(tmp_path / "c", redis_server) as c,
+    ):
+        owner = a.client(timeout=20)
+        conn_id = owner.handshake("echo")
+        owner_pid = owner.owner_pid()
+        wait_for("the connection in the registry", lambda: published(redis_server, conn_id))
+
+        viewer = join(b, conn_id, read_only=True)
+        helper = join(c, conn_id)
+        # Both joins really were relayed to A's worker, not served by B or C.
+        assert owner_pid in a.worker_pids()
+        assert "Joining connection" in b.log() and "Joining connection" in c.log()
+
+        viewer.send("key", 65, 1)  # read-only: dropped
+        helper.send("key", 66, 1)
+        assert echoed(helper, "key 66 1") == ["key 66 1"]  # A has it
+        owner.send("key", 67, 1)
+        screens = [echoed(u, "key 67 1") for u in (owner, viewer)]
+        assert screens == [["key 66 1", "key 67 1"]] * 2
+        assert echoed(helper, "key 67 1") == ["key 67 1"]
+
+        kill9(b)
+        assert viewer.read_until_eof(timeout=20) is not None  # its relay is gone
+        helper.send("key", 68, 1)
+        assert echoed(owner, "key 68 1") == ["key 68 1"]
+        assert echoed(helper, "key 68 1") == ["key 68 1"]
+        # A new join still works through the survivor.
+        late = join(c, conn_id)
+        owner.send("key", 69, 1)
+        assert echoed(late, "key 69 1") == ["key 69 1"]
+        assert echoed(owner, "key 69 1") == ["key 69 1"]  # never the viewer's key 65
+        for u in (owner, helper, late, viewer):
+            u.close()
+        for g in (a, c):
+            assert redis_server.password not in g.log()
+
+
+def test_kill9_of_the_owner_ends_only_its_sessions(
+    tmp_path: Path, redis_server: RedisServer
+) -> None:
+    for name in "ab":
+        (tmp_path / name).mkdir()
+    with instance(tmp_path / "a", redis_server) as a, instance(tmp_path / "b", redis_server) as b:
+        on_a = a.client(timeout=20)
+        id_a = on_a.handshake("echo")
+        on_b = b.client(timeout=20)
+        id_b = on_b.handshake("echo")
+        wait_for("both connections published", lambda: published(redis_server, id_a))
+        wait_for("both connections published", lambda: published(redis_server, id_b))
+        relayed = join(b, id_a)
+        a_instance = [k for k in redis_server.find_keys("guacr:i:*")]
+        assert len(a_instance) == 2
+
+        kill9(a)
+        assert relayed.read_until_eof(timeout=20) is not None
+        on_b.send("key", 70, 1)  # B's own session carries on
+        assert echoed(on_b, "key 70 1") == ["key 70 1"]
+
+        # A's entries outlive it by at most one lease; B's stay (renewed).
+        wait_for(
+            "A's registry entries to expire",
+            lambda: not published(redis_server, id_a) and len(redis_server.find_keys("guacr:i:*")) == 1,
+            timeout=LEASE * 10 + 20,
+        )
+        time.sleep(LEASE)  # a lease later B's entry is still renewed
+        assert published(redis_server, id_b)
+        stray = b.client(timeout=20)
+        stray.send("select", id_a)
+        assert stray.read_until_eof(timeout=20) == [
+            ("error", "No such connection.", "516"),
+            ("disconnect",),
+        ]
+        on_b.close()
+
+
+def test_token_minted_on_a_is_redeemed_once_across_instances(
+    tmp_path: Path, redis_server: RedisServer
+) -> None:
+    for name in "abc":
+        (tmp_path / name).mkdir()
+    with (
+        instance(tmp_path / "a", redis_server, websocket=True) as a,
+        instance(tmp_path / "b", redis_server, websocket=True) as b,
+        instance(tmp_path / "c", redis_server, websocket=True) as c,
+    ):
+        del a  # instances share token_key; the token says nothing of who minted it
+        token = GuacrTokens(TOKEN_KEY).mint(protocol="echo", ttl=120)
+        with WsClient(tunnel_url(b.ws_port, {"token": token}), timeout=20) as first:  # type: ignore[attr-defined]
+            conn_id = first.wait_id(timeout=20)
+            assert conn_id.startswith("$")
+            with WsClient(tunnel_url(c.ws_port, {"token": token}), timeout=20) as again:  # type: ignore[attr-defined]
+                assert again.read_until_close(timeout=20) == [
+                    ("error", "Token validation failed", "769")
+                ]
+            assert "already used" in c.log()
+        # The spent token's id is in Redis until the token would have expired anyway.
+        assert redis_server.find_keys("guacr:t:*")
+
+
+def test_redis_down_keeps_own_sessions_and_answers_516(
+    tmp_path: Path, redis_server: RedisServer
+) -> None:
+    for name in "ab":
+        (tmp_path / name).mkdir()
+    with instance(tmp_path / "a", redis_server) as a, instance(tmp_path / "b", redis_server) as b:
+        owner = a.client(timeout=20)
+        conn_id = owner.handshake("echo")
+        wait_for("the connection in the registry", lambda: published(redis_server, conn_id))
+
+        redis_server.restart_stopped()
+        owner.send("key", 71, 1)
+        assert echoed(owner, "key 71 1") == ["key 71 1"]
+        local = join(a, conn_id)  # a join of its own session needs no registry
+        owner.send("key", 72, 1)
+        assert echoed(local, "key 72 1") == ["key 72 1"]
+        fresh = a.client(timeout=20)
+        assert fresh.handshake("echo").startswith("$")  # new sessions still open
+        remote = b.client(timeout=20)
+        remote.send("select", conn_id)
+        assert remote.read_until_eof(timeout=20) == [
+            ("error", "No such connection.", "516"),
+            ("disconnect",),
+        ]
+        wait_for("the outage logged", lambda: "is unreachable" in b.log())
+        assert redis_server.password not in a.log() + b.log()
+
+        # Redis comes back empty: A publishes its sessions again, joins relay again.
+        redis_server.resume()
+        wait_for("A to publish again", lambda: published(redis_server, conn_id))
+        wait_for("the recovery logged", lambda: "reachable again" in a.log())
+        relayed = join(b, conn_id)
+        owner.send("key", 73, 1)
+        assert echoed(relayed, "key 73 1") == ["key 73 1"]
+        for u in (owner, local, fresh, relayed):
+            u.close()
