@@ -22,13 +22,19 @@ import asyncio
 import contextlib
 import logging
 import socket
-from typing import cast
+from collections.abc import Callable
+from typing import Any, cast
 
 from guacr.errors import GuacrError
-from guacr.protocol.instruction import encode
+from guacr.protocol.instruction import encode, encode_many
+from guacr.protocol.parser import Parser
 from guacr.protocol.status import Status
 from guacr.server.intake import refuse
 from guacr.server.redis_registry import Owner, RedisRegistry, RegistryDown, split_address
+from guacr.server.user import User
+from guacr.server.ws_intake import refuse as refuse_tunnel
+from guacr.server.ws_transport import TunnelAdapter
+from guacr.tunnel.grant import Grant
 
 log = logging.getLogger("guacr.listener")
 
@@ -172,6 +178,48 @@ class Forwarder:
             )  # fmt: skip
             await refuse(sock, NOT_FOUND)
 
+    async def tunnel(
+        self,
+        sock: socket.socket,
+        grant: Grant,
+        leftover: bytes,
+        max_message: int,
+        remote: str,
+        release: Callable[[], None],
+    ) -> None:
+        """An upgraded WebSocket tunnel whose token joins a connection no worker here
+        owns: relayed to its owner's 4822 door (the handshake done for the browser, as
+        a worker does). ``release`` is called once the tunnel is over."""
+        target = grant.selector
+        owner = await self.find(target)
+        if owner is None:
+            release()
+            await refuse_tunnel(sock, NOT_FOUND)
+            return
+        log.info(
+            'Joining connection "%s" of instance %s at %s for WebSocket client %s',
+            target[:64], owner.instance[:12], owner.address, remote or "?",
+        )  # fmt: skip
+        try:
+            self.relayed += 1
+            await relay_tunnel(sock, owner.address, target, grant, leftover, max_message, release)
+        except (OSError, TimeoutError, ValueError) as exc:
+            log.warning(
+                'Instance %s owning connection "%s" cannot be reached at %s: %s',
+                owner.instance[:12], target[:64], owner.address, exc,
+            )  # fmt: skip
+            release()
+            await refuse_tunnel(sock, NOT_FOUND)
+
+    def tunnel_soon(
+        self, sock: socket.socket, grant: Grant, leftover: bytes, max_message: int, remote: str
+    ) -> None:
+        """:meth:`tunnel` in a task of its own (for callers without a coroutine)."""
+        coro = self.tunnel(sock, grant, leftover, max_message, remote, lambda: None)
+        task = asyncio.get_running_loop().create_task(coro)
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
     async def close(self) -> None:
         """End every relay (the listener is stopping)."""
         for task in list(self.tasks):
@@ -179,3 +227,137 @@ class Forwarder:
         for task in list(self.tasks):
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
+
+
+class _Upstream(asyncio.Protocol):
+    """The owner's 4822 door, seen by a relayed WebSocket tunnel."""
+
+    def __init__(self, user: RemoteUser) -> None:
+        self.user = user
+        self.parser = Parser()
+        self.transport: asyncio.Transport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)
+        with contextlib.suppress(OSError, AttributeError):
+            sock = self.transport.get_extra_info("socket")
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+    def data_received(self, data: bytes) -> None:
+        try:
+            instructions = self.parser.receive_data(data)
+        except GuacrError as exc:
+            log.warning("Bad data from instance at %s: %s", self.user.address, exc.message)
+            self.user.close()
+            return
+        if instructions and self.user.link is not None:
+            # The tunnel sends whole instructions per message.
+            self.user.link.write(encode_many(instructions))
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.transport = None
+        self.user.upstream_gone()
+
+
+class RemoteUser:
+    """A WebSocket tunnel's user whose session runs on another instance.
+
+    It stands where a worker's :class:`~guacr.server.user.User` stands behind the
+    door's :class:`~guacr.server.ws_transport.TunnelAdapter` (which answers ``args``
+    for the browser, turns ``ready`` into the tunnel id, maps errors to close codes):
+    what the adapter gives it goes to the owner's 4822 door, and what the owner
+    sends comes back to the adapter, whole instructions at a time.
+    """
+
+    def __init__(self, target: str, address: str) -> None:
+        self.id = "relay:" + target[:64]
+        self.target = target
+        self.address = address
+        self.upstream = _Upstream(self)
+        self.link: Any = None
+        self.closed = False
+        self._congested = False
+
+    # What TunnelAdapter calls ---------------------------------------------------------
+    def attach(self, link: Any) -> None:
+        self.link = link
+
+    def start(self) -> None:
+        t = self.upstream.transport
+        if t is not None:
+            t.write(encode("select", self.target))
+
+    def receive_data(self, data: bytes) -> None:
+        t = self.upstream.transport
+        if t is not None and not self.closed:
+            t.write(data)
+
+    @property
+    def congested(self) -> bool:
+        return self._congested
+
+    @congested.setter
+    def congested(self, value: bool) -> None:
+        """The browser is not keeping up: stop reading the owner meanwhile."""
+        self._congested = value
+        t = self.upstream.transport
+        if t is not None:
+            (t.pause_reading if value else t.resume_reading)()
+
+    def drop(self, why: str) -> None:
+        log.info("Relayed tunnel to %s %s; closing it", self.address, why)
+        self.close()
+        if self.link is not None:
+            self.link.abort()
+
+    def close(self) -> None:
+        """The browser's side ended (or must): end the owner's side too."""
+        self.closed = True
+        t = self.upstream.transport
+        if t is not None:
+            t.close()
+
+    def connection_lost(self) -> None:
+        self.close()
+
+    # The owner's side -------------------------------------------------------------------
+    def upstream_gone(self) -> None:
+        self.closed = True
+        if self.link is not None:
+            self.link.close()
+
+
+async def relay_tunnel(
+    client: socket.socket,
+    address: str,
+    target: str,
+    grant: Grant,
+    leftover: bytes,
+    max_message: int,
+    on_end: Callable[[], None],
+) -> None:
+    """Serve an upgraded WebSocket ``client`` joining ``target`` on the instance at
+    ``address``. Raises OSError/TimeoutError if that instance cannot be reached."""
+    loop = asyncio.get_running_loop()
+    host, port = split_address(address)
+    user = RemoteUser(target, address)
+    await asyncio.wait_for(
+        loop.create_connection(lambda: user.upstream, host, port), CONNECT_TIMEOUT
+    )
+    done: asyncio.Future[None] = loop.create_future()
+
+    def ended() -> None:
+        on_end()
+        if not done.done():
+            done.set_result(None)
+
+    adapter = TunnelAdapter(cast(User, user), grant, leftover, max_message, on_lost=ended)
+    try:
+        await loop.connect_accepted_socket(lambda: adapter, client)
+    except OSError:
+        user.close()
+        raise
+    try:
+        await done
+    finally:
+        user.close()

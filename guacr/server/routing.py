@@ -62,6 +62,7 @@ class Router:
         self.draining = False  # new sessions refused; joins of live ones still routed
         # Joins of ids no worker here owns (several instances: guacr.server.forward).
         self.forward: Callable[[int, str, bytes, str], None] | None = None
+        self.forwarder: Any = None  # the same, for WebSocket tunnels (ws_door)
 
     # Workers -----------------------------------------------------------------------
     def worker_ready(self) -> None:

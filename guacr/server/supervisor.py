@@ -53,6 +53,7 @@ from guacr.server.routing import Router
 from guacr.server.slots import Slot
 from guacr.server.ws_door import WebSocketDoor
 from guacr.server.ws_intake import refuse as refuse_tunnel
+from guacr.tunnel.grant import Grant
 from guacr.tunnel.tokens import MemoryRedemptionStore, RedemptionStore
 
 log = logging.getLogger("guacr.listener")
@@ -107,6 +108,7 @@ class Supervisor:
         self.forwarder = Forwarder(self.shared) if self.shared is not None else None
         if self.forwarder is not None:
             self.router.forward = self.forwarder.join
+            self.router.forwarder = self.forwarder
         self.router.draining = draining
         self.adopted = adopted or []
         self.stopping = False
@@ -289,9 +291,15 @@ class Supervisor:
         ):
             os.close(fd)
             return
-        log.info('Connection "%s" does not exist.', target[:64])
         sock = socket.socket(fileno=fd)
         sock.setblocking(False)
+        if slot is None and self.forwarder is not None:  # another instance's session?
+            with contextlib.suppress(ValueError, TypeError, KeyError):
+                grant = Grant.from_wire(msg.tunnel["grant"])
+                max_message = int(msg.tunnel["max_message"])
+                self.forwarder.tunnel_soon(sock, grant, pending, max_message, msg.remote)
+                return
+        log.info('Connection "%s" does not exist.', target[:64])
         error = GuacrError("No such connection.", Status.RESOURCE_NOT_FOUND)
         task = asyncio.get_running_loop().create_task(refuse_tunnel(sock, error))
         self._intakes.add(task)

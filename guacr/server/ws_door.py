@@ -111,6 +111,13 @@ class WebSocketDoor:
         target = admitted.grant.selector
         if target.startswith("$"):
             slot = router.owner_of(target)
+            if slot is None and router.forwarder is not None:  # another instance's?
+                release = lambda: self.limiter.release(admitted.remote)  # noqa: E731
+                await router.forwarder.tunnel(
+                    sock, admitted.grant, admitted.leftover, self.settings.max_message,
+                    admitted.remote, release,
+                )  # fmt: skip
+                return
             if slot is None:
                 log.info('Connection "%s" does not exist.', target[:64])
                 await self._refuse(sock, admitted, "No such connection.", Status.RESOURCE_NOT_FOUND)

@@ -117,7 +117,9 @@ def test_kill9_of_the_owner_ends_only_its_sessions(
         # A's entries outlive it by at most one lease; B's stay (renewed).
         wait_for(
             "A's registry entries to expire",
-            lambda: not published(redis_server, id_a) and len(redis_server.find_keys("guacr:i:*")) == 1,
+            lambda: (
+                not published(redis_server, id_a) and len(redis_server.find_keys("guacr:i:*")) == 1
+            ),
             timeout=LEASE * 10 + 20,
         )
         time.sleep(LEASE)  # a lease later B's entry is still renewed
@@ -131,9 +133,22 @@ def test_kill9_of_the_owner_ends_only_its_sessions(
         on_b.close()
 
 
+def ws_names_until(client: WsClient, marker: str) -> list[str]:
+    names: list[str] = []
+    deadline = time.monotonic() + 20
+    while not names or names[-1] != marker:
+        ins = client.read(max(0.01, deadline - time.monotonic()))
+        assert ins is not None, f"tunnel closed before {marker!r}: {names}"
+        if ins[0] == "name":
+            names.append(ins[1])
+    return [n for n in names if not n.startswith("joined")]
+
+
 def test_token_minted_on_a_is_redeemed_once_across_instances(
     tmp_path: Path, redis_server: RedisServer
 ) -> None:
+    """A join token for A's session: redeemed through B (relayed to A, read-only),
+    refused on C; a new-session token likewise works once, wherever it is used."""
     for name in "abc":
         (tmp_path / name).mkdir()
     with (
@@ -141,18 +156,32 @@ def test_token_minted_on_a_is_redeemed_once_across_instances(
         instance(tmp_path / "b", redis_server, websocket=True) as b,
         instance(tmp_path / "c", redis_server, websocket=True) as c,
     ):
-        del a  # instances share token_key; the token says nothing of who minted it
-        token = GuacrTokens(TOKEN_KEY).mint(protocol="echo", ttl=120)
-        with WsClient(tunnel_url(b.ws_port, {"token": token}), timeout=20) as first:  # type: ignore[attr-defined]
-            conn_id = first.wait_id(timeout=20)
-            assert conn_id.startswith("$")
-            with WsClient(tunnel_url(c.ws_port, {"token": token}), timeout=20) as again:  # type: ignore[attr-defined]
+        owner = a.client(timeout=20)
+        conn_id = owner.handshake("echo")
+        wait_for("the connection in the registry", lambda: published(redis_server, conn_id))
+        # What A's ShareSession mints (the instances share token_key).
+        token = GuacrTokens(TOKEN_KEY).mint(join=conn_id, read_only=True, ttl=120)
+        b_port, c_port = b.ws_port, c.ws_port  # type: ignore[attr-defined]
+        with WsClient(tunnel_url(b_port, {"token": token}), timeout=20) as viewer:
+            assert viewer.wait_id(timeout=20) == conn_id
+            viewer.send("key", 65, 1)  # read-only: dropped by A's worker
+            owner.send("key", 66, 1)
+            assert ws_names_until(viewer, "key 66 1") == ["key 66 1"]
+            assert echoed(owner, "key 66 1") == ["key 66 1"]
+            with WsClient(tunnel_url(c_port, {"token": token}), timeout=20) as again:
                 assert again.read_until_close(timeout=20) == [
                     ("error", "Token validation failed", "769")
                 ]
             assert "already used" in c.log()
-        # The spent token's id is in Redis until the token would have expired anyway.
+        # The spent token's id stays in Redis until the token would have expired anyway.
         assert redis_server.find_keys("guacr:t:*")
+
+        fresh = GuacrTokens(TOKEN_KEY).mint(protocol="echo", ttl=120)
+        with WsClient(tunnel_url(c_port, {"token": fresh}), timeout=20) as first:
+            assert first.wait_id(timeout=20).startswith("$")
+            with WsClient(tunnel_url(b_port, {"token": fresh}), timeout=20) as again:
+                assert again.read_until_close(timeout=20)[0][2] == "769"
+        owner.close()
 
 
 def test_redis_down_keeps_own_sessions_and_answers_516(
