@@ -35,7 +35,7 @@ COPY docker/entrypoint.sh docker/healthcheck.py /opt/guacr/docker/
 ENV LC_ALL=C.UTF-8 PATH=/opt/guacr/bin:$PATH
 USER guacd
 EXPOSE 4822 4823 50051 9464
-# A Guacamole handshake (select ssh -> args), not just an open port.
+# GET /health/live on the metrics door (a Guacamole handshake on 4822 when it is off).
 HEALTHCHECK --interval=5m --timeout=5s --start-period=15s \
     CMD ["/opt/guacr/bin/python", "/opt/guacr/docker/healthcheck.py"]
 ENTRYPOINT ["/opt/guacr/docker/entrypoint.sh"]

@@ -1,14 +1,18 @@
-"""The image's HEALTHCHECK: guacr answers a Guacamole handshake, not just a TCP connect.
+"""The image's HEALTHCHECK: ``GET /health/live`` on guacr's metrics door.
 
-Sends ``select ssh`` to 127.0.0.1 (port: the first argument, else ``GUACR_BIND_PORT``,
-else 4822) and expects ``args`` starting with a protocol version within the timeout;
-exits 0 if so, 1 with a one-line reason otherwise. An open port alone proves little: a
-daemon whose workers cannot start still accepts connections. Once guacr has its metrics
-door, ``/health/live`` there is the better check.
+Asks ``http://127.0.0.1:PORT/health/live`` (PORT: ``GUACR_METRICS_BIND_PORT``, else
+9464) and exits 0 on HTTP 200, 1 with a one-line reason otherwise; the same endpoint
+Kubernetes' liveness probe uses (deploy/kubernetes). The listener answers it from its
+own event loop, so a listener that is hung or gone is unhealthy, not just a closed port.
+
+With the metrics door off (``GUACR_METRICS_BIND_PORT=0``) it falls back to a Guacamole
+handshake on 4822 (port: the first argument, else ``GUACR_BIND_PORT``, else 4822):
+``select ssh`` must get ``args`` with a protocol version.
 """
 
 from __future__ import annotations
 
+import http.client
 import os
 import socket
 import sys
@@ -38,9 +42,28 @@ def check(port: int, host: str = "127.0.0.1") -> str | None:
         return f"{host}:{port}: {exc}"
 
 
+def check_live(port: int, host: str = "127.0.0.1") -> str | None:
+    """None when ``/health/live`` answers 200, else what went wrong."""
+    conn = http.client.HTTPConnection(host, port, timeout=TIMEOUT)
+    try:
+        conn.request("GET", "/health/live")
+        response = conn.getresponse()
+        if response.status != 200:
+            return f"{host}:{port}/health/live answered HTTP {response.status}"
+        return None
+    except (OSError, http.client.HTTPException) as exc:
+        return f"{host}:{port}/health/live: {exc}"
+    finally:
+        conn.close()
+
+
 def main(argv: list[str]) -> int:
-    port = int(argv[1] if len(argv) > 1 else os.environ.get("GUACR_BIND_PORT") or 4822)
-    problem = check(port)
+    metrics = int(os.environ.get("GUACR_METRICS_BIND_PORT") or 9464)
+    if metrics:
+        problem = check_live(metrics)
+    else:
+        port = int(argv[1] if len(argv) > 1 else os.environ.get("GUACR_BIND_PORT") or 4822)
+        problem = check(port)
     if problem is not None:
         print(f"unhealthy: {problem}", file=sys.stderr)
         return 1

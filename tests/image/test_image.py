@@ -1,7 +1,7 @@
 """The Docker image, replayed without a Docker engine (tests/image/replay.py), does what
 an operator replacing guacamole/guacd expects: runs as an unprivileged user, serves a
 real SSH session (its C libraries loadable by that user), listens on 0.0.0.0 with
-guacd's entrypoint conventions, and has a health check that speaks Guacamole.
+guacd's entrypoint conventions, and has a health check on ``/health/live``.
 
 A cold build (debootstrap plus both stages) takes about 1.5 minutes here; a warm one,
 from the layer cache in /var/cache/guacr-image-test, a few seconds.
@@ -91,7 +91,7 @@ def test_ssh_session_through_the_image(image: Image, sshd: SSHServer, tmp_path: 
         c.stop()
 
 
-def test_entrypoint_binds_every_address_and_the_health_check_speaks_guacamole(
+def test_entrypoint_binds_every_address_and_the_health_check_asks_health_live(
     image: Image, tmp_path: Path
 ) -> None:
     """As ``docker run IMAGE`` with no arguments, in a network namespace of its own."""
@@ -118,7 +118,7 @@ def test_entrypoint_binds_every_address_and_the_health_check_speaks_guacamole(
     # Nothing listening: the same health check reports it.
     down = run_once(image, tmp_path / "down", image.healthcheck_argv())
     assert down.returncode == 1
-    assert down.stderr.startswith("unhealthy: 127.0.0.1:4822")
+    assert down.stderr.startswith("unhealthy: 127.0.0.1:9464/health/live")
 
 
 def _listening(c: Container) -> set[tuple[str, int]]:
