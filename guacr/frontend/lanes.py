@@ -10,11 +10,16 @@ running ``cat``, typing p99 rose 1.8x). So, per loop:
 * **Echo lane**: a session whose output is an echo (see ``TerminalSession._queue``)
   is *urgent* until its frame is written; bulk work steps aside while any session is
   urgent (for at most :data:`URGENT_WAIT`, so bulk output always progresses).
-* **Bulk lane**: feeding big output and drawing its frames is charged to a budget of
-  :data:`BULK_SHARE` of each :data:`WINDOW` while *another* session of the loop has
-  typed within :data:`INTERACTIVE`; past it, bulk work waits for the next window. A
-  session alone (``seq`` on one terminal) is never held back, and neither is a session
-  whose own user typed the command that floods it.
+* **Bulk lane**: feeding big output and drawing its frames is charged to a budget, a
+  share of each :data:`WINDOW`, while *another* session of the loop has typed within
+  :data:`INTERACTIVE`; past it, bulk work waits for the next window. A session alone
+  (``seq`` on one terminal) is never held back, and neither is a session whose own user
+  typed the command that floods it. The share adapts to contention: when the kernel
+  kept the worker waiting for a CPU (``/proc/self/schedstat``) for more than
+  :data:`CONTENDED` of a window, it halves (down to :data:`BULK_SHARE_MIN`), else it
+  grows back (up to :data:`BULK_SHARE_MAX`). On a machine short of CPU, bulk output
+  then slows down -- its sshd waits for window space and stops competing too -- rather
+  than every typist of the worker waiting for it.
 """
 
 from __future__ import annotations
@@ -26,7 +31,10 @@ from collections import deque
 from typing import Final
 
 WINDOW: Final = 0.05  # bulk budget period (s)
-BULK_SHARE: Final = 0.3  # share of each window bulk work may use while others type
+BULK_SHARE_MAX: Final = 0.3  # share of each window bulk work may use while others type
+BULK_SHARE_MIN: Final = 0.03  # ... and while the worker is short of CPU
+CONTENDED: Final = 0.1  # run-queue wait per window above which the share halves
+SCHEDSTAT: Final = "/proc/self/schedstat"  # run time, run-queue wait (ns), timeslices
 INTERACTIVE: Final = 1.0  # a session that typed this recently is interactive
 URGENT_WAIT: Final = 0.05  # longest bulk work steps aside for pending echoes
 
@@ -45,13 +53,15 @@ def lanes() -> Lanes:
 class Lanes:
     """Echo priority and the bulk budget of one event loop's terminal sessions."""
 
-    __slots__ = ("_spent", "_typed", "_urgent", "_waiters", "_window")
+    __slots__ = ("_queued", "_share", "_spent", "_typed", "_urgent", "_waiters", "_window")
 
     def __init__(self) -> None:
         self._urgent: set[int] = set()  # ids of sessions with an echo not yet drawn
         self._waiters: deque[asyncio.Future[None]] = deque()  # bulk work stepping aside
         self._window = 0.0  # start of the current budget window (monotonic)
         self._spent = 0.0  # bulk seconds charged in it
+        self._share = BULK_SHARE_MAX
+        self._queued = _run_queue_wait()  # at the start of the window
         # The two most recent typists (time, session id), distinct sessions: enough to
         # tell whether someone *other* than a given session typed lately.
         self._typed: list[tuple[float, int]] = [(-INTERACTIVE, 0), (-INTERACTIVE, 0)]
@@ -100,14 +110,29 @@ class Lanes:
         """Bulk work took ``seconds`` of the loop."""
         self._spent += seconds
 
+    @property
+    def share(self) -> float:
+        """The share of a window bulk work may use now."""
+        return self._share
+
     def _budget_wait(self, session: int, now: float) -> float:
         """Seconds bulk work of ``session`` must wait for the budget (0: go)."""
         if now - self._window >= WINDOW:
-            self._window, self._spent = now, 0.0
+            self._new_window(now)
             return 0.0
-        if self._spent < BULK_SHARE * WINDOW or not self.others_typing(session, now):
+        if self._spent < self._share * WINDOW or not self.others_typing(session, now):
             return 0.0
         return self._window + WINDOW - now
+
+    def _new_window(self, now: float) -> None:
+        queued = _run_queue_wait()
+        elapsed = now - self._window
+        if queued is not None and self._queued is not None and elapsed < 4 * WINDOW:
+            if queued - self._queued > CONTENDED * elapsed:
+                self._share = max(BULK_SHARE_MIN, self._share / 2)
+            else:
+                self._share = min(BULK_SHARE_MAX, self._share * 1.25)
+        self._window, self._spent, self._queued = now, 0.0, queued
 
     async def bulk_turn(self, session: int) -> None:
         """Yield the loop once, then wait while echoes are pending (bounded) and while
@@ -130,6 +155,15 @@ class Lanes:
             if wait <= 0:
                 return
             await asyncio.sleep(wait)
+
+
+def _run_queue_wait() -> float | None:
+    """Seconds this thread has waited for a CPU while runnable (None: not on Linux)."""
+    try:
+        with open(SCHEDSTAT, "rb") as f:
+            return int(f.read().split()[1]) / 1e9
+    except (OSError, IndexError, ValueError):
+        return None
 
 
 def _resolve(fut: asyncio.Future[None]) -> None:
