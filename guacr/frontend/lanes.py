@@ -10,16 +10,18 @@ running ``cat``, typing p99 rose 1.8x). So, per loop:
 * **Echo lane**: a session whose output is an echo (see ``TerminalSession._queue``)
   is *urgent* until its frame is written; bulk work steps aside while any session is
   urgent (for at most :data:`URGENT_WAIT`, so bulk output always progresses).
-* **Bulk lane**: feeding big output and drawing its frames is charged to a budget, a
-  share of each :data:`WINDOW`, while *another* session of the loop has typed within
-  :data:`INTERACTIVE`; past it, bulk work waits for the next window. A session alone
-  (``seq`` on one terminal) is never held back, and neither is a session whose own user
-  typed the command that floods it. The share adapts to contention: when the kernel
-  kept the worker waiting for a CPU (``/proc/self/schedstat``) for more than
-  :data:`CONTENDED` of a window, it halves (down to :data:`BULK_SHARE_MIN`), else it
-  grows back (up to :data:`BULK_SHARE_MAX`). On a machine short of CPU, bulk output
-  then slows down -- its sshd waits for window space and stops competing too -- rather
-  than every typist of the worker waiting for it.
+* **Bulk lane**: feeding big output and drawing its frames (a full-screen frame costs
+  milliseconds) is charged to a token bucket that refills at a *share* of the loop's
+  time; while *another* session of the loop has typed within :data:`INTERACTIVE`, bulk
+  work in debt waits until the debt is paid (at most :data:`MAX_WAIT` per turn, so it
+  always progresses). A session alone (``seq`` on one terminal) is never held back,
+  and neither is a session whose own user typed the command that floods it. The share
+  adapts to contention: when the kernel kept the worker waiting for a CPU
+  (``/proc/self/schedstat``) for more than :data:`CONTENDED` of a :data:`WINDOW`, it
+  halves (down to :data:`BULK_SHARE_MIN`), else it grows back (up to
+  :data:`BULK_SHARE_MAX`). On a machine short of CPU, bulk output then slows down --
+  its sshd waits for window space and stops competing too -- rather than every typist
+  of the worker waiting for it.
 """
 
 from __future__ import annotations
@@ -30,10 +32,11 @@ import weakref
 from collections import deque
 from typing import Final
 
-WINDOW: Final = 0.05  # bulk budget period (s)
-BULK_SHARE_MAX: Final = 0.3  # share of each window bulk work may use while others type
+WINDOW: Final = 0.05  # how often the share is adapted (s)
+BULK_SHARE_MAX: Final = 0.3  # share of the loop's time bulk work may use while others type
 BULK_SHARE_MIN: Final = 0.03  # ... and while the worker is short of CPU
 CONTENDED: Final = 0.1  # run-queue wait per window above which the share halves
+MAX_WAIT: Final = 0.5  # longest one piece of bulk work waits for the budget
 SCHEDSTAT: Final = "/proc/self/schedstat"  # run time, run-queue wait (ns), timeslices
 INTERACTIVE: Final = 1.0  # a session that typed this recently is interactive
 URGENT_WAIT: Final = 0.05  # longest bulk work steps aside for pending echoes
@@ -53,14 +56,15 @@ def lanes() -> Lanes:
 class Lanes:
     """Echo priority and the bulk budget of one event loop's terminal sessions."""
 
-    __slots__ = ("_queued", "_share", "_spent", "_typed", "_urgent", "_waiters", "_window")
+    __slots__ = ("_debt", "_paid", "_queued", "_share", "_typed", "_urgent", "_waiters", "_window")
 
     def __init__(self) -> None:
         self._urgent: set[int] = set()  # ids of sessions with an echo not yet drawn
         self._waiters: deque[asyncio.Future[None]] = deque()  # bulk work stepping aside
-        self._window = 0.0  # start of the current budget window (monotonic)
-        self._spent = 0.0  # bulk seconds charged in it
+        self._debt = 0.0  # bulk seconds charged and not yet paid off
+        self._paid = 0.0  # when the debt was last paid down (monotonic)
         self._share = BULK_SHARE_MAX
+        self._window = 0.0  # start of the current adaptation window (monotonic)
         self._queued = _run_queue_wait()  # at the start of the window
         # The two most recent typists (time, session id), distinct sessions: enough to
         # tell whether someone *other* than a given session typed lately.
@@ -108,7 +112,7 @@ class Lanes:
 
     def charge(self, seconds: float) -> None:
         """Bulk work took ``seconds`` of the loop."""
-        self._spent += seconds
+        self._debt += seconds
 
     @property
     def share(self) -> float:
@@ -118,13 +122,20 @@ class Lanes:
     def _budget_wait(self, session: int, now: float) -> float:
         """Seconds bulk work of ``session`` must wait for the budget (0: go)."""
         if now - self._window >= WINDOW:
-            self._new_window(now)
+            self._adapt(now)
+        share = self._share
+        # Paid off at the share of the time passed; credit up to one window's worth, debt
+        # up to one MAX_WAIT's (bulk work done while nobody else typed is not held
+        # against it later).
+        debt = self._debt - share * (now - self._paid)
+        self._debt = min(share * MAX_WAIT, max(-share * WINDOW, debt))
+        self._paid = now
+        if self._debt <= 0 or not self.others_typing(session, now):
             return 0.0
-        if self._spent < self._share * WINDOW or not self.others_typing(session, now):
-            return 0.0
-        return self._window + WINDOW - now
+        return min(self._debt / share, MAX_WAIT)
 
-    def _new_window(self, now: float) -> None:
+    def _adapt(self, now: float) -> None:
+        """Halve the share if the worker waited for a CPU in the last window, else grow it."""
         queued = _run_queue_wait()
         elapsed = now - self._window
         if queued is not None and self._queued is not None and elapsed < 4 * WINDOW:
@@ -132,7 +143,7 @@ class Lanes:
                 self._share = max(BULK_SHARE_MIN, self._share / 2)
             else:
                 self._share = min(BULK_SHARE_MAX, self._share * 1.25)
-        self._window, self._spent, self._queued = now, 0.0, queued
+        self._window, self._queued = now, queued
 
     async def bulk_turn(self, session: int) -> None:
         """Yield the loop once, then wait while echoes are pending (bounded) and while
@@ -150,10 +161,8 @@ class Lanes:
                 await fut
             finally:
                 timer.cancel()
-        while True:
-            wait = self._budget_wait(session, time.monotonic())
-            if wait <= 0:
-                return
+        wait = self._budget_wait(session, time.monotonic())
+        if wait > 0:
             await asyncio.sleep(wait)
 
 

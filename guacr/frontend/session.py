@@ -600,11 +600,12 @@ class TerminalSession:
         if not self.started:
             return
         term = self.term
+        # The modes only shape what a press sends (two emulator calls spared per release).
         res = self.keys.key(
             keysym,
             pressed,
-            application_cursor=term.application_cursor_keys,
-            application_keypad=term.application_keypad,
+            application_cursor=pressed and term.application_cursor_keys,
+            application_keypad=pressed and term.application_keypad,
         )
         if self._prompt is not None:
             if res.action is KeyAction.INPUT:
@@ -707,6 +708,8 @@ class TerminalSession:
             self.paste()
 
     def _scroll_to(self, offset: int) -> None:
+        if offset <= 0 and not self._offset:
+            return  # at the bottom already (every key press asks)
         offset = max(0, min(offset, self.term.scrollback_len if self.started else 0))
         if offset != self._offset:
             self.view.scroll(0, self.term.rows, self._offset - offset)

@@ -72,17 +72,26 @@ async def test_bulk_is_held_back_for_a_bounded_time(monkeypatch: pytest.MonkeyPa
 def test_budget_applies_only_while_another_session_types() -> None:
     lane = Lanes()
     now = 100.0
-    lane._budget_wait(ME, now)  # opens a window at ``now``
-    lane.charge(lanes_mod.WINDOW)  # the whole window spent on bulk work
-    assert lane._budget_wait(ME, now + 0.001) == 0.0  # nobody typed: no limit
+    lane._budget_wait(ME, now)
+    lane.charge(lane.share * lanes_mod.WINDOW + 0.01)  # the credit, then 10 ms of debt
+    assert lane._budget_wait(ME, now) == 0.0  # nobody typed: no limit
     lane.typed(ME, now)
-    assert lane._budget_wait(ME, now + 0.001) == 0.0  # only its own user typed
+    assert lane._budget_wait(ME, now) == 0.0  # only its own user typed
     lane.typed(OTHER, now)
-    wait = lane._budget_wait(ME, now + 0.001)
-    assert wait == pytest.approx(lanes_mod.WINDOW - 0.001)  # until the window ends
-    assert lane._budget_wait(OTHER, now + 0.001) > 0  # ME typed before OTHER: limited too
-    assert lane._budget_wait(ME, now + lanes_mod.WINDOW) == 0.0  # a new window
-    assert lane._budget_wait(ME, now + lanes_mod.WINDOW + 0.001) == 0.0  # fresh budget
+    share = lane.share
+    assert lane._budget_wait(ME, now) == pytest.approx(0.01 / share)  # until paid off
+    assert lane._budget_wait(OTHER, now) > 0  # ME typed before OTHER: limited too
+    assert lane._budget_wait(ME, now + 0.011 / share) == 0.0  # paid off
+
+
+def test_debt_and_wait_are_bounded() -> None:
+    lane = Lanes()
+    now = 100.0
+    lane._budget_wait(ME, now)
+    lane.charge(60.0)  # a minute of bulk work while nobody else typed
+    lane.typed(OTHER, now)
+    assert lane._budget_wait(ME, now) == pytest.approx(lanes_mod.MAX_WAIT)
+    assert lane._budget_wait(ME, now + lanes_mod.MAX_WAIT) == 0.0  # not held against it
 
 
 def test_typing_is_forgotten_after_the_interactive_period() -> None:
@@ -94,14 +103,11 @@ def test_typing_is_forgotten_after_the_interactive_period() -> None:
     assert lane.others_typing(OTHER, 10.6)
 
 
-async def test_spent_budget_makes_bulk_wait_for_the_next_window(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    monkeypatch.setattr(lanes_mod, "WINDOW", 0.3)
+async def test_bulk_in_debt_waits_while_another_session_types() -> None:
     lane = Lanes()
     lane.typed(OTHER, time.monotonic())
-    await lane.bulk_turn(ME)  # opens a window
-    lane.charge(0.3)
+    await lane.bulk_turn(ME)
+    lane.charge(0.3 * lane.share)  # paid off in 0.3 s
     t0 = time.monotonic()
     await asyncio.wait_for(lane.bulk_turn(ME), 10)
     assert time.monotonic() - t0 >= 0.2
