@@ -156,3 +156,52 @@ def test_decoded_pixels_match_the_reference_decode(depth: int) -> None:
         if depth == 32:
             ref = ref[..., [2, 1, 0]]  # B,G,R,0 from the decoder
         assert np.array_equal(pixels[..., :3], ref[..., :3])
+
+
+def sdi_payload(name: str) -> bytes:
+    found = pdu.parse_send_data_indication(load(name))
+    assert found is not None
+    return found.user_data
+
+
+def new_decompressor() -> object:
+    from aardwolf.protocol.compression import BulkDecompressor
+
+    compat.install()  # xrdp's lenient uncompressedLength (bulk_decompression_length)
+    return BulkDecompressor()
+
+
+def test_decompressed_share_data_matches_aardwolf() -> None:
+    """The first bulk-compressed PDU of a session (fresh MPPC history on both sides)."""
+    from aardwolf.protocol.T128.share import normalize_share_data_pdu
+
+    data = sdi_payload("mcs-sdi-bitmap-update-bulk")
+    assert data[15] & pdu.BULK_STATE  # compressed
+    ours = pdu.decompress_share_data(data, new_decompressor())  # type: ignore[arg-type]
+    assert ours is not None and ours == normalize_share_data_pdu(data, new_decompressor())
+    assert ours[15] == 0 and len(ours) == int.from_bytes(ours[:2], "little")
+    # ...and it is a bitmap update we can parse.
+    assert pdu.is_screen_update(ours)
+    assert len(pdu.parse_bitmap_update(ours, 18)) > 0
+
+
+def test_uncompressed_and_irregular_share_data() -> None:
+    data = sdi_payload("mcs-sdi-synchronize")
+    assert data[15] == 0
+    assert pdu.decompress_share_data(data, None) == data
+    assert pdu.decompress_share_data(data[:-1], None) is None  # length mismatch: aardwolf's
+    assert pdu.decompress_share_data(data[:10], None) is None
+    compressed = sdi_payload("mcs-sdi-bitmap-update-bulk")
+    assert pdu.decompress_share_data(compressed, None) is None  # aardwolf raises for this
+    license_pdu = sdi_payload("mcs-sdi-license-valid-client")
+    assert pdu.decompress_share_data(license_pdu, None) is None  # not a share PDU
+
+
+def test_screen_updates_are_recognised() -> None:
+    assert pdu.is_screen_update(load("bitmap-update-32bpp"))
+    assert not pdu.is_screen_update(sdi_payload("mcs-sdi-synchronize"))  # pduType2 0x1F
+    assert not pdu.is_screen_update(sdi_payload("mcs-sdi-license-valid-client"))
+    assert not pdu.is_screen_update(load("bitmap-update-32bpp")[:17])
+    save_session_info = bytearray(load("bitmap-update-32bpp")[:40])
+    save_session_info[14] = 0x26
+    assert not pdu.is_screen_update(bytes(save_session_info))

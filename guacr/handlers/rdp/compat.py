@@ -68,7 +68,13 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from guacr.handlers.rdp.pdu import Bitmap, FastMCSCodec, parse_bitmap_update
+from guacr.handlers.rdp.pdu import (
+    Bitmap,
+    FastMCSCodec,
+    decompress_share_data,
+    is_screen_update,
+    parse_bitmap_update,
+)
 
 log = logging.getLogger("guacr.rdp")
 
@@ -94,7 +100,7 @@ ENABLED: dict[str, bool] = dict.fromkeys(FIXES, True)
 
 # Not fixes: guacr's own parsing of the hot PDUs (:mod:`guacr.handlers.rdp.pdu`) in
 # place of aardwolf's; switchable so ``benchmarks/bench_rdp.py`` can measure both.
-OWN_PARSERS: dict[str, bool] = {"mcs": True, "bitmap_update": True}
+OWN_PARSERS: dict[str, bool] = {"mcs": True, "bitmap_update": True, "share_data": True}
 
 SHARE_ID = 0x103EA
 # Set in the task that connects: core data serialised there asks for a 32 bpp session.
@@ -263,7 +269,45 @@ def install() -> None:
     _patch_fastpath(conn_mod.RDPConnection)
     _patch_upstream()
     _patch_dvc()
+    _patch_share_data(conn_mod)
     _installed = True
+
+
+def _patch_share_data(conn_mod: Any) -> None:
+    """Not a fix: guacr's cheaper share data handling in aardwolf's reader (pdu.py)."""
+    normalize = conn_mod.normalize_share_data_pdu
+    cls = conn_mod.RDPConnection
+    save_session_info = cls._RDPConnection__process_save_session_info
+    check_logon_status = cls.check_logon_status
+
+    def normalize_share_data_pdu(data: bytes, decompressor: Any) -> bytes:
+        if OWN_PARSERS["share_data"]:
+            done = decompress_share_data(data, decompressor)
+            if done is not None:
+                return done
+        result: bytes = normalize(data, decompressor)
+        return result
+
+    async def process_save_session_info(
+        self: Any, channel_id: int, data: bytes | None, share_pdu_offset: int = 0
+    ) -> bool:
+        if (
+            OWN_PARSERS["share_data"]
+            and data is not None
+            and is_screen_update(data, share_pdu_offset)
+        ):
+            return False  # what aardwolf finds after parsing it as one
+        result: bool = await save_session_info(self, channel_id, data, share_pdu_offset)
+        return result
+
+    def check_logon(self: Any, data: bytes) -> None:
+        if OWN_PARSERS["share_data"] and is_screen_update(data):
+            return  # neither logon nor error info: aardwolf would parse it to find that
+        check_logon_status(self, data)
+
+    conn_mod.normalize_share_data_pdu = normalize_share_data_pdu
+    cls._RDPConnection__process_save_session_info = process_save_session_info
+    cls.check_logon_status = check_logon
 
 
 def _patch_join(cls: Any) -> None:
