@@ -11,7 +11,13 @@ the proxy, echoing every ``sync`` like guacamole-common-js. For each colour dept
 * proxy CPU seconds per second of session (utime+stime of the proxy processes);
 * for reference (self-contained mode), what guacr's RDP client alone (aardwolf plus
   guacr's decoding, no display engine, no Guacamole side) costs in CPU on the same
-  scene: "aardwolf's part" of guacr's CPU.
+  scene: "aardwolf's part" of guacr's CPU; with ``--compare-parsers`` also its CPU
+  per rectangle with aardwolf's own PDU parsing (asn1tools) against guacr's
+  (``guacr/handlers/rdp/pdu.py``), alternated in one run;
+* event-loop lag during full-screen 32/16 bpp refreshes (``xrefresh`` over the scene,
+  ``--lag-refreshes``): the RDP client and guacr's display engine in one asyncio loop
+  as in a worker, a 1 ms probe task's lateness (p50/p99/max, target p99 < 10 ms) and
+  the part of it the loop thread spent on CPU (the rest is waiting for a core).
 
 Self-contained by default: starts xrdp (tests/servers/xrdp.py) and guacr on 127.0.0.1.
 Against anything else (guacd, for a side-by-side run)::
