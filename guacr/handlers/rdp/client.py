@@ -64,6 +64,10 @@ class RDPSink(Protocol):
     def error_info(self, code: int) -> None:
         """The server's Set Error Info PDU (MS-RDPBCGR 2.2.5.1.1)."""
 
+    def keyboard_indicators(self, flags: int) -> None:
+        """The server's Set Keyboard Indicators PDU (MS-RDPBCGR 2.2.8.2.1.1): its
+        Caps/Num/Scroll/Kana Lock state, as TS_SYNC_EVENT toggle flags."""
+
     def desktop_resized(self, width: int, height: int) -> None:
         """The session's desktop size changed."""
 
@@ -287,6 +291,11 @@ class RDPClient:
             except Exception as exc:  # the session ends through disconnected_evt
                 log.debug("RDP input failed: %s", exc)
 
+    @property
+    def accepts_input(self) -> bool:
+        """Input is queued (sent in order once connected), not dropped."""
+        return self._conn is not None and not self._closing
+
     def key(self, scancode: int, extended: bool, pressed: bool) -> None:
         """A key by scancode (``extended`` for the E0-prefixed keys)."""
         conn = self._conn
@@ -401,6 +410,9 @@ class _Adapter:
     def error_info(self, code: int) -> None:
         if code:
             self.client.sink.error_info(code)
+
+    def keyboard_indicators(self, flags: int) -> None:
+        self.client.sink.keyboard_indicators(flags)
 
     def deactivated(self) -> None:
         log.debug("RDP server sent Deactivate All.")

@@ -485,6 +485,9 @@ def _patch_mcs() -> None:
                 if kind == 0x2F:  # Set Error Info
                     sink.error_info(int.from_bytes(data[18:22], "little"))
                     return
+                if kind == 0x29:  # Set Keyboard Indicators: unitId (2), ledFlags (2)
+                    sink.keyboard_indicators(int.from_bytes(data[20:22], "little"))
+                    return
             elif pdu_type == 0x6 and ENABLED["deactivation_reactivation"]:
                 sink.deactivated()  # Deactivate All: a new Demand Active follows
                 return
