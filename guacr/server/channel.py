@@ -184,6 +184,7 @@ class UserJoined(Message):
     connection: str = ""
     owner: bool = False
     name: str = ""
+    port: int = 0  # the client's port (0: unknown, e.g. behind a proxy)
 
 
 @dataclass

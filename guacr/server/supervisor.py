@@ -211,7 +211,7 @@ class Supervisor:
             reg.remove_user(msg.user)
         elif isinstance(msg, channel.UserJoined):
             reg.join(msg.user, msg.connection, msg.owner, msg.name)
-            self.control.user_joined(msg.user, msg.connection, msg.owner)
+            self.control.user_joined(msg.user, msg.connection, msg.owner, msg.port)
         elif isinstance(msg, channel.ConnectionOpened):
             reg.add_connection(_connection_record(slot.index, vars(msg)))
             self.control.connection_opened(msg.id)
@@ -282,6 +282,7 @@ class Supervisor:
         for conn in msg.connections:
             self.registry.add_connection(_connection_record(slot.index, conn))
         for user in msg.users:
+            self.control.user_port(str(user.get("user", "")), user.get("port"))
             if user.get("connection"):
                 self.registry.join(
                     str(user["user"]),

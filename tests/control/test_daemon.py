@@ -141,6 +141,12 @@ async def test_list_get_terminate(daemon: Daemon, stub: control_pb2_grpc.Control
         assert by_name["alice"].owner and not by_name["bob"].owner
         assert by_name["bob"].read_only and not by_name["alice"].read_only
         assert by_name["bob"].address == "127.0.0.1" and by_name["bob"].door == "tcp"
+        # Each user's real client port, as ListSessions reports it too.
+        assert by_name["bob"].port == joiner.sock.getsockname()[1]
+        assert by_name["alice"].port == owner.sock.getsockname()[1]
+        listed = await stub.ListSessions(pb.ListSessionsRequest(user="bob"), metadata=AUTH)
+        assert {u.port for u in listed.sessions[0].users} == {
+            joiner.sock.getsockname()[1], owner.sock.getsockname()[1]}
         assert s.worker_pid in daemon.guacr.worker_pids() and s.bytes_to_clients > 0
         assert s.started_at.seconds > time.time() - 60
 
