@@ -32,6 +32,10 @@ from guacr.control.metrics import make_registry
 
 log = logging.getLogger("guacr.control")
 
+# Event sequence numbers of the n-th listener start at n << GENERATION_BITS (2**32 events
+# per listener life; JSON-safe integers up to 2**21 listener restarts).
+GENERATION_BITS = 32
+
 
 class RegistryView(Protocol):
     """What the plane reads of the listener's session registry."""
@@ -274,12 +278,24 @@ class ControlPlane:
     """Starts and stops the gRPC and HTTP servers; turns worker reports into events."""
 
     def __init__(
-        self, config: Any, host: ListenerHost, mint: Callable[..., str] | None = None
+        self,
+        config: Any,
+        host: ListenerHost,
+        mint: Callable[..., str] | None = None,
+        *,
+        totals: dict[str, Any] | None = None,
+        on_totals: Callable[[], None] | None = None,
+        generation: int = 0,
     ) -> None:
+        """``totals``, ``on_totals`` and ``generation`` come from the main process, which
+        outlives listeners: the totals the previous listener left (sent back through
+        ``on_totals`` as they change) and how many listeners came before this one."""
         self.config = config
         self.host = host
-        self.events = EventBus()
-        self.figures = FiguresStore()
+        # A restarted listener's events number on from where no earlier one reached: a
+        # client that watches again never sees a sequence go back.
+        self.events = EventBus(first=generation << GENERATION_BITS)
+        self.figures = FiguresStore(totals, on_totals)
         self.details: dict[str, SessionDetails] = {}
         if mint is None:
             mint = _token_minter(config)
@@ -427,5 +443,5 @@ class ControlPlane:
 
     def worker_restarting(self, slot: int, pid: int, status: int, sessions_lost: int) -> None:
         """A worker exited unexpectedly and its slot is restarted."""
-        self.figures.worker_restarts += 1
+        self.figures.count_restart()
         self.events.publish(model.WorkerRestarted(slot, pid, status, sessions_lost))
