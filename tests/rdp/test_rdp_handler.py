@@ -184,7 +184,8 @@ def wait_leds(s: GuacSession, server: XrdpServer, **want: bool) -> None:
 def test_lock_keys_are_synchronized_as_guacd_does(guacr: Guacr, xrdp: XrdpServer) -> None:
     """The first key synchronizes the server's locks to the client's (none on yet);
     the client's Caps Lock then reaches the server, and text typed with it on still
-    arrives exactly (letters without Shift); a keypad digit turns Num Lock on."""
+    arrives exactly (letters without Shift); a keypad digit turns Num Lock on, and is
+    typed as a digit even with Shift held."""
     before = lock_leds(xrdp)
     token = secrets.token_hex(6)
     path = Path(f"/tmp/guacr-rdp-caps-{token}")
@@ -200,8 +201,10 @@ def test_lock_keys_are_synchronized_as_guacd_does(guacr: Guacr, xrdp: XrdpServer
             s.key(0xFFE5)  # Caps_Lock
             wait_leds(s, xrdp, Caps=True, Num=False)
             s.type_text(f"echo {token}_Xy")
-            for keysym in (0xFFB4, 0xFFB2):  # KP_4, KP_2: digits only with Num Lock on
-                s.key(keysym)
+            s.key(0xFFB4)  # KP_4: a digit only with Num Lock on
+            s.key(0xFFE1, True)  # KP_2 with Shift held: guacd lets Shift go for it
+            s.key(0xFFB2)  # (X would take Shift+KP_2 as KP_Down)
+            s.key(0xFFE1, False)
             s.type_text(f" > {path}\n")
             deadline = time.monotonic() + 10
             while not (path.exists() and path.read_text().strip() == f"{token}_Xy42"):
@@ -437,6 +440,42 @@ def test_display_update_resize_reaches_the_x_server(guacr: Guacr, xrdp: XrdpServ
         finally:
             s.client.send("size", 1024, 768)
             s.pump(2.0)
+    assert xrdp.screen_size() == (1024, 768)
+
+
+def test_reconnect_resize_reaches_the_x_server(guacr: Guacr, xrdp: XrdpServer) -> None:
+    """resize-method=reconnect (guacd): the owner's new size ends the RDP session and
+    opens a new one at that size; the Guacamole connection stays, the screen follows,
+    and typing still works in the new session."""
+    token = secrets.token_hex(6)
+    path = Path(f"/tmp/guacr-rdp-reconnect-{token}")
+    with GuacSession(guacr) as s:
+        connected(s, xrdp, **{"resize-method": "reconnect", "force-lossless": "true"})
+        sessions = guacr.log().count("RDP session established.")
+        try:
+            for width, height in ((800, 600), (1024, 768)):
+                s.client.send("size", width, height)
+                s.wait_for(lambda w=width, h=height: s.canvas.size == (w, h), 20, "resize")
+                deadline = time.monotonic() + 15
+                while xrdp.screen_size() != (width, height):
+                    assert time.monotonic() < deadline, xrdp.screen_size()
+                    s.pump(0.2)
+                assert_matches_screen(s, xrdp, 10.0)
+            assert guacr.log().count("RDP session established.") == sessions + 2
+            s.mouse(300, 200)
+            s.pump(0.3)
+            s.type_text(f"echo {token} > {path}\n")
+            deadline = time.monotonic() + 10
+            while not (path.exists() and path.read_text().strip() == token):
+                assert time.monotonic() < deadline, "typing after the reconnect failed"
+                s.pump(0.2)
+            assert not s.errors
+        finally:
+            path.unlink(missing_ok=True)
+            if xrdp.screen_size() != (1024, 768):
+                s.client.send("size", 1024, 768)
+                s.pump(3.0)
+    xrdp.restore_size()
     assert xrdp.screen_size() == (1024, 768)
 
 

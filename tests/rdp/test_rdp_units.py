@@ -80,6 +80,15 @@ def test_display_size_as_guacd() -> None:
     assert display_size(params(), 2560, 1600, 192) == (1280, 800, 96)
     assert display_size(params(), 1400, 1100, 192) == (872, 687, 120)
     assert display_size(params(), 1200, 900, 192) == (1200, 900, 192)
+    # guacd judges the *area* (800x600 = 480000 px), not each side: a wide, low window
+    # at 192 DPI is 1200x350 at 96 (too small), 1500x437 at 120 (enough).
+    assert display_size(params(), 2400, 700, 192) == (1500, 437, 120)
+    # dpi given: the client's pixels are converted to it; width/height still win.
+    assert display_size(params(dpi="144"), 1000, 800, 96) == (1500, 1200, 144)
+    assert display_size(params(dpi="48", width="1000"), 1000, 800, 96) == (1000, 400, 48)
+    # invalid sizes fall back to guacd's defaults one by one.
+    assert display_size(params(width="-5"), 1000, 800, 96) == (1024, 800, 96)
+    assert display_size(params(height="0"), 1000, 800, 96) == (1000, 768, 96)
 
 
 def test_fingerprints() -> None:
@@ -94,6 +103,8 @@ def test_fingerprints() -> None:
 
 class FakeRDP:
     """Records what the handler's keyboard logic sends."""
+
+    accepts_input = True
 
     def __init__(self) -> None:
         self.sent: list[tuple[str, int, bool]] = []
@@ -159,6 +170,62 @@ def test_display_control_layout_pdu() -> None:
     assert struct.unpack_from("<IiiII", pdu, 16) == (1, 0, 0, 800, 600)
     assert len(pdu) == 56
     assert clamp_size(801, 50) == (800, 200)
+    # guacd's guac_rect_shrink: too large is scaled down keeping the aspect ratio.
+    assert clamp_size(16384, 4096) == (8192, 2048)
+    assert clamp_size(9000, 9000) == (8192, 8192)
+    assert clamp_size(1023, 767) == (1022, 767)
+
+
+class SizeRecorder:
+    can_resize = True
+
+    def __init__(self) -> None:
+        self.sizes: list[tuple[int, int]] = []
+
+    def resize(self, width: int, height: int) -> None:
+        self.sizes.append((width, height))
+
+
+@pytest.mark.parametrize(
+    "dpi, client_dpi, size, sent",
+    [(96, 96, (800, 600), (800, 600)), (96, 192, (2000, 1200), (1000, 600))],
+)
+def test_client_size_is_converted_to_the_sessions_dpi(
+    dpi: int, client_dpi: int, size: tuple[int, int], sent: tuple[int, int]
+) -> None:
+    """guacd's size handler: client pixels * session DPI / client DPI, then fitted;
+    throttled, and nothing is sent for the size the session already has."""
+    import asyncio
+    import logging
+
+    from guacr.handlers.rdp import handler as rdp_handler
+    from guacr.handlers.rdp.handler import RDPHandler, RDPSettings
+
+    owner = object()
+    h = object.__new__(RDPHandler)
+    rec = SizeRecorder()
+    settings = RDPSettings.parse(params(**{"resize-method": "display-update"}), print)
+    h.__dict__.update(
+        settings=settings, rdp=rec, conn=type("C", (), {"owner": owner})(),
+        display=type("D", (), {"width": 1024, "height": 768})(), _size_task=None,
+        _size_wanted=None, _reconnecting=False, _dpi=dpi, _client_dpi=client_dpi,
+        log=logging.getLogger("test"),
+    )  # fmt: skip
+
+    async def main() -> None:
+        rdp_handler.RESIZE_INTERVAL, saved = 0.01, rdp_handler.RESIZE_INTERVAL
+        try:
+            h.on_size(object(), *size)  # not the owner: ignored
+            h.on_size(owner, 1024 * client_dpi // dpi, 768 * client_dpi // dpi)
+            h.on_size(owner, *size)  # within the interval: only the last one counts
+            await h._size_task
+            h.on_size(owner, 1024 * client_dpi // dpi, 768 * client_dpi // dpi)
+            await h._size_task  # the session's own size: nothing to do
+        finally:
+            rdp_handler.RESIZE_INTERVAL = saved
+
+    asyncio.run(main())
+    assert rec.sizes == [sent]
 
 
 def test_layouts_know_which_keys_caps_lock_changes() -> None:
@@ -186,3 +253,30 @@ def test_lock_keys_as_guacd() -> None:
     rdp.sent.clear()
     type_(0xFFB1)  # KP_1
     assert rdp.sent == [("sync", 0x4 | 0x2, True), ("key", 0x4F, True), ("key", 0x4F, False)]
+
+
+def test_keypad_digits_are_sent_without_shift_as_guacd() -> None:
+    """guacd's keymaps map KP_0..KP_9 "-shift +num": with the user holding Shift,
+    Shift is let go for the digit (Shift+keypad would be End, Down... on the server),
+    then pressed again since the user still holds it; other keys keep Shift."""
+    handler, rdp = keyboard("en-us-qwerty")
+    handler._locks = keymap.SYNC_NUM
+    handler.on_key(None, 0xFFE1, True)  # Shift_L held
+    handler.on_key(None, 0xFFB7, True)  # KP_7
+    handler.on_key(None, 0xFFB7, False)
+    handler.on_key(None, 0xFF09, True)  # Tab: a fixed key, Shift stays down for it
+    handler.on_key(None, 0xFF09, False)
+    handler.on_key(None, 0xFFE1, False)
+    assert rdp.sent == [
+        ("key", keymap.SC_LSHIFT, True),
+        ("key", keymap.SC_LSHIFT, False), ("key", keymap.SC_RSHIFT, False),
+        ("key", 0x47, True),
+        ("key", keymap.SC_LSHIFT, True),
+        ("key", 0x47, False),
+        ("key", 0x0F, True), ("key", 0x0F, False),
+        ("key", keymap.SC_LSHIFT, False),
+    ]  # fmt: skip
+    rdp.sent.clear()
+    handler.on_key(None, 0xFFB0, True)  # KP_0 without Shift: nothing else is sent
+    handler.on_key(None, 0xFFB0, False)
+    assert rdp.sent == [("key", 0x52, True), ("key", 0x52, False)]

@@ -26,6 +26,7 @@ import numpy.typing as npt
 
 from guacr.handlers.rdp import compat
 from guacr.handlers.rdp.display_control import CHANNEL_NAME, DisplayControl
+from guacr.handlers.rdp.pdu import Bitmap
 from guacr.handlers.rdp.pointer import Cursor, PointerCache
 
 log = logging.getLogger("guacr.rdp")
@@ -54,13 +55,18 @@ class RDPSink(Protocol):
     """What the RDP client reports to its user (the handler)."""
 
     def bitmap(self, x: int, y: int, pixels: U8) -> None:
-        """An (h, w, 4) RGBX rectangle at (x, y)."""
+        """An (h, w, 3) RGB or (h, w, 4) RGBX rectangle at (x, y), as the display's
+        ``blit`` takes it (at 32 bpp a channel-reversed view of a fresh buffer)."""
 
     def update_end(self) -> None:
         """A batch of bitmaps (one server PDU) is complete."""
 
     def error_info(self, code: int) -> None:
         """The server's Set Error Info PDU (MS-RDPBCGR 2.2.5.1.1)."""
+
+    def keyboard_indicators(self, flags: int) -> None:
+        """The server's Set Keyboard Indicators PDU (MS-RDPBCGR 2.2.8.2.1.1): its
+        Caps/Num/Scroll/Kana Lock state, as TS_SYNC_EVENT toggle flags."""
 
     def desktop_resized(self, width: int, height: int) -> None:
         """The session's desktop size changed."""
@@ -285,6 +291,11 @@ class RDPClient:
             except Exception as exc:  # the session ends through disconnected_evt
                 log.debug("RDP input failed: %s", exc)
 
+    @property
+    def accepts_input(self) -> bool:
+        """Input is queued (sent in order once connected), not dropped."""
+        return self._conn is not None and not self._closing
+
     def key(self, scancode: int, extended: bool, pressed: bool) -> None:
         """A key by scancode (``extended`` for the E0-prefixed keys)."""
         conn = self._conn
@@ -356,14 +367,16 @@ class _Adapter:
         self.client = client
         self.pointers = PointerCache()
 
-    def bitmaps(self, rectangles: list[Any]) -> None:
+    def bitmaps(self, rectangles: list[Bitmap]) -> None:
         client = self.client
         sink = client.sink
+        depths = client.depths
+        decode = compat.decode_bitmap
+        client.rects += len(rectangles)
         for bd in rectangles:
-            client.rects += 1
-            client.depths.add(bd.bitsPerPixel)
+            depths.add(bd.bpp)
             try:
-                decoded = compat.decode_bitmap(bd)
+                decoded = decode(bd)
             except (KeyboardInterrupt, SystemExit, asyncio.CancelledError):
                 raise
             except BaseException as exc:
@@ -397,6 +410,9 @@ class _Adapter:
     def error_info(self, code: int) -> None:
         if code:
             self.client.sink.error_info(code)
+
+    def keyboard_indicators(self, flags: int) -> None:
+        self.client.sink.keyboard_indicators(flags)
 
     def deactivated(self) -> None:
         log.debug("RDP server sent Deactivate All.")

@@ -31,9 +31,16 @@ def layout_pdu(width: int, height: int) -> bytes:
 
 
 def clamp_size(width: int, height: int) -> tuple[int, int]:
-    """Sizes the protocol allows: 200..8192, width even."""
-    width = max(MIN_SIZE, min(MAX_SIZE, width))
-    height = max(MIN_SIZE, min(MAX_SIZE, height))
+    """A requested size as guacd fits it: shrunk into 8192x8192 keeping the aspect
+    ratio, then at least 200 each way (ratio not kept), width even."""
+    width, height = max(1, width), max(1, height)
+    max_w, max_h = min(MAX_SIZE, width), min(MAX_SIZE, height)
+    if max_w * height < max_h * width:
+        num, den = max_w, width
+    else:
+        num, den = max_h, height
+    width, height = width * num // den, height * num // den
+    width, height = max(MIN_SIZE, width), max(MIN_SIZE, height)
     return width - width % 2, height
 
 

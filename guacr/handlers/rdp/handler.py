@@ -31,6 +31,7 @@ from guacr.handlers.rdp.client import (
     RDPConfig,
     RDPConnectError,
 )
+from guacr.handlers.rdp.display_control import clamp_size
 from guacr.handlers.rdp.pointer import Cursor
 from guacr.protocol import builders as b
 from guacr.protocol.status import Status
@@ -150,6 +151,7 @@ UPSTREAM_ERROR = (Status.UPSTREAM_ERROR, "Upstream error.")
 # guacd's one text, whatever the reason (the reason is logged).
 RDP_CONNECT_POLICY = upstream.Policy(message=lambda f: "Connection failed.")
 RESIZE_INTERVAL = 0.5
+RESIZE_METHODS = ("display-update", "reconnect")
 FRAME_DELAY = 0.004  # end a frame this long after the last bitmap of a burst
 WHEEL_UP = 0x0200 | 0x0078  # PTRFLAGS_WHEEL, +120
 WHEEL_DOWN = 0x0200 | 0x0100 | 0x0088  # PTRFLAGS_WHEEL | NEGATIVE, -120 (9-bit)
@@ -195,23 +197,36 @@ def cert_matches(der: bytes, trusted: set[str]) -> bool:
     return False
 
 
+NATIVE_DPI = 96  # RDP's own resolution: what servers assume
+HIGH_DPI = 120
+REASONABLE_AREA = 800 * 600
+
+
+def suggest_dpi(width: int, height: int, client_dpi: int) -> int:
+    """guacd's heuristic: 96 DPI, else 120, if the client's display converted to it is
+    still at least 800x600 in area (or the client is at that DPI), else the client's."""
+    for dpi in (NATIVE_DPI, HIGH_DPI):
+        area = (width * dpi // client_dpi) * (height * dpi // client_dpi)
+        if client_dpi == dpi or area >= REASONABLE_AREA:
+            return dpi
+    return client_dpi
+
+
 def display_size(p: Params, width: int, height: int, client_dpi: int) -> tuple[int, int, int]:
-    """Width, height and DPI as guacd computes them from the parameters and ``size``."""
-    client_dpi = client_dpi if client_dpi > 0 else 96
+    """Width, height and DPI of the RDP session as guacd computes them from the
+    parameters and the owner's display (``width``/``height`` override the converted
+    client size; invalid ones fall back to 1024x768; the width is a multiple of 4)."""
+    client_dpi = client_dpi if client_dpi > 0 else NATIVE_DPI
     dpi = p.get_int("dpi")
     if dpi <= 0:
-        dpi = client_dpi
-        for candidate in (96, 120):
-            scaled_w = width * candidate // client_dpi
-            scaled_h = height * candidate // client_dpi
-            if client_dpi == candidate or (scaled_w >= 800 and scaled_h >= 600):
-                dpi = candidate
-                break
-    w = p.get_int("width") or width * dpi // client_dpi
-    h = p.get_int("height") or height * dpi // client_dpi
-    if w <= 0 or h <= 0:
-        w, h = 1024, 768
-    return max(4, w - w % 4), h, dpi
+        dpi = suggest_dpi(width, height, client_dpi)
+    w = p.get_int("width") if p.get("width") else width * dpi // client_dpi
+    h = p.get_int("height") if p.get("height") else height * dpi // client_dpi
+    if w <= 0:
+        w = 1024
+    if h <= 0:
+        h = 768
+    return max(4, w & ~3), h, dpi
 
 
 @dataclass(frozen=True)
@@ -246,10 +261,9 @@ class RDPSettings:
             log(f'Unsupported server-layout "{layout_name[:32]}": using en-us-qwerty.')
             layout = keymap.LAYOUTS[keymap.DEFAULT_LAYOUT]
         resize = p.get("resize-method")
-        if resize == "reconnect":
-            log('resize-method "reconnect" is not supported: the size stays fixed.')
-        elif resize not in ("", "display-update"):
+        if resize not in ("", *RESIZE_METHODS):
             log(f'Unknown resize-method "{resize[:32]}": the size stays fixed.')
+            resize = ""
         perf = 0
         # TS_EXTENDED_INFO_PACKET performanceFlags: wallpaper, full-window drag, menu
         # animations, theming are "disable" bits; font smoothing, composition "enable".
@@ -312,6 +326,9 @@ class RDPHandler(Handler):
         self._locks = 0
         self._locks_synced = False
         self._size_wanted: tuple[int, int] | None = None
+        self._reconnect_size: tuple[int, int] | None = None
+        self._reconnecting = False
+        self._dpi = self._client_dpi = NATIVE_DPI
         sftp = SFTPSettings.from_params(params, self.settings.username)
         self.sftp: SFTPSideChannel | None = SFTPSideChannel(sftp, self.log) if sftp else None
         self._sftp_task: asyncio.Task[None] | None = None
@@ -320,14 +337,45 @@ class RDPHandler(Handler):
 
     # ------------------------------------------------------------------- lifecycle
     async def run(self) -> None:
-        s = self.settings
         self._log_unsupported()
         await self._credentials()
         owner = self.conn.owner
-        cw, ch, cdpi = (1024, 768, 96)
+        cw, ch, cdpi = (1024, 768, NATIVE_DPI)
         if owner is not None and owner.info.width > 0 and owner.info.height > 0:
             cw, ch, cdpi = owner.info.width, owner.info.height, owner.info.dpi
         width, height, dpi = display_size(self.params, cw, ch, cdpi)
+        self._dpi, self._client_dpi = dpi, cdpi if cdpi > 0 else NATIVE_DPI
+        self.display.resize(width, height)
+        self.display.set_cursor_pointer()
+        client = await self._open(width, height, dpi, wake=True)
+        if self.sftp is not None:
+            self._sftp_task = asyncio.get_running_loop().create_task(self._start_sftp())
+        while True:
+            await client.wait_closed()
+            size, self._reconnect_size = self._reconnect_size, None
+            if size is None or self._sftp_error is not None:
+                break
+            # resize-method=reconnect (guacd): a new RDP session at the new size; the
+            # Guacamole connection, its users and the display engine stay.
+            self.log.info("Reconnecting to the RDP server at %dx%d.", *size)
+            self._new_session()
+            self.display.resize(*size)
+            self._reconnecting = True
+            try:
+                client = await self._open(*size, self._dpi, wake=False)
+            finally:
+                self._reconnecting = False
+        if self._sftp_error is not None:
+            raise self._sftp_error
+        status, message = self._failure or (Status.SUCCESS, "Disconnected.")
+        self.log.info("RDP server closed/refused connection: %s", message)
+        if status != Status.SUCCESS:
+            raise GuacrError(message, status)
+
+    async def _open(self, width: int, height: int, dpi: int, *, wake: bool) -> RDPClient:
+        """Connect one RDP session at ``width`` x ``height`` (Wake-on-LAN only for the
+        first, as guacd); raises guacd's error for a failure."""
+        s = self.settings
         config = RDPConfig(
             host=s.hostname,
             port=s.port,
@@ -344,21 +392,19 @@ class RDPHandler(Handler):
             cert_check=None if s.ignore_cert else self._check_cert,
             display_control=s.resize_method == "display-update",
         )
-        self.display.resize(width, height)
-        self.display.set_cursor_pointer()
         client = RDPClient(config, self)
         self.log.info(
             "Connecting to RDP server %s:%d (%dx%d, %d bpp, security %s, dpi %d).",
             s.hostname, s.port, width, height, s.color_depth, s.security, dpi,
         )  # fmt: skip
-        # Input that arrives while connecting is queued and sent once the session is up.
+        # Input that arrives while connecting is dropped (guacd: no RDP instance yet).
         self.rdp = client
         # TCP through the shared upstream service (Wake-on-LAN, guacd's texts).
         sock = await upstream.connect(
             s.hostname,
             s.port,
             float(s.timeout),
-            params=self.params,
+            params=self.params if wake else None,
             log=self.log,
             policy=RDP_CONNECT_POLICY,
         )
@@ -370,15 +416,18 @@ class RDPHandler(Handler):
             self.log.info("RDP connection failed (%s): %s", exc.kind, exc)
             raise connect_error(exc) from exc
         self.log.info("RDP session established.")
-        if self.sftp is not None:
-            self._sftp_task = asyncio.get_running_loop().create_task(self._start_sftp())
-        await client.wait_closed()
-        if self._sftp_error is not None:
-            raise self._sftp_error
-        status, message = self._failure or (Status.SUCCESS, "Disconnected.")
-        self.log.info("RDP server closed/refused connection: %s", message)
-        if status != Status.SUCCESS:
-            raise GuacrError(message, status)
+        return client
+
+    def _new_session(self) -> None:
+        """Per-session state starts afresh on a reconnect, as guacd's new keyboard:
+        nothing held, locks off and synchronized again before the first key."""
+        self._pending.clear()
+        self._failure = None
+        self._held.clear()
+        self._mods = 0
+        self._shift_keys.clear()
+        self._locks = 0
+        self._locks_synced = False
 
     async def close(self) -> None:
         if self._frame_timer is not None:
@@ -484,6 +533,12 @@ class RDPHandler(Handler):
         self._failure = error_for_info(code)
         self.log.debug("Disconnect reason code: 0x%X.", code)
 
+    def keyboard_indicators(self, flags: int) -> None:
+        """The server's lock keys changed (Set Keyboard Indicators): as guacd, our copy
+        takes the server's state, so the next lock-key synchronisation keeps it."""
+        self.log.debug("Received updated keyboard lock flags from RDP server: 0x%X", flags)
+        self._locks = flags & keymap.LOCK_MASK
+
     def desktop_resized(self, width: int, height: int) -> None:
         self.log.info("RDP desktop resized to %dx%d.", width, height)
         self._draw_pending()
@@ -535,8 +590,8 @@ class RDPHandler(Handler):
 
     def on_key(self, user: User, keysym: int, pressed: bool) -> None:
         rdp = self.rdp
-        if rdp is None:
-            return
+        if rdp is None or not rdp.accepts_input:
+            return  # (re)connecting: dropped, and the lock state stays unsynchronized
         self._update_locks(rdp, keysym, pressed)
         if not pressed:
             code = self._held.pop(keysym, None)
@@ -549,6 +604,17 @@ class RDPHandler(Handler):
             self._track_modifier(keysym, False)
             return
         fixed = keymap.FIXED.get(keysym)
+        if fixed is not None and keysym in keymap.KEYPAD_DIGITS:
+            # guacd's keymaps ("-shift +num"): a keypad digit never goes with Shift
+            # held (Shift+keypad is End/Down/... on the server), so Shift is let go
+            # for it; Num Lock was turned on above.
+            self._held[keysym] = fixed
+            self._with_modifiers(
+                rdp,
+                self._mods & ~keymap.SHIFT,
+                lambda: rdp.key(fixed & 0xFF, bool(fixed & keymap.EXT), True),
+            )
+            return
         if fixed is not None:
             self._held[keysym] = fixed
             self._track_modifier(keysym, True)
@@ -652,21 +718,35 @@ class RDPHandler(Handler):
 
     # ---------------------------------------------------------------------- resize
     def on_size(self, user: User, width: int, height: int) -> None:
-        """The owner's display changed: with display-update, the server follows."""
-        if user is not self.conn.owner or self.settings.resize_method != "display-update":
+        """The owner's display changed: with ``resize-method`` set, the server follows
+        (client pixels converted to the session's DPI, as guacd)."""
+        if user is not self.conn.owner or self.settings.resize_method not in RESIZE_METHODS:
             return
-        self._size_wanted = (width, height)
+        width = width * self._dpi // self._client_dpi
+        height = height * self._dpi // self._client_dpi
+        self._size_wanted = clamp_size(width, height)
         if self._size_task is None or self._size_task.done():
             self._size_task = asyncio.get_running_loop().create_task(self._resize_later())
 
     async def _resize_later(self) -> None:
-        """At most one layout per RESIZE_INTERVAL (guacd throttles likewise)."""
+        """At most one change per RESIZE_INTERVAL (guacd's rate limit), and only to a
+        size the session does not have: a Display Control layout, or a reconnect."""
         await asyncio.sleep(RESIZE_INTERVAL)
+        while self._reconnecting:
+            await asyncio.sleep(RESIZE_INTERVAL)
         wanted, self._size_wanted = self._size_wanted, None
         rdp = self.rdp
-        if wanted is None or rdp is None or not rdp.can_resize:
+        if wanted is None or rdp is None:
             return
-        if wanted != (self.display.width, self.display.height):
+        if self.settings.resize_method == "reconnect":
+            # RDP sessions are opened at a width that is a multiple of 4 (as at connect).
+            wanted = (max(4, wanted[0] & ~3), wanted[1])
+            if wanted != (self.display.width, self.display.height):
+                self.log.info("Reconnecting to resize the RDP session to %dx%d.", *wanted)
+                self._reconnect_size = wanted
+                await rdp.close()
+            return
+        if rdp.can_resize and wanted != (self.display.width, self.display.height):
             self.log.info("Asking the RDP server to resize to %dx%d.", *wanted)
             rdp.resize(*wanted)
 

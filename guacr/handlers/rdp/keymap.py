@@ -82,6 +82,7 @@ FIXED.update(
 
 # Lock keys -> their TS_SYNC_EVENT toggle flag (Scroll, Num, Caps, Kana Lock).
 SYNC_SCROLL, SYNC_NUM, SYNC_CAPS, SYNC_KANA = 0x1, 0x2, 0x4, 0x8
+LOCK_MASK = SYNC_SCROLL | SYNC_NUM | SYNC_CAPS | SYNC_KANA
 LOCK_FLAGS = {0xFF14: SYNC_SCROLL, 0xFF7F: SYNC_NUM, 0xFFE5: SYNC_CAPS, 0xFF2D: SYNC_KANA}
 # Keypad digits type digits only with Num Lock on (guacd's keymaps: "+num").
 KEYPAD_DIGITS = frozenset(range(0xFFB0, 0xFFBA))
