@@ -26,6 +26,7 @@ import os
 import statistics
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
@@ -111,10 +112,22 @@ def line(label: str, values: list[float]) -> str:
     )
 
 
+def keep_alive(c: Client) -> None:
+    """Answer the owner's ``sync``s (a silent client is dropped after 15 s, as by guacd)."""
+    try:
+        while (ins := c.read(None)) is not None:
+            if ins[0] == "sync":
+                c.send("sync", ins[1])
+    except OSError:
+        pass
+
+
 def run(owner: Target, via: Target, args: argparse.Namespace) -> None:
     values = dict(a.split("=", 1) for a in args.arg)
     session = owner.client()
     conn_id = session.handshake(args.protocol, values)
+    session.sock.settimeout(None)
+    threading.Thread(target=keep_alive, args=(session,), daemon=True).start()
     time.sleep(0.5)  # the owner's first registry write (a few ms) is surely done
     print(f"session {conn_id} on {owner.host}:{owner.port}; via {via.host}:{via.port}")
     print(f"load average before: {os.getloadavg()}")

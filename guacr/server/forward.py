@@ -50,6 +50,9 @@ class _Half(asyncio.Protocol):
         self.relay = relay
         self.transport: asyncio.Transport | None = None
         self.peer: _Half | None = None
+        # What arrived before the peer's socket was attached (the owner may answer
+        # ``select`` before the client's side is set up): written once it is.
+        self.early: list[bytes] = []
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)  # uvloop's are not subclasses
@@ -57,11 +60,17 @@ class _Half(asyncio.Protocol):
         with contextlib.suppress(OSError, AttributeError):
             sock = self.transport.get_extra_info("socket")
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        peer = self.peer
+        if peer is not None and peer.early:
+            self.transport.writelines(peer.early)
+            peer.early.clear()
 
     def data_received(self, data: bytes) -> None:
         peer = self.peer
         if peer is not None and peer.transport is not None:
             peer.transport.write(data)
+        else:
+            self.early.append(data)
 
     def eof_received(self) -> bool:
         peer = self.peer

@@ -109,13 +109,13 @@ class Owner:
     record: dict[str, Any]
 
 
-def connect(url: str) -> aioredis.Redis:
+def connect(url: str, socket_timeout: float = 3.0) -> aioredis.Redis:
     """A client that fails fast: a registry that does not answer is a registry down."""
     client: aioredis.Redis = aioredis.Redis.from_url(
         url,
         decode_responses=True,
         socket_connect_timeout=2.0,
-        socket_timeout=3.0,
+        socket_timeout=socket_timeout,
         retry_on_timeout=False,
     )
     return client

@@ -44,6 +44,7 @@ from guacr.control.plane import ControlPlane
 from guacr.errors import GuacrError
 from guacr.protocol.status import Status
 from guacr.server import channel, intake
+from guacr.server.cluster_control import ClusterBackend
 from guacr.server.doors import SELECT_READ_BY, Door
 from guacr.server.forward import Forwarder
 from guacr.server.intake import SELECT_TIMEOUT, read_select, refuse
@@ -138,6 +139,11 @@ class Supervisor:
         self.control = ControlPlane(
             config, self, totals=totals, on_totals=self._totals_changed, generation=generation
         )
+        # gRPC reaches other instances' sessions too (guacr.server.cluster_control).
+        self.cluster_control: ClusterBackend | None = None
+        if self.shared is not None:
+            self.cluster_control = ClusterBackend(self.control.backend, self.shared)
+            self.control.backend = self.cluster_control  # type: ignore[assignment]
 
     # Control plane (guacr.control) --------------------------------------------------
     async def ask_worker(
@@ -550,6 +556,8 @@ class Supervisor:
                 self.shared.address,
             )
             self._tasks.append(loop.create_task(self.shared.run()))
+        if self.cluster_control is not None:
+            self._tasks.append(loop.create_task(self.cluster_control.serve()))
         for door in self.doors:
             door.sock.setblocking(False)
             self._tasks.append(loop.create_task(self._accept_loop(door)))
@@ -584,6 +592,8 @@ class Supervisor:
         await self.control.stop()
         if self.forwarder is not None:
             await self.forwarder.close()
+        if self.cluster_control is not None:
+            await self.cluster_control.close()
         if self.shared is not None:
             await self.shared.close()
         for pid in list(self.alive):
