@@ -11,7 +11,13 @@ the proxy, echoing every ``sync`` like guacamole-common-js. For each colour dept
 * proxy CPU seconds per second of session (utime+stime of the proxy processes);
 * for reference (self-contained mode), what guacr's RDP client alone (aardwolf plus
   guacr's decoding, no display engine, no Guacamole side) costs in CPU on the same
-  scene: "aardwolf's part" of guacr's CPU.
+  scene: "aardwolf's part" of guacr's CPU; with ``--compare-parsers`` also its CPU
+  per rectangle with aardwolf's own PDU parsing (asn1tools) against guacr's
+  (``guacr/handlers/rdp/pdu.py``), alternated in one run;
+* event-loop lag during full-screen 32/16 bpp refreshes (``xrefresh`` over the scene,
+  ``--lag-refreshes``): the RDP client and guacr's display engine in one asyncio loop
+  as in a worker, a 1 ms probe task's lateness (p50/p99/max, target p99 < 10 ms) and
+  the part of it the loop thread spent on CPU (the rest is waiting for a core).
 
 Self-contained by default: starts xrdp (tests/servers/xrdp.py) and guacr on 127.0.0.1.
 Against anything else (guacd, for a side-by-side run)::
@@ -38,6 +44,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
@@ -132,35 +139,43 @@ class Viewer:
                     raise SystemExit(f"proxy error: {ins}")
 
 
-def client_only_cpu(host: str, port: int, depth: int, seconds: float) -> tuple[float, float]:
-    """CPU s/s and rects/s of guacr's RDP client alone (aardwolf + decode) on the scene."""
+class NullSink:
+    """An RDP sink that drops everything (the RDP client's own cost)."""
+
+    def bitmap(self, x: int, y: int, pixels: object) -> None:
+        pass
+
+    def update_end(self) -> None:
+        pass
+
+    def error_info(self, code: int) -> None:
+        pass
+
+    def desktop_resized(self, width: int, height: int) -> None:
+        pass
+
+    def server_clipboard(self, text: str) -> None:
+        pass
+
+    def cursor(self, cursor: object) -> None:
+        pass
+
+
+def client_only_cpu(
+    host: str, port: int, depth: int, seconds: float, own_parsers: bool = True
+) -> tuple[float, float]:
+    """CPU s/s and rects/s of guacr's RDP client alone (aardwolf + decode) on the scene,
+    with guacr's own PDU parsers (the default) or aardwolf's (asn1tools)."""
     from guacr.handlers.rdp import compat
     from guacr.handlers.rdp.client import RDPClient, RDPConfig
 
-    class Null:
-        def bitmap(self, x: int, y: int, pixels: object) -> None:
-            pass
-
-        def update_end(self) -> None:
-            pass
-
-        def error_info(self, code: int) -> None:
-            pass
-
-        def desktop_resized(self, width: int, height: int) -> None:
-            pass
-
-        def server_clipboard(self, text: str) -> None:
-            pass
-
-        def cursor(self, cursor: object) -> None:
-            pass
-
     compat.preload()
+    saved = dict(compat.OWN_PARSERS)
+    compat.OWN_PARSERS.update(dict.fromkeys(saved, own_parsers))
 
     async def run() -> tuple[float, float]:
         config = RDPConfig(host, port, "guest", "guest", None, 1024, 768, depth, "tls", 10.0)
-        client = RDPClient(config, Null())
+        client = RDPClient(config, NullSink())
         await client.connect()
         await asyncio.sleep(1.0)
         rects0, cpu0, t0 = client.rects, time.process_time(), time.monotonic()
@@ -170,6 +185,156 @@ def client_only_cpu(host: str, port: int, depth: int, seconds: float) -> tuple[f
         rects = (client.rects - rects0) / elapsed
         await client.close()
         return cpu, rects
+
+    try:
+        return asyncio.run(run())
+    finally:
+        compat.OWN_PARSERS.update(saved)
+
+
+class _User:
+    def __init__(self) -> None:
+        from guacr.protocol.handshake import ClientInfo
+
+        self.info = ClientInfo(image=["image/png", "image/jpeg", "image/webp"])
+
+
+class _Conn:
+    """The few Connection members the display engine uses; counts bytes, sends nothing."""
+
+    def __init__(self) -> None:
+        from guacr.server.pool import IndexPool
+
+        self.users = [_User()]
+        self.buffers = IndexPool(-1, -1)
+        self._streams = IndexPool(1, 2)
+        self.lag = 0
+        self.congested = False
+        self.sent = 0
+        self.frames = 0
+
+    def alloc_stream(self) -> int:
+        return self._streams.alloc()
+
+    def free_stream(self, index: int) -> None:
+        self._streams.free(index)
+
+    def end_frame(self, frames: int = 0, extra: bytes = b"") -> None:
+        self.sent += len(extra)
+        self.frames += 1
+
+    def end(self) -> None:
+        pass
+
+
+class DisplaySink(NullSink):
+    """Bitmaps into guacr's display engine, batched into frames as the RDP handler does
+    (drawn a few ms after the last bitmap of a burst, once the display is ready)."""
+
+    def __init__(self, display: object) -> None:
+        from guacr.handlers.rdp.handler import FRAME_DELAY
+
+        self.display: Any = display
+        self.delay = FRAME_DELAY
+        self.pending: list[tuple[int, int, object]] = []
+        self.timer: asyncio.TimerHandle | None = None
+        self.waiting = False
+
+    def bitmap(self, x: int, y: int, pixels: object) -> None:
+        self.pending.append((x, y, pixels))
+
+    def update_end(self) -> None:
+        if self.timer is None and not self.waiting:
+            self.timer = asyncio.get_running_loop().call_later(self.delay, self.end_frame)
+
+    def end_frame(self) -> None:
+        self.timer = None
+        if not self.display.ready:
+            if not self.waiting:
+                self.waiting = True
+                self.display.when_ready(self.ready)
+            return
+        pending, self.pending = self.pending, []
+        for x, y, pixels in pending:
+            self.display.blit(x, y, pixels)
+        self.display.end_frame()
+
+    def ready(self) -> None:
+        self.waiting = False
+        self.end_frame()
+
+
+def loop_lag(
+    host: str, port: int, depth: int, env: dict[str, str], refreshes: int
+) -> dict[str, float]:
+    """Event-loop lag while the whole 1024x768 screen is repainted (``xrefresh``).
+
+    One asyncio loop runs what a guacr worker runs for an RDP session: the RDP client
+    (aardwolf, guacr's parsers and decoding) and the display engine (planning on the
+    loop, encoding in its threads), with the Guacamole output counted instead of sent.
+    A probe task sleeps 1 ms at a time and records how late it wakes. Reported: the
+    lag's p50/p99/max over the 400 ms after each of ``refreshes`` full-screen refreshes
+    (on top of the scrolling scene), and the refreshes' decoded pixels.
+    """
+    from guacr.handlers.rdp import compat
+    from guacr.handlers.rdp.client import RDPClient, RDPConfig
+    from guacr.render.display import Display
+
+    compat.preload()
+
+    async def run() -> dict[str, float]:
+        conn = _Conn()
+        display = Display(conn)  # type: ignore[arg-type]
+        display.resize(1024, 768)
+        sink = DisplaySink(display)
+        config = RDPConfig(host, port, "guest", "guest", None, 1024, 768, depth, "tls", 10.0)
+        client = RDPClient(config, sink)
+        await client.connect()
+        await asyncio.sleep(1.5)
+        woken: list[float] = []
+        lags: list[float] = []
+        windows: list[tuple[float, float]] = []
+        stop = False
+
+        busy: list[float] = []
+
+        async def probe() -> None:
+            while not stop:
+                before, cpu = time.perf_counter(), time.thread_time()
+                await asyncio.sleep(0.001)
+                now = time.perf_counter()
+                woken.append(now)
+                lags.append(now - before - 0.001)
+                busy.append(time.thread_time() - cpu)
+
+        task = asyncio.get_running_loop().create_task(probe())
+        rects0 = client.rects
+        for _ in range(refreshes):
+            start = time.perf_counter()
+            proc = await asyncio.create_subprocess_exec("xrefresh", env=env)
+            await proc.wait()
+            await asyncio.sleep(0.4)
+            windows.append((start, time.perf_counter()))
+            await asyncio.sleep(0.2)
+        stop = True
+        await task
+        rects = client.rects - rects0
+        await client.close()
+        await display.close()
+        inside = [any(a <= when <= b for a, b in windows) for when in woken]
+        samples = sorted(lag for lag, keep in zip(lags, inside, strict=True) if keep)
+        on_cpu = sorted(cpu for cpu, keep in zip(busy, inside, strict=True) if keep)
+        n = len(samples)
+        return {
+            "p50": samples[n // 2] if n else float("nan"),
+            "p99": samples[min(n - 1, int(n * 0.99))] if n else float("nan"),
+            "max": samples[-1] if n else float("nan"),
+            "cpu_p99": on_cpu[min(n - 1, int(n * 0.99))] if n else float("nan"),
+            "cpu_max": on_cpu[-1] if n else float("nan"),
+            "samples": n,
+            "frames": conn.frames,
+            "rects": rects,
+        }
 
     return asyncio.run(run())
 
@@ -266,6 +431,17 @@ def main() -> None:
         default="",
         help="also measure this guacd binary against the same xrdp (self-contained mode)",
     )
+    ap.add_argument(
+        "--compare-parsers",
+        action="store_true",
+        help="also measure the RDP client with aardwolf's own PDU parsing (asn1tools)",
+    )
+    ap.add_argument(
+        "--lag-refreshes",
+        type=int,
+        default=10,
+        help="full-screen refreshes for the event-loop lag probe (0: skip)",
+    )
     args = ap.parse_args()
 
     with contextlib.ExitStack() as stack:
@@ -303,14 +479,37 @@ def main() -> None:
             print(f"bytes/s         {r['bytes'] / 1e6:8.3f} MB (guacd 1.9-2.0; target <= 1.9)")
             print(f"proxy CPU       {r['cpu']:8.3f} core (guacd 0.39-0.41; target <= 0.40)")
             if name == "guacr" and not args.proxy:
-                cpu, rects = client_only_cpu(
-                    values["hostname"], int(values["port"]), depth, args.seconds / 2
-                )
+                rdp = (values["hostname"], int(values["port"]), depth)
+                cpu, rects = client_only_cpu(*rdp, args.seconds / 2)
                 share = cpu / r["cpu"] if r["cpu"] else float("nan")
                 print(
                     f"RDP client only {cpu:8.3f} core, {rects:.0f} rects/s "
                     f"(aardwolf + decode: {share:.0%} of guacr's CPU)"
                 )
+                if args.compare_parsers:
+                    # Alternated, so a change in the machine's load hits both alike.
+                    per_rect: dict[bool, list[float]] = {True: [], False: []}
+                    for own in (False, True, False, True):
+                        c, n = client_only_cpu(*rdp, args.seconds / 2, own_parsers=own)
+                        per_rect[own].append(c / n * 1e6 if n else float("nan"))
+                    old, new = (statistics.median(per_rect[k]) for k in (False, True))
+                    print(
+                        f"  CPU per rect  {old:8.1f} us with aardwolf's parsers (asn1tools), "
+                        f"{new:.1f} us with guacr's: {old / new:.2f}x"
+                    )
+                if args.lag_refreshes:
+                    lag = loop_lag(*rdp, env, args.lag_refreshes)
+                    print(
+                        f"loop lag        p99 {lag['p99'] * 1000:.1f} ms, p50 "
+                        f"{lag['p50'] * 1000:.1f}, max {lag['max'] * 1000:.1f} "
+                        f"(target p99 < 10 ms; {args.lag_refreshes} full-screen refreshes, "
+                        f"{lag['samples']:.0f} samples, {lag['rects']:.0f} rects)"
+                    )
+                    print(
+                        f"  of it on CPU  p99 {lag['cpu_p99'] * 1000:.1f} ms, max "
+                        f"{lag['cpu_max'] * 1000:.1f} (the loop thread's own work between two "
+                        f"probe wake-ups; the rest is waiting for a core on a loaded machine)"
+                    )
 
 
 if __name__ == "__main__":

@@ -29,7 +29,7 @@ class Collected:
 
     def bitmap(self, x: int, y: int, pixels: np.ndarray) -> None:
         h, w = pixels.shape[:2]
-        self.fb[y : y + h, x : x + w] = pixels[: self.height - y, : self.width - x]
+        self.fb[y : y + h, x : x + w, :3] = pixels[: self.height - y, : self.width - x, :3]
         self.painted[y : y + h, x : x + w] = True
         self.rects += 1
 
@@ -72,8 +72,11 @@ def run_session(
     until_full: bool = True,
     during: Callable[[], object] | None = None,
     resize_to: tuple[int, int] | None = None,
+    until: Callable[[Collected], bool] | None = None,
 ) -> Outcome:
-    """Connect, collect bitmaps for up to ``seconds`` (less once the screen is full)."""
+    """Connect, collect bitmaps for up to ``seconds`` (less once the screen is full, or,
+    with ``until``, once that condition holds: checked off the event loop, so it may
+    grab the server's screen)."""
 
     async def main() -> Outcome:
         sink = Collected()
@@ -98,6 +101,11 @@ def run_session(
             await asyncio.to_thread(during)
         deadline = time.monotonic() + seconds
         while time.monotonic() < deadline and not client.closed.is_set():
+            if until is not None:
+                if sink.painted.all() and await asyncio.to_thread(until, sink):
+                    break
+                await asyncio.sleep(0.2)
+                continue
             if until_full and sink.painted.all():
                 await asyncio.sleep(0.2)  # let the last strips of this update land
                 break

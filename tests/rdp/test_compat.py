@@ -16,7 +16,7 @@ import pytest
 from servers.xrdp import XrdpServer
 
 from guacr.handlers.rdp import compat
-from tests.rdp.rdp_probe import differing, run_session
+from tests.rdp.rdp_probe import Collected, differing, run_session
 
 
 def screen(server: XrdpServer) -> np.ndarray:
@@ -24,7 +24,11 @@ def screen(server: XrdpServer) -> np.ndarray:
 
 
 def test_all_fixes_give_a_pixel_exact_32bpp_desktop(xrdp: XrdpServer) -> None:
-    out = run_session(xrdp, depth=32)
+    # Waits (generously, for a loaded machine) until the whole screen arrived and
+    # matches the server's framebuffer, then checks it once more after the close.
+    out = run_session(
+        xrdp, depth=32, seconds=30.0, until=lambda sink: differing(sink.rgb(), screen(xrdp)) == 0
+    )
     assert out.error is None, out.error
     assert out.client is not None and out.client.depths == {32}
     assert out.client.bad_rects == 0
@@ -33,12 +37,15 @@ def test_all_fixes_give_a_pixel_exact_32bpp_desktop(xrdp: XrdpServer) -> None:
 
 
 def test_16bpp_desktop_is_close(xrdp: XrdpServer) -> None:
-    out = run_session(xrdp, depth=16)
+    def close(sink: Collected) -> bool:
+        diff = np.abs(sink.rgb().astype(int) - screen(xrdp).astype(int))
+        return bool(diff.max() <= 8)  # RGB565 keeps 5-6 bits per channel
+
+    out = run_session(xrdp, depth=16, seconds=30.0, until=close)
     assert out.error is None, out.error
     assert out.client is not None and out.client.depths == {16}
     assert out.sink.painted.all()
-    diff = np.abs(out.sink.rgb().astype(int) - screen(xrdp).astype(int))
-    assert diff.max() <= 8  # RGB565 keeps 5-6 bits per channel
+    assert close(out.sink)
 
 
 @pytest.mark.parametrize(

@@ -26,6 +26,7 @@ import numpy.typing as npt
 
 from guacr.handlers.rdp import compat
 from guacr.handlers.rdp.display_control import CHANNEL_NAME, DisplayControl
+from guacr.handlers.rdp.pdu import Bitmap
 from guacr.handlers.rdp.pointer import Cursor, PointerCache
 
 log = logging.getLogger("guacr.rdp")
@@ -54,7 +55,8 @@ class RDPSink(Protocol):
     """What the RDP client reports to its user (the handler)."""
 
     def bitmap(self, x: int, y: int, pixels: U8) -> None:
-        """An (h, w, 4) RGBX rectangle at (x, y)."""
+        """An (h, w, 3) RGB or (h, w, 4) RGBX rectangle at (x, y), as the display's
+        ``blit`` takes it (at 32 bpp a channel-reversed view of a fresh buffer)."""
 
     def update_end(self) -> None:
         """A batch of bitmaps (one server PDU) is complete."""
@@ -374,14 +376,16 @@ class _Adapter:
         self.client = client
         self.pointers = PointerCache()
 
-    def bitmaps(self, rectangles: list[Any]) -> None:
+    def bitmaps(self, rectangles: list[Bitmap]) -> None:
         client = self.client
         sink = client.sink
+        depths = client.depths
+        decode = compat.decode_bitmap
+        client.rects += len(rectangles)
         for bd in rectangles:
-            client.rects += 1
-            client.depths.add(bd.bitsPerPixel)
+            depths.add(bd.bpp)
             try:
-                decoded = compat.decode_bitmap(bd)
+                decoded = decode(bd)
             except (KeyboardInterrupt, SystemExit, asyncio.CancelledError):
                 raise
             except BaseException as exc:

@@ -68,6 +68,14 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from guacr.handlers.rdp.pdu import (
+    Bitmap,
+    FastMCSCodec,
+    decompress_share_data,
+    is_screen_update,
+    parse_bitmap_update,
+)
+
 log = logging.getLogger("guacr.rdp")
 
 U8 = npt.NDArray[np.uint8]
@@ -89,6 +97,10 @@ FIXES: tuple[str, ...] = (
     "deactivation_reactivation",
 )
 ENABLED: dict[str, bool] = dict.fromkeys(FIXES, True)
+
+# Not fixes: guacr's own parsing of the hot PDUs (:mod:`guacr.handlers.rdp.pdu`) in
+# place of aardwolf's; switchable so ``benchmarks/bench_rdp.py`` can measure both.
+OWN_PARSERS: dict[str, bool] = {"mcs": True, "bitmap_update": True, "share_data": True}
 
 SHARE_ID = 0x103EA
 # Set in the task that connects: core data serialised there asks for a 32 bpp session.
@@ -173,10 +185,20 @@ class _CachedAsn1:
     def compile_string(self, spec: str, codec: str = "ber", **kw: Any) -> Any:
         if kw:
             return self._real.compile_string(spec, codec, **kw)
-        return _compile(spec, codec)
+        compiled = _compile(spec, codec)
+        if codec == "per" and "SendDataIndication" in spec:
+            return _MCSCodec(compiled)  # T.125: the codec every incoming PDU goes through
+        return compiled
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._real, name)
+
+
+class _MCSCodec(FastMCSCodec):
+    def decode(self, name: str, data: bytes, *args: Any, **kw: Any) -> Any:
+        if OWN_PARSERS["mcs"]:
+            return super().decode(name, data, *args, **kw)
+        return self._codec.decode(name, data, *args, **kw)
 
 
 def preload() -> None:
@@ -191,25 +213,37 @@ def preload() -> None:
 # ------------------------------------------------------------------ bitmap decode
 
 
-def decode_bitmap(bd: Any) -> tuple[int, int, U8] | None:
-    """One TS_BITMAP_DATA -> (x, y, RGBA pixels) cropped to its destination rectangle."""
+def from_aardwolf(bd: Any) -> Bitmap:
+    """aardwolf's TS_BITMAP_DATA (its fast-path parser) as guacr's :class:`Bitmap`."""
+    return Bitmap(
+        bd.destLeft, bd.destTop, bd.destRight, bd.destBottom, bd.width, bd.height,
+        bd.bitsPerPixel, bd.flagsInt, bd.bitmapDataStream,
+    )  # fmt: skip
+
+
+def decode_bitmap(bd: Bitmap) -> tuple[int, int, U8] | None:
+    """One bitmap -> (x, y, pixels) cropped to its destination rectangle.
+
+    ``pixels`` is (h, w, 3) RGB or (h, w, 4) RGBX, as the display engine's ``blit``
+    takes it. At 32 bpp it is a channel-reversed view of the decoder's B,G,R,X output,
+    not a copy: the blit into the framebuffer is the only copy of the pixels.
+    """
     from aardwolf import _rle
 
-    dw = bd.destRight - bd.destLeft + 1
-    dh = bd.destBottom - bd.destTop + 1
-    bpp = bd.bitsPerPixel
+    dw = bd.right - bd.left + 1
+    dh = bd.bottom - bd.top + 1
+    bpp = bd.bpp
     if dw <= 0 or dh <= 0:
         return None
     if ENABLED["padded_bitmap_width"]:
         w, h = bd.width, bd.height
     else:
         w, h = dw, dh
-    compressed = int(bool(bd.flagsInt & 0x0001))
-    raw = _rle.bitmap_decompress(bd.bitmapDataStream, w, h, bpp, compressed)
-    pixels = np.frombuffer(bytes(raw), dtype=np.uint8).reshape(h, w, 4)
+    raw = _rle.bitmap_decompress(bd.data, w, h, bpp, bd.flags & 0x0001)
+    pixels: U8 = np.frombuffer(raw, dtype=np.uint8).reshape(h, w, 4)
     if bpp == 32 and ENABLED["pixel_order_32bpp"]:
-        pixels = pixels[..., (2, 1, 0, 3)]
-    return bd.destLeft, bd.destTop, pixels[:dh, :dw]
+        pixels = pixels[..., 2::-1]
+    return bd.left, bd.top, pixels[:dh, :dw]
 
 
 # ------------------------------------------------------------------------ install
@@ -235,7 +269,45 @@ def install() -> None:
     _patch_fastpath(conn_mod.RDPConnection)
     _patch_upstream()
     _patch_dvc()
+    _patch_share_data(conn_mod)
     _installed = True
+
+
+def _patch_share_data(conn_mod: Any) -> None:
+    """Not a fix: guacr's cheaper share data handling in aardwolf's reader (pdu.py)."""
+    normalize = conn_mod.normalize_share_data_pdu
+    cls = conn_mod.RDPConnection
+    save_session_info = cls._RDPConnection__process_save_session_info
+    check_logon_status = cls.check_logon_status
+
+    def normalize_share_data_pdu(data: bytes, decompressor: Any) -> bytes:
+        if OWN_PARSERS["share_data"]:
+            done = decompress_share_data(data, decompressor)
+            if done is not None:
+                return done
+        result: bytes = normalize(data, decompressor)
+        return result
+
+    async def process_save_session_info(
+        self: Any, channel_id: int, data: bytes | None, share_pdu_offset: int = 0
+    ) -> bool:
+        if (
+            OWN_PARSERS["share_data"]
+            and data is not None
+            and is_screen_update(data, share_pdu_offset)
+        ):
+            return False  # what aardwolf finds after parsing it as one
+        result: bool = await save_session_info(self, channel_id, data, share_pdu_offset)
+        return result
+
+    def check_logon(self: Any, data: bytes) -> None:
+        if OWN_PARSERS["share_data"] and is_screen_update(data):
+            return  # neither logon nor error info: aardwolf would parse it to find that
+        check_logon_status(self, data)
+
+    conn_mod.normalize_share_data_pdu = normalize_share_data_pdu
+    cls._RDPConnection__process_save_session_info = process_save_session_info
+    cls.check_logon_status = check_logon
 
 
 def _patch_join(cls: Any) -> None:
@@ -398,8 +470,11 @@ def _patch_mcs() -> None:
             if pdu_type == 0x7:
                 kind = data[14]
                 if kind == 0x02 and int.from_bytes(data[18:20], "little") == 1:
-                    update = TS_UPDATE_BITMAP_DATA.from_bytes(data[18:])
-                    sink.bitmaps(update.rectangles)
+                    if OWN_PARSERS["bitmap_update"]:
+                        sink.bitmaps(parse_bitmap_update(data, 18))
+                    else:
+                        rects = TS_UPDATE_BITMAP_DATA.from_bytes(data[18:]).rectangles
+                        sink.bitmaps([from_aardwolf(bd) for bd in rects])
                     # aardwolf's reader does not yield while the socket has data
                     # buffered: give the display (and input) a turn after each update.
                     await asyncio.sleep(0)
@@ -578,7 +653,8 @@ def _patch_fastpath(cls: Any) -> None:
                     continue
                 code = int(update.updateCode)
                 if code == FASTPATH_UPDATETYPE.BITMAP:
-                    sink.bitmaps(update.parse_update_data().rectangles)
+                    rects = update.parse_update_data().rectangles
+                    sink.bitmaps([from_aardwolf(bd) for bd in rects])
                     await asyncio.sleep(0)  # as for slow-path bitmaps
                 elif code >= 0x5:
                     sink.pointer(code, bytes(update.updateData))
@@ -636,6 +712,7 @@ __all__ = [
     "UPSTREAM_SOCKET",
     "WANT_32BPP",
     "decode_bitmap",
+    "from_aardwolf",
     "install",
     "preload",
     "without",
