@@ -209,7 +209,11 @@ def suggest_dpi(width: int, height: int, client_dpi: int) -> int:
 def display_size(p: Params, width: int, height: int, client_dpi: int) -> tuple[int, int, int]:
     """Width, height and DPI of the RDP session as guacd computes them from the
     parameters and the owner's display (``width``/``height`` override the converted
-    client size; invalid ones fall back to 1024x768; the width is a multiple of 4)."""
+    client size; invalid ones fall back to 1024x768; the width is a multiple of 4).
+
+    Like guacd, the DPI only converts sizes (here and for later ``size``s): guacd sets
+    no desktop scale factor or physical size in the Client Core Data nor in its Display
+    Control layouts (zeros there), so neither does guacr."""
     client_dpi = client_dpi if client_dpi > 0 else NATIVE_DPI
     dpi = p.get_int("dpi")
     if dpi <= 0:
