@@ -212,8 +212,8 @@ def display_size(p: Params, width: int, height: int, client_dpi: int) -> tuple[i
     client size; invalid ones fall back to 1024x768; the width is a multiple of 4).
 
     Like guacd, the DPI only converts sizes (here and for later ``size``s): guacd sets
-    no desktop scale factor or physical size in the Client Core Data nor in its Display
-    Control layouts (zeros there), so neither does guacr."""
+    no desktop scale factor or physical size in the Client Core Data, and none in its
+    Display Control layouts (zeros, "ignore"); guacr's layouts say 100 % (unscaled)."""
     client_dpi = client_dpi if client_dpi > 0 else NATIVE_DPI
     dpi = p.get_int("dpi")
     if dpi <= 0:
