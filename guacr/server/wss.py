@@ -328,10 +328,15 @@ class WssIntake(asyncio.Protocol):
         t, tunnel = self.transport, self.refusal
         if t is None or tunnel is None:
             return
+        end = False
         for chunk in tunnel.data_to_send():
             if chunk:
                 t.write(chunk)
-        if tunnel.state.name == "CLOSED":
+            else:
+                end = True  # the end of the stream: TLS cannot half-close, so close
+        # The client answered our close: the server ends the TCP connection first
+        # (RFC 6455 7.1.1), at once rather than after the linger.
+        if end or tunnel.state.name == "CLOSED" or tunnel.close_expected():
             t.close()
 
 
