@@ -151,6 +151,9 @@ class NullSink:
     def error_info(self, code: int) -> None:
         pass
 
+    def keyboard_indicators(self, flags: int) -> None:
+        pass
+
     def desktop_resized(self, width: int, height: int) -> None:
         pass
 
