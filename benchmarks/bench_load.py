@@ -509,7 +509,11 @@ def autogroups(pids: list[int]) -> str:
 
 
 async def run_round(
-    server: Server, args: argparse.Namespace, sshd_pid: int | None, rnd: int
+    server: Server,
+    args: argparse.Namespace,
+    sshd_pid: int | None,
+    rnd: int,
+    barrier: asyncio.Barrier | None = None,
 ) -> list[Phase]:
     target_args = argparse.Namespace(**vars(args))
     target_args.guacd = server.address
@@ -539,9 +543,13 @@ async def run_round(
         )
     busy = sessions[len(sessions) - args.busy :] if args.busy else []
     typing = sessions[: len(sessions) - len(busy)]
+    if barrier is not None:
+        await barrier.wait()  # --together: every server's phase starts at once
     phases = [await run_phase(server, "calm" if busy else "", typing, args, sshd_pid)]
     if busy:
         before = sum(s.c.bytes_in for s in busy)
+        if barrier is not None:
+            await barrier.wait()
         phases.append(
             await run_phase(
                 server, "busy", typing, args, sshd_pid, before_start=[s.c for s in busy]
@@ -552,6 +560,8 @@ async def run_round(
         print(f"    busy neighbours received {got:.1f} MB during the busy phase")
     for p in phases:
         print("  " + p.line())
+    if barrier is not None:
+        await barrier.wait()
     for c in clients:
         c.close()
     listeners = [s.task for s in sessions if s.task]
@@ -625,6 +635,13 @@ def summary(results: list[Phase], args: argparse.Namespace) -> None:
 async def run_all(servers: list[Server], args: argparse.Namespace, sshd_pid: int | None) -> None:
     results: list[Phase] = []
     for rnd in range(1, args.rounds + 1):
+        if args.together:
+            barrier = asyncio.Barrier(len(servers))
+            rounds = await asyncio.gather(
+                *(run_round(server, args, sshd_pid, rnd, barrier) for server in servers)
+            )
+            results += [p for phases in rounds for p in phases]
+            continue
         for server in servers:
             results += await run_round(server, args, sshd_pid, rnd)
     summary(results, args)
@@ -653,6 +670,9 @@ def main() -> None:
     p.add_argument("--same-session", action="store_true",
                    help="servers started here stay in this session (autogroup)")  # fmt: skip
     p.add_argument("--rounds", type=int, default=1, help="runs per server, taking turns")
+    p.add_argument("--together", action="store_true",
+                   help="servers run each round at the same time (same load; an A/B of two "
+                   "builds on a busy machine), --sessions each")  # fmt: skip
     p.add_argument("--sessions", type=int, default=200)
     p.add_argument("--seconds", type=float, default=10.0, help="typing time per phase")
     p.add_argument("--interval", type=float, default=0.1, help="seconds between keys")

@@ -71,12 +71,14 @@ class CellKeys:
                     keys.append(intern.get(k) or self._new_key(k))
                 continue
             text = run.text
-            if not text.strip(" "):
-                keys.extend([_intern(intern, ("", fg, bg, flags))] * run.width)
-                continue
-            for ch in text:
-                k = (ch if ch != " " else "", fg, bg, flags)
-                keys.append(intern.get(k) or self._new_key(k))
+            core = text.rstrip(" ")  # a prompt line is mostly trailing blanks: at once
+            if core:
+                for ch in core:
+                    k = (ch if ch != " " else "", fg, bg, flags)
+                    keys.append(intern.get(k) or self._new_key(k))
+            tail = len(text) - len(core) if core else run.width
+            if tail:
+                keys.extend([_intern(intern, ("", fg, bg, flags))] * tail)
         if len(intern) > INTERN_MAX:
             intern.clear()
         return keys

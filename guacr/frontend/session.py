@@ -56,6 +56,7 @@ from typing import TYPE_CHECKING, Final
 
 from guacr.frontend.cells import CellKeys, pack
 from guacr.frontend.config import ARGV_NAMES, TerminalConfig, normalize_newlines
+from guacr.frontend.lanes import Lanes, lanes
 from guacr.frontend.pipes import (
     OSC_PIPE_CLOSE,
     OSC_PIPE_OPEN,
@@ -172,6 +173,9 @@ class TerminalSession:
         self._last_flush = 0.0
         self._last_input = 0.0
         self._closed = False
+        # echo first, bulk bounded, among the loop's sessions (guacr.frontend.lanes)
+        self._lanes: Lanes | None = None
+        self._urgent = False  # an echo is waiting to be drawn
         # guacd's output pipe (OSC 482202): a connection-level stream
         self._router = OutputRouter()
         self._pipe = OutputPipe(conn, self._router)
@@ -216,6 +220,7 @@ class TerminalSession:
         self._live = [self._row_keys(y) for y in range(self.term.rows)]
         if self.cfg.typescript_path:
             self._open_typescript()
+        self._lanes = lanes()
         self.started = True
         self._task = asyncio.get_running_loop().create_task(self._pump())
         for user in self._pending_joins:
@@ -243,6 +248,7 @@ class TerminalSession:
         """Stop drawing; flush and close the typescript."""
         self._closed = True
         self._wake.set()
+        self._drawn()
         self._pipe.close()
         tasks = [t for t in (self._task, *self._tasks) if t is not None]
         for t in tasks:
@@ -293,6 +299,19 @@ class TerminalSession:
         self.write_local(b"\x1b[H\x1b[J")
 
     def _queue(self, data: bytes) -> None:
+        if (
+            not self._backlog
+            and not self._dirty
+            and len(data) <= ECHO_BYTES
+            and self._lanes is not None
+            and not self._urgent
+        ):
+            # A few bytes while the pump is idle: drawn at once if they follow input or
+            # quiet (see _pump), and meanwhile other sessions' bulk work steps aside.
+            now = time.monotonic()
+            if now - self._last_input < TYPING_WINDOW or now - self._last_flush >= FRAME_MAX:
+                self._urgent = True
+                self._lanes.mark_urgent(id(self))
         self._backlog.append(data)
         self._backlog_bytes += len(data)
         if self._backlog_bytes > BACKLOG_HIGH and not self._paused and self.pause_reading:
@@ -380,8 +399,11 @@ class TerminalSession:
 
     # Frames -----------------------------------------------------------------------
     async def _pump(self) -> None:
-        """Feed output and draw frames with guacd's pacing (see module docstring)."""
+        """Feed output and draw frames with guacd's pacing (see module docstring); bulk
+        output takes its turns in the loop's bulk lane (guacr.frontend.lanes)."""
         wake = self._wake
+        assert self._lanes is not None
+        lane, sid = self._lanes, id(self)
         while not self._closed:
             if not self._backlog and not self._dirty:
                 wake.clear()
@@ -395,17 +417,23 @@ class TerminalSession:
             quiet = start - self._last_flush >= FRAME_MAX
             typing = start - self._last_input < TYPING_WINDOW
             fed = 0
+            if not self._urgent and self._backlog_bytes > ECHO_BYTES:
+                await lane.bulk_turn(sid)
             while True:
                 if self._backlog:
+                    t = time.monotonic()
                     fed += self._feed_slice()
+                    now = time.monotonic()
+                    if not self._urgent:
+                        lane.charge(now - t)
                     if self._backlog:
-                        if time.monotonic() - start >= FRAME_MAX and not self.conn.congested:
+                        if now - start >= FRAME_MAX and not self.conn.congested:
                             break
-                        if time.monotonic() - start >= CONGESTED_WAIT:
+                        if now - start >= CONGESTED_WAIT:
                             break
-                        await asyncio.sleep(0)
+                        await lane.bulk_turn(sid)
                         continue
-                if quiet or (typing and fed <= ECHO_BYTES):
+                if quiet or self._urgent or (typing and fed <= ECHO_BYTES):
                     break
                 remaining = FRAME_MAX - (time.monotonic() - start)
                 if remaining <= 0:
@@ -413,10 +441,15 @@ class TerminalSession:
                 wake.clear()
                 if not await wake.wait(min(FRAME_GAP, remaining)):
                     break
-            await self._flush()
+            if self._urgent:
+                await self._flush()
+            else:
+                lane.charge(await self._flush())
 
-    async def _flush(self) -> None:
-        """Draw what changed and end the frame."""
+    async def _flush(self) -> float:
+        """Draw what changed and end the frame; returns its CPU cost in seconds (the
+        waits for fonts and encoder threads left out)."""
+        started = time.monotonic()
         term = self.term
         damage = term.take_damage()
         self._dirty = False
@@ -449,13 +482,24 @@ class TerminalSession:
         if self._pipe.autoflush:
             self._pipe.flush()
         rows = self._visible_rows()
+        cost = time.monotonic() - started
         if self._cells.new_texts:
             await self._prepare_glyphs()
         data = await self.view.update(rows, self._cursor())
+        cost += self.view.last_cost
         self._typescript_flush()
-        self._last_flush = time.monotonic()
+        started = self._last_flush = time.monotonic()
         self.conn.end_frame(extra=extra + data)
+        self._drawn()
         self._flushed.set()
+        return cost + time.monotonic() - started
+
+    def _drawn(self) -> None:
+        """A pending echo was written (or the session closed): bulk work may go on."""
+        if self._urgent:
+            self._urgent = False
+            if self._lanes is not None:
+                self._lanes.drawn(id(self))
 
     async def _prepare_glyphs(self) -> None:
         """Let the font find fallback fonts for new characters, off the loop (fontconfig
@@ -556,11 +600,12 @@ class TerminalSession:
         if not self.started:
             return
         term = self.term
+        # The modes only shape what a press sends (two emulator calls spared per release).
         res = self.keys.key(
             keysym,
             pressed,
-            application_cursor=term.application_cursor_keys,
-            application_keypad=term.application_keypad,
+            application_cursor=pressed and term.application_cursor_keys,
+            application_keypad=pressed and term.application_keypad,
         )
         if self._prompt is not None:
             if res.action is KeyAction.INPUT:
@@ -582,7 +627,9 @@ class TerminalSession:
     def send_input(self, data: bytes) -> None:
         """Bytes typed by a user, for the host."""
         if data:
-            self._last_input = time.monotonic()
+            now = self._last_input = time.monotonic()
+            if self._lanes is not None:
+                self._lanes.typed(id(self), now)
             self._send_input(data)
 
     # Input: prompt -----------------------------------------------------------------------
@@ -661,6 +708,8 @@ class TerminalSession:
             self.paste()
 
     def _scroll_to(self, offset: int) -> None:
+        if offset <= 0 and not self._offset:
+            return  # at the bottom already (every key press asks)
         offset = max(0, min(offset, self.term.scrollback_len if self.started else 0))
         if offset != self._offset:
             self.view.scroll(0, self.term.rows, self._offset - offset)

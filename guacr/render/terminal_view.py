@@ -197,6 +197,14 @@ def _encode_jobs(
     return [encode_image(fonts.compose(j.grid, background), webp) for j in jobs]
 
 
+def _timed_encode_jobs(
+    fonts: FontSet, jobs: list[_Img], background: int, webp: bool
+) -> tuple[list[tuple[str, bytes]], float]:
+    """:func:`_encode_jobs` in a pool thread, with the thread's CPU seconds for it."""
+    started = time.thread_time()
+    return _encode_jobs(fonts, jobs, background, webp), time.thread_time() - started
+
+
 def _cell_row(key: CellKey) -> list[CellKey | None]:
     """One cell as an image row (two cells for a wide character)."""
     return [key, continuation(key)] if key[3] & WIDE else [key]
@@ -243,6 +251,9 @@ class TerminalView:
         self._scroll_state = (0, 0)  # (scrollback rows, offset) the scrollbar shows
         self._scroll_drawn: tuple[int, int, int] | None = None
         self._layout_pending = True  # layers need (re)sizing in the next update
+        # CPU seconds the last update took (plan + encoding, also in the pool's thread):
+        # what a frame costs the worker, without the time spent waiting for a thread
+        self.last_cost = 0.0
 
     # Geometry ------------------------------------------------------------------------
     def grid_size(self, width: int, height: int) -> tuple[int, int]:
@@ -354,7 +365,9 @@ class TerminalView:
         async with self.lock:
             started = time.perf_counter()
             ops = self._plan(screen, cursor)
-            figures.CURRENT.observe("frame_plan_seconds", time.perf_counter() - started)
+            planned = time.perf_counter() - started
+            figures.CURRENT.observe("frame_plan_seconds", planned)
+            self.last_cost = planned
             return await self._finish(ops)
 
     async def full_state(self) -> bytes:
@@ -776,11 +789,13 @@ class TerminalView:
         started = time.perf_counter()
         if cells <= INLINE_CELLS:
             encoded = _encode_jobs(self.fonts, jobs, self.background, webp)
+            took = time.perf_counter() - started
         else:
             loop = asyncio.get_running_loop()
-            encoded = await loop.run_in_executor(
-                encoder_pool(), _encode_jobs, self.fonts, jobs, self.background, webp
+            encoded, took = await loop.run_in_executor(
+                encoder_pool(), _timed_encode_jobs, self.fonts, jobs, self.background, webp
             )
+        self.last_cost += took
         figures.CURRENT.observe("encode_seconds", time.perf_counter() - started)
         out: list[bytes] = []
         results = iter(encoded)

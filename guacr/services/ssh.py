@@ -12,9 +12,12 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Final
+from typing import Any, Final
 
 import asyncssh
+from asyncssh.constants import MSG_IGNORE
+from asyncssh.encryption import ChachaEncryption, GCMEncryption
+from asyncssh.logging import SSHLogger
 
 from guacr.contract.params import Params
 from guacr.contract.peers import Log
@@ -40,6 +43,50 @@ SSH_CONNECT_POLICY: Final = upstream.Policy(default=Status.SERVER_ERROR, message
 # these ahead of asyncssh's defaults, which all stay offered after them (chacha, ctr), so
 # a server allowing only those still connects.
 ENCRYPTION_ALGS: Final = "^aes128-gcm@openssh.com,aes256-gcm@openssh.com"
+
+
+# The empty SSH_MSG_IGNORE asyncssh puts before every packet it sends once encrypting
+# (a defence for CBC modes, whose IVs are predictable).
+_IGNORE_ARGS: Final = (b"\0\0\0\0",)
+
+
+def lighten(conn: asyncssh.SSHClientConnection) -> None:
+    """Drop per-packet work asyncssh does that an AEAD cipher or guacr does not need.
+
+    Every keystroke is a packet (issue 16). asyncssh sends an empty SSH_MSG_IGNORE
+    before each one: with AES-GCM or chacha20-poly1305 (authenticated, no CBC IV to
+    predict) that is a second encryption, a second socket write and a second packet for
+    sshd to decrypt per key, for nothing. asyncssh also formats a log line for every
+    packet before checking that packet logging (debug level 3) is on. Both are skipped
+    on this connection (instance attributes; asyncssh itself is left as it is).
+    """
+    send = conn.send_packet
+
+    def send_packet(pkttype: int, *args: bytes, handler: Any = None) -> None:
+        if (
+            pkttype == MSG_IGNORE
+            and args == _IGNORE_ARGS
+            and isinstance(
+                getattr(conn, "_send_encryption", None), GCMEncryption | ChachaEncryption
+            )
+        ):
+            return
+        send(pkttype, *args, handler=handler)
+
+    conn.send_packet = send_packet  # type: ignore[method-assign]
+    quiet_packet_log(conn)
+
+
+def quiet_packet_log(obj: object) -> None:
+    """No per-packet log formatting on ``obj`` (a connection or channel) unless
+    asyncssh's packet logging is on."""
+    if SSHLogger._debug_level < 3:
+        obj.log_sent_packet = _no_log  # type: ignore[attr-defined]
+        obj.log_received_packet = _no_log  # type: ignore[attr-defined]
+
+
+def _no_log(*args: object, **kwargs: object) -> None:
+    pass
 
 
 class PasswordClient(asyncssh.SSHClient):
@@ -133,7 +180,7 @@ async def connect(
     if key is not None:
         client_keys = [(key, certificate)] if certificate is not None else [key]
     try:
-        return await asyncssh.connect(
+        conn = await asyncssh.connect(
             hostname,
             port,
             sock=sock,
@@ -171,3 +218,5 @@ async def connect(
         ) from None
     except OSError as exc:
         raise UpstreamError(f"SSH handshake failed: {exc}") from None
+    lighten(conn)
+    return conn

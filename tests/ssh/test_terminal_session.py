@@ -13,6 +13,7 @@ from ssh.fakes import FakeConn, FakeUser
 from ssh.term_screen import Display, TextReader
 
 from guacr.protocol.parser import Parser
+from guacr.frontend import lanes as lanes_mod
 from guacr.frontend import session as session_mod
 from guacr.frontend.session import TerminalConfig, TerminalSession, Typescript
 
@@ -370,3 +371,41 @@ async def test_color_scheme_update_repaints_everything() -> None:
         assert TextReader().screen(d)[0] == "some text"
     finally:
         await s.close()
+
+
+async def test_echo_is_drawn_before_a_flooding_neighbour_feeds_on(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Issue 16: on one worker loop, an echo must not wait behind another session's bulk
+    # work. The flooding session feeds in slices, yielding between them; once the echo
+    # is queued, no slice may run until the echo's frame is written.
+    monkeypatch.setattr(lanes_mod, "URGENT_WAIT", 60.0)  # bounded only by the echo
+    flood, _ = await make_session()
+    typist, _ = await make_session()
+    typist_conn: FakeConn = typist.conn  # type: ignore[assignment]
+    try:
+        await asyncio.sleep(0.1)  # both quiet
+        for _ in range(100):  # 2.4 MB: many slices of bulk work
+            flood.write_output(b"0123456789abcdefghijklm\r\n" * 1000)
+        await asyncio.sleep(0)
+        await asyncio.sleep(0)
+        assert flood.backlog > 0
+        seen: list[int] = []
+        end_frame = typist_conn.end_frame
+
+        def record(frames: int = 0, extra: bytes = b"") -> None:
+            seen.append(flood.backlog)
+            end_frame(frames, extra)
+
+        monkeypatch.setattr(typist_conn, "end_frame", record)
+        typist.key(typist_conn.owner, ord("x"), True)  # type: ignore[arg-type]
+        before = flood.backlog
+        typist.write_output(b"x")  # its echo
+        for _ in range(400):
+            if seen:
+                break
+            await asyncio.sleep(0.005)
+        assert seen and seen[0] == before  # drawn with no flood slice in between
+    finally:
+        await flood.close()
+        await typist.close()

@@ -32,6 +32,7 @@ from guacr.frontend.session import (
 )
 from guacr.services import ssh
 from guacr.services.sftp import SFTPFilesystem
+from guacr.services.ssh import quiet_packet_log
 from guacr.terminal import OscEvent
 
 if TYPE_CHECKING:
@@ -259,6 +260,7 @@ class SSHHandler(TerminalHandler):
         except asyncssh.Error as exc:
             raise UpstreamError(f"Unable to open terminal channel: {exc}") from None
         self._chan = chan
+        quiet_packet_log(chan)  # every keystroke and echo is a packet (issue 16)
         if (term.cols, term.rows) != (session.term.cols, session.term.rows):
             chan.change_terminal_size(session.term.cols, session.term.rows)
 

@@ -1,0 +1,180 @@
+"""Two lanes for the terminal sessions of one event loop: echoes first, bulk bounded.
+
+A worker's loop serves many terminals. A key echo is a few bytes after quiet that a
+user waits for; a ``cat`` of a big file is megabytes nobody reads line by line. Drawn
+first-come first-served, an echo waits behind every other session's feed slices and
+big frames, and bulk output keeps the whole process runnable, so under CPU contention
+the kernel makes everyone on the worker wait for it (issue 16: with 10 of 200 sessions
+running ``cat``, typing p99 rose 1.8x). So, per loop:
+
+* **Echo lane**: a session whose output is an echo (see ``TerminalSession._queue``)
+  is *urgent* until its frame is written; bulk work steps aside while any session is
+  urgent (for at most :data:`URGENT_WAIT`, so bulk output always progresses).
+* **Bulk lane**: feeding big output and drawing its frames (a full-screen frame costs
+  milliseconds) is charged to a token bucket that refills at a *share* of the loop's
+  time; while *another* session of the loop has typed within :data:`INTERACTIVE`, bulk
+  work in debt waits until the debt is paid (at most :data:`MAX_WAIT` per turn, so it
+  always progresses). A session alone (``seq`` on one terminal) is never held back,
+  and neither is a session whose own user typed the command that floods it. The share
+  adapts to contention: when the kernel kept the worker waiting for a CPU
+  (``/proc/self/schedstat``) for more than :data:`CONTENDED` of a :data:`WINDOW`, it
+  halves (down to :data:`BULK_SHARE_MIN`), else it grows back (up to
+  :data:`BULK_SHARE_MAX`). On a machine short of CPU, bulk output then slows down --
+  its sshd waits for window space and stops competing too -- rather than every typist
+  of the worker waiting for it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import weakref
+from collections import deque
+from typing import Final
+
+WINDOW: Final = 0.05  # how often the share is adapted (s)
+BULK_SHARE_MAX: Final = 0.3  # share of the loop's time bulk work may use while others type
+BULK_SHARE_MIN: Final = 0.03  # ... and while the worker is short of CPU
+CONTENDED: Final = 0.1  # run-queue wait per window above which the share halves
+MAX_WAIT: Final = 0.5  # longest one piece of bulk work waits for the budget
+SCHEDSTAT: Final = "/proc/self/schedstat"  # run time, run-queue wait (ns), timeslices
+INTERACTIVE: Final = 1.0  # a session that typed this recently is interactive
+URGENT_WAIT: Final = 0.05  # longest bulk work steps aside for pending echoes
+
+_lanes: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Lanes] = weakref.WeakKeyDictionary()
+
+
+def lanes() -> Lanes:
+    """The lanes of the running loop (one per worker)."""
+    loop = asyncio.get_running_loop()
+    found = _lanes.get(loop)
+    if found is None:
+        found = _lanes[loop] = Lanes()
+    return found
+
+
+class Lanes:
+    """Echo priority and the bulk budget of one event loop's terminal sessions."""
+
+    __slots__ = ("_debt", "_paid", "_queued", "_share", "_typed", "_urgent", "_waiters", "_window")
+
+    def __init__(self) -> None:
+        self._urgent: set[int] = set()  # ids of sessions with an echo not yet drawn
+        self._waiters: deque[asyncio.Future[None]] = deque()  # bulk work stepping aside
+        self._debt = 0.0  # bulk seconds charged and not yet paid off
+        self._paid = 0.0  # when the debt was last paid down (monotonic)
+        self._share = BULK_SHARE_MAX
+        self._window = 0.0  # start of the current adaptation window (monotonic)
+        self._queued = _run_queue_wait()  # at the start of the window
+        # The two most recent typists (time, session id), distinct sessions: enough to
+        # tell whether someone *other* than a given session typed lately.
+        self._typed: list[tuple[float, int]] = [(-INTERACTIVE, 0), (-INTERACTIVE, 0)]
+
+    # Echo lane --------------------------------------------------------------------
+    @property
+    def urgent(self) -> int:
+        """Sessions with an echo waiting to be drawn."""
+        return len(self._urgent)
+
+    def mark_urgent(self, session: int) -> None:
+        """``session`` has an echo to draw: bulk work steps aside until it is written."""
+        self._urgent.add(session)
+
+    def drawn(self, session: int) -> None:
+        """``session`` wrote its frame (or closed): it no longer holds bulk work back."""
+        urgent = self._urgent
+        if session in urgent:
+            urgent.discard(session)
+            if not urgent:
+                self._release()
+
+    def _release(self) -> None:
+        waiters = self._waiters
+        while waiters:
+            fut = waiters.popleft()
+            if not fut.done():
+                fut.set_result(None)
+
+    # Bulk lane --------------------------------------------------------------------
+    def typed(self, session: int, now: float) -> None:
+        """A user of ``session`` gave input (``now``: time.monotonic)."""
+        first = self._typed[0]
+        if first[1] != session:
+            self._typed[1] = first
+        self._typed[0] = (now, session)
+
+    def others_typing(self, session: int, now: float) -> bool:
+        """Whether a session other than ``session`` typed within INTERACTIVE."""
+        (t0, s0), (t1, _) = self._typed
+        if s0 != session:
+            return now - t0 < INTERACTIVE
+        return now - t1 < INTERACTIVE
+
+    def charge(self, seconds: float) -> None:
+        """Bulk work took ``seconds`` of the loop."""
+        self._debt += seconds
+
+    @property
+    def share(self) -> float:
+        """The share of a window bulk work may use now."""
+        return self._share
+
+    def _budget_wait(self, session: int, now: float) -> float:
+        """Seconds bulk work of ``session`` must wait for the budget (0: go)."""
+        if now - self._window >= WINDOW:
+            self._adapt(now)
+        share = self._share
+        # Paid off at the share of the time passed; credit up to one window's worth, debt
+        # up to one MAX_WAIT's (bulk work done while nobody else typed is not held
+        # against it later).
+        debt = self._debt - share * (now - self._paid)
+        self._debt = min(share * MAX_WAIT, max(-share * WINDOW, debt))
+        self._paid = now
+        if self._debt <= 0 or not self.others_typing(session, now):
+            return 0.0
+        return min(self._debt / share, MAX_WAIT)
+
+    def _adapt(self, now: float) -> None:
+        """Halve the share if the worker waited for a CPU in the last window, else grow it."""
+        queued = _run_queue_wait()
+        elapsed = now - self._window
+        if queued is not None and self._queued is not None and elapsed < 4 * WINDOW:
+            if queued - self._queued > CONTENDED * elapsed:
+                self._share = max(BULK_SHARE_MIN, self._share / 2)
+            else:
+                self._share = min(BULK_SHARE_MAX, self._share * 1.25)
+        self._window, self._queued = now, queued
+
+    async def bulk_turn(self, session: int) -> None:
+        """Yield the loop once, then wait while echoes are pending (bounded) and while
+        the bulk budget is spent. Call before each piece of bulk work."""
+        await asyncio.sleep(0)
+        if self._urgent:
+            loop = asyncio.get_running_loop()
+            fut: asyncio.Future[None] = loop.create_future()
+            waiters = self._waiters
+            while waiters and waiters[0].done():
+                waiters.popleft()  # timed out earlier
+            waiters.append(fut)
+            timer = loop.call_later(URGENT_WAIT, _resolve, fut)
+            try:
+                await fut
+            finally:
+                timer.cancel()
+        wait = self._budget_wait(session, time.monotonic())
+        if wait > 0:
+            await asyncio.sleep(wait)
+
+
+def _run_queue_wait() -> float | None:
+    """Seconds this thread has waited for a CPU while runnable (None: not on Linux)."""
+    try:
+        with open(SCHEDSTAT, "rb") as f:
+            return int(f.read().split()[1]) / 1e9
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def _resolve(fut: asyncio.Future[None]) -> None:
+    if not fut.done():
+        fut.set_result(None)

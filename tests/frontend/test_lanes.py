@@ -1,0 +1,143 @@
+"""The echo and bulk lanes of one event loop (guacr.frontend.lanes).
+
+No wall-clock upper bounds: a loaded machine only makes waits longer, so what must not
+wait is shown by the task being done after the loop turned, and what must wait by a
+lower bound or by the task still pending."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+
+from guacr.frontend import lanes as lanes_mod
+from guacr.frontend.lanes import Lanes, lanes
+
+ME, OTHER = 1, 2
+
+
+async def _turns(n: int = 20) -> None:
+    for _ in range(n):
+        await asyncio.sleep(0)
+
+
+async def test_one_lanes_object_per_loop() -> None:
+    assert lanes() is lanes()
+
+
+async def test_bulk_goes_on_when_no_echo_is_pending() -> None:
+    lane = Lanes()
+    task = asyncio.ensure_future(lane.bulk_turn(ME))
+    await _turns()
+    assert task.done()
+
+
+async def test_bulk_steps_aside_until_the_pending_echo_is_drawn(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(lanes_mod, "URGENT_WAIT", 60.0)
+    lane = Lanes()
+    lane.mark_urgent(OTHER)
+    task = asyncio.ensure_future(lane.bulk_turn(ME))
+    await _turns()
+    assert not task.done()  # held back while OTHER's echo waits
+    lane.drawn(OTHER)
+    await asyncio.wait_for(task, 10)
+    assert lane.urgent == 0
+
+
+async def test_bulk_waits_for_every_pending_echo(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(lanes_mod, "URGENT_WAIT", 60.0)
+    lane = Lanes()
+    lane.mark_urgent(OTHER)
+    lane.mark_urgent(3)
+    task = asyncio.ensure_future(lane.bulk_turn(ME))
+    lane.drawn(OTHER)
+    await _turns()
+    assert not task.done()
+    lane.drawn(3)
+    await asyncio.wait_for(task, 10)
+
+
+async def test_bulk_is_held_back_for_a_bounded_time(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(lanes_mod, "URGENT_WAIT", 0.05)
+    lane = Lanes()
+    lane.mark_urgent(OTHER)  # never drawn (say, a session stuck in its encoder)
+    t0 = time.monotonic()
+    await asyncio.wait_for(lane.bulk_turn(ME), 10)
+    assert time.monotonic() - t0 >= 0.04
+
+
+def test_budget_applies_only_while_another_session_types() -> None:
+    lane = Lanes()
+    now = 100.0
+    lane._budget_wait(ME, now)
+    lane.charge(lane.share * lanes_mod.WINDOW + 0.01)  # the credit, then 10 ms of debt
+    assert lane._budget_wait(ME, now) == 0.0  # nobody typed: no limit
+    lane.typed(ME, now)
+    assert lane._budget_wait(ME, now) == 0.0  # only its own user typed
+    lane.typed(OTHER, now)
+    share = lane.share
+    assert lane._budget_wait(ME, now) == pytest.approx(0.01 / share)  # until paid off
+    assert lane._budget_wait(OTHER, now) > 0  # ME typed before OTHER: limited too
+    assert lane._budget_wait(ME, now + 0.011 / share) == 0.0  # paid off
+
+
+def test_debt_and_wait_are_bounded() -> None:
+    lane = Lanes()
+    now = 100.0
+    lane._budget_wait(ME, now)
+    lane.charge(60.0)  # a minute of bulk work while nobody else typed
+    lane.typed(OTHER, now)
+    assert lane._budget_wait(ME, now) == pytest.approx(lanes_mod.MAX_WAIT)
+    assert lane._budget_wait(ME, now + lanes_mod.MAX_WAIT) == 0.0  # not held against it
+
+
+def test_typing_is_forgotten_after_the_interactive_period() -> None:
+    lane = Lanes()
+    lane.typed(OTHER, 10.0)
+    lane.typed(ME, 10.5)
+    assert lane.others_typing(ME, 10.6)
+    assert not lane.others_typing(ME, 10.0 + lanes_mod.INTERACTIVE + 0.01)
+    assert lane.others_typing(OTHER, 10.6)
+
+
+async def test_bulk_in_debt_waits_while_another_session_types() -> None:
+    lane = Lanes()
+    lane.typed(OTHER, time.monotonic())
+    await lane.bulk_turn(ME)
+    lane.charge(0.3 * lane.share)  # paid off in 0.3 s
+    t0 = time.monotonic()
+    await asyncio.wait_for(lane.bulk_turn(ME), 10)
+    assert time.monotonic() - t0 >= 0.2
+
+
+def test_share_halves_while_the_worker_waits_for_a_cpu_and_grows_back(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    queued = [0.0]
+    monkeypatch.setattr(lanes_mod, "_run_queue_wait", lambda: queued[0])
+    lane = Lanes()
+    w = lanes_mod.WINDOW
+    now = 1000.0
+    lane._budget_wait(ME, now)  # first window (no history to judge)
+    assert lane.share == lanes_mod.BULK_SHARE_MAX
+    for _ in range(20):  # every window, waited half of it for a CPU
+        queued[0] += w / 2
+        now += w
+        lane._budget_wait(ME, now)
+    assert lane.share == lanes_mod.BULK_SHARE_MIN
+    for _ in range(40):  # no waiting any more
+        now += w
+        lane._budget_wait(ME, now)
+    assert lane.share == lanes_mod.BULK_SHARE_MAX
+
+
+def test_run_queue_wait_is_read_from_the_kernel() -> None:
+    first = lanes_mod._run_queue_wait()
+    if first is None:
+        pytest.skip("no /proc/self/schedstat")
+    sum(range(200_000))
+    second = lanes_mod._run_queue_wait()
+    assert second is not None and second >= first
