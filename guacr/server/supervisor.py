@@ -52,7 +52,7 @@ from guacr.server.redis_registry import RedisRedemptions, RedisRegistry, adverti
 from guacr.server.registry import ConnectionRecord, LocalRegistry, Registry, UserRecord
 from guacr.server.routing import Router
 from guacr.server.slots import Slot
-from guacr.server.ws_door import WebSocketDoor
+from guacr.server.ws_door import WebSocketDoor, address_limiter, admit_wss
 from guacr.server.ws_intake import refuse as refuse_tunnel
 from guacr.tunnel.grant import Grant
 from guacr.tunnel.tokens import MemoryRedemptionStore, RedemptionStore
@@ -125,8 +125,10 @@ class Supervisor:
         self.redemptions: RedemptionStore = (
             RedisRedemptions(self.shared) if self.shared is not None else MemoryRedemptionStore()
         )
+        # Tunnels per client address, counted here for ``ws`` and ``wss`` alike.
+        self.tunnel_limiter = address_limiter(config, self.registry)
         self.websocket = (
-            WebSocketDoor(config, self.router, self.redemptions)
+            WebSocketDoor(config, self.router, self.redemptions, self.tunnel_limiter)
             if any(d.spec.kind == "ws" for d in doors)
             else None
         )
@@ -290,6 +292,8 @@ class Supervisor:
                 self.router.route_join(fds.pop(), msg.target, pending, msg.remote)
         elif isinstance(msg, channel.Redeem):
             self._redeem(slot, msg)
+        elif isinstance(msg, channel.AdmitTunnel):
+            slot.send(admit_wss(self.tunnel_limiter, msg))
         else:
             log.warning("Unexpected message %r from worker %d", msg.op, slot.index)
         for fd in fds:
@@ -315,9 +319,13 @@ class Supervisor:
         ``ws`` tunnel is routed (the worker that holds its TLS pumps the frames)."""
         target = msg.target
         slot = self.router.owner_of(target)
-        if slot is not None and self.router.handoff(
-            slot, fd, target, pending, "wss", msg.remote, msg.tunnel
-        ):
+        user = (
+            self.router.handoff(slot, fd, target, pending, "wss", msg.remote, msg.tunnel)
+            if slot is not None
+            else ""
+        )
+        if user:
+            self.tunnel_limiter.add(msg.remote, user)  # still from that address
             os.close(fd)
             return
         sock = socket.socket(fileno=fd)
