@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import ssl
 import time
-from urllib.parse import urlencode
+from urllib.parse import urlencode, urlsplit, urlunsplit
 
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import ClientConnection, connect
+
+from websocket.tlssock import LockedTls
 
 from guacr.protocol.instruction import encode_str
 from guacr.protocol.parser import Instruction, Parser
@@ -41,9 +43,17 @@ class WsClient:
         max_size: int | None = 1 << 24,
         ssl_context: ssl.SSLContext | None = None,
     ) -> None:
+        sock = None
+        if ssl_context is not None:
+            # wss: a session both of websockets' threads may use (see tlssock); the
+            # request then goes over it as if it were a plain ws:// socket.
+            parts = urlsplit(url)
+            host, port = parts.hostname or "127.0.0.1", parts.port or 443
+            sock = LockedTls.connect(host, port, ssl_context, timeout)
+            url = urlunsplit(parts._replace(scheme="ws"))
         self.ws: ClientConnection = connect(
             url,
-            ssl=ssl_context,
+            sock=sock,  # type: ignore[arg-type]
             subprotocols=[GUAC_SUBPROTOCOL],  # type: ignore[list-item]
             origin=origin,  # type: ignore[arg-type]
             additional_headers=headers,
