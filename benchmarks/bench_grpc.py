@@ -254,7 +254,13 @@ def local_servers(args: argparse.Namespace) -> Iterator[None]:
         yield
 
 
+def load_average() -> str:
+    """The machine's 1/5/15-minute load (figures from a shared, busy machine mislead)."""
+    return "load average " + " ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
 async def run(args: argparse.Namespace) -> None:
+    print(f"start: {load_average()}")
     clients: list[GuacClient] = []
     stop = asyncio.Event()
     pumping = None
@@ -277,6 +283,7 @@ async def run(args: argparse.Namespace) -> None:
             pumping.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await pumping
+        print(f"end: {load_average()}")
 
 
 def main() -> None:

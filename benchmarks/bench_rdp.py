@@ -151,6 +151,9 @@ class NullSink:
     def error_info(self, code: int) -> None:
         pass
 
+    def keyboard_indicators(self, flags: int) -> None:
+        pass
+
     def desktop_resized(self, width: int, height: int) -> None:
         pass
 
@@ -264,17 +267,61 @@ class DisplaySink(NullSink):
         self.end_frame()
 
 
+class LagProbe:
+    """A task that sleeps 1 ms at a time and records how late it wakes, and how much
+    of that the loop thread spent on CPU (the rest: waiting for a core)."""
+
+    def __init__(self) -> None:
+        self.woken: list[float] = []
+        self.lags: list[float] = []
+        self.busy: list[float] = []
+        self.stopped = False
+        self.task = asyncio.get_running_loop().create_task(self._run())
+
+    async def _run(self) -> None:
+        while not self.stopped:
+            before, cpu = time.perf_counter(), time.thread_time()
+            await asyncio.sleep(0.001)
+            now = time.perf_counter()
+            self.woken.append(now)
+            self.lags.append(now - before - 0.001)
+            self.busy.append(time.thread_time() - cpu)
+
+    async def stop(self) -> None:
+        self.stopped = True
+        await self.task
+
+    def figures(self, windows: list[tuple[float, float]] | None = None) -> dict[str, float]:
+        """p50/p99/max of the lag (and p99/max on CPU) for wake-ups inside ``windows``."""
+        keep = [windows is None or any(a <= t <= b for a, b in windows) for t in self.woken]
+        lags = sorted(x for x, k in zip(self.lags, keep, strict=True) if k)
+        busy = sorted(x for x, k in zip(self.busy, keep, strict=True) if k)
+        n = len(lags)
+        if not n:
+            return dict.fromkeys(("p50", "p99", "max", "cpu_p99", "cpu_max", "samples"), 0.0)
+        p99 = min(n - 1, int(n * 0.99))
+        return {
+            "p50": lags[n // 2],
+            "p99": lags[p99],
+            "max": lags[-1],
+            "cpu_p99": busy[p99],
+            "cpu_max": busy[-1],
+            "samples": n,
+        }
+
+
 def loop_lag(
     host: str, port: int, depth: int, env: dict[str, str], refreshes: int
-) -> dict[str, float]:
+) -> tuple[dict[str, float], dict[str, float]]:
     """Event-loop lag while the whole 1024x768 screen is repainted (``xrefresh``).
 
-    One asyncio loop runs what a guacr worker runs for an RDP session: the RDP client
-    (aardwolf, guacr's parsers and decoding) and the display engine (planning on the
-    loop, encoding in its threads), with the Guacamole output counted instead of sent.
-    A probe task sleeps 1 ms at a time and records how late it wakes. Reported: the
-    lag's p50/p99/max over the 400 ms after each of ``refreshes`` full-screen refreshes
-    (on top of the scrolling scene), and the refreshes' decoded pixels.
+    One loop (uvloop, as in a worker) runs what a guacr worker runs for an RDP session:
+    the RDP client (aardwolf, guacr's parsers and decoding) and the display engine
+    (planning on the loop, encoding in its threads), with the Guacamole output counted
+    instead of sent. A :class:`LagProbe` measures over the 400 ms after each of
+    ``refreshes`` full-screen refreshes (on top of the scrolling scene). Returns those
+    figures and, for scale, the same probe's on this machine with no session (2 s
+    before connecting): on a loaded machine most lag is waiting for a core.
     """
     from guacr.handlers.rdp import compat
     from guacr.handlers.rdp.client import RDPClient, RDPConfig
@@ -282,7 +329,10 @@ def loop_lag(
 
     compat.preload()
 
-    async def run() -> dict[str, float]:
+    async def run() -> tuple[dict[str, float], dict[str, float]]:
+        idle = LagProbe()
+        await asyncio.sleep(2.0)
+        await idle.stop()
         conn = _Conn()
         display = Display(conn)  # type: ignore[arg-type]
         display.resize(1024, 768)
@@ -291,23 +341,8 @@ def loop_lag(
         client = RDPClient(config, sink)
         await client.connect()
         await asyncio.sleep(1.5)
-        woken: list[float] = []
-        lags: list[float] = []
+        probe = LagProbe()
         windows: list[tuple[float, float]] = []
-        stop = False
-
-        busy: list[float] = []
-
-        async def probe() -> None:
-            while not stop:
-                before, cpu = time.perf_counter(), time.thread_time()
-                await asyncio.sleep(0.001)
-                now = time.perf_counter()
-                woken.append(now)
-                lags.append(now - before - 0.001)
-                busy.append(time.thread_time() - cpu)
-
-        task = asyncio.get_running_loop().create_task(probe())
         rects0 = client.rects
         for _ in range(refreshes):
             start = time.perf_counter()
@@ -316,27 +351,22 @@ def loop_lag(
             await asyncio.sleep(0.4)
             windows.append((start, time.perf_counter()))
             await asyncio.sleep(0.2)
-        stop = True
-        await task
-        rects = client.rects - rects0
+        await probe.stop()
+        figures = probe.figures(windows)
+        figures["rects"] = client.rects - rects0
+        figures["frames"] = conn.frames
         await client.close()
         await display.close()
-        inside = [any(a <= when <= b for a, b in windows) for when in woken]
-        samples = sorted(lag for lag, keep in zip(lags, inside, strict=True) if keep)
-        on_cpu = sorted(cpu for cpu, keep in zip(busy, inside, strict=True) if keep)
-        n = len(samples)
-        return {
-            "p50": samples[n // 2] if n else float("nan"),
-            "p99": samples[min(n - 1, int(n * 0.99))] if n else float("nan"),
-            "max": samples[-1] if n else float("nan"),
-            "cpu_p99": on_cpu[min(n - 1, int(n * 0.99))] if n else float("nan"),
-            "cpu_max": on_cpu[-1] if n else float("nan"),
-            "samples": n,
-            "frames": conn.frames,
-            "rects": rects,
-        }
+        return figures, idle.figures()
 
-    return asyncio.run(run())
+    try:
+        import uvloop
+
+        factory = uvloop.new_event_loop
+    except ImportError:
+        factory = asyncio.new_event_loop
+    with asyncio.Runner(loop_factory=factory) as runner:
+        return runner.run(run())
 
 
 @contextlib.contextmanager
@@ -498,7 +528,7 @@ def main() -> None:
                         f"{new:.1f} us with guacr's: {old / new:.2f}x"
                     )
                 if args.lag_refreshes:
-                    lag = loop_lag(*rdp, env, args.lag_refreshes)
+                    lag, idle = loop_lag(*rdp, env, args.lag_refreshes)
                     print(
                         f"loop lag        p99 {lag['p99'] * 1000:.1f} ms, p50 "
                         f"{lag['p50'] * 1000:.1f}, max {lag['max'] * 1000:.1f} "
@@ -509,6 +539,11 @@ def main() -> None:
                         f"  of it on CPU  p99 {lag['cpu_p99'] * 1000:.1f} ms, max "
                         f"{lag['cpu_max'] * 1000:.1f} (the loop thread's own work between two "
                         f"probe wake-ups; the rest is waiting for a core on a loaded machine)"
+                    )
+                    print(
+                        f"  no session    p99 {idle['p99'] * 1000:.1f} ms, p50 "
+                        f"{idle['p50'] * 1000:.1f}, max {idle['max'] * 1000:.1f} (the same "
+                        f"probe alone, just before: this machine's scheduling noise)"
                     )
 
 

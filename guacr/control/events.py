@@ -61,8 +61,8 @@ class Subscription:
 class EventBus:
     """Numbered events, delivered to every current subscriber in order."""
 
-    def __init__(self, limit: int = QUEUE_LIMIT) -> None:
-        self.sequence = 0
+    def __init__(self, limit: int = QUEUE_LIMIT, first: int = 0) -> None:
+        self.sequence = first  # the last number given (the next event gets one more)
         self.limit = limit
         self._subscribers: set[Subscription] = set()
 

@@ -8,12 +8,19 @@ and, when a worker is replaced, folds the old one's totals into a retired base, 
 counters never go backwards though workers restart (why prometheus-client's
 file-based multiprocess mode is not used: it keys files by pid and needs cleanup that
 forked, restarting workers make fragile).
+
+The listener itself can restart (guacr.server.forkserver forks a new one after a
+crash): live workers then re-report their own totals to the new one, and what no
+worker holds any more (retired workers, the listener's own refusals, worker restarts)
+is sent to the main process as it changes (:meth:`FiguresStore.export`) and handed to
+the next listener, which starts from it.
 """
 
 from __future__ import annotations
 
 import bisect
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -117,27 +124,59 @@ class _Totals:
 class FiguresStore:
     """The listener's view: the latest snapshot per worker slot, plus retired totals."""
 
-    def __init__(self) -> None:
+    def __init__(
+        self,
+        restored: dict[str, Any] | None = None,
+        on_retired: Callable[[], None] | None = None,
+    ) -> None:
         self._retired = _Totals()
         self._latest: dict[int, tuple[int, dict[str, Any]]] = {}  # slot -> (pid, snapshot)
         self.worker_restarts = 0
+        self.on_retired = on_retired  # called whenever :meth:`export` would change
+        if restored:  # from the previous listener, through the main process
+            self._retired.add_snapshot(restored)
+            restarts = restored.get("restarts", 0)
+            self.worker_restarts = restarts if isinstance(restarts, int) else 0
+
+    def _retired_changed(self) -> None:
+        if self.on_retired is not None:
+            self.on_retired()
+
+    def export(self) -> dict[str, Any]:
+        """What no live worker will report again, JSON-serialisable: the next listener
+        starts from it (``FiguresStore(restored=...)``)."""
+        return {
+            "c": {k: dict(v) for k, v in self._retired.counters.items() if v},
+            "h": {
+                k: [h.counts, h.total] for k, h in self._retired.histograms.items() if h.count
+            },
+            "restarts": self.worker_restarts,
+        }
 
     def report(self, slot: int, pid: int, snapshot: dict[str, Any]) -> None:
         """A worker's snapshot; a new pid in a slot retires the old one's figures."""
         old = self._latest.get(slot)
         if old is not None and old[0] != pid:
             self._retired.add_snapshot(old[1])
+            self._retired_changed()
         self._latest[slot] = (pid, snapshot)
 
     def count_refused(self, status: int) -> None:
         """A client the listener itself refused (unknown protocol, draining, ...)."""
         self._retired.counters["handshake_failures"][str(status)] += 1
+        self._retired_changed()
+
+    def count_restart(self) -> None:
+        """A worker exited unexpectedly and is restarted."""
+        self.worker_restarts += 1
+        self._retired_changed()
 
     def worker_gone(self, slot: int) -> None:
         """The worker in ``slot`` exited: keep its counts, forget its gauges."""
         old = self._latest.pop(slot, None)
         if old is not None:
             self._retired.add_snapshot(old[1])
+            self._retired_changed()
 
     def totals(self) -> _Totals:
         """Counters and histograms over every worker that ever ran."""

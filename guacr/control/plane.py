@@ -32,6 +32,10 @@ from guacr.control.metrics import make_registry
 
 log = logging.getLogger("guacr.control")
 
+# Event sequence numbers of the n-th listener start at n << GENERATION_BITS (2**32 events
+# per listener life; JSON-safe integers up to 2**21 listener restarts).
+GENERATION_BITS = 32
+
 
 class RegistryView(Protocol):
     """What the plane reads of the listener's session registry."""
@@ -92,10 +96,14 @@ class ListenerBackend:
         events: EventBus,
         details: dict[str, SessionDetails],
         mint: Callable[..., str] | None = None,
+        ports: dict[str, int] | None = None,
     ) -> None:
         self.host = host
         self.events = events
         self.details = details
+        # user id -> the client's port, as its worker reports it (the registry keeps
+        # the address the listener saw, host only)
+        self.ports: dict[str, int] = {} if ports is None else ports
         self.mint = mint  # guacr.tunnel tokens' mint(), when the WebSocket door is on
         self.started_at = time.time()
         # conn id -> ((bytes in, bytes out, users), SessionInfo): ListSessions over 1,000
@@ -112,6 +120,7 @@ class ListenerBackend:
         if rec is None:
             return model.UserInfo(id=user_id)
         address, port = _split_remote(str(getattr(rec, "remote", "")))
+        port = self.ports.get(user_id) or port
         return model.UserInfo(
             id=user_id,
             name=str(getattr(rec, "name", "")),
@@ -172,6 +181,9 @@ class ListenerBackend:
                 user = by_id.get(str(u.get("id")))
                 if user is not None:
                     user.read_only = bool(u.get("read_only"))
+                    port = u.get("port")
+                    if isinstance(port, int) and 0 < port < 65536:
+                        user.port = port
                 lags.append(int(float(u.get("lag", 0))))  # ms
             if lags:
                 info.lag_ms = max(lags)
@@ -207,8 +219,15 @@ class ListenerBackend:
             raise model.ControlError(
                 model.Failure.INVALID, f'Protocol "{protocol[:64]}" is not supported.'
             )
-        token = self.mint(protocol=protocol, params=dict(parameters), ttl=ttl)
-        return model.CreatedSession(token, "", time.time() + ttl)
+        from guacr.tunnel.tokens import new_connection_id
+
+        # The id is decided here and sealed in the token: the worker that redeems it
+        # gives the new connection exactly this id (and the token works once).
+        session_id = new_connection_id()
+        token = self.mint(
+            protocol=protocol, params=dict(parameters), ttl=ttl, connection=session_id
+        )
+        return model.CreatedSession(token, session_id, time.time() + ttl)
 
     async def share_session(
         self, session_id: str, read_only: bool, ttl: float
@@ -259,12 +278,24 @@ class ControlPlane:
     """Starts and stops the gRPC and HTTP servers; turns worker reports into events."""
 
     def __init__(
-        self, config: Any, host: ListenerHost, mint: Callable[..., str] | None = None
+        self,
+        config: Any,
+        host: ListenerHost,
+        mint: Callable[..., str] | None = None,
+        *,
+        totals: dict[str, Any] | None = None,
+        on_totals: Callable[[], None] | None = None,
+        generation: int = 0,
     ) -> None:
+        """``totals``, ``on_totals`` and ``generation`` come from the main process, which
+        outlives listeners: the totals the previous listener left (sent back through
+        ``on_totals`` as they change) and how many listeners came before this one."""
         self.config = config
         self.host = host
-        self.events = EventBus()
-        self.figures = FiguresStore()
+        # A restarted listener's events number on from where no earlier one reached: a
+        # client that watches again never sees a sequence go back.
+        self.events = EventBus(first=generation << GENERATION_BITS)
+        self.figures = FiguresStore(totals, on_totals)
         self.details: dict[str, SessionDetails] = {}
         if mint is None:
             mint = _token_minter(config)
@@ -354,8 +385,14 @@ class ControlPlane:
                 size = 0
             self.events.publish(model.RecordingFinished(conn_id, recording, size))
 
-    def user_joined(self, user_id: str, conn_id: str, owner: bool) -> None:
+    def user_port(self, user_id: str, port: object) -> None:
+        """The client port of a user, from its worker (0 or junk: unknown)."""
+        if isinstance(port, int) and 0 < port < 65536:
+            self.backend.ports[user_id] = port
+
+    def user_joined(self, user_id: str, conn_id: str, owner: bool, port: int = 0) -> None:
         """After the registry recorded a join: the owner's starts the session."""
+        self.user_port(user_id, port)
         self.backend.invalidate(conn_id)
         if owner:
             rec = self.host.registry.connection(conn_id)
@@ -369,6 +406,7 @@ class ControlPlane:
     def user_leaving(self, user_id: str) -> None:
         """Before the registry forgets a user."""
         rec = self.host.registry.user(user_id)
+        self.backend.ports.pop(user_id, None)
         conn_id = str(getattr(rec, "connection", "")) if rec is not None else ""
         if conn_id:
             self.backend.invalidate(conn_id)
@@ -393,6 +431,11 @@ class ControlPlane:
         """A worker's channel closed (it is exiting), before the registry drops its
         connections: they end. Returns how many there were."""
         self.figures.worker_gone(slot)
+        ports = self.backend.ports
+        for user_id in list(ports):
+            rec = self.host.registry.user(user_id)
+            if rec is None or rec.worker == slot:
+                del ports[user_id]
         lost = [rec.id for rec in self.host.registry.connections() if rec.worker == slot]
         for conn_id in lost:
             self.connection_closing(conn_id, 0x0200, "Worker exited.")
@@ -400,5 +443,5 @@ class ControlPlane:
 
     def worker_restarting(self, slot: int, pid: int, status: int, sessions_lost: int) -> None:
         """A worker exited unexpectedly and its slot is restarted."""
-        self.figures.worker_restarts += 1
+        self.figures.count_restart()
         self.events.publish(model.WorkerRestarted(slot, pid, status, sessions_lost))

@@ -331,14 +331,19 @@ class ControlServicer(pb_grpc.ControlServicer):
     ) -> AsyncIterator[pb.Event]:
         # Subscribe before taking the snapshot so nothing falls between the two (a
         # session may then appear twice; its id tells).
+        # The replay describes the state as of the last event numbered so far and
+        # carries that number, so sequence numbers a client sees never go back.
         with self.backend.events.open() as sub:
             if request.replay_live:
+                seq = self.backend.events.sequence
                 sessions = await self._call(context, self.backend.list_sessions())
                 for s in sorted(sessions, key=_page_key):
-                    yield event_pb(model.Event(0, s.started_at, model.SessionStarted(s)))
+                    yield event_pb(model.Event(seq, s.started_at, model.SessionStarted(s)))
                     for u in s.users:
                         if not u.owner:
-                            yield event_pb(model.Event(0, u.joined_at, model.UserJoined(s.id, u)))
+                            yield event_pb(
+                                model.Event(seq, u.joined_at, model.UserJoined(s.id, u))
+                            )
             while True:
                 try:
                     event = await sub.next()

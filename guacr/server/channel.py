@@ -23,7 +23,7 @@ worker -> listener
   :class:`Forward` (+ fd), :class:`Reply`, :class:`Redeem` (answered by the listener
   with a :class:`Reply`)
 listener -> main process
-  :class:`Spawn` (+ the worker's channel end), :class:`Draining`
+  :class:`Spawn` (+ the worker's channel end), :class:`Draining`, :class:`Totals`
 main process -> listener
   :class:`Spawned`, :class:`Exited`
 main process -> worker
@@ -184,6 +184,7 @@ class UserJoined(Message):
     connection: str = ""
     owner: bool = False
     name: str = ""
+    port: int = 0  # the client's port (0: unknown, e.g. behind a proxy)
 
 
 @dataclass
@@ -299,6 +300,16 @@ class Draining(Message):
 
 
 @dataclass
+class Totals(Message):
+    """Listener -> main process: the metric totals that live in no worker any more
+    (:meth:`guacr.control.figures.FiguresStore.export`), kept for a listener forked
+    later so counters never go back when the listener restarts."""
+
+    op: ClassVar[str] = "totals"
+    figures: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
 class Attach(Message):
     """Main process -> worker: your channel to the new listener (+ fd)."""
 
@@ -328,6 +339,7 @@ MESSAGES: dict[str, type[Message]] = {
         Spawned,
         Exited,
         Draining,
+        Totals,
         Attach,
     )
 }

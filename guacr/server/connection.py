@@ -46,9 +46,9 @@ CLOSE_TIMEOUT = 5.0  # a handler's close() gets this long, as guacd's timed free
 class Connection:
     """A running connection and its users."""
 
-    def __init__(self, worker: Worker, handler_cls: type[Handler]) -> None:
+    def __init__(self, worker: Worker, handler_cls: type[Handler], conn_id: str = "") -> None:
         self.worker = worker
-        self.id = "$" + str(uuid.uuid4())
+        self.id = conn_id or "$" + str(uuid.uuid4())  # given: from a CreateSession token
         self.handler_cls = handler_cls
         self.users: list[User] = []
         self.owner: User | None = None

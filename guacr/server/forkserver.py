@@ -68,6 +68,7 @@ import time
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from guacr import handlers
 from guacr import log as glog
@@ -392,6 +393,8 @@ class ForkServer:
         self._ctl: socket.socket | None = None  # to the current listener
         self.stopping = False  # a stop signal was forwarded: the listener's exit is final
         self.draining = False  # outlives listeners: a new one starts draining too
+        self.totals: dict[str, Any] = {}  # metric totals a listener left (channel.Totals)
+        self._generation = 0  # listeners forked so far
         self._restarts: list[float] = []
 
     def run(self) -> int:
@@ -417,7 +420,8 @@ class ForkServer:
         if self._ctl is not None:
             self._ctl.close()
         self._ctl = ours
-        self.listener_pid = fork(lambda: self._listener(theirs, adopted))
+        generation, self._generation = self._generation, self._generation + 1
+        self.listener_pid = fork(lambda: self._listener(theirs, adopted, generation))
         theirs.close()
         for a in adopted:
             a.chan.close()
@@ -429,7 +433,7 @@ class ForkServer:
         for w in self.workers.values():
             w.chan.close()
 
-    def _listener(self, ctl: socket.socket, adopted: list[Adopted]) -> int:
+    def _listener(self, ctl: socket.socket, adopted: list[Adopted], generation: int = 0) -> int:
         self._close_inherited()
         glog.set_role("listener")
         from guacr.server.supervisor import Supervisor
@@ -440,7 +444,14 @@ class ForkServer:
         async def run() -> None:
             nonlocal status
             supervisor = Supervisor(
-                self.config, self.doors, ctl, self.protocols, adopted, draining=self.draining
+                self.config,
+                self.doors,
+                ctl,
+                self.protocols,
+                adopted,
+                draining=self.draining,
+                totals=self.totals,
+                generation=generation,
             )
             status = await supervisor.run()
 
@@ -502,6 +513,8 @@ class ForkServer:
             return
         if isinstance(msg, channel.Draining):
             self.draining = msg.on
+        elif isinstance(msg, channel.Totals):
+            self.totals = msg.figures
         for fd in fds:
             os.close(fd)
 

@@ -86,6 +86,8 @@ class Supervisor:
         adopted: list[Adopted] | None = None,
         registry: Registry | None = None,
         draining: bool = False,
+        totals: dict[str, Any] | None = None,
+        generation: int = 0,
     ) -> None:
         self.config = config
         self.doors = doors
@@ -112,7 +114,12 @@ class Supervisor:
         for name, target in config.extra_handlers().items():
             handlers.register(name, target)
         self._lost: dict[int, int] = {}  # slot -> connections its dying worker held
-        self.control = ControlPlane(config, self)
+        # The main process keeps what must outlive this listener (as it keeps the drain
+        # state): metric totals no worker holds, and how many listeners came before.
+        self._totals_pending = False
+        self.control = ControlPlane(
+            config, self, totals=totals, on_totals=self._totals_changed, generation=generation
+        )
 
     # Control plane (guacr.control) --------------------------------------------------
     async def ask_worker(
@@ -128,6 +135,22 @@ class Supervisor:
             request = channel.ListUsers(connection=conn_id)
         reply = await self.ask(conn_id, request)
         return reply.ok, reply.error, reply.result
+
+    def _totals_changed(self) -> None:
+        """Send the main process the new totals, once per loop iteration at most."""
+        if not self._totals_pending:
+            self._totals_pending = True
+            asyncio.get_running_loop().call_soon(self._send_totals)
+
+    def _send_totals(self) -> None:
+        self._totals_pending = False
+        try:
+            channel.send(self.forkserver, channel.Totals(self.control.figures.export()))
+        except BlockingIOError:  # the main process is busy: soon again
+            self._totals_pending = True
+            asyncio.get_running_loop().call_later(0.1, self._send_totals)
+        except OSError:
+            pass  # the main process is gone (we are stopping)
 
     # Workers --------------------------------------------------------------------------
     def spawn(self, slot: Slot) -> None:
@@ -211,7 +234,7 @@ class Supervisor:
             reg.remove_user(msg.user)
         elif isinstance(msg, channel.UserJoined):
             reg.join(msg.user, msg.connection, msg.owner, msg.name)
-            self.control.user_joined(msg.user, msg.connection, msg.owner)
+            self.control.user_joined(msg.user, msg.connection, msg.owner, msg.port)
         elif isinstance(msg, channel.ConnectionOpened):
             reg.add_connection(_connection_record(slot.index, vars(msg)))
             self.control.connection_opened(msg.id)
@@ -282,6 +305,7 @@ class Supervisor:
         for conn in msg.connections:
             self.registry.add_connection(_connection_record(slot.index, conn))
         for user in msg.users:
+            self.control.user_port(str(user.get("user", "")), user.get("port"))
             if user.get("connection"):
                 self.registry.join(
                     str(user["user"]),

@@ -96,12 +96,18 @@ class User:
         user_id: str = "",
         remote: str = "",
         door: str = "tcp",
+        connection_id: str = "",
+        remote_port: int = 0,
     ) -> None:
         self.worker = worker
         self.target = target
         self.id = user_id or "@" + str(uuid.uuid4())
+        # The id its new connection must get (decided when its token was minted, so
+        # gRPC's CreateSession could return it); '' lets the connection pick one.
+        self.connection_id = connection_id
         self.remote = remote  # the client's address, as the listener saw it
         self.door = door  # the kind of front door it came through
+        self._remote_port = remote_port  # when the socket here is not the client's own
         self.bytes_in = 0
         self.bytes_out = 0
         self.instructions_in = 0
@@ -189,6 +195,19 @@ class User:
             host = str(peer[0])
             return f"[{host}]:{peer[1]}" if ":" in host else f"{host}:{peer[1]}"
         return self.remote
+
+    @property
+    def port(self) -> int:
+        """The client's port: the socket's peer port when that peer is the client the
+        listener saw (not a proxy that forwarded for it), else what the door was told;
+        0 when unknown."""
+        if self._remote_port:
+            return self._remote_port
+        transport = self.transport
+        peer = transport.get_extra_info("peername") if transport is not None else None
+        if isinstance(peer, tuple) and len(peer) >= 2 and str(peer[0]) == self.remote:
+            return int(peer[1])
+        return 0
 
     def data_to_send(self) -> list[bytes]:
         """Output written while no link was attached (whole instructions)."""
@@ -319,8 +338,14 @@ class User:
         if self.conn is None:
             from guacr.server.connection import Connection
 
+            if self.connection_id and self.connection_id in self.worker.connections:
+                # Only a second token minted with the same id could get here (each token
+                # works once): an id never names two connections.
+                self.log.warning("Connection id %s is already in use", self.connection_id)
+                self.fail(GuacrError("Connection id already in use.", Status.RESOURCE_CONFLICT))
+                return
             self.owner = True
-            conn = Connection(self.worker, self._handler_cls)
+            conn = Connection(self.worker, self._handler_cls, self.connection_id)
             self.conn = conn
             self.state = State.RUNNING
             # Report the id to the listener before the client can learn it from

@@ -183,7 +183,9 @@ class Worker:
         """A user finished its handshake into its connection."""
         assert user.conn is not None
         self.figures.count("handshakes", user.conn.handler_cls.protocol)
-        self.report(channel.UserJoined(user.id, user.conn.id, user.owner, user.info.name))
+        self.report(
+            channel.UserJoined(user.id, user.conn.id, user.owner, user.info.name, user.port)
+        )
 
     def user_gone(self, user_id: str) -> None:
         """A handed-off user left, whatever stage it reached (reported once)."""
@@ -298,6 +300,7 @@ class Worker:
                 "owner": u.owner,
                 "read_only": u.read_only,
                 "remote": u.remote,
+                "port": u.port,
                 "lag": u.processing_lag,
             }
             for u in conn.users
@@ -395,6 +398,7 @@ class Worker:
                 "owner": u.owner,
                 "name": u.info.name,
                 "remote": u.remote,
+                "port": u.port,
                 "door": u.door,
             }
             for u in self.users.values()

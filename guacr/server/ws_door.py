@@ -125,6 +125,12 @@ class WebSocketDoor:
                     Status.UNSUPPORTED,
                 )  # fmt: skip
                 return
+            if grant_id_taken(router, admitted.grant):
+                log.warning("Connection id %s is already in use", admitted.grant.connection)
+                await self._refuse(
+                    sock, admitted, "Connection id already in use.", Status.RESOURCE_CONFLICT
+                )
+                return
             if router.draining:  # joins of live sessions still route (above)
                 log.info('Refusing a new "%s" session: draining', target[:64])
                 await self._refuse(sock, admitted, channel.DRAINING_MESSAGE, Status.SERVER_BUSY)
@@ -159,6 +165,17 @@ class WebSocketDoor:
         await refuse(sock, GuacrError(message, status))
 
 
+def _port(value: object) -> int:
+    """A port a hand-off carries (a ``wss`` join forwarded from the worker holding the
+    client's socket); 0 when absent or not one."""
+    return value if isinstance(value, int) and 0 < value < 65536 else 0
+
+
+def grant_id_taken(router: Router, grant: Grant) -> bool:
+    """Whether the ``$id`` a token decided for a new connection already names one."""
+    return bool(grant.connection) and router.registry.connection(grant.connection) is not None
+
+
 def serve_tunnel(
     worker: Worker,
     fd: int,
@@ -184,7 +201,15 @@ def serve_tunnel(
         sock.close()
         worker.report(channel.UserLeft(user_id))
         return
-    user = User(worker, grant.selector, user_id=user_id, remote=remote, door=door)
+    user = User(
+        worker,
+        grant.selector,
+        user_id=user_id,
+        remote=remote,
+        door=door,
+        connection_id=grant.connection,
+        remote_port=_port(tunnel.get("port")),
+    )
     adapter = TunnelAdapter(user, grant, leftover, max_message)
 
     async def attach() -> None:

@@ -256,7 +256,12 @@ class WssIntake(asyncio.Protocol):
             return
         self.stage = "handed"
         user = User(
-            self.worker, grant.selector, user_id=self.user_id, remote=self.remote, door="wss"
+            self.worker,
+            grant.selector,
+            user_id=self.user_id,
+            remote=self.remote,
+            door="wss",
+            connection_id=grant.connection,
         )
         adapter = TunnelAdapter(user, grant, leftover, self.settings.max_message)
         transport.set_protocol(adapter)
@@ -268,6 +273,9 @@ class WssIntake(asyncio.Protocol):
     ) -> None:
         """A join of a connection owned elsewhere: through the listener to its owner."""
         local, far = socket.socketpair()
+        peer = transport.get_extra_info("peername")
+        if isinstance(peer, tuple) and len(peer) >= 2 and str(peer[0]) == self.remote:
+            tunnel["port"] = int(peer[1])  # the owner only sees its end of a socketpair
         msg = channel.Forward(grant.selector, channel.pack_bytes(leftover), self.remote, tunnel)
         ok = self.worker.report(msg, [far.fileno()])
         far.close()

@@ -79,6 +79,7 @@ class TokenAuthority:
                 claims.params,
                 claims.join is not None and claims.read_only,
                 query,
+                claims.connection or "",
             )
         if self.lite_key is None:
             raise TokenRefused("guacamole-lite token but no guacamole_lite_key configured")
@@ -87,7 +88,11 @@ class TokenAuthority:
 
 
 def _guacr_grant(
-    selector: str, params: dict[str, str] | object, read_only: bool, query: Query
+    selector: str,
+    params: dict[str, str] | object,
+    read_only: bool,
+    query: Query,
+    connection: str = "",
 ) -> Grant:
     values = dict(params) if isinstance(params, dict) else {}
     if read_only:
@@ -104,4 +109,5 @@ def _guacr_grant(
         image=every(query, "GUAC_IMAGE", "image") or list(_DEFAULT_IMAGE),
         timezone=[tz] if (tz := first(query, "GUAC_TIMEZONE", "timezone")) else [],
         kind="guacr",
+        connection=connection,
     )

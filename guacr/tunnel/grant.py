@@ -101,6 +101,9 @@ class Grant:
     name: str = ""
     kind: str = "guacr"
     """``guacamole-lite`` or ``guacr``: which token it came from (for logs)."""
+    connection: str = ""
+    """The ``$id`` a new connection must get (a guacr token's ``c``); '' lets the
+    worker pick one."""
 
     def to_wire(self) -> dict[str, object]:
         """A JSON-safe form, for handing the grant to a worker with its socket."""
@@ -117,6 +120,7 @@ class Grant:
             "timezone": list(self.timezone),
             "name": self.name,
             "kind": self.kind,
+            "connection": self.connection,
         }
 
     @classmethod
@@ -147,6 +151,7 @@ class Grant:
             timezone=strs("timezone"),
             name=str(data["name"]),
             kind=str(data["kind"]),
+            connection=str(data.get("connection") or ""),
         )
 
     @property

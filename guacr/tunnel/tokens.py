@@ -1,8 +1,10 @@
 """guacr's own tokens: authenticated, self-contained, expiring, single-use.
 
 A token is ``g1.`` followed by unpadded base64url of ``nonce(12) || AES-GCM(payload)``.
-The payload is compact JSON: ``p`` protocol and ``a`` parameters for a new connection,
-or ``j`` the ``$id`` to join and ``ro`` read-only; ``exp`` expiry (Unix seconds) and
+The payload is compact JSON: ``p`` protocol and ``a`` parameters for a new connection
+(and ``c``, when the minter decided it, the ``$id`` that connection gets: gRPC's
+``CreateSession`` returns it before anyone connects), or ``j`` the ``$id`` to join and
+``ro`` read-only; ``exp`` expiry (Unix seconds) and
 ``n`` a random token id. AES-GCM authenticates the whole token, so any change to it is
 refused; the redemption store makes each token id work once.
 
@@ -18,6 +20,7 @@ import binascii
 import json
 import os
 import time
+import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -48,6 +51,8 @@ class Claims:
     params: Mapping[str, str] = field(default_factory=dict)
     join: str | None = None
     read_only: bool = False
+    connection: str | None = None
+    """The ``$id`` the new connection must get (None: the worker picks one)."""
 
 
 class RedemptionStore(Protocol):
@@ -123,11 +128,15 @@ class GuacrTokens:
         join: str | None = None,
         read_only: bool = False,
         ttl: float | None = None,
+        connection: str | None = None,
     ) -> str:
-        """A token for a new ``protocol`` connection with ``params``, or for joining
-        connection ``join`` (``$id``), valid for ``ttl`` seconds and once."""
+        """A token for a new ``protocol`` connection with ``params`` (whose id will be
+        ``connection`` when given), or for joining connection ``join`` (``$id``), valid
+        for ``ttl`` seconds and once."""
         if (protocol is None) == (join is None):
             raise ValueError("a token names either a protocol or a connection to join")
+        if connection is not None and (join is not None or not _is_new_id(connection)):
+            raise ValueError("connection takes a fresh id ($ + UUID) for a new connection")
         if join is not None and not join.startswith("$"):
             raise ValueError("join takes a connection id ($...)")
         if protocol is not None and not protocol:
@@ -142,6 +151,8 @@ class GuacrTokens:
         if protocol is not None:
             body["p"] = protocol
             body["a"] = {str(k): str(v) for k, v in (params or {}).items()}
+            if connection is not None:
+                body["c"] = connection
         else:
             body["j"] = join
             body["ro"] = bool(read_only)
@@ -194,11 +205,32 @@ def _claims(body: Any) -> Claims:
             raise ValueError("p/a")
         if not all(isinstance(v, str) for v in params.values()):
             raise ValueError("a")
-        return Claims(float(expires), token_id, protocol=protocol, params=params)
+        connection = body.get("c")
+        if connection is not None and not (isinstance(connection, str) and _is_new_id(connection)):
+            raise ValueError("c")
+        return Claims(
+            float(expires), token_id, protocol=protocol, params=params, connection=connection
+        )
     join = body["j"]
     if not isinstance(join, str) or not join.startswith("$"):
         raise ValueError("j")
     return Claims(float(expires), token_id, join=join, read_only=bool(body.get("ro")))
+
+
+def new_connection_id() -> str:
+    """A connection id as guacd spells them (``$`` + UUID)."""
+    return "$" + str(uuid.uuid4())
+
+
+def _is_new_id(conn_id: str) -> bool:
+    """Whether ``conn_id`` is ``$`` + a UUID (what :func:`new_connection_id` makes)."""
+    if not conn_id.startswith("$") or len(conn_id) != 37:
+        return False
+    try:
+        uuid.UUID(conn_id[1:])
+    except ValueError:
+        return False
+    return True
 
 
 async def redeem_once(store: RedemptionStore, claims: Claims) -> None:
@@ -212,5 +244,6 @@ __all__ = [
     "GuacrTokens",
     "MemoryRedemptionStore",
     "RedemptionStore",
+    "new_connection_id",
     "redeem_once",
 ]

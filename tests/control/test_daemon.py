@@ -141,6 +141,12 @@ async def test_list_get_terminate(daemon: Daemon, stub: control_pb2_grpc.Control
         assert by_name["alice"].owner and not by_name["bob"].owner
         assert by_name["bob"].read_only and not by_name["alice"].read_only
         assert by_name["bob"].address == "127.0.0.1" and by_name["bob"].door == "tcp"
+        # Each user's real client port, as ListSessions reports it too.
+        assert by_name["bob"].port == joiner.sock.getsockname()[1]
+        assert by_name["alice"].port == owner.sock.getsockname()[1]
+        listed = await stub.ListSessions(pb.ListSessionsRequest(user="bob"), metadata=AUTH)
+        assert {u.port for u in listed.sessions[0].users} == {
+            joiner.sock.getsockname()[1], owner.sock.getsockname()[1]}
         assert s.worker_pid in daemon.guacr.worker_pids() and s.bytes_to_clients > 0
         assert s.started_at.seconds > time.time() - 60
 
@@ -344,8 +350,19 @@ def test_json_logs_and_syslog(daemon: Daemon) -> None:
     assert TOKEN not in daemon.guacr.log() and not any(TOKEN in x for x in got)
 
 
+async def _event_for(call: grpc.aio.UnaryStreamCall, kind: str, session_id: str) -> pb.Event:  # type: ignore[type-arg]
+    async with asyncio.timeout(10):
+        while True:
+            e = await call.read()
+            if e.WhichOneof("kind") == kind and getattr(e, kind).session_id == session_id:
+                return e
+
+
 async def test_drain(daemon: Daemon, stub: control_pb2_grpc.ControlStub) -> None:
+    """Drain on 4822, and a listener killed with SIGKILL: the drain, the metric counters
+    and the event numbering all carry on in its successor."""
     owner, cid = await asyncio.to_thread(_open, daemon, "frank")
+    watch = stub.WatchEvents(pb.WatchEventsRequest(), metadata=AUTH)
     try:
         st = await stub.Drain(pb.DrainRequest(), metadata=AUTH)
         assert st.draining and st.sessions >= 1
@@ -357,6 +374,8 @@ async def test_drain(daemon: Daemon, stub: control_pb2_grpc.ControlStub) -> None
         c.close()
         j = daemon.guacr.client()
         await asyncio.to_thread(j.handshake, cid, {}, name="grace")
+        last_seq = (await _event_for(watch, "user_joined", cid)).sequence
+        watch.cancel()
         assert await asyncio.to_thread(_echo, owner, 66)
         async with grpc.aio.insecure_channel(f"127.0.0.1:{daemon.grpc_port}") as ch:
             r = await health_pb2_grpc.HealthStub(ch).Check(health_pb2.HealthCheckRequest())
@@ -364,7 +383,24 @@ async def test_drain(daemon: Daemon, stub: control_pb2_grpc.ControlStub) -> None
         status, body = await asyncio.to_thread(_http, daemon.metrics_port, "/health/ready")
         assert (status, body) == (503, "draining\n")
 
-        # The drain survives a listener restart.
+        # The drain survives a listener restart, and so do the counters.
+        async def reported() -> str | None:  # the workers' figures include this session
+            text = (await asyncio.to_thread(_http, daemon.metrics_port, "/metrics"))[1]
+            s = await stub.GetSession(pb.GetSessionRequest(id=cid), metadata=AUTH)
+            return text if s.frames > 0 or _metric(text, "guacr_users", protocol="echo") >= 2 else None
+
+        before = await _until(reported)
+        assert before
+        counters = {
+            ("guacr_handshakes_total", "protocol", "echo"): 0.0,
+            ("guacr_handshake_failures_total", "status", "513"): 0.0,  # the listener's refusals
+            ("guacr_received_bytes_total", "protocol", "echo"): 0.0,
+            ("guacr_worker_restarts_total", "", ""): 0.0,
+        }
+        for key in counters:
+            name, label, value = key
+            counters[key] = _metric(before, name, **({label: value} if label else {}))
+        assert counters[("guacr_handshake_failures_total", "status", "513")] >= 1
         old = daemon.guacr.listener_pid()
         os.kill(old, signal.SIGKILL)
 
@@ -378,19 +414,40 @@ async def test_drain(daemon: Daemon, stub: control_pb2_grpc.ControlStub) -> None
                 return False
 
         assert await _until(new_listener_draining, 15)
+        assert daemon.guacr.listener_pid() != old
         c = daemon.guacr.client()
         c.send("select", "echo")
         assert (await asyncio.to_thread(c.expect, "error", 5.0))[2] == "513"
         c.close()
         assert await asyncio.to_thread(_echo, owner, 67)
 
+        async def carried_on() -> bool:  # live workers re-report within 2 s
+            text = (await asyncio.to_thread(_http, daemon.metrics_port, "/metrics"))[1]
+            now = {k: _metric(text, k[0], **({k[1]: k[2]} if k[1] else {})) for k in counters}
+            return all(now[k] >= v for k, v in counters.items()) and now[
+                ("guacr_handshake_failures_total", "status", "513")
+            ] >= counters[("guacr_handshake_failures_total", "status", "513")] + 1
+
+        assert await _until(carried_on, 10), counters
+        # A watcher that reconnects never sees the numbering go back.
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{daemon.grpc_port}") as ch4:
+            watch = control_pb2_grpc.ControlStub(ch4).WatchEvents(
+                pb.WatchEventsRequest(replay_live=True), metadata=AUTH)
+            replayed = await watch.read()
+            assert replayed.sequence >= last_seq
+            await asyncio.sleep(0.2)
+            j.close()
+            left = await _event_for(watch, "user_left", cid)
+            assert left.sequence > last_seq and left.sequence > replayed.sequence
+            watch.cancel()
+
         async with grpc.aio.insecure_channel(f"127.0.0.1:{daemon.grpc_port}") as ch3:
             st = await control_pb2_grpc.ControlStub(ch3).Resume(pb.ResumeRequest(), metadata=AUTH)
         assert not st.draining
         c2, _ = await asyncio.to_thread(_open, daemon, "after")
         c2.close()
-        j.close()
     finally:
+        watch.cancel()
         owner.close()
 
 

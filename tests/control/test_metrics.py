@@ -156,3 +156,30 @@ async def test_keep_alive_and_garbage(served: tuple[HealthMetricsServer, Figures
 
 def test_histogram_buckets_are_sorted() -> None:
     assert list(BUCKETS) == sorted(BUCKETS)
+
+
+def test_totals_survive_a_listener_restart() -> None:
+    """What no live worker re-reports (retired workers, the listener's refusals, worker
+    restarts) goes to the main process as it changes and seeds the next listener."""
+    from guacr.server import channel
+
+    sent: list[dict[str, object]] = []
+    old = FiguresStore(on_retired=lambda: sent.append(old.export()))
+    old.report(0, 100, _worker(3).snapshot())
+    old.report(0, 200, _worker(1).snapshot())  # pid 100 replaced: retired
+    old.count_refused(513)
+    old.count_restart()
+    old.report(1, 101, _worker(2, "vnc").snapshot())  # live: it re-reports itself
+    assert len(sent) == 3
+    wire = channel.decode_message(channel.encode_message(channel.Totals(sent[-1])))
+    assert isinstance(wire, channel.Totals)
+    new = FiguresStore(restored=wire.figures)
+    assert new.worker_restarts == 1 and sum(new.gauges()["sessions"].values()) == 0
+    # The live workers report to the new listener as they did to the old one.
+    new.report(0, 200, _worker(1).snapshot())
+    new.report(1, 101, _worker(2, "vnc").snapshot())
+    before, after = old.totals(), new.totals()
+    assert after.counters == before.counters and after.counters["handshakes"]["ssh"] == 4
+    assert after.counters["handshake_failures"]["513"] == 1
+    for name, h in before.histograms.items():
+        assert after.histograms[name].counts == h.counts

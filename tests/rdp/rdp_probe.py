@@ -23,6 +23,7 @@ class Collected:
     painted: np.ndarray = field(default_factory=lambda: np.zeros((768, 1024), bool))
     rects: int = 0
     errors: list[int] = field(default_factory=list)
+    indicators: list[int] = field(default_factory=list)
     clipboard: list[str] = field(default_factory=list)
     resized: list[tuple[int, int]] = field(default_factory=list)
     cursors: list[object] = field(default_factory=list)
@@ -38,6 +39,9 @@ class Collected:
 
     def error_info(self, code: int) -> None:
         self.errors.append(code)
+
+    def keyboard_indicators(self, flags: int) -> None:
+        self.indicators.append(flags)
 
     def desktop_resized(self, width: int, height: int) -> None:
         self.resized.append((width, height))

@@ -205,3 +205,28 @@ def test_screen_updates_are_recognised() -> None:
     save_session_info = bytearray(load("bitmap-update-32bpp")[:40])
     save_session_info[14] = 0x26
     assert not pdu.is_screen_update(bytes(save_session_info))
+
+
+@pytest.mark.parametrize("own", [True, False])
+def test_fast_path_bitmap_update(own: bool) -> None:
+    """xrdp sends its bitmaps on the slow path; Windows on the fast path, where the
+    update data is the same TS_UPDATE_BITMAP_DATA (MS-RDPBCGR 2.2.9.1.2.1.2)."""
+    from aardwolf.protocol.fastpath import FASTPATH_UPDATETYPE
+
+    class Update:  # aardwolf's reassembled fast-path update, as the fix receives it
+        updateCode = FASTPATH_UPDATETYPE.BITMAP
+        updateData = load("bitmap-update-16bpp")[18:]
+
+        def parse_update_data(self) -> object:
+            from aardwolf.protocol.fastpath.bitmap import TS_UPDATE_BITMAP_DATA
+
+            return TS_UPDATE_BITMAP_DATA.from_bytes(self.updateData)
+
+    saved = compat.OWN_PARSERS["bitmap_update"]
+    compat.OWN_PARSERS["bitmap_update"] = own
+    try:
+        rects = compat.fast_path_bitmaps(Update())
+    finally:
+        compat.OWN_PARSERS["bitmap_update"] = saved
+    assert rects == pdu.parse_bitmap_update(load("bitmap-update-16bpp"), 18)
+    assert len(rects) == 26

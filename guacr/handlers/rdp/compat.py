@@ -653,8 +653,7 @@ def _patch_fastpath(cls: Any) -> None:
                     continue
                 code = int(update.updateCode)
                 if code == FASTPATH_UPDATETYPE.BITMAP:
-                    rects = update.parse_update_data().rectangles
-                    sink.bitmaps([from_aardwolf(bd) for bd in rects])
+                    sink.bitmaps(fast_path_bitmaps(update))
                     await asyncio.sleep(0)  # as for slow-path bitmaps
                 elif code >= 0x5:
                     sink.pointer(code, bytes(update.updateData))
@@ -662,6 +661,14 @@ def _patch_fastpath(cls: Any) -> None:
                 log.debug("Bad fast-path update: %s", exc)
 
     cls._RDPConnection__process_fastpath = process_fastpath
+
+
+def fast_path_bitmaps(update: Any) -> list[Bitmap]:
+    """The bitmaps of a reassembled fast-path bitmap update (its data is a
+    TS_UPDATE_BITMAP_DATA, as in the slow path)."""
+    if OWN_PARSERS["bitmap_update"]:
+        return parse_bitmap_update(bytes(update.updateData))
+    return [from_aardwolf(bd) for bd in update.parse_update_data().rectangles]
 
 
 def _patch_upstream() -> None:
@@ -712,6 +719,7 @@ __all__ = [
     "UPSTREAM_SOCKET",
     "WANT_32BPP",
     "decode_bitmap",
+    "fast_path_bitmaps",
     "from_aardwolf",
     "install",
     "preload",
