@@ -1,8 +1,11 @@
 """SSH over the WebSocket door (4823) against the same over TCP (4822), in one run.
 
-    python benchmarks/bench_websocket.py --local [--rounds 3] [--keys 300] [--lines N]
-    python benchmarks/bench_websocket.py --guacd HOST:4822 --ws HOST:4823 \\
+    python benchmarks/bench_websocket.py --local [--tls] [--rounds 3] [--keys 300] [--lines N]
+    python benchmarks/bench_websocket.py --guacd HOST:4822 --ws HOST:4823 [--tls] \\
         --token-key KEY --ssh-host H --ssh-port P --ssh-user U --ssh-password PW
+
+``--tls`` compares ``wss`` with TLS on 4822 (both doors encrypted, the certificate not
+checked); ``--local --tls`` starts guacr with a self-signed certificate for both.
 
 Each round measures, alternating the doors so drift on a shared machine hits both:
 
@@ -22,6 +25,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import os
+import ssl
 import statistics
 import sys
 import tempfile
@@ -66,7 +71,9 @@ class WsGuacClient(GuacClient):
     @classmethod
     async def open_tunnel(cls, url: str) -> WsGuacClient:
         wsuri = parse_uri(url)
-        reader, writer = await asyncio.open_connection(wsuri.host, wsuri.port, limit=1 << 22)
+        reader, writer = await asyncio.open_connection(
+            wsuri.host, wsuri.port, limit=1 << 22, ssl=_tls() if wsuri.secure else None
+        )
         proto = ClientProtocol(wsuri, subprotocols=[Subprotocol("guacamole")], max_size=None)
         c = cls(reader, writer, proto)
         proto.send_request(proto.connect())
@@ -115,14 +122,31 @@ class WsGuacClient(GuacClient):
             self.writer.close()
 
 
+def _tls() -> ssl.SSLContext:
+    """The benchmark's TLS client: encrypted, certificate not checked (self-signed)."""
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    return ctx
+
+
 class Doors:
     def __init__(self, args: argparse.Namespace) -> None:
         self.tcp = Target(args)
+        self.tls = args.tls
         host, _, port = args.ws.rpartition(":")
-        self.ws_base = f"ws://{host or '127.0.0.1'}:{int(port)}{args.ws_path}"
+        scheme = "wss" if args.tls else "ws"
+        self.ws_base = f"{scheme}://{host or '127.0.0.1'}:{int(port)}{args.ws_path}"
         self.tokens = GuacrTokens(args.token_key)
 
     async def session(self, door: str) -> GuacClient:
+        if door == "tcp" and self.tls:
+            reader, writer = await asyncio.open_connection(
+                self.tcp.host, self.tcp.port, limit=1 << 22, ssl=_tls()
+            )
+            c = GuacClient(reader, writer)
+            await c.handshake(self.tcp.values, SIZE)
+            return c
         if door == "tcp":
             return await self.tcp.session(SIZE)
         token = self.tokens.mint(protocol="ssh", params=self.tcp.values, ttl=60)
@@ -163,6 +187,7 @@ async def bulk(doors: Doors, door: str, lines: int) -> tuple[float, int]:
 
 async def run(args: argparse.Namespace) -> None:
     doors = Doors(args)
+    name = {"tcp": "tls", "ws": "wss"} if args.tls else {"tcp": "tcp", "ws": "ws"}
     p50: dict[str, list[float]] = {"tcp": [], "ws": []}
     rate: dict[str, list[float]] = {"tcp": [], "ws": []}
     for r in range(1, args.rounds + 1):
@@ -170,31 +195,38 @@ async def run(args: argparse.Namespace) -> None:
         for door in order:
             lat = await echo(doors, door, args.keys)
             p50[door].append(pct(lat, 0.5))
-            print(f"round {r} {door:>3} echo: p50 {pct(lat, 0.5):.3f} ms  "
+            print(f"round {r} {name[door]:>3} echo: p50 {pct(lat, 0.5):.3f} ms  "
                   f"p99 {pct(lat, 0.99):.3f} ms  ({len(lat)} keys)", flush=True)  # fmt: skip
         for door in order:
             elapsed, nbytes = await bulk(doors, door, args.lines)
             rate[door].append(args.lines / elapsed)
-            print(f"round {r} {door:>3} bulk: seq 1 {args.lines} in {elapsed:.2f} s  "
+            print(f"round {r} {name[door]:>3} bulk: seq 1 {args.lines} in {elapsed:.2f} s  "
                   f"{args.lines / elapsed / 1000:.0f} k lines/s  {nbytes / 1000:.0f} KB",
                   flush=True)  # fmt: skip
     dp50 = statistics.median(w - t for w, t in zip(p50["ws"], p50["tcp"], strict=True))
     ratio = statistics.median(w / t for w, t in zip(rate["ws"], rate["tcp"], strict=True))
+    t, w = name["tcp"], name["ws"]
     print(
-        f"summary ({args.rounds} rounds, medians): echo p50 tcp "
-        f"{statistics.median(p50['tcp']):.3f} ms, ws {statistics.median(p50['ws']):.3f} ms, "
-        f"ws adds {dp50:+.3f} ms (target <= +0.3); bulk ws/tcp throughput {ratio:.1%} "
-        f"(target >= 90%)"
+        f"summary ({args.rounds} rounds, medians): echo p50 {t} "
+        f"{statistics.median(p50['tcp']):.3f} ms, {w} {statistics.median(p50['ws']):.3f} ms, "
+        f"{w} adds {dp50:+.3f} ms (target <= +0.3); bulk {w}/{t} throughput {ratio:.1%} "
+        f"(target >= 90%); load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}"
     )
 
 
 @contextlib.contextmanager
 def local_servers(args: argparse.Namespace) -> Iterator[None]:
-    from servers import SSHServer
+    from servers import SSHServer, _self_signed_cert
     from websocket.doorproc import TOKEN_KEY, start_door
 
     with SSHServer() as sshd, tempfile.TemporaryDirectory() as tmp:
-        gen = start_door(Path(tmp), workers=2)
+        extra: list[str] = []
+        env: dict[str, str] = {}
+        if args.tls:  # -C/-K: TLS on 4822, and the WebSocket door's certificate too
+            cert, key = _self_signed_cert(Path(tmp))
+            extra = ["-C", str(cert), "-K", str(key)]
+            env["GUACR_WEBSOCKET_TLS"] = "true"
+        gen = start_door(Path(tmp), workers=2, extra=extra, **env)
         door = next(gen)
         try:
             args.guacd = f"127.0.0.1:{door.tcp_port}"
@@ -215,6 +247,7 @@ def main() -> None:
     p.add_argument("--guacd", default="127.0.0.1:4822")
     p.add_argument("--ws", default="127.0.0.1:4823")
     p.add_argument("--ws-path", default="/")
+    p.add_argument("--tls", action="store_true", help="wss against TLS on 4822")
     p.add_argument("--token-key", default="", help="the server's token_key")
     p.add_argument("--ssh-host", default="127.0.0.1")
     p.add_argument("--ssh-port", type=int, default=22)

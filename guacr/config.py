@@ -100,6 +100,7 @@ class Config:
     websocket_cert: str | None = _f(_OPT_STR, None, "its certificate (else -C)")
     websocket_key: str | None = _f(_OPT_STR, None, "its key (else -K)")
     guacamole_lite_key: str | None = _f(_SECRET, None, "guacamole-lite token key")
+    guacamole_lite_version: str = _f(_STR, "1.1.0", "protocol version of guacamole-lite sessions")
     token_key: str | None = _f(_SECRET, None, "connection token key")
     websocket_origins: str = _f(_STR, "", "allowed Origin values, comma-separated (empty: any)")
     websocket_max_per_address: int = _f(_INT, 0, "tunnels per client address (0: unlimited)")

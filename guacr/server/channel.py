@@ -265,6 +265,19 @@ class Redeem(Request):
 
 
 @dataclass
+class AdmitTunnel(Request):
+    """Worker -> listener: may one more ``wss`` tunnel come from ``address``?
+
+    The listener counts tunnels per client address for every door (guacr.server.ws_door);
+    ``Reply.ok`` says yes, and the tunnel then counts as ``user`` until that user leaves.
+    """
+
+    op: ClassVar[str] = "ws_admit"
+    user: str = ""
+    address: str = ""
+
+
+@dataclass
 class Spawn(Message):
     """Listener -> main process: fork a worker for ``slot`` (+ its channel end)."""
 
@@ -335,6 +348,7 @@ MESSAGES: dict[str, type[Message]] = {
         Hello,
         Forward,
         Redeem,
+        AdmitTunnel,
         Spawn,
         Spawned,
         Exited,

@@ -109,16 +109,17 @@ class Router:
         door: str,
         remote: str,
         tunnel: dict[str, Any] | None = None,
-    ) -> bool:
-        """Pass a client's descriptor to ``slot``'s worker, counting it there."""
+    ) -> str:
+        """Pass a client's descriptor to ``slot``'s worker, counting it there; the id of
+        the new user ('' when the worker could not be reached)."""
         user = new_user_id()
         msg = channel.Handoff(user, target, channel.pack_bytes(pending), door, remote, tunnel or {})
         # Counted before sending: the worker may report the user gone at once.
         self.registry.add_user(UserRecord(user, slot.index, door, remote))
         if not slot.send(msg, [fd]):
             self.registry.remove_user(user)
-            return False
-        return True
+            return ""
+        return user
 
     async def route(self, sock: socket.socket, target: str, pending: bytes, door: str) -> None:
         """Send a client whose ``select`` was read to the right worker."""

@@ -49,7 +49,7 @@ from guacr.server.intake import SELECT_TIMEOUT, read_select, refuse
 from guacr.server.registry import ConnectionRecord, LocalRegistry, Registry, UserRecord
 from guacr.server.routing import Router
 from guacr.server.slots import Slot
-from guacr.server.ws_door import WebSocketDoor
+from guacr.server.ws_door import WebSocketDoor, address_limiter, admit_wss
 from guacr.server.ws_intake import refuse as refuse_tunnel
 from guacr.tunnel.tokens import MemoryRedemptionStore
 
@@ -106,8 +106,10 @@ class Supervisor:
         # Every door spends guacr tokens here: ``ws`` directly, ``wss`` workers by asking
         # (channel.Redeem), so a token works once whichever door or worker sees it.
         self.redemptions = MemoryRedemptionStore()
+        # Tunnels per client address, counted here for ``ws`` and ``wss`` alike.
+        self.tunnel_limiter = address_limiter(config, self.registry)
         self.websocket = (
-            WebSocketDoor(config, self.router, self.redemptions)
+            WebSocketDoor(config, self.router, self.redemptions, self.tunnel_limiter)
             if any(d.spec.kind == "ws" for d in doors)
             else None
         )
@@ -267,6 +269,8 @@ class Supervisor:
         elif isinstance(msg, channel.Redeem):
             ok = self.redemptions.redeem_now(msg.token_id, msg.expires)
             slot.send(channel.Reply(msg.rid, ok))
+        elif isinstance(msg, channel.AdmitTunnel):
+            slot.send(admit_wss(self.tunnel_limiter, msg))
         else:
             log.warning("Unexpected message %r from worker %d", msg.op, slot.index)
         for fd in fds:
@@ -277,9 +281,13 @@ class Supervisor:
         ``ws`` tunnel is routed (the worker that holds its TLS pumps the frames)."""
         target = msg.target
         slot = self.router.owner_of(target)
-        if slot is not None and self.router.handoff(
-            slot, fd, target, pending, "wss", msg.remote, msg.tunnel
-        ):
+        user = (
+            self.router.handoff(slot, fd, target, pending, "wss", msg.remote, msg.tunnel)
+            if slot is not None
+            else ""
+        )
+        if user:
+            self.tunnel_limiter.add(msg.remote, user)  # still from that address
             os.close(fd)
             return
         log.info('Connection "%s" does not exist.', target[:64])

@@ -26,12 +26,14 @@ from guacr import handlers
 from guacr.config import Config
 from guacr.errors import GuacrError
 from guacr.protocol.status import Status
+from guacr.protocol.version import ProtocolVersion
 from guacr.server import channel
-from guacr.server.registry import UserRecord
+from guacr.server.registry import Registry, UserRecord
 from guacr.server.routing import Router, new_user_id
 from guacr.server.user import User
 from guacr.server.ws_intake import AddressLimiter, Admitted, DoorSettings, admit, refuse
 from guacr.server.ws_transport import TunnelAdapter
+from guacr.tunnel import lite
 from guacr.tunnel.authorize import TokenAuthority
 from guacr.tunnel.grant import Grant
 from guacr.tunnel.tokens import RedemptionStore
@@ -57,9 +59,23 @@ def off_reason(config: Config) -> str:
         TokenAuthority.from_keys(config.guacamole_lite_key, config.token_key)
     except ValueError as exc:
         return f"WebSocket door off: {exc}"
+    if lite_version(config.guacamole_lite_version) is None:
+        return (
+            "WebSocket door off: guacamole_lite_version must be a Guacamole protocol "
+            "version such as 1.1.0 (guacamole-lite's) or 1.5.0"
+        )
     if config.websocket_max_message < 1024:
         return "WebSocket door off: websocket_max_message must be at least 1024 bytes"
     return ""
+
+
+def lite_version(text: str) -> ProtocolVersion | None:
+    """``guacamole_lite_version`` ("1.1.0" or "VERSION_1_1_0") -> a version guacr speaks;
+    None when it is not one."""
+    text = text.strip()
+    wire = text if text.startswith("VERSION_") else "VERSION_" + text.replace(".", "_")
+    version = ProtocolVersion.parse(wire)
+    return None if version is ProtocolVersion.UNKNOWN or not text else version
 
 
 def _split(value: str) -> tuple[str, ...]:
@@ -71,27 +87,51 @@ def door_settings(config: Config, store: RedemptionStore | None = None) -> DoorS
     are spent in ``store`` (the listener's, shared by every door)."""
     return DoorSettings(
         authority=TokenAuthority.from_keys(
-            config.guacamole_lite_key, config.token_key, store=store
+            config.guacamole_lite_key,
+            config.token_key,
+            store=store,
+            lite_version=lite_version(config.guacamole_lite_version) or lite.DEFAULT_VERSION,
         ),
         policy=UpgradePolicy(path=config.websocket_path, origins=_split(config.websocket_origins)),
         handshake_timeout=config.websocket_handshake_timeout,
         max_message=config.websocket_max_message,
         trusted_proxies=_split(config.websocket_trusted_proxies),
+        max_per_address=config.websocket_max_per_address,
     )
+
+
+def address_limiter(config: Config, registry: Registry) -> AddressLimiter:
+    """The listener's one count of tunnels per client address, for ``ws`` and ``wss``
+    alike; a tunnel counts while its user is in the registry."""
+    return AddressLimiter(
+        config.websocket_max_per_address, alive=lambda uid: registry.user(uid) is not None
+    )
+
+
+def admit_wss(limiter: AddressLimiter, msg: channel.AdmitTunnel) -> channel.Reply:
+    """Answer a worker's :class:`~channel.AdmitTunnel` for a ``wss`` tunnel."""
+    if not limiter.acquire(msg.address):
+        count = limiter.count(msg.address)
+        return channel.Reply(
+            msg.rid, False, f"{count} tunnels already open from it", {"open": count}
+        )
+    limiter.bind(msg.address, msg.user)
+    return channel.Reply(msg.rid, True)
 
 
 class WebSocketDoor:
     """The listener's side of every ``ws`` door."""
 
     def __init__(
-        self, config: Config, router: Router, store: RedemptionStore | None = None
+        self,
+        config: Config,
+        router: Router,
+        store: RedemptionStore | None = None,
+        limiter: AddressLimiter | None = None,
     ) -> None:
         self.settings = door_settings(config, store)
         self.router = router
-        registry = router.registry
-        self.limiter = AddressLimiter(
-            config.websocket_max_per_address, alive=lambda uid: registry.user(uid) is not None
-        )
+        self.limiter = limiter or address_limiter(config, router.registry)
 
     async def intake(self, sock: socket.socket, peer: str) -> None:
         """Serve one new client of the door up to its hand-off (or refusal)."""

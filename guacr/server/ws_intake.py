@@ -76,6 +76,11 @@ class AddressLimiter:
         else:
             self._pending[address] -= 1
 
+    def add(self, address: str, user_id: str) -> None:
+        """Count ``user_id`` from ``address`` (a tunnel admitted elsewhere, or moved)."""
+        if self.limit:
+            self._users[user_id] = address
+
     def bind(self, address: str, user_id: str) -> None:
         """An acquired tunnel was handed off as ``user_id``."""
         if self.limit:
@@ -92,6 +97,7 @@ class DoorSettings:
     handshake_timeout: float = HANDSHAKE_TIMEOUT
     max_message: int = MAX_MESSAGE
     trusted_proxies: tuple[str, ...] = ()
+    max_per_address: int = 0  # tunnels per client address, kept by the listener
 
     def trusts(self, address: str) -> bool:
         """Whether ``address`` is a configured proxy (addresses or networks)."""

@@ -200,3 +200,8 @@ class TunnelAdapter(asyncio.Protocol):
                 t.write(chunk)
             elif t.can_write_eof():
                 t.write_eof()
+            else:
+                # TLS (wss) cannot half-close: the closing handshake is over, so close
+                # (after the queued bytes, with close_notify) instead of letting the
+                # browser wait out the linger for the server's end of the stream.
+                t.close()

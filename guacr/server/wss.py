@@ -21,7 +21,10 @@ its ``rid``). Without an answer (no listener, or none within 5 s) the token is r
 Refusals are the ``ws`` door's: HTTP errors for bad upgrades, ``error ... 769`` and
 close 1008 "769" for a refused token; a plain-text request on this TLS port gets
 HTTP 400 instead of a TLS alert it could not read. The per-address tunnel limit
-(``websocket_max_per_address``) is kept by the listener for ``ws`` only.
+(``websocket_max_per_address``, the address from ``X-Forwarded-For`` only behind a
+trusted proxy) is the listener's, one count for ``ws`` and ``wss``: the worker asks
+(:class:`~guacr.server.channel.AdmitTunnel`) before it verifies the token, and a
+refused tunnel gets ``error ... 797`` and close 1008 "797" as on ``ws``.
 """
 
 from __future__ import annotations
@@ -224,6 +227,8 @@ class WssIntake(asyncio.Protocol):
         self.worker.spawn(self._verify(result.query))
 
     async def _verify(self, query: Query) -> None:
+        if self.settings.max_per_address and not await self._admitted():
+            return
         try:
             grant = await self.settings.authority.authorize(query)
         except TokenRefused as exc:
@@ -267,6 +272,20 @@ class WssIntake(asyncio.Protocol):
         transport.set_protocol(adapter)
         adapter.connection_made(transport)
         transport.resume_reading()
+
+    async def _admitted(self) -> bool:
+        """The per-address limit, kept by the listener across workers and doors (this
+        client counts from then on as its user, until it leaves)."""
+        reply = await self.worker.ask(channel.AdmitTunnel(user=self.user_id, address=self.remote))
+        if reply.ok:
+            return True
+        log.warning("WebSocket client %s refused: %s", self.remote, reply.error)
+        if "open" in reply.result:
+            error = GuacrError("Too many connections from this address.", Status.CLIENT_TOO_MANY)
+        else:  # no listener to count with: refused rather than uncounted
+            error = GuacrError("Internal server error.", Status.SERVER_ERROR)
+        self._refuse(error)
+        return False
 
     def _forward(
         self, transport: asyncio.Transport, grant: Grant, leftover: bytes, tunnel: dict[str, Any]
@@ -317,10 +336,15 @@ class WssIntake(asyncio.Protocol):
         t, tunnel = self.transport, self.refusal
         if t is None or tunnel is None:
             return
+        end = False
         for chunk in tunnel.data_to_send():
             if chunk:
                 t.write(chunk)
-        if tunnel.state.name == "CLOSED":
+            else:
+                end = True  # the end of the stream: TLS cannot half-close, so close
+        # The client answered our close: the server ends the TCP connection first
+        # (RFC 6455 7.1.1), at once rather than after the linger.
+        if end or tunnel.state.name == "CLOSED" or tunnel.close_expected():
             t.close()
 
 

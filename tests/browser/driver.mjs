@@ -6,6 +6,7 @@
 // timing, pixel comparison) stays in the Python test. Commands:
 //   {"cmd": "reload"}                                    a fresh page (for the next test)
 //   {"cmd": "connect", "query": "token=...&width=..."}  open the page's Guacamole client
+//                                      (optional "tunnel": a WebSocket URL for page-direct)
 //   {"cmd": "wait_connected", "timeout": ms}             until the client state is CONNECTED
 //   {"cmd": "type", "text": "..."} / {"cmd": "press", "key": "Enter"}   real DOM key events
 //   {"cmd": "snapshot", "path": "..."}  write the flattened display as PNG ({"empty": true}
@@ -41,6 +42,7 @@ const context = await chromium.launchPersistentContext(profileDir, {
         '--no-first-run',
     ],
     viewport: { width: 1100, height: 700 },
+    ignoreHTTPSErrors: true, // wss tests: guacr's throw-away self-signed certificate
 });
 const page = context.pages()[0] ?? (await context.newPage());
 page.on('console', (msg) => {
@@ -61,8 +63,8 @@ const commands = {
         await load();
         return {};
     },
-    async connect({ query }) {
-        await page.evaluate((q) => window.guacrTest.connect(q), query);
+    async connect({ query, tunnel }) {
+        await page.evaluate(([q, t]) => window.guacrTest.connect(q, t), [query, tunnel ?? null]);
         return {};
     },
     async wait_connected({ timeout }) {

@@ -43,7 +43,7 @@ from browser.test_browser_ssh import (
     render_text,
     rgba_words,
 )
-from servers import SSHServer, TigerVNCServer
+from servers import SSHServer, TigerVNCServer, _self_signed_cert
 from websocket.doorproc import LITE_KEY, TOKEN_KEY, Door, start_door
 
 from guacr.tunnel import lite
@@ -125,9 +125,9 @@ def _ssh_params(sshd: SSHServer) -> dict[str, str]:
     }
 
 
-def _connect(b: Browser, query: str) -> dict[str, Any]:
+def _connect(b: Browser, query: str, tunnel: str | None = None) -> dict[str, Any]:
     b.driver.call("reload")
-    b.driver.call("connect", query=query)
+    b.driver.call("connect", query=query, tunnel=tunnel)
     b.driver.call("wait_connected", timeout=15000)
     status = b.driver.call("status")
     assert not status["errors"], status
@@ -204,6 +204,35 @@ def test_vnc_session_straight_to_guacr(
         assert time.monotonic() < deadline, f"canvas differs from the VNC screen ({same:.2f})"
         time.sleep(0.2)
     _disconnect(browser)
+
+
+def test_ssh_session_over_wss_straight_to_guacr(browser: Browser, tmp_path: Path) -> None:
+    """``wss://``: a worker terminates TLS on the WebSocket door (the page trusts the
+    throw-away certificate as a browser would once its CA is installed)."""
+    cert, key = _self_signed_cert(tmp_path)
+    gen = start_door(
+        tmp_path,
+        workers=1,
+        GUACR_WEBSOCKET_TLS="true",
+        GUACR_WEBSOCKET_CERT=str(cert),
+        GUACR_WEBSOCKET_KEY=str(key),
+    )
+    door = next(gen)
+    try:
+        shot = tmp_path / "display.png"
+        token = TOKENS.mint(protocol="ssh", params=_ssh_params(browser.sshd))
+        size = {"GUAC_WIDTH": WIDTH, "GUAC_HEIGHT": HEIGHT, "GUAC_DPI": DPI}
+        tunnel = f"wss://127.0.0.1:{door.ws_port}/websocket-tunnel"
+        status = _connect(browser, urlencode({"token": token, **size}), tunnel)
+        assert status["tunnelUuid"].startswith("$"), status
+        found = _wait_for(browser.driver, shot, {"prompt": render_text("$")}, timeout=15)
+        assert found["prompt"], f"no shell prompt on the browser's display ({shot})"
+        _run_command(browser, shot, "echo WSS-$((6*7))", "WSS-42")  # type: ignore[arg-type]
+        _disconnect(browser)
+        assert "(wss)" in door.guacr.log()  # served by the TLS door, not some other
+        assert "Traceback" not in door.guacr.log(), door.guacr.log()
+    finally:
+        gen.close()
 
 
 def test_refused_token_is_unauthorized_in_the_browser(browser: Browser) -> None:

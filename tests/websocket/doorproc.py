@@ -25,7 +25,9 @@ class Door:
         return self.guacr.port
 
 
-def start_door(tmp: Path, workers: int = 2, **env: str) -> Iterator[Door]:
+def start_door(
+    tmp: Path, workers: int = 2, extra: list[str] | None = None, **env: str
+) -> Iterator[Door]:
     ws_port = free_port()
     full = {
         "GUACR_WEBSOCKET_BIND_PORT": str(ws_port),
@@ -33,5 +35,5 @@ def start_door(tmp: Path, workers: int = 2, **env: str) -> Iterator[Door]:
         "GUACR_TOKEN_KEY": TOKEN_KEY,
         **env,
     }
-    with run_guacr(tmp, workers=workers, env=full, handlers=HANDLERS) as g:
+    with run_guacr(tmp, workers=workers, extra=extra, env=full, handlers=HANDLERS) as g:
         yield Door(g, ws_port)

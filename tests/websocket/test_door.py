@@ -18,6 +18,8 @@ from websocket.doorproc import LITE_KEY, TOKEN_KEY, Door, start_door
 from websocket.wsclient import WsClient, tunnel_url
 from websockets.exceptions import InvalidStatus
 
+from guacr.config import Config
+from guacr.server.ws_door import off_reason
 from guacr.tunnel import lite
 from guacr.tunnel.tokens import GuacrTokens
 
@@ -200,7 +202,11 @@ def test_malformed_frames_end_only_that_connection(door: Door) -> None:
     ]
     for frame in bad_frames:
         with raw_tunnel(door.ws_port, echo_token()) as s:
-            time.sleep(0.2)
+            head = b""
+            while b"0.," not in head:  # the id: the worker serves the tunnel now
+                chunk = s.recv(4096)
+                assert chunk, head
+                head += chunk
             s.sendall(frame)
             tail = _read_all(s)
             # an error instruction, a close frame (0x88) with a Guacamole status, then EOF
@@ -371,13 +377,25 @@ def test_slow_reader_is_dropped_and_others_unaffected(strict_door: Door) -> None
 @pytest.mark.parametrize(
     ("lite_key", "token_key", "reason"),
     [
-        ("", "", "neither guacamole_lite_key nor token_key is set"),
-        ("too short for AES-256", "", "guacamole_lite_key must be 32 bytes"),
+        (None, None, "neither guacamole_lite_key nor token_key is set"),
+        ("too short for AES-256", None, "guacamole_lite_key must be 32 bytes"),
+        (None, "k", "token_key"),
+        (LITE_KEY, TOKEN_KEY, ""),
     ],
 )
-def test_door_off_without_usable_keys(
-    tmp_path_factory: pytest.TempPathFactory, lite_key: str, token_key: str, reason: str
-) -> None:
+def test_why_the_door_stays_off(lite_key: str | None, token_key: str | None, reason: str) -> None:
+    config = Config(guacamole_lite_key=lite_key, token_key=token_key)
+    if reason:
+        assert reason in off_reason(config)
+        assert not lite_key or lite_key not in off_reason(config)
+    else:
+        assert off_reason(config) == ""
+
+
+def test_door_off_without_usable_keys(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """The daemon starts without the door, logs why (never the key) and serves 4822."""
+    lite_key, token_key = "too short for AES-256", ""
+    reason = "guacamole_lite_key must be 32 bytes"
     gen = start_door(
         tmp_path_factory.mktemp("ws-off"),
         workers=1,

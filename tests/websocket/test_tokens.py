@@ -319,3 +319,53 @@ def test_redemption_store_forgets_expired_ids() -> None:
     now[0] = 20.0
     assert store.redeem_now("b", 30.0)
     assert len(store) == 1
+
+
+# ------------------------------------------------------------------ handshake version
+
+
+@pytest.mark.parametrize(
+    ("source", "want"),
+    [
+        ("default", ProtocolVersion.V1_1_0),
+        ("file", ProtocolVersion.V1_0_0),
+        ("env", ProtocolVersion.V1_5_0),
+        ("flag", ProtocolVersion.V1_3_0),
+    ],
+)
+def test_lite_version_is_a_setting(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, source: str, want: ProtocolVersion
+) -> None:
+    """guacamole-lite sessions connect at ``guacamole_lite_version`` (1.1.0 unless set),
+    from ``[guacr]``, GUACR_GUACAMOLE_LITE_VERSION or --guacamole-lite-version."""
+    from guacr.cli import resolve
+    from guacr.server.ws_door import door_settings, off_reason
+
+    conf = tmp_path / "guacr.conf"
+    conf.write_text("[guacr]\nguacamole_lite_version = 1.0.0\n" if source == "file" else "")
+    monkeypatch.delenv("GUACR_GUACAMOLE_LITE_VERSION", raising=False)
+    if source == "env":
+        monkeypatch.setenv("GUACR_GUACAMOLE_LITE_VERSION", "VERSION_1_5_0")
+    argv = ["--config", str(conf), "--guacamole-lite-key", LITE_KEY.decode()]
+    if source == "flag":
+        argv += ["--guacamole-lite-version", "1.3.0"]
+    config, _ = resolve(argv)
+    assert off_reason(config) == ""
+    g = authorize(door_settings(config).authority, "token=" + lite_token(
+        {"connection": {"type": "ssh", "settings": {"hostname": "h"}}}
+    ).replace("+", "%2B"))  # fmt: skip
+    assert g.version is want
+    ins = g.client_instructions(["hostname"])
+    assert ins[-1] == ("connect", want.wire, "h")
+    assert any(i[0] == "timezone" for i in ins) == (want >= ProtocolVersion.V1_1_0)
+    hs = Handshake(["hostname"])
+    assert [hs.receive(i) for i in ins][-1] and hs.info.version is want
+
+
+@pytest.mark.parametrize("bad", ["2.0.0", "1.1", "latest", " "])
+def test_unknown_lite_version_keeps_the_door_off(bad: str) -> None:
+    from guacr.config import Config
+    from guacr.server.ws_door import off_reason
+
+    config = Config(guacamole_lite_key=LITE_KEY.decode(), guacamole_lite_version=bad)
+    assert "guacamole_lite_version must be" in off_reason(config)

@@ -172,6 +172,56 @@ def test_unknown_join_over_wss_gets_516(wss_door: Door) -> None:
         assert c.close_info()[1] == "516"
 
 
+@pytest.fixture(scope="module")
+def limited_wss(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Door]:
+    tmp = tmp_path_factory.mktemp("wss-limited")
+    cert, key = _self_signed_cert(tmp)
+    yield from start_door(
+        tmp,
+        GUACR_WEBSOCKET_TLS="true",
+        GUACR_WEBSOCKET_CERT=str(cert),
+        GUACR_WEBSOCKET_KEY=str(key),
+        GUACR_WEBSOCKET_MAX_PER_ADDRESS="2",
+        GUACR_WEBSOCKET_TRUSTED_PROXIES="127.0.0.1",
+    )
+
+
+def from_address(door: Door, token: str, xff: str) -> WsClient:
+    url = tunnel_url(door.ws_port, {"token": token}, scheme="wss")
+    return WsClient(url, ssl_context=client_tls(), headers={"X-Forwarded-For": xff})
+
+
+def test_per_address_limit_over_wss(limited_wss: Door) -> None:
+    """One count per client address across workers (the address from X-Forwarded-For,
+    the peer being a trusted proxy); a join forwarded to its owner's worker counts too."""
+    a1 = from_address(limited_wss, TOKENS.mint(protocol="echo"), "10.0.0.1")
+    cid = a1.wait_id()
+    # The joiner's TLS lands on the other (less loaded) worker: forwarded to the owner.
+    j = from_address(limited_wss, TOKENS.mint(join=cid), "192.0.2.9, 10.0.0.1")
+    assert j.wait_id() == cid
+    try:
+        with from_address(limited_wss, TOKENS.mint(protocol="echo"), "10.0.0.1") as a3:
+            assert a3.read_until_close(10) == [
+                ("error", "Too many connections from this address.", "797")
+            ]
+            assert a3.close_info() == (1008, "797")
+        with from_address(limited_wss, TOKENS.mint(protocol="echo"), "10.0.0.2") as b:
+            assert b.wait_id().startswith("$")  # another address is fine
+        assert "forwarded to its owner" in limited_wss.guacr.log()
+        j.close()
+        deadline = time.monotonic() + 10
+        while True:  # the slot frees once the joiner's user is gone
+            with from_address(limited_wss, TOKENS.mint(protocol="echo"), "10.0.0.1") as a4:
+                got = a4.read(10) if a4.tunnel_id is None else None
+                if a4.tunnel_id is not None or (got is not None and got[0] != "error"):
+                    break
+            assert time.monotonic() < deadline, "address slot never freed"
+            time.sleep(0.2)
+    finally:
+        j.close()
+        a1.close()
+
+
 def test_wss_needs_a_certificate(tmp_path: Path) -> None:
     """Without websocket_cert and -C, guacr refuses to start and says which setting."""
     import subprocess
