@@ -8,9 +8,14 @@ xrdp reconnects to the same display, so these tests run one after another.
 
 from __future__ import annotations
 
+import base64
 import json
+import os
 import re
 import secrets
+import shutil
+import subprocess
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,6 +30,7 @@ from guacr.protocol.parser import Parser
 from tests.guacr_process import Guacr, free_port, run_guacr
 from tests.render.guac_canvas import Canvas
 from tests.vnc_handler.guac_session import GuacSession
+from tests.vnc_handler.test_vnc_sftp import ack, read_body, upload
 
 HANDLERS = "rdp=guacr.handlers.rdp.handler:RDPHandler"
 XRDP_DIALOG_BLUE = (0x00, 0x9C, 0xB5)  # xrdp.ini's ls_top_window_bg_color
@@ -508,3 +514,130 @@ def test_sftp_side_channel_is_offered_to_the_owner(
         body = s.wait_opcode("body", 10)
         assert body[1] == fs[1] and body[4] == "/"  # body,object,stream,mimetype,name
         assert not s.errors
+
+
+# --------------------------------------------------------------------------------- drive
+
+
+def in_session(server: XrdpServer, script: str) -> subprocess.CompletedProcess[bytes]:
+    """Run ``script`` as guest where the session's chansrv mounts the redirected drives
+    (``~/thinclient_drives``, a FUSE mount in the xrdp server's own mount namespace,
+    which sesman's process shares)."""
+    argv = ["nsenter", "-t", str(server.pid), "-m", "runuser", "-u", "guest", "--"]
+    return subprocess.run([*argv, "sh", "-c", script], capture_output=True, timeout=20)
+
+
+@pytest.fixture
+def drive_dir() -> Iterator[Path]:
+    """A drive-path that does not exist yet (create-drive-path makes it)."""
+    parent = Path(tempfile.mkdtemp(prefix="guacr-rdp-drive-"))
+    try:
+        yield parent / "drive"
+    finally:
+        shutil.rmtree(parent, ignore_errors=True)
+
+
+def test_drive_is_shared_with_the_server_and_the_client(
+    guacr: Guacr, xrdp: XrdpServer, drive_dir: Path
+) -> None:
+    """enable-drive: drive-path is created, redirected to xrdp (its FUSE view in the
+    session, ~/thinclient_drives/GUACFS) and offered to the owner as guacd's "Shared
+    Drive": a file uploaded by the client is read in the session, a file written in the
+    session is listed and downloaded by the client."""
+    extra = {"enable-drive": "true", "drive-path": str(drive_dir), "create-drive-path": "true"}
+    with GuacSession(guacr) as s:
+        connected(s, xrdp, **extra)
+        fs = next(i for i in s.instructions if i[0] == "filesystem")
+        obj = fs[1]
+        assert fs[2] == "Shared Drive"
+        assert drive_dir.is_dir()
+        payload = secrets.token_hex(2000).encode()
+        upload(s, ("put", obj, 4, "text/plain", "/from-client.txt"), 4, payload)
+        assert (drive_dir / "from-client.txt").read_bytes() == payload
+        mount = "~/thinclient_drives/GUACFS"
+        deadline = time.monotonic() + 20
+        while True:
+            seen = in_session(xrdp, f"cat {mount}/from-client.txt")
+            if seen.stdout == payload:
+                break
+            assert time.monotonic() < deadline, seen
+            s.pump(0.3)
+        # a directory listing shows a file the session never looked up by name
+        (drive_dir / "local.txt").write_text("local")
+        deadline = time.monotonic() + 20
+        while True:
+            listed = in_session(xrdp, f"ls {mount}")
+            if listed.stdout.split() == [b"Download", b"from-client.txt", b"local.txt"]:
+                break
+            assert time.monotonic() < deadline, listed
+            s.pump(0.3)
+        (drive_dir / "local.txt").unlink()
+        token = secrets.token_hex(8)
+        wrote = in_session(xrdp, f"printf {token} > {mount}/from-server.txt && mkdir {mount}/dir")
+        assert wrote.returncode == 0, wrote
+        assert (drive_dir / "from-server.txt").read_text() == token
+        mimetype, listing = read_body(s, obj, "/")
+        assert json.loads(listing) == {
+            "/Download": "application/vnd.glyptodon.guacamole.stream-index+json",
+            "/dir": "application/vnd.glyptodon.guacamole.stream-index+json",
+            "/from-client.txt": "application/octet-stream",
+            "/from-server.txt": "application/octet-stream",
+        }
+        assert read_body(s, obj, "/from-server.txt")[1] == token.encode()
+        # a plain file stream (drag and drop) lands in the drive's root, as with guacd
+        upload(s, ("file", 6, "text/plain", "dropped.txt"), 6, b"dropped")
+        assert (drive_dir / "dropped.txt").read_bytes() == b"dropped"
+        # a file the session writes into Download goes to the owner's browser
+        start = len(s.instructions)
+        wrote = in_session(xrdp, f"printf {token}-dl > {mount}/Download/got.txt")
+        assert wrote.returncode == 0, wrote
+        s.wait_for(lambda: any(i[0] == "file" for i in s.instructions[start:]), 15, "file")
+        file_ins = next(i for i in s.instructions[start:] if i[0] == "file")
+        assert file_ins[3] == "got.txt"
+        assert read_stream(s, file_ins[1]) == f"{token}-dl".encode()
+        assert not s.errors
+
+
+def read_stream(s: GuacSession, stream: str) -> bytes:
+    """An inbound stream's data, acknowledging each blob as a client does."""
+    data, seen = bytearray(), len(s.instructions)
+    s.client.send("ack", stream, "OK", 0)
+    while True:
+
+        def arrived() -> bool:
+            return any(i[0] in ("blob", "end") and i[1] == stream for i in s.instructions[seen:])
+
+        s.wait_for(arrived, 10, "blob")
+        ins = next(i for i in s.instructions[seen:] if i[0] in ("blob", "end") and i[1] == stream)
+        seen = s.instructions.index(ins, seen) + 1
+        if ins[0] == "end":
+            return bytes(data)
+        data += base64.b64decode(ins[2])
+        s.client.send("ack", stream, "OK", 0)
+
+
+def test_drive_disable_download_and_upload(guacr: Guacr, xrdp: XrdpServer, drive_dir: Path) -> None:
+    drive_dir.mkdir()
+    (drive_dir / "secret.txt").write_text("nope")
+    extra = {
+        "enable-drive": "true",
+        "drive-path": str(drive_dir),
+        "disable-download": "true",
+        "disable-upload": "true",
+    }
+    with GuacSession(guacr) as s:
+        connected(s, xrdp, desktop=False, **extra)
+        obj = next(i for i in s.instructions if i[0] == "filesystem")[1]
+        start = len(s.instructions)
+        s.client.send("put", obj, 4, "text/plain", "/x")
+        assert ack(s, "4", start)[3] == "256"
+        start = len(s.instructions)
+        s.client.send("file", 6, "text/plain", "y")
+        assert ack(s, "6", start)[3] == "256"
+        start = len(s.instructions)
+        s.client.send("get", obj, "/secret.txt")
+        s.pump(0.5)
+        assert not any(i[0] == "body" for i in s.instructions[start:])
+        assert sorted(p.name for p in drive_dir.iterdir()) == ["secret.txt"]
+        # listing stays possible, as with guacd
+        assert json.loads(read_body(s, obj, "/")[1]) == {"/secret.txt": "application/octet-stream"}

@@ -50,14 +50,19 @@ def frame(user_data: bytes, channel: int = IO_CHANNEL) -> bytes:
 
 
 def mcs_user_data(pdu: bytes) -> tuple[int, bytes]:
-    """What aardwolf's reader hands the channel: the T.125 PER decode of the frame."""
+    """What the reader hands the channel: the T.125 PER decode of the frame by guacr's
+    codec (the one in use), checked against asn1tools' (aardwolf's own)."""
     from aardwolf.protocol.T125.MCSPDU_ver_2 import MCSPDU_ver_2
+
+    from guacr.handlers.rdp.pdu import FastMCSCodec
 
     compat.preload()
     assert pdu[:2] == b"\x03\x00" and struct.unpack(">H", pdu[2:4])[0] == len(pdu)
     assert pdu[4:7] == b"\x02\xf0\x80"
-    kind, value = compat._compile(MCSPDU_ver_2, "per").decode("DomainMCSPDU", pdu[7:])
+    asn1 = compat._compile(MCSPDU_ver_2, "per")
+    kind, value = FastMCSCodec(asn1).decode("DomainMCSPDU", pdu[7:])
     assert kind == "sendDataIndication"
+    assert asn1.decode("DomainMCSPDU", pdu[7:])[1]["userData"] == value["userData"]
     return value["channelId"], bytes(value["userData"])
 
 

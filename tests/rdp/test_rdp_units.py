@@ -280,3 +280,47 @@ def test_keypad_digits_are_sent_without_shift_as_guacd() -> None:
     handler.on_key(None, 0xFFB0, True)  # KP_0 without Shift: nothing else is sent
     handler.on_key(None, 0xFFB0, False)
     assert rdp.sent == [("key", 0x52, True), ("key", 0x52, False)]
+
+
+def test_drive_download_paths_as_guacd() -> None:
+    from guacr.handlers.rdp.drive import download_path
+
+    assert download_path("\\Download\\report.pdf") == "/Download/report.pdf"
+    assert download_path("\\Download\\sub\\a.txt") == "/Download/sub/a.txt"
+    assert download_path("\\Download\\") is None
+    assert download_path("\\Download") is None
+    assert download_path("\\Downloads\\a.txt") is None
+    assert download_path("\\other\\Download\\a.txt") is None
+
+
+def test_drive_files_stay_inside_the_drive(tmp_path: object) -> None:
+    """The Guacamole side of the drive never leaves drive-path, symlinks included."""
+    import asyncio
+    from pathlib import Path
+
+    import asyncssh
+
+    from guacr.handlers.rdp.drive import LocalFiles, prepare
+
+    root = Path(str(tmp_path)) / "drive"
+    with pytest.raises(OSError):
+        prepare(str(root), create=False)
+    prepare(str(root), create=True)
+    assert (root / "Download").is_dir() and root.stat().st_mode & 0o777 == 0o700
+    (root / "a.txt").write_text("a")
+    (root / "out").symlink_to("/etc")
+    files = LocalFiles(root)
+
+    async def main() -> None:
+        assert (await files.stat("/a.txt")).size == 1
+        names = [n.filename async for n in files.scandir("/")]
+        assert names == ["Download", "a.txt", "out"]
+        for escape in ("/out/passwd", "/../../etc/passwd"):
+            with pytest.raises(asyncssh.SFTPNoSuchFile):
+                await files.open(escape, "rb")
+        f = await files.open("/new.bin", "wb")
+        await f.write(b"xyz")
+        await f.close()
+        assert (root / "new.bin").read_bytes() == b"xyz"
+
+    asyncio.run(main())

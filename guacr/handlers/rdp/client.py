@@ -97,6 +97,9 @@ class RDPConfig:
     cert_check: Callable[[bytes], None] | None = None
     clipboard: bool = True
     display_control: bool = False  # resize-method=display-update
+    drive_path: str | None = None  # enable-drive: this directory, shared over RDPDR
+    drive_name: str = "Guacamole Filesystem"
+    drive_download: Callable[[str], None] | None = None  # a file closed in \\Download\\
 
 
 def wire_depth(color_depth: int) -> int:
@@ -142,6 +145,12 @@ class RDPClient:
 
             s.channels.append(RDPEDYCChannel)
             s.vchannels = {CHANNEL_NAME: self.display_control}
+        if c.drive_path is not None:
+            from guacr.handlers.rdp.drive import DOS_NAME, DriveChannel, DriveProvider
+
+            s.channels.append(DriveChannel)
+            s.drives = [DriveProvider(DOS_NAME, c.drive_path, label=c.drive_name)]
+            s.guacr_drive_download = c.drive_download
         s.clipboard_use_pyperclip = False
         s.video_width = c.width
         s.video_height = c.height

@@ -17,12 +17,12 @@ import asyncio
 import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, cast
 
 from guacr.contract.handler import Handler, StreamSink
 from guacr.contract.params import Params, params
 from guacr.errors import GuacrError, Unauthorized, UpstreamError, UpstreamNotFound
-from guacr.handlers.rdp import compat, keymap
+from guacr.handlers.rdp import compat, drive, keymap
 from guacr.handlers.rdp.client import (
     SECURITY_MODES,
     U8,
@@ -38,7 +38,7 @@ from guacr.protocol.status import Status
 from guacr.render.display import Display
 from guacr.services import upstream
 from guacr.services.clipboard import Clipboard
-from guacr.services.sftp import SFTPSettings, SFTPSideChannel
+from guacr.services.sftp import SFTPFilesystem, SFTPSettings, SFTPSideChannel
 
 if TYPE_CHECKING:
     from guacr.contract.peers import Connection, User
@@ -100,12 +100,6 @@ UNSUPPORTED: dict[str, str] = {
     "initial-program": "aardwolf sends no alternate shell",
     "enable-printing": "no printer redirection (RDPEPC) in aardwolf",
     "printer-name": "no printer redirection",
-    "enable-drive": "drive redirection (RDPEFS) not wired to a Guacamole filesystem yet",
-    "drive-name": "no drive redirection yet",
-    "drive-path": "no drive redirection yet",
-    "create-drive-path": "no drive redirection yet",
-    "disable-download": "no drive redirection yet",
-    "disable-upload": "no drive redirection yet",
     "console": "aardwolf cannot request the console session",
     "console-audio": "no audio",
     "cert-tofu": "no persistent certificate store in guacr yet",
@@ -215,7 +209,11 @@ def suggest_dpi(width: int, height: int, client_dpi: int) -> int:
 def display_size(p: Params, width: int, height: int, client_dpi: int) -> tuple[int, int, int]:
     """Width, height and DPI of the RDP session as guacd computes them from the
     parameters and the owner's display (``width``/``height`` override the converted
-    client size; invalid ones fall back to 1024x768; the width is a multiple of 4)."""
+    client size; invalid ones fall back to 1024x768; the width is a multiple of 4).
+
+    Like guacd, the DPI only converts sizes (here and for later ``size``s): guacd sets
+    no desktop scale factor or physical size in the Client Core Data, and none in its
+    Display Control layouts (zeros, "ignore"); guacr's layouts say 100 % (unscaled)."""
     client_dpi = client_dpi if client_dpi > 0 else NATIVE_DPI
     dpi = p.get_int("dpi")
     if dpi <= 0:
@@ -334,6 +332,8 @@ class RDPHandler(Handler):
         self._sftp_task: asyncio.Task[None] | None = None
         self._sftp_error: GuacrError | None = None
         self._size_task: asyncio.Task[None] | None = None
+        self.drive: SFTPFilesystem | None = None  # enable-drive, as a Guacamole filesystem
+        self._drive_path: str | None = None
 
     # ------------------------------------------------------------------- lifecycle
     async def run(self) -> None:
@@ -344,6 +344,7 @@ class RDPHandler(Handler):
         if owner is not None and owner.info.width > 0 and owner.info.height > 0:
             cw, ch, cdpi = owner.info.width, owner.info.height, owner.info.dpi
         width, height, dpi = display_size(self.params, cw, ch, cdpi)
+        self._open_drive()
         self._dpi, self._client_dpi = dpi, cdpi if cdpi > 0 else NATIVE_DPI
         self.display.resize(width, height)
         self.display.set_cursor_pointer()
@@ -391,6 +392,9 @@ class RDPHandler(Handler):
             performance_flags=s.performance_flags,
             cert_check=None if s.ignore_cert else self._check_cert,
             display_control=s.resize_method == "display-update",
+            drive_path=self._drive_path,
+            drive_name=self.params.get("drive-name"),
+            drive_download=self._drive_download,
         )
         client = RDPClient(config, self)
         self.log.info(
@@ -441,6 +445,8 @@ class RDPHandler(Handler):
             await rdp.close()
         if self.sftp is not None:
             await self.sftp.close()
+        if self.drive is not None:
+            await self.drive.close()
         await self.display.close()
 
     def _log_unsupported(self) -> None:
@@ -701,20 +707,78 @@ class RDPHandler(Handler):
             fs.expose(owner)
 
     def on_file(self, user: User, stream: int, mimetype: str, filename: str) -> StreamSink | None:
-        return self.sftp.on_file(user, stream, filename) if self.sftp is not None else None
+        """guacd's choice for a plain upload: SFTP when it is on and allows uploads,
+        unless the drive is on too and ``sftp-directory`` is not set; else the drive."""
+        sftp = self.sftp
+        if (
+            sftp is not None
+            and not sftp.settings.disable_upload
+            and (self.drive is None or sftp.settings.directory is not None)
+        ):
+            return sftp.on_file(user, stream, filename)
+        if self.drive is not None:
+            return self.drive.upload(user, stream, filename)
+        return None
 
     def on_get(self, user: User, obj: int, name: str) -> None:
-        if self.sftp is not None:
+        if self.drive is not None and self.drive.owns(user, obj):
+            self.drive.get(user, obj, name)
+        elif self.sftp is not None:
             self.sftp.on_get(user, obj, name)
 
     def on_put(
         self, user: User, obj: int, stream: int, mimetype: str, name: str
     ) -> StreamSink | None:
+        if self.drive is not None and self.drive.owns(user, obj):
+            return self.drive.put(user, stream, name)
         return self.sftp.on_put(user, obj, stream, name) if self.sftp is not None else None
 
     def user_left(self, user: User) -> None:
         if self.sftp is not None:
             self.sftp.user_left(user)
+        if self.drive is not None:
+            self.drive.forget(user)
+
+    # ------------------------------------------------------------------------ drive
+    def _open_drive(self) -> None:
+        """guacd's ``enable-drive``: ``drive-path`` (created if ``create-drive-path``)
+        is shared with the server as a drive named ``drive-name``, and offered to the
+        owner as the "Shared Drive" filesystem (``disable-download``/``-upload``)."""
+        p = self.params
+        if not p.get_bool("enable-drive"):
+            return
+        path = p.get("drive-path")
+        if not path:
+            self.log.warning("Drive redirection is enabled but drive-path is empty.")
+            return
+        try:
+            root = drive.prepare(
+                path, p.get_bool("create-drive-path"), not p.get_bool("disable-download")
+            )
+        except OSError as exc:
+            self.log.error('Unable to use drive-path "%s": %s', path, exc)
+            return
+        self._drive_path = str(root)
+        fs = SFTPFilesystem(
+            cast(Any, drive.LocalFiles(root)),  # duck-typed SFTP client on a directory
+            "/",
+            disable_download=p.get_bool("disable-download"),
+            disable_upload=p.get_bool("disable-upload"),
+            logger=self.log,
+        )
+        fs.name = drive.OBJECT_NAME
+        fs.upload_path = "/"  # plain uploads land in the drive's root, as guacd's
+        self.drive = fs
+        owner = self.conn.owner
+        if owner is not None and owner in self.conn.users:
+            fs.expose(owner)
+
+    def _drive_download(self, path: str) -> None:
+        """The server wrote a file into the drive's Download folder: to the owner."""
+        owner = self.conn.owner
+        if self.drive is not None and owner is not None and owner in self.conn.users:
+            self.log.info('Sending "%s" from the shared drive to the owner.', path)
+            self.drive.download(owner, path)
 
     # ---------------------------------------------------------------------- resize
     def on_size(self, user: User, width: int, height: int) -> None:
