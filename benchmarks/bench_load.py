@@ -32,6 +32,11 @@ the guacr/guacd ratios closes the output. Servers started here get a session of 
 own (setsid, as a daemon has; --same-session keeps them in this one), which decides their
 CPU share when the kernel groups by session (``sched_autogroup_enabled``, printed).
 
+--together runs the servers' rounds at the same time instead of in turn (--sessions each,
+phases started together): both then see the same machine load, which makes an A/B of
+two builds (``--guacd-cmd`` running another guacr tree) meaningful on a busy machine;
+for the guacr-vs-guacd table take turns (the default), as the issue asks.
+
 --busy N adds the busy-neighbour case: in each round the typing phase runs twice on the
 same sessions, first with N sessions idle (calm), then with those N running
 ``cat`` of a --busy-mb MB file (busy); the other sessions type in both. The ratio of the
@@ -604,6 +609,17 @@ def summary(results: list[Phase], args: argparse.Namespace) -> None:
                 a, b = by[one].lat, by[two].lat
                 extra = f"  {pct(a, 0.5) / pct(b, 0.5):.2f}x, {pct(a, 0.99) / pct(b, 0.99):.2f}x"
             print(f"  | {r + 1} | " + " | ".join(cells) + " |" + extra)
+        for name in servers:
+            ps = [p for p in rows if p.server == name]
+            lat = [v for p in ps for v in p.lat]
+            if lat:
+                cpu = sum(p.cpu for p in ps) / len(lat) * 1000
+                print(
+                    f"  pooled {name}: p50 {pct(lat, 0.5):.2f} ms  p99 {pct(lat, 0.99):.2f} ms  "
+                    f"max {max(lat):.1f} ms  unanswered {sum(p.unanswered for p in ps)} of "
+                    f"{sum(p.sent for p in ps)}  CPU {cpu:.2f} s per 1,000 echoed keys  "
+                    f"(load average {ps[0].load_before} .. {ps[-1].load_after})"
+                )
         a = [v for p in rows if p.server == one for v in p.lat]
         b = [v for p in rows if p.server == two for v in p.lat]
         lost = sum(p.unanswered for p in rows if p.server == one)

@@ -30,10 +30,13 @@ def _intern(table: dict[CellKey, CellKey], key: CellKey) -> CellKey:
 class CellKeys:
     """Interned cell keys and resolved colours for one terminal."""
 
-    __slots__ = ("_colours", "_keys", "new_texts")
+    __slots__ = ("_colours", "_keys", "_styles", "new_texts")
 
     def __init__(self) -> None:
         self._keys: dict[CellKey, CellKey] = {}
+        # per (fg, bg, flags): character -> its interned key, so that a row of known
+        # characters costs one dict lookup per cell and no tuple (every echo redraws one)
+        self._styles: dict[tuple[int, int, int], dict[str, CellKey]] = {}
         self._colours: dict[tuple[int, int, int], tuple[int, int]] = {}
         self.new_texts: set[str] = set()  # non-ASCII texts not drawn before
 
@@ -41,6 +44,7 @@ class CellKeys:
         """The cell keys of emulator row ``y`` (negative: history)."""
         keys: list[CellKey] = []
         intern = self._keys
+        styles = self._styles
         colours = self._colours
         palette = term.palette
         reverse = term.reverse_video
@@ -73,14 +77,22 @@ class CellKeys:
             text = run.text
             core = text.rstrip(" ")  # a prompt line is mostly trailing blanks: at once
             if core:
+                style = styles.get((fg, bg, flags))
+                if style is None:
+                    style = styles[(fg, bg, flags)] = {}
+                get = style.get
                 for ch in core:
-                    k = (ch if ch != " " else "", fg, bg, flags)
-                    keys.append(intern.get(k) or self._new_key(k))
+                    found = get(ch)
+                    if found is None:
+                        k = (ch if ch != " " else "", fg, bg, flags)
+                        found = style[ch] = intern.get(k) or self._new_key(k)
+                    keys.append(found)
             tail = len(text) - len(core) if core else run.width
             if tail:
                 keys.extend([_intern(intern, ("", fg, bg, flags))] * tail)
         if len(intern) > INTERN_MAX:
             intern.clear()
+            styles.clear()
         return keys
 
     def _new_key(self, key: CellKey) -> CellKey:
@@ -111,3 +123,4 @@ class CellKeys:
     def clear(self) -> None:
         """Start over (a new font: every text is new to it)."""
         self._keys.clear()
+        self._styles.clear()

@@ -9,6 +9,9 @@ user does with a terminal into bytes for the host, and host output into frames:
   terminal still sends ``sync`` once a second. Exceptions for latency: output after
   40 ms of quiet, and small output (<= 512 bytes) within 100 ms of a user's input (a
   key echo), are drawn as soon as they have been read, without the 10 ms wait.
+* **Echoes first among the worker's sessions** (:mod:`guacr.frontend.lanes`): such an
+  echo makes other sessions' bulk work (feed slices, big frames) step aside until it
+  is written, and bulk work is held to a share of the loop while other sessions type.
 * **Flow control**: host output waits in a bounded backlog; above
   :data:`BACKLOG_HIGH` bytes the handler is asked to stop reading from the host, and
   to resume below :data:`BACKLOG_LOW`. The emulator is fed in slices so other

@@ -381,12 +381,16 @@ class TerminalView:
             ops.append(self._layout_bytes())
             self._layout_pending = False
         moves = self._moves
+        differing: list[int] | None = None  # rows unlike the model (each compared once)
         if not moves:
-            self._detect_shift(screen)
+            differing = self._differing_rows(screen)
+            self._detect_shift(screen, len(differing))
+            if moves:
+                differing = None  # the model moves: compare again
         for top, bottom, lines in moves:
             ops.append(self._apply_move(top, bottom, lines))
         moves.clear()
-        changed = self._changed_cells(screen)
+        changed = self._changed_cells(screen, differing)
         if self._atlas_free() < len(changed) + 2:
             self._reset_atlas()  # before drawing, so no copy refers to a recycled slot
         if changed:
@@ -448,12 +452,17 @@ class TerminalView:
             src_y, dst_y, rows = top * ch, (top + n) * ch, height - n
         return b.copy(layer, 0, src_y, w, rows * ch, b.MODE_OVER, layer, 0, dst_y)
 
-    def _detect_shift(self, screen: Sequence[Row]) -> None:
-        """Find a whole-screen vertical shift when the emulator reported none."""
+    def _differing_rows(self, screen: Sequence[Row]) -> list[int]:
+        """The rows of ``screen`` that differ from the model."""
+        model = self._model
+        return [r for r in range(min(self.rows, len(screen))) if screen[r] != model[r]]
+
+    def _detect_shift(self, screen: Sequence[Row], differing: int) -> None:
+        """Find a whole-screen vertical shift when the emulator reported none
+        (``differing``: how many rows differ from the model)."""
         model, rows = self._model, min(self.rows, len(screen))
         if rows < 4:
             return
-        differing = sum(1 for r in range(rows) if screen[r] != model[r])
         if differing < rows // 2:
             return
         # Anchor on the first row that is not uniformly blank (blank rows match anywhere).
@@ -473,12 +482,15 @@ class TerminalView:
             self._moves.append((0, rows, best))
 
     # Diff ---------------------------------------------------------------------------
-    def _changed_cells(self, screen: Sequence[Row]) -> list[tuple[int, int]]:
-        """Cells to draw (a wide character counts once, at its left half)."""
+    def _changed_cells(
+        self, screen: Sequence[Row], rows: list[int] | None = None
+    ) -> list[tuple[int, int]]:
+        """Cells to draw (a wide character counts once, at its left half); ``rows``:
+        the rows known to differ, if already compared."""
         out: list[tuple[int, int]] = []
         model = self._model
         cols = self.cols
-        for r in range(min(self.rows, len(screen))):
+        for r in rows if rows is not None else range(min(self.rows, len(screen))):
             row, old = screen[r], model[r]
             if row == old:
                 continue
