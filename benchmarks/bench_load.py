@@ -354,8 +354,15 @@ async def typist(s: Session, start: float, keys: int, interval: float) -> None:
         delay = start + i * interval - time.perf_counter()
         if delay > 0:
             await asyncio.sleep(delay)
+        if s.c.closed:
+            s.sent += 1  # the server closed it: the key counts as unanswered
+            s.late += 1
+            continue
         s.pending.append(time.perf_counter())
-        s.c.key(KEY_X if i % 2 == 0 else KEY_BACKSPACE)
+        try:
+            s.c.key(KEY_X if i % 2 == 0 else KEY_BACKSPACE)
+        except (RuntimeError, ConnectionError):  # closed under us (uvloop: RuntimeError)
+            s.c.closed = True
         s.sent += 1
 
 
@@ -467,6 +474,9 @@ async def run_phase(
         ((pid, each1[pid] - each0.get(pid, 0.0)) for pid in each1), key=lambda x: -x[1]
     )
     unanswered = sum(len(s.pending) + s.late for s in typing)
+    closed = Counter(s.ended for s in typing if s.c.closed)
+    if closed:
+        print(f"    {sum(closed.values())} sessions closed during the phase: {dict(closed)}")
     if args.trace:
         with open(args.trace, "a") as f:
             for s in typing:
