@@ -59,6 +59,10 @@ MAX_LAG_WAIT_MS = 500  # longest pause for a lagging client, as guacd
 CONGESTION_POLL = 0.005
 LOSSLESS_REFRESH = 1.0  # seconds a lossy region must stay still before a PNG refresh
 BATCH_PIXELS = 1 << 18  # frames smaller than this encode in one pool call
+# A plan that has run this long (loop thread CPU) yields to the loop at its next phase
+# boundary: a full 1024x768 plan is several ms of numpy (see bench_rdp.py's loop lag).
+# Small frames (typing, a cursor blink) plan in one go, as before.
+SLICE_SECONDS = 0.002
 
 
 @dataclass(slots=True)
@@ -131,6 +135,17 @@ def _put_rgb(dst: U8, src: U8) -> None:
     dst[..., 0] = src[..., 0]
     dst[..., 1] = src[..., 1]
     dst[..., 2] = src[..., 2]
+
+
+async def _breathe() -> None:
+    """Let every callback that is due run before we go on.
+
+    Twice: a timer or I/O that became due during our last stretch queues its task's
+    step behind ours (asyncio and uvloop alike), so one ``sleep(0)`` would run our next
+    stretch first; after the second, ours is queued behind theirs.
+    """
+    await asyncio.sleep(0)
+    await asyncio.sleep(0)
 
 
 def _encode_all(images: list[_Image]) -> None:
@@ -217,6 +232,13 @@ class Display:
         self._closed = False
         self._last_flush = 0.0
         self._ready_callbacks: list[Callable[[], None]] = []
+        # While a plan is in progress (it yields to the loop between slices), drawing
+        # calls are queued here and applied, in order, once it is done: a plan must see
+        # one consistent framebuffer, ``_touched`` and ``_ops``.
+        self._deferred: list[Callable[[], None]] | None = None
+        self._slice_started = 0.0
+        self._slice_cpu = 0.0
+        self._plan_busy = 0.0  # seconds the current plan ran (its yields excluded)
         self._wake = asyncio.Event()
         self._idle = asyncio.Event()
         self._idle.set()
@@ -230,6 +252,9 @@ class Display:
 
     def resize(self, width: int, height: int) -> None:
         """Change the display size; content in the overlap is kept, the rest is black."""
+        if self._deferred is not None:
+            self._deferred.append(partial(self.resize, width, height))
+            return
         width = max(1, min(width, MAX_SIZE))
         height = max(1, min(height, MAX_SIZE))
         if (width, height) == (self.width, self.height):
@@ -257,6 +282,10 @@ class Display:
 
     def blit(self, x: int, y: int, pixels: U8) -> None:
         """Draw an (h, w, 3) RGB (or RGBX) array with its top-left corner at (x, y)."""
+        if self._deferred is not None:
+            # Copied: the caller may reuse its buffer before the plan is done.
+            self._deferred.append(partial(self.blit, x, y, pixels.copy()))
+            return
         h, w = pixels.shape[:2]
         cx, cy, cw, ch = self._clip(x, y, w, h)
         if not cw or not ch:
@@ -268,6 +297,9 @@ class Display:
 
     def fill(self, x: int, y: int, w: int, h: int, rgb: tuple[int, int, int]) -> None:
         """Fill a rectangle with one colour."""
+        if self._deferred is not None:
+            self._deferred.append(partial(self.fill, x, y, w, h, rgb))
+            return
         x, y, w, h = self._clip(x, y, w, h)
         if not w or not h:
             return
@@ -279,6 +311,9 @@ class Display:
 
     def copy_rect(self, sx: int, sy: int, w: int, h: int, dx: int, dy: int) -> None:
         """Server-side copy (VNC CopyRect, RDP ScrBlt): sent as ``copy`` when possible."""
+        if self._deferred is not None:
+            self._deferred.append(partial(self.copy_rect, sx, sy, w, h, dx, dy))
+            return
         if sx < 0:
             w, dx, sx = w + sx, dx - sx, 0
         if dx < 0:
@@ -310,6 +345,10 @@ class Display:
         ``pixels`` is the decoded image if the caller already has it (decoding in a
         worker thread keeps the loop free); otherwise it is decoded here.
         """
+        if self._deferred is not None:
+            copied = None if pixels is None else pixels.copy()
+            self._deferred.append(partial(self.put_jpeg, x, y, w, h, data, copied))
+            return
         if pixels is None:
             pixels = enc.decode_rgb(data)
         users = self.conn.users
@@ -328,6 +367,9 @@ class Display:
 
     def set_cursor(self, hx: int, hy: int, width: int, height: int, rgba: bytes) -> None:
         """New pointer image (straight RGBA); an empty one hides the pointer."""
+        if self._deferred is not None:
+            self._deferred.append(partial(self.set_cursor, hx, hy, width, height, rgba))
+            return
         if width <= 0 or height <= 0:
             width, height, rgba = 1, 1, bytes(4)
         self._cursor = _Cursor(hx, hy, width, height, rgba)
@@ -349,6 +391,9 @@ class Display:
 
     def end_frame(self) -> None:
         """The protocol says the picture is complete: flush it (or merge it into the next)."""
+        if self._deferred is not None:
+            self._deferred.append(self.end_frame)
+            return
         self._open = False
         self._ready_frames += 1
         self._kick()
@@ -359,6 +404,11 @@ class Display:
             return  # the first frame is a full one and reaches every user
         self._joiners.append(user)
         self._kick()
+
+    @property
+    def planning(self) -> bool:
+        """True while a frame's plan is in progress (drawing is queued meanwhile)."""
+        return self._deferred is not None
 
     @property
     def ready(self) -> bool:
@@ -453,7 +503,12 @@ class Display:
         self._ready_frames += 1
 
     async def _pace(self) -> None:
-        """Don't outrun the client: wait out its lag (capped) and socket congestion."""
+        """Don't outrun the client: wait out its lag (capped) and socket congestion.
+
+        Always yields once first: the previous frame's assembly and the drawing its
+        ready callbacks did ran in one stretch, and the next plan must not join it.
+        """
+        await _breathe()
         lag = min(self.conn.lag, MAX_LAG_WAIT_MS) / 1000
         wait = self._last_flush + lag - time.monotonic()
         if wait > 0:
@@ -476,9 +531,17 @@ class Display:
         try:
             started = time.perf_counter()
             frames = self._ready_frames
-            parts = self._plan()
+            self._deferred = []
+            self._slice_started, self._plan_busy = started, 0.0
+            self._slice_cpu = time.thread_time()
+            try:
+                parts = await self._plan()
+            finally:
+                deferred, self._deferred = self._deferred, None
             self._ready_frames = 0
-            planned = time.perf_counter() - started
+            planned = self._plan_busy + time.perf_counter() - self._slice_started
+            for draw in deferred:
+                draw()
             self.stats.plan_seconds += planned
             figures.CURRENT.observe("frame_plan_seconds", planned)
             self._take_ready_callbacks()
@@ -557,14 +620,29 @@ class Display:
                 parts.append(_Image(0, op.x, op.y, b.MODE_OVER, enc.JPEG, data=op.data))
         self._ops.clear()
 
-    def _plan(self) -> list[Part]:
-        """Turn everything drawn since the last plan into instructions; update ``_sent``."""
+    async def _slice(self) -> None:
+        """Let the loop run if this plan has had the loop for ``SLICE_SECONDS``."""
+        if time.thread_time() - self._slice_cpu < SLICE_SECONDS:
+            return
+        self._plan_busy += time.perf_counter() - self._slice_started
+        await _breathe()
+        self._slice_started = time.perf_counter()
+        self._slice_cpu = time.thread_time()
+
+    async def _plan(self) -> list[Part]:
+        """Turn everything drawn since the last plan into instructions; update ``_sent``.
+
+        A large frame is planned in slices, yielding to the loop between them (drawing
+        meanwhile is deferred by the caller, so every slice sees the same state).
+        """
         parts: list[Part] = []
         self._replay_ops(parts)
         fb32, sent32 = self._fb32, self._sent32
         boxes = pl.find_dirty(fb32, sent32, self._touched, self.width, self.height)
+        await self._slice()
         if self.copy_search and not self._refresh and len(boxes) >= 2:
             copies = pl.find_scrolls(fb32, sent32, boxes, self.width, self.height)
+            await self._slice()
             if copies:
                 for copy in copies:
                     pl.apply_copy(sent32, copy)
@@ -580,6 +658,7 @@ class Display:
                 pl.mark_boxes(self._touched, boxes)
                 for copy in copies:
                     pl.mark(self._touched, copy.dx, copy.dy, copy.w, copy.h)
+                await self._slice()
                 boxes = pl.find_dirty(fb32, sent32, self._touched, self.width, self.height)
         self._touched[:] = False
         refresh, self._refresh = self._refresh, False
@@ -590,11 +669,13 @@ class Display:
             self._interval[rows, cols] = now - self._last_change[rows, cols]
             self._last_change[rows, cols] = now
         solids, images = pl.classify(fb32, boxes)
+        await self._slice()
         users = self.conn.users
         jpeg_ok = bool(users) and all(u.info.supports_jpeg for u in users)
         webp_ok = bool(users) and all(u.info.supports_webp for u in users)
         quality = enc.lossy_quality(self.conn.lag)
         for box in pl.combine_images(images):
+            await self._slice()
             fps = 0.0
             if not refresh:
                 cy, cx = zip(*box.cells, strict=True)
