@@ -30,6 +30,7 @@ from guacr.server import channel, intake
 from guacr.server.intake import error_bytes, refuse
 from guacr.server.registry import Registry, UserRecord
 from guacr.server.slots import Slot
+from guacr.server.transport import peer_host
 
 log = logging.getLogger("guacr.listener")
 
@@ -126,7 +127,7 @@ class Router:
 
     async def route(self, sock: socket.socket, target: str, pending: bytes, door: str) -> None:
         """Send a client whose ``select`` was read to the right worker."""
-        remote = _remote(sock)
+        remote = peer_host(sock)
         if target.startswith("$"):
             self.route_join(sock.detach(), target, pending, remote)
             return
@@ -171,14 +172,6 @@ class Router:
             log.info('Connection "%s" does not exist.', target[:64])
             return
         os.close(fd)
-
-
-def _remote(sock: socket.socket) -> str:
-    try:
-        peer = sock.getpeername()
-    except OSError:
-        return ""
-    return str(peer[0]) if isinstance(peer, tuple) else ""
 
 
 def reply_error(sock: socket.socket, error: GuacrError) -> None:

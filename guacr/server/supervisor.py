@@ -52,6 +52,7 @@ from guacr.server.redis_registry import RedisRedemptions, RedisRegistry, adverti
 from guacr.server.registry import ConnectionRecord, LocalRegistry, Registry, UserRecord
 from guacr.server.routing import Router
 from guacr.server.slots import Slot
+from guacr.server.transport import peer_host
 from guacr.server.ws_door import WebSocketDoor, address_limiter, admit_wss
 from guacr.server.ws_intake import refuse as refuse_tunnel
 from guacr.tunnel.grant import Grant
@@ -480,11 +481,11 @@ class Supervisor:
         """Read ``select`` from a fresh client and route it."""
         try:
             if door.spec.kind == "ws" and self.websocket is not None:
-                await self.websocket.intake(sock, _peer(sock))  # routed by its token
+                await self.websocket.intake(sock, peer_host(sock))  # routed by its token
                 return
             if SELECT_READ_BY[door.spec.kind] == "worker":
                 # TLS: the worker terminates it and reads select itself.
-                remote = _peer(sock)
+                remote = peer_host(sock)
                 await self.router.place(sock, "", b"", door.spec.kind, remote)
                 return
             try:
@@ -629,14 +630,6 @@ def _connection_record(worker: int, fields: dict[str, object]) -> ConnectionReco
         remote=str(fields.get("remote", "")),
         started=float(started) if isinstance(started, int | float) else time.time(),
     )
-
-
-def _peer(sock: socket.socket) -> str:
-    try:
-        peer = sock.getpeername()
-    except OSError:
-        return ""
-    return str(peer[0]) if isinstance(peer, tuple) else ""
 
 
 def _exists(pid: int) -> bool:

@@ -24,6 +24,25 @@ HIGH_WATER = 1 << 20  # write buffer size at which a user counts as congested
 MAX_WRITE_BUFFER = int(os.environ.get("GUACR_MAX_WRITE_BUFFER", 64 << 20))
 
 
+def open_stream(transport: asyncio.BaseTransport) -> asyncio.Transport:
+    """Ready a new user's transport: TCP_NODELAY for typing, the congestion mark set."""
+    stream = cast(asyncio.Transport, transport)  # uvloop's are not subclasses
+    sock = transport.get_extra_info("socket")
+    if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    stream.set_write_buffer_limits(high=HIGH_WATER)
+    return stream
+
+
+def peer_host(sock: socket.socket) -> str:
+    """The client's address on a socket, or "" (a Unix socket, or already gone)."""
+    try:
+        peer = sock.getpeername()
+    except OSError:
+        return ""
+    return str(peer[0]) if isinstance(peer, tuple) else ""
+
+
 class StreamAdapter(asyncio.Protocol):
     """A user session on a stream transport (the session's :class:`~user.Link`)."""
 
@@ -35,11 +54,7 @@ class StreamAdapter(asyncio.Protocol):
 
     # asyncio.Protocol ---------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = cast(asyncio.Transport, transport)  # uvloop's are not subclasses
-        sock = transport.get_extra_info("socket")
-        if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self.transport.set_write_buffer_limits(high=HIGH_WATER)
+        self.transport = open_stream(transport)
         self.user.attach(self)
         self.user.start()
 

@@ -27,15 +27,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import socket
 from collections.abc import Callable
-from typing import cast
 
 from guacr.errors import GuacrError
 from guacr.protocol.instruction import encode_many
 from guacr.protocol.parser import Parser
 from guacr.protocol.status import Status
-from guacr.server.transport import HIGH_WATER, LINGER, MAX_WRITE_BUFFER
+from guacr.server.transport import LINGER, MAX_WRITE_BUFFER, open_stream
 from guacr.server.user import User
 from guacr.tunnel.framing import Closed, Received, Tunnel
 from guacr.tunnel.grant import Grant
@@ -83,11 +81,7 @@ class TunnelAdapter(asyncio.Protocol):
 
     # asyncio.Protocol ---------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = cast(asyncio.Transport, transport)  # uvloop's are not subclasses
-        sock = transport.get_extra_info("socket")
-        if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self.transport.set_write_buffer_limits(high=HIGH_WATER)
+        self.transport = open_stream(transport)
         self.user.attach(self)
         self.user.start()
         if self._leftover:

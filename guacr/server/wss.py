@@ -43,6 +43,7 @@ from guacr.errors import GuacrError
 from guacr.protocol.status import Status
 from guacr.server import channel
 from guacr.server.tls import splice
+from guacr.server.transport import peer_host
 from guacr.server.user import User
 from guacr.server.ws_door import door_settings
 from guacr.server.ws_intake import REFUSAL_LINGER, DoorSettings, client_address
@@ -117,7 +118,7 @@ async def _first_byte(sock: socket.socket, timeout: float) -> bytes:
 async def serve_wss(worker: Worker, door: WssDoor, sock: socket.socket, user_id: str) -> None:
     """Serve one raw ``wss`` client handed over by the listener."""
     loop = asyncio.get_running_loop()
-    peer = _peer(sock)
+    peer = peer_host(sock)
     intake = WssIntake(worker, door.settings, user_id, peer)
     timeout = door.settings.handshake_timeout
     try:
@@ -348,9 +349,3 @@ class WssIntake(asyncio.Protocol):
             t.close()
 
 
-def _peer(sock: socket.socket) -> str:
-    try:
-        peer = sock.getpeername()
-    except OSError:
-        return ""
-    return str(peer[0]) if isinstance(peer, tuple) else ""
