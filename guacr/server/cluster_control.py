@@ -10,11 +10,14 @@ another instance's is found in the shared registry (guacr.server.redis_registry)
   needed between instances (whoever may write the registry is trusted already);
 * ``ShareSession`` mints the join token here (instances share ``token_key``, and the join
   is forwarded to the owner wherever it arrives);
-* ``ListSessions`` lists this instance's sessions and the others' as their owners last
-  published them (at most a third of a lease old).
+* ``ListSessions`` lists this instance's sessions and asks every other instance owning
+  sessions for its own list at once (their remote host, frames, lag, worker, as they
+  are now); an instance that does not answer within :data:`LIST_TIMEOUT` is listed as
+  it last published itself in the registry (at most a third of a lease old, without
+  frames, lag or worker pid), and the log says so.
 
-An owner that does not answer within :data:`REQUEST_TIMEOUT` makes the call fail with
-``UNAVAILABLE``, as does a registry that cannot be reached.
+An owner that does not answer within :data:`REQUEST_TIMEOUT` makes the other calls fail
+with ``UNAVAILABLE``, as does a registry that cannot be reached.
 """
 
 from __future__ import annotations
@@ -40,6 +43,7 @@ log = logging.getLogger("guacr.control")
 QUEUE = PREFIX + "q:"
 REPLY = PREFIX + "r:"
 REQUEST_TIMEOUT = 5.0
+LIST_TIMEOUT = 1.0  # ListSessions waits this long for other instances' own lists
 POLL = 1.0  # seconds one wait for a request lasts (so a stop is noticed)
 MAX_REASON = 1024
 
@@ -118,13 +122,39 @@ class ClusterBackend:
             others = await self.registry.others()
         except RegistryDown:
             return local  # logged by the registry; this instance's own still listed
-        seen = {s.id for s in local}
+        by_instance: dict[str, list[Owner]] = {}
         for owner in others:
-            conn_id = str(owner.record.get("id", ""))
-            if conn_id and conn_id not in seen:
-                with contextlib.suppress(ValueError, TypeError):
-                    local.append(session_from_record(conn_id, owner.record))
+            by_instance.setdefault(owner.instance, []).append(owner)
+        answers = await asyncio.gather(*(self._list_of(o[0]) for o in by_instance.values()))
+        seen = {s.id for s in local}
+        for published, answer in zip(by_instance.values(), answers, strict=True):
+            if answer is None:  # as it last published itself
+                answer = []
+                for owner in published:
+                    conn_id = str(owner.record.get("id", ""))
+                    with contextlib.suppress(ValueError, TypeError):
+                        answer.append(session_from_record(conn_id, owner.record))
+            for info in answer:
+                if info.id and info.id not in seen:
+                    seen.add(info.id)
+                    local.append(info)
         return local
+
+    async def _list_of(self, owner: Owner) -> list[model.SessionInfo] | None:
+        """``owner``'s own list of its sessions, or None if it does not answer in time."""
+        try:
+            result = await self.ask(owner, "list_sessions", id="", timeout=LIST_TIMEOUT)
+            if not isinstance(result, list):
+                raise TypeError("not a list")
+            return [session_from_wire(item) for item in result]
+        except (model.ControlError, ValueError, TypeError) as exc:
+            reason = exc.message if isinstance(exc, model.ControlError) else str(exc)
+            log.info(
+                "ListSessions: instance %s at %s: %s; listing its sessions as it last "
+                "published them",
+                owner.instance[:12], owner.address, reason,
+            )  # fmt: skip
+            return None
 
     async def get_session(self, session_id: str) -> model.SessionInfo | None:
         info = await self.inner.get_session(session_id)
@@ -191,8 +221,10 @@ class ClusterBackend:
             return None
         return owner
 
-    async def ask(self, owner: Owner, op: str, **fields: Any) -> Any:
-        """Send one request to ``owner`` and wait for its answer."""
+    async def ask(
+        self, owner: Owner, op: str, timeout: float = REQUEST_TIMEOUT, **fields: Any
+    ) -> Any:
+        """Send one request to ``owner`` and wait (up to ``timeout`` s) for its answer."""
         rid = uuid.uuid4().hex
         queue = QUEUE + owner.instance
         request = json.dumps({"rid": rid, "op": op, **fields})
@@ -201,7 +233,7 @@ class ClusterBackend:
                 pipe.rpush(queue, request)
                 pipe.pexpire(queue, int(self.registry.lease * 1000))
                 await pipe.execute()
-            got = await self.waiter.blpop([REPLY + rid], timeout=REQUEST_TIMEOUT)
+            got = await self.waiter.blpop([REPLY + rid], timeout=timeout)
         except (RedisError, OSError) as exc:
             raise model.ControlError(
                 model.Failure.UNAVAILABLE, f"the shared session registry failed: {exc}"
@@ -240,7 +272,10 @@ class ClusterBackend:
             return
         body: dict[str, Any]
         try:
-            if op == "get_session":
+            if op == "list_sessions":
+                listed = await self.inner.list_sessions()
+                body = {"result": [session_to_wire(info) for info in listed]}
+            elif op == "get_session":
                 info = await self.inner.get_session(conn_id)
                 body = {"result": session_to_wire(info) if info is not None else None}
             elif op == "terminate":

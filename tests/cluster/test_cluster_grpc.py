@@ -53,6 +53,9 @@ def test_grpc_on_b_reaches_sessions_on_a(tmp_path: Path, redis_server: RedisServ
                 lambda: _list(stub) >= {on_a, on_b},
             )
             assert listed
+            # A's entry comes from A itself, now: the registry entry has no worker pid.
+            entry = _entry(stub, on_a)
+            assert entry.worker_pid in a.worker_pids()
             got = stub.GetSession(pb.GetSessionRequest(id=on_a), metadata=AUTH, timeout=20)
             assert got.id == on_a and got.protocol == "echo" and len(got.users) == 1
 
@@ -85,3 +88,8 @@ def _list(stub: control_pb2_grpc.ControlStub) -> set[str]:
     except grpc.RpcError:
         return set()
     return {s.id for s in reply.sessions}
+
+
+def _entry(stub: control_pb2_grpc.ControlStub, conn_id: str) -> pb.Session:
+    reply = stub.ListSessions(pb.ListSessionsRequest(), metadata=AUTH, timeout=10)
+    return next(s for s in reply.sessions if s.id == conn_id)

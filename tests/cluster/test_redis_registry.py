@@ -10,6 +10,7 @@ import pytest
 from servers.redis import RedisServer
 
 from guacr.config import Config, ConfigError
+from guacr.server.cluster_control import LIST_TIMEOUT, ClusterBackend
 from guacr.server.redis_registry import (
     RedisRedemptions,
     RedisRegistry,
@@ -107,3 +108,40 @@ async def test_tokens_are_redeemed_once(redis_server: RedisServer) -> None:
     with pytest.raises(RegistryDown):
         await reg.owner("$c1")
     await reg.close()
+
+
+class _NoSessionsHere:
+    """The local control backend of an instance with no sessions of its own."""
+
+    events = None
+
+    async def list_sessions(self) -> list[object]:
+        return []
+
+
+async def test_list_sessions_falls_back_to_the_registry_for_a_silent_instance(
+    redis_server: RedisServer,
+) -> None:
+    """An owner that does not answer (hung, or just died) is listed as it last published
+    itself, after LIST_TIMEOUT rather than failing the whole ListSessions."""
+    silent = RedisRegistry(redis_server.url, lease=30.0, address="127.0.0.1:4822")
+    task = asyncio.create_task(silent.run())  # publishes, never answers requests
+    here = RedisRegistry(redis_server.url, lease=30.0, address="127.0.0.1:5822")
+    backend = ClusterBackend(_NoSessionsHere(), here)  # type: ignore[arg-type]
+    try:
+        silent.add_user(UserRecord("@u1", 0, remote="10.0.0.9"))
+        silent.add_connection(ConnectionRecord("$c9", 0, protocol="ssh", owner="@u1"))
+        silent.join("@u1", "$c9", True, "alice")
+        await _until(lambda: "alice" in str(redis_server.command("GET", "guacr:c:$c9")))
+        started = time.monotonic()
+        listed = await backend.list_sessions()
+        assert time.monotonic() - started >= LIST_TIMEOUT * 0.9
+        assert [(s.id, s.protocol, [u.name for u in s.users]) for s in listed] == [
+            ("$c9", "ssh", ["alice"])
+        ]
+        assert listed[0].worker_pid == 0  # only the owner itself knows that
+    finally:
+        task.cancel()
+        await silent.close()
+        await backend.close()
+        await here.close()
