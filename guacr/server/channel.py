@@ -15,7 +15,8 @@ users, end a connection) and await the answer.
 Who sends what:
 
 listener -> worker
-  :class:`Handoff` (+ client fd), :class:`Ping`, :class:`ListUsers`, :class:`Terminate`
+  :class:`Handoff` (+ client fd), :class:`Relay` (+ client fd), :class:`Ping`,
+  :class:`ListUsers`, :class:`Terminate`
 worker -> listener
   :class:`Ready`, :class:`Hello` (re-registration after a listener restart),
   :class:`ConnectionOpened`/:class:`ConnectionClosed`, :class:`UserJoined`/
@@ -106,6 +107,24 @@ class Handoff(Message):
     door: str = "tcp"
     remote: str = ""
     tunnel: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Relay(Message):
+    """A join of another instance's connection, for a worker to relay (+ client fd).
+
+    The listener found the owner in the shared registry (guacr.server.forward); the
+    worker connects to ``address`` (the owner's 4822 door) and copies bytes both ways,
+    so the relay outlives a listener restart as sessions do. ``user`` counts it as
+    the worker's load until the worker reports it gone (:class:`UserLeft`).
+    """
+
+    op: ClassVar[str] = "relay"
+    user: str = ""
+    target: str = ""
+    pending: str = ""
+    remote: str = ""
+    address: str = ""
 
 
 @dataclass
@@ -334,6 +353,7 @@ MESSAGES: dict[str, type[Message]] = {
     for cls in (
         Reply,
         Handoff,
+        Relay,
         Ping,
         Pong,
         ListUsers,

@@ -8,9 +8,13 @@ bytes both ways unchanged: the owner runs the rest of the handshake with the cli
 itself, exactly as if the client had connected to it. So sharing works whichever
 instance a load balancer picks.
 
-The relay is two asyncio protocols on the listener's loop (no thread, no blocking
-call; ``TCP_NODELAY`` on both sockets), each pausing its reader while the other side's
-send buffer is full, so a slow client never makes the listener buffer without bound.
+The listener finds the owner, then hands the client's socket to its least-loaded
+worker (:class:`~guacr.server.channel.Relay`), which relays it: like a session, a relay
+then outlives a restart of the listener. (With no worker ready, and for WebSocket
+tunnels, the listener relays itself.) The relay is two asyncio protocols on one loop
+(no thread, no blocking call; ``TCP_NODELAY`` on both sockets), each pausing its reader
+while the other side's send buffer is full, so a slow client never makes a process
+buffer without bound.
 
 Unknown ids, an owner that cannot be reached and a registry that is down all get
 guacd's answer for a join of an unknown connection: ``error "No such connection." 516``.
@@ -25,20 +29,23 @@ import socket
 import ssl
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from guacr.config import Config
 from guacr.errors import GuacrError
 from guacr.protocol.instruction import encode, encode_many
 from guacr.protocol.parser import Parser
 from guacr.protocol.status import Status
-from guacr.server import proxy_header
+from guacr.server import channel, proxy_header
 from guacr.server.intake import refuse
 from guacr.server.redis_registry import Owner, RedisRegistry, RegistryDown, split_address
 from guacr.server.user import User
 from guacr.server.ws_intake import refuse as refuse_tunnel
 from guacr.server.ws_transport import TunnelAdapter
 from guacr.tunnel.grant import Grant
+
+if TYPE_CHECKING:
+    from guacr.server.worker import Worker
 
 log = logging.getLogger("guacr.listener")
 
@@ -222,12 +229,37 @@ async def relay(
                 half.transport.close()
 
 
+_worker_tls: list[PeerTls | None] = []  # a worker's, made on its first relay
+
+
+async def serve_relay(worker: Worker, fd: int, msg: channel.Relay) -> None:
+    """In a worker: relay a client the listener handed over to the owner's door."""
+    sock = socket.socket(fileno=fd)
+    sock.setblocking(False)
+    first = encode("select", msg.target) + channel.unpack_bytes(msg.pending)
+    try:
+        if not _worker_tls:
+            _worker_tls.append(peer_tls(worker.config))
+        await relay(sock, msg.address, first, msg.remote, _worker_tls[0])
+    except (OSError, TimeoutError, ValueError) as exc:
+        log.warning(
+            'Instance owning connection "%s" cannot be reached at %s: %s',
+            msg.target[:64], msg.address, exc,
+        )  # fmt: skip
+        await refuse(sock, NOT_FOUND)
+    finally:
+        worker.report(channel.UserLeft(msg.user))
+
+
 class Forwarder:
     """Joins of connections this instance does not own: relayed to their owner."""
 
     def __init__(self, registry: RedisRegistry, tls: PeerTls | None = None) -> None:
         self.registry = registry
         self.tls = tls
+        # Hands a client to a worker to relay (target, pending, remote, address); False
+        # if none could take it (guacr.server.routing.Router.relay_via_worker).
+        self.place: Callable[[socket.socket, str, bytes, str, str], bool] | None = None
         self.tasks: set[asyncio.Task[None]] = set()
         self.relayed = 0  # joins relayed so far (for tests and figures)
 
@@ -258,12 +290,14 @@ class Forwarder:
         if owner is None:
             await refuse(sock, NOT_FOUND)
             return
+        log.info(
+            'Joining connection "%s" of instance %s at %s for %s',
+            target[:64], owner.instance[:12], owner.address, remote or "a client",
+        )  # fmt: skip
+        self.relayed += 1
+        if self.place is not None and self.place(sock, target, pending, remote, owner.address):
+            return  # a worker relays it
         try:
-            log.info(
-                'Joining connection "%s" of instance %s at %s for %s',
-                target[:64], owner.instance[:12], owner.address, remote or "a client",
-            )  # fmt: skip
-            self.relayed += 1
             first = encode("select", target) + pending
             await relay(sock, owner.address, first, remote, self.tls)
         except (OSError, TimeoutError, ValueError) as exc:

@@ -125,6 +125,23 @@ class Router:
             return ""
         return user
 
+    def relay_via_worker(
+        self, sock: socket.socket, target: str, pending: bytes, remote: str, address: str
+    ) -> bool:
+        """Hand a join of another instance's connection to the least-loaded worker to
+        relay to ``address`` (guacr.server.forward); False if no worker took it."""
+        slot = self.least_loaded()
+        if slot is None:
+            return False
+        user = new_user_id()
+        msg = channel.Relay(user, target, channel.pack_bytes(pending), remote, address)
+        self.registry.add_user(UserRecord(user, slot.index, "tcp", remote))
+        if not slot.send(msg, [sock.fileno()]):
+            self.registry.remove_user(user)
+            return False
+        sock.close()
+        return True
+
     async def route(
         self, sock: socket.socket, target: str, pending: bytes, door: str, remote: str = ""
     ) -> None:

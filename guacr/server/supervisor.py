@@ -120,6 +120,7 @@ class Supervisor:
             else None
         )
         if self.forwarder is not None:
+            self.forwarder.place = self.router.relay_via_worker
             self.router.forward = self.forwarder.join
             self.router.forwarder = self.forwarder
         self.router.draining = draining

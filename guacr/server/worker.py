@@ -38,6 +38,7 @@ from guacr.control.figures import WorkerFigures
 from guacr.errors import GuacrError
 from guacr.protocol.status import Status
 from guacr.server import channel
+from guacr.server.forward import serve_relay
 from guacr.server.transport import StreamAdapter
 from guacr.server.user import User
 from guacr.server.ws_door import off_reason, serve_tunnel
@@ -273,6 +274,9 @@ class Worker:
                 serve_tunnel(self, fds[0], msg.user, msg.remote, msg.tunnel, pending, msg.door)
                 return
             self._accept(fds[0], msg.user, msg.target, pending, msg.door, msg.remote)
+            return
+        if isinstance(msg, channel.Relay) and len(fds) == 1:
+            self.spawn(serve_relay(self, fds[0], msg))  # guacr.server.forward
             return
         for fd in fds:
             os.close(fd)

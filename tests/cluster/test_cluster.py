@@ -163,6 +163,33 @@ def test_kill9_of_the_owner_ends_only_its_sessions(
         on_b.close()
 
 
+def test_relayed_join_survives_a_restart_of_the_relaying_listener(
+    tmp_path: Path, redis_server: RedisServer
+) -> None:
+    """B's worker, not its listener, relays a join of A's session: ``kill -9`` of B's
+    listener (its main process starts a new one) leaves the relayed user connected."""
+    for name in "ab":
+        (tmp_path / name).mkdir()
+    with instance(tmp_path / "a", redis_server) as a, instance(tmp_path / "b", redis_server) as b:
+        owner = a.client(timeout=20)
+        conn_id = owner.handshake("echo")
+        wait_for("the connection in the registry", lambda: published(redis_server, conn_id))
+        relayed = join(b, conn_id)
+        first = b.listener_pid()
+        os.kill(first, signal.SIGKILL)
+        wait_for("B's next listener", lambda: b.log().count("Listener running") >= 2)
+        relayed.send("key", 74, 1)
+        assert echoed(owner, "key 74 1") == ["key 74 1"]
+        assert echoed(relayed, "key 74 1") == ["key 74 1"]
+        owner.send("key", 75, 1)
+        assert echoed(relayed, "key 75 1") == ["key 75 1"]
+        late = join(b, conn_id)  # and B's new listener hands joins to a worker again
+        owner.send("key", 76, 1)
+        assert echoed(late, "key 76 1") == ["key 76 1"]
+        for u in (owner, relayed, late):
+            u.close()
+
+
 def ws_names_until(client: WsClient, marker: str) -> list[str]:
     names: list[str] = []
     deadline = time.monotonic() + 20
