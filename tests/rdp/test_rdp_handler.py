@@ -595,6 +595,34 @@ def test_drive_is_shared_with_the_server_and_the_client(
         file_ins = next(i for i in s.instructions[start:] if i[0] == "file")
         assert file_ins[3] == "got.txt"
         assert read_stream(s, file_ins[1]) == f"{token}-dl".encode()
+        # ... and leaves the drive once sent, as with guacd (Download is an outbox)
+        assert not (drive_dir / "Download" / "got.txt").exists()
+        # a file moved into Download is sent too, and stays where it was (guacd answers
+        # the rename with success without moving it)
+        start = len(s.instructions)
+        moved = in_session(
+            xrdp, f"printf {token}-mv > {mount}/mv.txt && mv {mount}/mv.txt {mount}/Download/"
+        )
+        assert moved.returncode == 0, moved
+        s.wait_for(lambda: any(i[0] == "file" for i in s.instructions[start:]), 15, "file")
+        file_ins = next(i for i in s.instructions[start:] if i[0] == "file")
+        assert file_ins[3] == "mv.txt"
+        assert read_stream(s, file_ins[1]) == f"{token}-mv".encode()
+        assert (drive_dir / "mv.txt").read_text() == f"{token}-mv"
+        assert not (drive_dir / "Download" / "mv.txt").exists()
+        # renaming, truncating and deleting work (MS-RDPEFS set-information requests)
+        edited = in_session(
+            xrdp,
+            f"mv {mount}/mv.txt {mount}/renamed.txt && printf x > {mount}/renamed.txt"
+            f" && rm {mount}/from-client.txt",
+        )
+        assert edited.returncode == 0, edited
+        assert (drive_dir / "renamed.txt").read_text() == "x"
+        assert not (drive_dir / "mv.txt").exists()
+        deadline = time.monotonic() + 10  # removed when the server closes the file
+        while (drive_dir / "from-client.txt").exists():
+            assert time.monotonic() < deadline, "rm did not remove the file"
+            s.pump(0.2)
         assert not s.errors
 
 
@@ -641,3 +669,63 @@ def test_drive_disable_download_and_upload(guacr: Guacr, xrdp: XrdpServer, drive
         assert sorted(p.name for p in drive_dir.iterdir()) == ["secret.txt"]
         # listing stays possible, as with guacd
         assert json.loads(read_body(s, obj, "/")[1]) == {"/secret.txt": "application/octet-stream"}
+
+
+def test_reconnect_resize_waits_while_drive_files_are_open(
+    guacr: Guacr, xrdp: XrdpServer, drive_dir: Path
+) -> None:
+    """As guacd, resize-method=reconnect does not reconnect while the server holds a
+    file open on the redirected drive; it does once the file is closed."""
+    drive_dir.mkdir()
+    (drive_dir / "held.txt").write_text("held")
+    extra = {"enable-drive": "true", "drive-path": str(drive_dir), "resize-method": "reconnect"}
+    with GuacSession(guacr) as s:
+        connected(s, xrdp, **extra)
+        sessions = guacr.log().count("RDP session established.")
+        deferred = guacr.log().count("Resize by reconnect deferred")
+        argv = ["nsenter", "-t", str(xrdp.pid), "-m", "runuser", "-u", "guest", "--", "sh", "-c"]
+        # holds the file open until its stdin closes (no timing involved)
+        script = "exec 3< ~/thinclient_drives/GUACFS/held.txt && echo open && read x"
+        holder = subprocess.Popen(
+            [*argv, script], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+        )
+        try:
+            assert holder.stdout is not None and holder.stdin is not None
+            deadline = time.monotonic() + 20
+            line = b""
+            while line != b"open\n":  # the FUSE mount may take a moment after connect
+                line = holder.stdout.readline()
+                if not line and holder.poll() is not None:
+                    assert time.monotonic() < deadline, holder.stderr
+                    s.pump(0.3)
+                    holder = subprocess.Popen(
+                        [*argv, script],
+                        stdin=subprocess.PIPE,
+                        stdout=subprocess.PIPE,
+                        stderr=subprocess.PIPE,
+                    )
+                    assert holder.stdout is not None and holder.stdin is not None
+            s.client.send("size", 800, 600)
+            s.wait_for(
+                lambda: guacr.log().count("Resize by reconnect deferred") > deferred, 10, "deferral"
+            )
+            s.pump(1.0)
+            assert guacr.log().count("RDP session established.") == sessions
+            assert xrdp.screen_size() == (1024, 768)
+        finally:
+            if holder.stdin is not None:
+                holder.stdin.close()
+            holder.wait(20)
+        try:
+            s.wait_for(lambda: s.canvas.size == (800, 600), 20, "resize after the close")
+            deadline = time.monotonic() + 15
+            while xrdp.screen_size() != (800, 600):
+                assert time.monotonic() < deadline, xrdp.screen_size()
+                s.pump(0.2)
+            assert guacr.log().count("RDP session established.") == sessions + 1
+            assert not s.errors
+        finally:
+            s.client.send("size", 1024, 768)
+            s.pump(2.0)
+    xrdp.restore_size()
+    assert xrdp.screen_size() == (1024, 768)

@@ -28,6 +28,7 @@ from guacr.handlers.rdp import compat
 from guacr.handlers.rdp.display_control import CHANNEL_NAME, DisplayControl
 from guacr.handlers.rdp.pdu import Bitmap
 from guacr.handlers.rdp.pointer import Cursor, PointerCache
+from guacr.handlers.rdp.startup import StartupOptions
 
 log = logging.getLogger("guacr.rdp")
 
@@ -99,7 +100,10 @@ class RDPConfig:
     display_control: bool = False  # resize-method=display-update
     drive_path: str | None = None  # enable-drive: this directory, shared over RDPDR
     drive_name: str = "Guacamole Filesystem"
-    drive_download: Callable[[str], None] | None = None  # a file closed in \\Download\\
+    startup: StartupOptions | None = None  # client name, alternate shell, console, ...
+    # A file to send to the owner (its Guacamole path; True: remove it once sent), as
+    # guacd's Download folder; None when downloads are disabled.
+    drive_download: Callable[[str, bool], None] | None = None
 
 
 def wire_depth(color_depth: int) -> int:
@@ -196,6 +200,7 @@ class RDPClient:
         want = compat.WANT_32BPP.set(wire_depth(c.color_depth) == 32)
         check = compat.CERT_CHECK.set(self._on_tls)
         upstream = compat.UPSTREAM_SOCKET.set(sock)
+        options = compat.STARTUP.set(c.startup)
         try:
             ok, err = await asyncio.wait_for(conn.connect(), c.timeout)
         except TimeoutError:
@@ -205,6 +210,7 @@ class RDPClient:
             compat.WANT_32BPP.reset(want)
             compat.CERT_CHECK.reset(check)
             compat.UPSTREAM_SOCKET.reset(upstream)
+            compat.STARTUP.reset(options)
         if err is None and ok:
             try:
                 self._check_security()
@@ -333,6 +339,13 @@ class RDPClient:
         conn = self._conn
         if self.config.clipboard and conn is not None:
             self._queue(lambda: conn.set_current_clipboard_text(text))
+
+    @property
+    def open_files(self) -> int:
+        """Files the server holds open on the redirected drive."""
+        conn = self._conn
+        channel = getattr(getattr(conn, "iosettings", None), "guacr_drive_channel", None)
+        return int(channel.open_files) if channel is not None else 0
 
     @property
     def can_resize(self) -> bool:

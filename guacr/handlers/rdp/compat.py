@@ -68,6 +68,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from guacr.handlers.rdp import startup
 from guacr.handlers.rdp.pdu import (
     Bitmap,
     FastMCSCodec,
@@ -75,6 +76,7 @@ from guacr.handlers.rdp.pdu import (
     is_screen_update,
     parse_bitmap_update,
 )
+from guacr.handlers.rdp.startup import StartupOptions
 
 log = logging.getLogger("guacr.rdp")
 
@@ -106,6 +108,11 @@ SHARE_ID = 0x103EA
 # Set in the task that connects: core data serialised there asks for a 32 bpp session.
 # A context variable, so concurrent connections in one worker do not see each other's.
 WANT_32BPP: contextvars.ContextVar[bool] = contextvars.ContextVar("guacr_want_32bpp", default=False)
+# The connection's own connection-sequence fields (client name, alternate shell,
+# console, routing token, preconnection PDU, time zone; guacr.handlers.rdp.startup).
+STARTUP: contextvars.ContextVar[StartupOptions | None] = contextvars.ContextVar(
+    "guacr_startup", default=None
+)
 # A connected socket for aardwolf to use instead of opening its own TCP connection.
 UPSTREAM_SOCKET: contextvars.ContextVar[socket.socket | None] = contextvars.ContextVar(
     "guacr_upstream_socket", default=None
@@ -270,6 +277,7 @@ def install() -> None:
     _patch_upstream()
     _patch_dvc()
     _patch_share_data(conn_mod)
+    _patch_startup()
     _installed = True
 
 
@@ -410,6 +418,9 @@ def _patch_out(cls: Any) -> None:
     ) -> Any:
         if ENABLED["auto_logon"] and isinstance(dataobj, TS_INFO_PACKET) and dataobj.Password:
             dataobj.flags |= INFO_FLAG.AUTOLOGON
+        options = STARTUP.get()
+        if options is not None and isinstance(dataobj, TS_INFO_PACKET):
+            _info_packet(dataobj, options)
         suppress: dict[Any, int] = self.__dict__.setdefault("_guacr_suppress", {})
         if datacontrol_hdr is not None:
             kind = datacontrol_hdr.pduType2
@@ -561,6 +572,76 @@ def _patch_dvc() -> None:
         await original(self, data)
 
     RDPEDYCChannel.process_channel_data = process_channel_data
+
+
+def _info_packet(info: Any, options: StartupOptions) -> None:
+    """Not a fix: the Info Packet's alternate shell, audio flags and time zone."""
+    from aardwolf.protocol.T125.infopacket import INFO_FLAG
+
+    info.AlternateShell = options.alternate_shell
+    info.flags = INFO_FLAG(startup.info_flags(int(info.flags), options))
+    if options.time_zone is not None and info.extrainfo is not None:
+        info.extrainfo.clientTimeZone = _RawTimeZone(options.time_zone)
+
+
+class _RawTimeZone:
+    """A TS_TIME_ZONE_INFORMATION guacr built (aardwolf's extended info packet only
+    calls ``to_bytes`` on it)."""
+
+    def __init__(self, data: bytes) -> None:
+        self._data = data
+
+    def to_bytes(self) -> bytes:
+        return self._data
+
+
+def _patch_startup() -> None:
+    """Not a fix: the connection's own client name, cluster flags, X.224 routing token
+    or cookie and preconnection PDU (aardwolf hard-codes or lacks them)."""
+    from aardwolf.network import x224
+    from aardwolf.protocol.T124.userdata.clientclusterdata import TS_UD_CS_CLUSTER
+    from aardwolf.protocol.T124.userdata.clientcoredata import TS_UD_CS_CORE
+
+    core_to_bytes = TS_UD_CS_CORE.to_bytes
+    cluster_to_bytes = TS_UD_CS_CLUSTER.to_bytes
+    negotiate = x224.X224Network.client_negotiate
+    format_cookie = x224._format_mstshash_cookie
+
+    def core(self: Any) -> bytes:
+        options = STARTUP.get()
+        if options is not None:
+            self.clientName = startup.client_name(options.client_name)
+        data: bytes = core_to_bytes(self)
+        return data
+
+    def cluster(self: Any) -> bytes:
+        options = STARTUP.get()
+        if options is not None:
+            self.Flags, self.RedirectedSessionID = startup.cluster_flags(options.console)
+        data: bytes = cluster_to_bytes(self)
+        return data
+
+    def cookie_field(identifier: str | None) -> bytes | None:
+        options = STARTUP.get()
+        if options is None:
+            return format_cookie(identifier)  # type: ignore[no-any-return]
+        if options.load_balance_info:
+            return startup.routing_token(options.load_balance_info)
+        return startup.cookie(identifier or "")
+
+    async def client_negotiate(self: Any, *args: Any, **kw: Any) -> Any:
+        options = STARTUP.get()
+        if options is not None and options.sends_preconnection_pdu:
+            # MS-RDPEPS: raw (no TPKT), before the X.224 Connection Request.
+            pdu = startup.preconnection_pdu(options.preconnection_id, options.preconnection_blob)
+            self.connection.writer.write(pdu)
+            await self.connection.writer.drain()
+        return await negotiate(self, *args, **kw)
+
+    TS_UD_CS_CORE.to_bytes = core
+    TS_UD_CS_CLUSTER.to_bytes = cluster
+    x224._format_mstshash_cookie = cookie_field
+    x224.X224Network.client_negotiate = client_negotiate
 
 
 def _patch_bulk() -> None:
@@ -716,6 +797,7 @@ __all__ = [
     "CERT_CHECK",
     "ENABLED",
     "FIXES",
+    "STARTUP",
     "UPSTREAM_SOCKET",
     "WANT_32BPP",
     "decode_bitmap",

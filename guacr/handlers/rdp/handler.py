@@ -33,6 +33,7 @@ from guacr.handlers.rdp.client import (
 )
 from guacr.handlers.rdp.display_control import clamp_size
 from guacr.handlers.rdp.pointer import Cursor
+from guacr.handlers.rdp.startup import StartupOptions
 from guacr.protocol import builders as b
 from guacr.protocol.status import Status
 from guacr.render.display import Display
@@ -97,29 +98,22 @@ PARAMS_DECLARED = params(RDP_ARGS, RDP_DEFAULTS)
 
 # Accepted but not acted on: parameter -> why (logged once per connection when set).
 UNSUPPORTED: dict[str, str] = {
-    "initial-program": "aardwolf sends no alternate shell",
     "enable-printing": "no printer redirection (RDPEPC) in aardwolf",
     "printer-name": "no printer redirection",
-    "console": "aardwolf cannot request the console session",
-    "console-audio": "no audio",
     "cert-tofu": "no persistent certificate store in guacr yet",
     "disable-auth": "aardwolf always sends the credentials it has",
     "remote-app": "no RemoteApp (RAIL) in aardwolf",
     "remote-app-dir": "no RemoteApp",
     "remote-app-args": "no RemoteApp",
     "static-channels": "no static-channel pipes yet",
-    "client-name": "aardwolf hard-codes its client name",
     "disable-bitmap-caching": "guacr never enables the bitmap cache",
     "disable-offscreen-caching": "guacr never enables the offscreen cache",
     "disable-gfx": "no graphics pipeline (RDPEGFX) in aardwolf: always plain bitmaps",
-    "preconnection-id": "no preconnection PDU in aardwolf (Hyper-V)",
-    "preconnection-blob": "no preconnection PDU in aardwolf (Hyper-V)",
     "timezone": "aardwolf sends a fixed time zone",
     "recording-exclude-touch": "no touch input",
     "enable-audio-input": "no audio input channel (RDPEAI) in aardwolf",
     "enable-touch": "no multi-touch (RDPEI) in aardwolf",
     "gateway-hostname": "no RD Gateway support in aardwolf",
-    "load-balance-info": "aardwolf sends no routing token",
 }
 AUDIO_UNSUPPORTED = (
     "Audio output is not supported: aardwolf has no sound channel (RDPSND); "
@@ -243,6 +237,7 @@ class RDPSettings:
     lossless: bool
     performance_flags: int
     resize_method: str
+    startup: StartupOptions
 
     @classmethod
     def parse(cls, p: Params, log: Callable[[str], None]) -> RDPSettings:
@@ -262,6 +257,22 @@ class RDPSettings:
         if resize not in ("", *RESIZE_METHODS):
             log(f'Unknown resize-method "{resize[:32]}": the size stays fixed.')
             resize = ""
+        preconnection_id: int | None = None
+        if p.get("preconnection-id"):
+            preconnection_id = p.get_int("preconnection-id", -1)
+            if preconnection_id < 0:
+                log(f"Ignoring invalid preconnection ID: {p.get('preconnection-id')[:32]}")
+                preconnection_id = None
+        startup_options = StartupOptions(
+            client_name=p.get("client-name"),
+            alternate_shell=p.get("initial-program"),
+            console=p.get_bool("console"),
+            console_audio=p.get_bool("console-audio"),
+            audio_playback=not p.get_bool("disable-audio"),
+            load_balance_info=p.get("load-balance-info"),
+            preconnection_id=preconnection_id,
+            preconnection_blob=p.get_opt("preconnection-blob"),
+        )
         perf = 0
         # TS_EXTENDED_INFO_PACKET performanceFlags: wallpaper, full-window drag, menu
         # animations, theming are "disable" bits; font smoothing, composition "enable".
@@ -292,6 +303,7 @@ class RDPSettings:
             lossless=p.get_bool("force-lossless"),
             performance_flags=perf,
             resize_method=resize,
+            startup=startup_options,
         )
 
 
@@ -334,6 +346,7 @@ class RDPHandler(Handler):
         self._size_task: asyncio.Task[None] | None = None
         self.drive: SFTPFilesystem | None = None  # enable-drive, as a Guacamole filesystem
         self._drive_path: str | None = None
+        self._downloads_off = params.get_bool("disable-download")
 
     # ------------------------------------------------------------------- lifecycle
     async def run(self) -> None:
@@ -394,7 +407,10 @@ class RDPHandler(Handler):
             display_control=s.resize_method == "display-update",
             drive_path=self._drive_path,
             drive_name=self.params.get("drive-name"),
-            drive_download=self._drive_download,
+            startup=s.startup,
+            drive_download=None
+            if self.params.get_bool("disable-download")
+            else self._drive_download,
         )
         client = RDPClient(config, self)
         self.log.info(
@@ -773,12 +789,21 @@ class RDPHandler(Handler):
         if owner is not None and owner in self.conn.users:
             fs.expose(owner)
 
-    def _drive_download(self, path: str) -> None:
-        """The server wrote a file into the drive's Download folder: to the owner."""
+    def _drive_download(self, path: str, remove: bool) -> None:
+        """The server wrote a file into the drive's Download folder (``remove``: it goes
+        once sent, as guacd's) or moved one there: to the owner."""
         owner = self.conn.owner
         if self.drive is not None and owner is not None and owner in self.conn.users:
             self.log.info('Sending "%s" from the shared drive to the owner.', path)
+            if remove:
+                cast(drive.LocalFiles, self.drive.sftp).consume(path)
             self.drive.download(owner, path)
+
+    def _files_open(self) -> int:
+        """Drive files open on either side (guacd's ``open_files``: the server's, and
+        the transfers to and from the Guacamole client)."""
+        local = cast(drive.LocalFiles, self.drive.sftp).open_files if self.drive else 0
+        return local + (self.rdp.open_files if self.rdp is not None else 0)
 
     # ---------------------------------------------------------------------- resize
     def on_size(self, user: User, width: int, height: int) -> None:
@@ -803,6 +828,7 @@ class RDPHandler(Handler):
         if wanted is None or rdp is None:
             return
         if self.settings.resize_method == "reconnect":
+            wanted = await self._when_no_files_open(wanted)
             # RDP sessions are opened at a width that is a multiple of 4 (as at connect).
             wanted = (max(4, wanted[0] & ~3), wanted[1])
             if wanted != (self.display.width, self.display.height):
@@ -813,6 +839,19 @@ class RDPHandler(Handler):
         if rdp.can_resize and wanted != (self.display.width, self.display.height):
             self.log.info("Asking the RDP server to resize to %dx%d.", *wanted)
             rdp.resize(*wanted)
+
+    async def _when_no_files_open(self, wanted: tuple[int, int]) -> tuple[int, int]:
+        """guacd never reconnects while drive files are open (the server would lose
+        them): wait until none is, then take the latest size asked for meanwhile."""
+        logged = False
+        while self._files_open():
+            if not logged:
+                self.log.info("Resize by reconnect deferred: drive files are open.")
+                logged = True
+            await asyncio.sleep(RESIZE_INTERVAL)
+            newer, self._size_wanted = self._size_wanted, None
+            wanted = newer or wanted
+        return wanted
 
     # ----------------------------------------------------------------------- users
     def user_joined(self, user: User) -> None:
