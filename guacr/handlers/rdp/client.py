@@ -17,7 +17,7 @@ import logging
 import socket
 import ssl
 import struct
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -95,7 +95,9 @@ class RDPConfig:
     timeout: float = 10.0
     keyboard_layout: int = 0x409
     performance_flags: int | None = None
-    cert_check: Callable[[bytes], None] | None = None
+    # Called with the server's DER certificate before any credential is sent; raises
+    # CertificateRefused (or returns an awaitable that does) to refuse it.
+    cert_check: Callable[[bytes], Awaitable[None] | None] | None = None
     clipboard: bool = True
     display_control: bool = False  # resize-method=display-update
     drive_path: str | None = None  # enable-drive: this directory, shared over RDPDR
@@ -226,11 +228,12 @@ class RDPClient:
             loop.create_task(self._watch()),
         ]
 
-    def _on_tls(self, der: bytes) -> None:
+    def _on_tls(self, der: bytes) -> Awaitable[None] | None:
         """Right after the TLS handshake, before any credential is sent."""
         self._check_security()
         if self.config.cert_check is not None:
-            self.config.cert_check(der)
+            return self.config.cert_check(der)
+        return None
 
     def _check_security(self) -> None:
         """The server must have selected what ``security`` asked for (guacd: 769)."""

@@ -60,7 +60,7 @@ import logging
 import os
 import pickle
 import socket
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -118,8 +118,8 @@ UPSTREAM_SOCKET: contextvars.ContextVar[socket.socket | None] = contextvars.Cont
     "guacr_upstream_socket", default=None
 )
 # Called with the server's DER certificate after the TLS handshake; raises to refuse it.
-CERT_CHECK: contextvars.ContextVar[Callable[[bytes], None] | None] = contextvars.ContextVar(
-    "guacr_cert_check", default=None
+CERT_CHECK: contextvars.ContextVar[Callable[[bytes], Awaitable[None] | None] | None] = (
+    contextvars.ContextVar("guacr_cert_check", default=None)
 )
 _installed = False
 
@@ -788,7 +788,9 @@ def _patch_tls() -> None:
         await original(self, ssl_ctx, packetizer)
         check = CERT_CHECK.get()
         if check is not None:
-            check(self.get_peer_certificate())
+            pending = check(self.get_peer_certificate())
+            if pending is not None:
+                await pending
 
     UniConnection.wrap_ssl = wrap_ssl
 

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, cast
 from guacr.contract.handler import Handler, StreamSink
 from guacr.contract.params import Params, params
 from guacr.errors import GuacrError, Unauthorized, UpstreamError, UpstreamNotFound
-from guacr.handlers.rdp import compat, drive, keymap
+from guacr.handlers.rdp import compat, drive, keymap, known_hosts
 from guacr.handlers.rdp.client import (
     SECURITY_MODES,
     U8,
@@ -100,7 +100,6 @@ PARAMS_DECLARED = params(RDP_ARGS, RDP_DEFAULTS)
 UNSUPPORTED: dict[str, str] = {
     "enable-printing": "no printer redirection (RDPEPC) in aardwolf",
     "printer-name": "no printer redirection",
-    "cert-tofu": "no persistent certificate store in guacr yet",
     "disable-auth": "aardwolf always sends the credentials it has",
     "remote-app": "no RemoteApp (RAIL) in aardwolf",
     "remote-app-dir": "no RemoteApp",
@@ -138,6 +137,8 @@ UPSTREAM_ERROR = (Status.UPSTREAM_ERROR, "Upstream error.")
 # FreeRDP reports every failed TCP connect as a connect/transport failure: 519 with
 # guacd's one text, whatever the reason (the reason is logged).
 RDP_CONNECT_POLICY = upstream.Policy(message=lambda f: "Connection failed.")
+# guacd's text for FreeRDP's TLS_CONNECT_FAILED, which a refused certificate gives.
+CERTIFICATE_REFUSED = "SSL/TLS connection failed (untrusted/self-signed certificate?)"
 RESIZE_INTERVAL = 0.5
 RESIZE_METHODS = ("display-update", "reconnect")
 FRAME_DELAY = 0.004  # end a frame this long after the last bitmap of a burst
@@ -155,7 +156,9 @@ def error_for_info(code: int) -> tuple[Status, str]:
 
 def connect_error(exc: RDPConnectError) -> GuacrError:
     """Map a failed connect to guacd's outcome for the same failure."""
-    if exc.kind in ("unreachable", "certificate", "timeout"):
+    if exc.kind == "certificate":  # FreeRDP's TLS_CONNECT_FAILED
+        return UpstreamNotFound(CERTIFICATE_REFUSED)
+    if exc.kind in ("unreachable", "timeout"):
         return UpstreamNotFound("Connection failed.")
     if exc.kind in ("security", "auth"):
         return Unauthorized("Authentication failure.")
@@ -232,6 +235,7 @@ class RDPSettings:
     color_depth: int
     security: str
     ignore_cert: bool
+    cert_tofu: bool
     trusted: set[str]
     layout: keymap.Layout
     lossless: bool
@@ -298,6 +302,7 @@ class RDPSettings:
             color_depth=depth,
             security=security,
             ignore_cert=p.get_bool("ignore-cert"),
+            cert_tofu=p.get_bool("cert-tofu"),
             trusted=fingerprints(p.get("cert-fingerprints")),
             layout=layout,
             lossless=p.get_bool("force-lossless"),
@@ -476,11 +481,37 @@ class RDPHandler(Handler):
             if p.raw(name) and p.raw("gateway-hostname"):
                 self.log.debug('Parameter "%s" ignored with the gateway.', name)
 
-    def _check_cert(self, der: bytes) -> None:
-        """guacd with ignore-cert off: only a listed fingerprint makes a cert trusted."""
+    async def _check_cert(self, der: bytes) -> None:
+        """guacd (FreeRDP) with ignore-cert off: a certificate listed in
+        ``cert-fingerprints`` or recorded for this host and port in the known-hosts
+        store is trusted; with ``cert-tofu`` an unknown one is recorded and trusted; a
+        changed one is always refused."""
         if cert_matches(der, self.settings.trusted):
             return
-        self.log.info("RDP server certificate is not trusted (no matching cert-fingerprints).")
+        s = self.settings
+        path = known_hosts.default_path()
+        try:
+            verdict = await asyncio.to_thread(
+                known_hosts.check, path, s.hostname, s.port, der, s.cert_tofu
+            )
+        except OSError as exc:
+            self.log.error("Cannot use the RDP known-hosts file %s: %s", path, exc)
+            raise CertificateRefused("The known-hosts file is not usable.") from None
+        fp = known_hosts.fingerprint(der)
+        if verdict is known_hosts.Verdict.ADDED:
+            self.log.info(
+                "Trusting the certificate of %s:%d on first use (%s).", s.hostname, s.port, fp
+            )
+        if verdict in (known_hosts.Verdict.KNOWN, known_hosts.Verdict.ADDED):
+            return
+        if verdict is known_hosts.Verdict.CHANGED:
+            self.log.warning(
+                "The certificate of %s:%d has CHANGED since it was recorded in %s (now %s): "
+                "refused. Remove its line there to trust the new one.",
+                s.hostname, s.port, path, fp,
+            )  # fmt: skip
+            raise CertificateRefused("The server certificate has changed.")
+        self.log.info("RDP server certificate is not trusted (%s).", fp)
         raise CertificateRefused("The server certificate is not trusted.")
 
     # ------------------------------------------------------------------- credentials

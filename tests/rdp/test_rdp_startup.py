@@ -1,0 +1,250 @@
+"""Connection-sequence parameters (``initial-program``, ``client-name``, ``console``,
+``console-audio``, ``load-balance-info``, ``preconnection-id``/``-blob``, ``cert-tofu``).
+
+End to end against an xrdp without guest's session (the first login creates it, so the
+alternate shell runs) where xrdp shows the effect; on the bytes guacr sends, checked
+against MS-RDPBCGR / MS-RDPEPS, where xrdp ignores the field (cluster flags, routing
+token, preconnection PDU, audio flags).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import struct
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from servers.xrdp import XrdpServer
+
+from guacr.handlers.rdp import compat, startup
+from guacr.handlers.rdp.client import RDPClient, RDPConfig, RDPConnectError
+from guacr.handlers.rdp.handler import CERTIFICATE_REFUSED
+from guacr.handlers.rdp.startup import StartupOptions
+from tests.guacr_process import Guacr, run_guacr
+from tests.rdp.test_rdp_handler import HANDLERS, error_of, values
+from tests.vnc_handler.guac_session import GuacSession
+
+# ---------------------------------------------------------------------------- end to end
+
+
+@pytest.fixture(scope="module")
+def known_hosts(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("known-hosts") / "rdp-known-hosts"
+
+
+@pytest.fixture(scope="module")
+def guacr(tmp_path_factory: pytest.TempPathFactory, known_hosts: Path) -> Iterator[Guacr]:
+    env = {"GUACR_RDP_KNOWN_HOSTS": str(known_hosts)}
+    with run_guacr(
+        tmp_path_factory.mktemp("guacr-rdp-startup"), workers=1, handlers=HANDLERS, env=env
+    ) as g:
+        yield g
+
+
+def test_initial_program_runs_and_client_name_reaches_xrdp(
+    guacr: Guacr, fresh_xrdp: XrdpServer
+) -> None:
+    """initial-program is the new session's alternate shell (xrdp runs it instead of the
+    window manager); client-name is the client core data's clientName, cut to 15
+    characters as FreeRDP does (xrdp logs it). console and load-balance-info, which
+    xrdp ignores, do not disturb the connection."""
+    marker = Path(f"/tmp/guacr-rdp-initial-{secrets.token_hex(6)}")
+    extra = {
+        "initial-program": f"echo $DISPLAY > {marker}; exec sleep 600",
+        "client-name": "guacr test client name",
+        "console": "true",
+        "load-balance-info": "tsv://MS Terminal Services Plugin.1.Sessions",
+    }
+    try:
+        with GuacSession(guacr) as s:
+            s.connect(values(fresh_xrdp, **extra), protocol="rdp")
+            s.wait_frames(1, 30)
+            deadline = time.monotonic() + 30
+            while not (marker.exists() and marker.read_text().startswith(":")):
+                assert time.monotonic() < deadline, fresh_xrdp.log("sesman.log")[-2000:]
+                s.pump(0.3)
+            assert "Connected client computer name: guacr test clie\n" in fresh_xrdp.log()
+            assert not s.errors
+    finally:
+        marker.unlink(missing_ok=True)
+
+
+def test_cert_tofu_remembers_the_certificate_and_refuses_a_changed_one(
+    guacr: Guacr, fresh_xrdp: XrdpServer, known_hosts: Path
+) -> None:
+    """cert-tofu (FreeRDP's auto-accept): an unknown certificate is trusted and recorded
+    in the known-hosts file; a recorded one is trusted without cert-tofu too; a changed
+    one is refused, even with cert-tofu, with guacd's 519 and text."""
+    known_hosts.unlink(missing_ok=True)
+    checking = {"ignore-cert": ""}
+    fingerprint = fresh_xrdp.cert_fingerprint.removeprefix("sha256:")
+    try:
+        with GuacSession(guacr) as s:
+            s.connect(values(fresh_xrdp, **checking, **{"cert-tofu": "true"}), protocol="rdp")
+            s.wait_frames(1, 20)
+            assert not s.errors
+        line = f"{fresh_xrdp.host} {fresh_xrdp.port} {fingerprint}\n"
+        assert known_hosts.read_text() == line
+        with GuacSession(guacr) as s:  # recorded: trusted without cert-tofu
+            s.connect(values(fresh_xrdp, **checking), protocol="rdp")
+            s.wait_frames(1, 20)
+            assert not s.errors
+        changed = "00:" * 31 + "00"
+        known_hosts.write_text(f"# edited\n{fresh_xrdp.host} {fresh_xrdp.port} {changed}\n")
+        with GuacSession(guacr) as s:
+            s.connect(values(fresh_xrdp, **checking, **{"cert-tofu": "true"}), protocol="rdp")
+            assert error_of(s) == (CERTIFICATE_REFUSED, "519")
+        assert "has CHANGED" in guacr.log()
+        assert known_hosts.read_text().count("\n") == 2  # nothing added
+    finally:
+        known_hosts.unlink(missing_ok=True)
+
+
+# --------------------------------------------------------------------------------- bytes
+
+
+def test_client_name_is_cut_to_15_utf16_units() -> None:
+    assert startup.client_name("Guacamole RDP") == "Guacamole RDP"
+    assert startup.client_name("x" * 20) == "x" * 15
+    # a character outside the BMP takes two units and is never split
+    assert startup.client_name("a" * 14 + "\U0001f600") == "a" * 14
+
+
+def test_cluster_data_asks_for_the_console_session() -> None:
+    """TS_UD_CS_CLUSTER: FreeRDP's REDIRECTION_SUPPORTED | version 4, plus
+    REDIRECTED_SESSIONID_FIELD_VALID with session id 0 for console."""
+    from aardwolf.protocol.T124.userdata.clientclusterdata import TS_UD_CS_CLUSTER
+
+    compat.install()
+    for console, flags in ((False, 0x0D), (True, 0x0F)):
+        block = TS_UD_CS_CLUSTER()
+        block.Flags, block.RedirectedSessionID = 0, 7
+        token = compat.STARTUP.set(StartupOptions(console=console))
+        try:
+            data = block.to_bytes()
+        finally:
+            compat.STARTUP.reset(token)
+        assert data == struct.pack("<HHII", 0xC004, 12, flags, 0)
+
+
+def test_info_packet_carries_the_alternate_shell_and_audio_flags() -> None:
+    """TS_INFO_PACKET: AlternateShell (cbAlternateShell without the NUL);
+    INFO_REMOTECONSOLEAUDIO for console-audio, INFO_NOAUDIOPLAYBACK for
+    disable-audio (FreeRDP's rdp_write_info_packet)."""
+    from aardwolf.protocol.T125.infopacket import INFO_FLAG, TS_INFO_PACKET
+
+    def packet(options: StartupOptions) -> bytes:
+        info = TS_INFO_PACKET()
+        info.CodePage = 0
+        info.flags = INFO_FLAG.UNICODE | INFO_FLAG.MOUSE
+        info.Domain, info.UserName, info.Password = "", "guest", "pw"
+        info.AlternateShell, info.WorkingDir, info.extrainfo = "", "", None
+        compat._info_packet(info, options)
+        data: bytes = info.to_bytes()
+        return data
+
+    data = packet(
+        StartupOptions(alternate_shell="xterm -T X", console_audio=True, audio_playback=False)
+    )
+    flags, _, _, _, cb_shell = struct.unpack_from("<IHHHH", data, 4)
+    assert flags & 0x00002000 and flags & 0x00080000 and flags & INFO_FLAG.UNICODE
+    shell = "xterm -T X".encode("utf-16-le")
+    assert cb_shell == len(shell)
+    assert shell + b"\0\0" in data
+    flags, _, _, _, cb_shell = struct.unpack_from("<IHHHH", packet(StartupOptions()), 4)
+    assert not flags & (0x00002000 | 0x00080000) and cb_shell == 0
+
+
+def test_preconnection_pdu_bytes() -> None:
+    """RDP_PRECONNECTION_PDU_V2 (MS-RDPEPS 2.2.1.2): cbSize, Flags 0, Version 2, Id,
+    cchPCB (UTF-16 units with the NUL), wszPCB."""
+    blob = "vm-\u00e9"
+    pcb = (blob + "\0").encode("utf-16-le")
+    assert startup.preconnection_pdu(42, blob) == (
+        struct.pack("<IIIIH", 18 + len(pcb), 0, 2, 42, 5) + pcb
+    )
+    assert startup.preconnection_pdu(7, None) == struct.pack("<IIIIH", 18, 0, 2, 7, 0)
+    assert startup.preconnection_pdu(None, "b")[12:16] == b"\0\0\0\0"
+
+
+def test_routing_token_and_cookie() -> None:
+    assert startup.routing_token("tsv://x.1") == b"tsv://x.1\r\n"
+    assert startup.routing_token("Cookie: msts=1\r\n") == b"Cookie: msts=1\r\n"
+    assert startup.cookie("administrator") == b"Cookie: mstshash=administrator\r\n"
+    assert startup.cookie("") is None
+
+
+def first_bytes(options: StartupOptions, username: str = "guest") -> bytes:
+    """What an RDPClient sends before the server's first answer (a loopback listener
+    records it, then closes)."""
+
+    async def run() -> bytes:
+        got = bytearray()
+        done = asyncio.Event()
+
+        async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            try:
+                while len(got) < 4 or not _complete(bytes(got)):
+                    chunk = await asyncio.wait_for(reader.read(4096), 5)
+                    if not chunk:
+                        break
+                    got.extend(chunk)
+            finally:
+                writer.close()
+                done.set()
+
+        server = await asyncio.start_server(serve, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        config = RDPConfig(
+            host="127.0.0.1", port=port, username=username, password="pw", domain=None,
+            width=1024, height=768, color_depth=32, timeout=5.0, startup=options,
+        )  # fmt: skip
+        try:
+            with pytest.raises(RDPConnectError):
+                await RDPClient(config, _NoSink()).connect()
+            await asyncio.wait_for(done.wait(), 5)
+        finally:
+            server.close()
+        return bytes(got)
+
+    def _complete(data: bytes) -> bool:
+        skip = struct.unpack_from("<I", data)[0] if options.sends_preconnection_pdu else 0
+        rest = data[skip:]
+        return len(rest) >= 4 and len(rest) >= struct.unpack_from(">H", rest, 2)[0]
+
+    return asyncio.run(run())
+
+
+class _NoSink:
+    def __getattr__(self, name: str) -> object:
+        return lambda *a, **k: None
+
+
+def test_preconnection_pdu_and_routing_token_go_before_and_into_the_x224_request() -> None:
+    """On the wire: the preconnection PDU first (raw, no TPKT), then the X.224
+    Connection Request whose routingToken is load-balance-info with CR LF (instead of
+    the mstshash cookie), then RDP_NEG_REQ."""
+    options = StartupOptions(
+        load_balance_info="tsv://MS Terminal Services Plugin.1.Sessions",
+        preconnection_id=3,
+        preconnection_blob="vm",
+    )
+    data = first_bytes(options)
+    pdu = startup.preconnection_pdu(3, "vm")
+    assert data.startswith(pdu)
+    tpkt = data[len(pdu) :]
+    assert tpkt[:2] == b"\x03\x00" and struct.unpack_from(">H", tpkt, 2)[0] == len(tpkt)
+    assert tpkt[5] == 0xE0  # X.224 CR
+    token = b"tsv://MS Terminal Services Plugin.1.Sessions\r\n"
+    assert tpkt[11 : 11 + len(token)] == token
+    assert tpkt[11 + len(token)] == 0x01  # TYPE_RDP_NEG_REQ follows
+    assert b"mstshash" not in tpkt
+
+
+def test_cookie_is_the_whole_username_without_load_balance_info() -> None:
+    data = first_bytes(StartupOptions(), username="a-long-user-name")
+    assert data[:2] == b"\x03\x00"  # no preconnection PDU
+    assert data[11:].startswith(b"Cookie: mstshash=a-long-user-name\r\n")
