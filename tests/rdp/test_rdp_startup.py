@@ -49,14 +49,15 @@ def test_initial_program_runs_and_client_name_reaches_xrdp(
 ) -> None:
     """initial-program is the new session's alternate shell (xrdp runs it instead of the
     window manager); client-name is the client core data's clientName, cut to 15
-    characters as FreeRDP does (xrdp logs it). console and load-balance-info, which
-    xrdp ignores, do not disturb the connection."""
+    characters as FreeRDP does (xrdp logs it). console, load-balance-info and
+    timezone, which xrdp ignores, do not disturb the connection."""
     marker = Path(f"/tmp/guacr-rdp-initial-{secrets.token_hex(6)}")
     extra = {
         "initial-program": f"echo $DISPLAY > {marker}; exec sleep 600",
         "client-name": "guacr test client name",
         "console": "true",
         "load-balance-info": "tsv://MS Terminal Services Plugin.1.Sessions",
+        "timezone": "Europe/Berlin",
     }
     try:
         with GuacSession(guacr) as s:
@@ -248,3 +249,48 @@ def test_cookie_is_the_whole_username_without_load_balance_info() -> None:
     data = first_bytes(StartupOptions(), username="a-long-user-name")
     assert data[:2] == b"\x03\x00"  # no preconnection PDU
     assert data[11:].startswith(b"Cookie: mstshash=a-long-user-name\r\n")
+
+
+def test_time_zone_information_as_winpr_builds_it() -> None:
+    """TS_TIME_ZONE_INFORMATION (MS-RDPBCGR 2.2.1.11.1.1.1) for Europe/Berlin, the
+    values WinPR's table has for "W. Europe Standard Time": Bias -60, daylight time
+    from the last Sunday of March 02:00 to the last Sunday of October 03:00, -60."""
+    from datetime import UTC, datetime
+
+    from guacr.handlers.rdp.timezone import time_zone_information
+
+    def name(text: str) -> bytes:
+        return text.encode("utf-16-le").ljust(64, b"\0")
+
+    data = time_zone_information("Europe/Berlin", datetime(2026, 1, 15, tzinfo=UTC))
+    assert data == (
+        struct.pack("<i", -60)
+        + name("W. Europe Standard Time") + struct.pack("<8H", 0, 10, 0, 5, 3, 0, 0, 0)
+        + struct.pack("<i", 0)
+        + name("W. Europe Daylight Time") + struct.pack("<8H", 0, 3, 0, 5, 2, 0, 0, 0)
+        + struct.pack("<i", -60)
+    )  # fmt: skip
+    # New York: second Sunday of March, first Sunday of November, 02:00; Bias 300
+    ny = time_zone_information("America/New_York", datetime(2026, 7, 1, tzinfo=UTC))
+    assert struct.unpack_from("<i", ny)[0] == 300
+    assert struct.unpack_from("<8H", ny, 68) == (0, 11, 0, 1, 2, 0, 0, 0)
+    assert struct.unpack_from("<8H", ny, 152) == (0, 3, 0, 2, 2, 0, 0, 0)
+    # no daylight saving: no dates, no daylight bias; WinPR's own name for UTC
+    utc = time_zone_information("UTC")
+    assert utc[4:68] == name("Coordinated Universal Time") and utc[68:] == (
+        bytes(20) + name("Coordinated Universal Time") + bytes(20)
+    )
+    # unknown: "Client Local Time", offset 0, as WinPR falls back
+    unknown = time_zone_information("Nowhere/Nothing")
+    assert unknown[:4] == bytes(4) and unknown[4:68] == name("Client Local Time")
+
+
+def test_info_packet_carries_the_time_zone() -> None:
+    from types import SimpleNamespace
+
+    from aardwolf.protocol.T125.infopacket import INFO_FLAG
+
+    tz = b"\x01" * 172
+    info = SimpleNamespace(flags=INFO_FLAG.UNICODE, extrainfo=SimpleNamespace(clientTimeZone=None))
+    compat._info_packet(info, StartupOptions(time_zone=tz))
+    assert info.extrainfo.clientTimeZone.to_bytes() == tz

@@ -14,6 +14,7 @@ act on yet are logged once per connection as unsupported (:data:`UNSUPPORTED`).
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -22,7 +23,7 @@ from typing import TYPE_CHECKING, Any, cast
 from guacr.contract.handler import Handler, StreamSink
 from guacr.contract.params import Params, params
 from guacr.errors import GuacrError, Unauthorized, UpstreamError, UpstreamNotFound
-from guacr.handlers.rdp import compat, drive, keymap, known_hosts
+from guacr.handlers.rdp import compat, drive, keymap, known_hosts, timezone
 from guacr.handlers.rdp.client import (
     SECURITY_MODES,
     U8,
@@ -108,7 +109,6 @@ UNSUPPORTED: dict[str, str] = {
     "disable-bitmap-caching": "guacr never enables the bitmap cache",
     "disable-offscreen-caching": "guacr never enables the offscreen cache",
     "disable-gfx": "no graphics pipeline (RDPEGFX) in aardwolf: always plain bitmaps",
-    "timezone": "aardwolf sends a fixed time zone",
     "recording-exclude-touch": "no touch input",
     "enable-audio-input": "no audio input channel (RDPEAI) in aardwolf",
     "enable-touch": "no multi-touch (RDPEI) in aardwolf",
@@ -352,6 +352,7 @@ class RDPHandler(Handler):
         self.drive: SFTPFilesystem | None = None  # enable-drive, as a Guacamole filesystem
         self._drive_path: str | None = None
         self._downloads_off = params.get_bool("disable-download")
+        self._time_zone: bytes | None = None
 
     # ------------------------------------------------------------------- lifecycle
     async def run(self) -> None:
@@ -395,6 +396,8 @@ class RDPHandler(Handler):
         """Connect one RDP session at ``width`` x ``height`` (Wake-on-LAN only for the
         first, as guacd); raises guacd's error for a failure."""
         s = self.settings
+        if self._time_zone is None:
+            self._time_zone = self._client_time_zone()
         config = RDPConfig(
             host=s.hostname,
             port=s.port,
@@ -412,7 +415,7 @@ class RDPHandler(Handler):
             display_control=s.resize_method == "display-update",
             drive_path=self._drive_path,
             drive_name=self.params.get("drive-name"),
-            startup=s.startup,
+            startup=dataclasses.replace(s.startup, time_zone=self._time_zone),
             drive_download=None
             if self.params.get_bool("disable-download")
             else self._drive_download,
@@ -442,6 +445,18 @@ class RDPHandler(Handler):
             raise connect_error(exc) from exc
         self.log.info("RDP session established.")
         return client
+
+    def _client_time_zone(self) -> bytes:
+        """guacd's ``timezone``: the parameter, else the owner's handshake time zone,
+        else the system's; as TS_TIME_ZONE_INFORMATION (what FreeRDP builds from TZ)."""
+        owner = self.conn.owner
+        name = self.params.get("timezone") or (owner.info.timezone if owner else None)
+        name = name or timezone.local_zone_name()
+        if timezone.zone(name) is None:
+            self.log.warning('Unknown time zone "%s": sending "Client Local Time".', name[:64])
+        else:
+            self.log.debug('Forwarding time zone "%s" to the RDP server.', name)
+        return timezone.time_zone_information(name)
 
     def _new_session(self) -> None:
         """Per-session state starts afresh on a reconnect, as guacd's new keyboard:
