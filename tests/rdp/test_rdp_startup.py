@@ -212,9 +212,10 @@ def first_bytes(options: StartupOptions, username: str = "guest") -> bytes:
         return bytes(got)
 
     def _complete(data: bytes) -> bool:
-        skip = struct.unpack_from("<I", data)[0] if options.sends_preconnection_pdu else 0
-        rest = data[skip:]
-        return len(rest) >= 4 and len(rest) >= struct.unpack_from(">H", rest, 2)[0]
+        if options.sends_preconnection_pdu:  # then a TLS record: 5-byte header + length
+            rest = data[struct.unpack_from("<I", data)[0] :]
+            return len(rest) >= 5 and len(rest) >= 5 + struct.unpack_from(">H", rest, 3)[0]
+        return len(data) >= 4 and len(data) >= struct.unpack_from(">H", data, 2)[0]
 
     return asyncio.run(run())
 
@@ -224,25 +225,26 @@ class _NoSink:
         return lambda *a, **k: None
 
 
-def test_preconnection_pdu_and_routing_token_go_before_and_into_the_x224_request() -> None:
-    """On the wire: the preconnection PDU first (raw, no TPKT), then the X.224
-    Connection Request whose routingToken is load-balance-info with CR LF (instead of
-    the mstshash cookie), then RDP_NEG_REQ."""
-    options = StartupOptions(
-        load_balance_info="tsv://MS Terminal Services Plugin.1.Sessions",
-        preconnection_id=3,
-        preconnection_blob="vm",
-    )
-    data = first_bytes(options)
+def test_preconnection_pdu_then_security_without_negotiation() -> None:
+    """On the wire, as FreeRDP for guacd: the preconnection PDU first (raw, no TPKT),
+    then no X.224 Connection Request (security negotiation is off with it): the TLS
+    handshake of the highest protocol asked for starts at once."""
+    data = first_bytes(StartupOptions(preconnection_id=3, preconnection_blob="vm"))
     pdu = startup.preconnection_pdu(3, "vm")
     assert data.startswith(pdu)
-    tpkt = data[len(pdu) :]
-    assert tpkt[:2] == b"\x03\x00" and struct.unpack_from(">H", tpkt, 2)[0] == len(tpkt)
-    assert tpkt[5] == 0xE0  # X.224 CR
-    token = b"tsv://MS Terminal Services Plugin.1.Sessions\r\n"
-    assert tpkt[11 : 11 + len(token)] == token
-    assert tpkt[11 + len(token)] == 0x01  # TYPE_RDP_NEG_REQ follows
-    assert b"mstshash" not in tpkt
+    assert data[len(pdu) : len(pdu) + 2] == b"\x16\x03"  # a TLS handshake record
+
+
+def test_routing_token_replaces_the_cookie_in_the_x224_request() -> None:
+    """load-balance-info is the X.224 Connection Request's routingToken with CR LF
+    (instead of the mstshash cookie), followed by RDP_NEG_REQ."""
+    data = first_bytes(StartupOptions(load_balance_info="tsv://MS Terminal Services Plugin.1"))
+    assert data[:2] == b"\x03\x00" and struct.unpack_from(">H", data, 2)[0] == len(data)
+    assert data[5] == 0xE0  # X.224 CR
+    token = b"tsv://MS Terminal Services Plugin.1\r\n"
+    assert data[11 : 11 + len(token)] == token
+    assert data[11 + len(token)] == 0x01  # TYPE_RDP_NEG_REQ follows
+    assert b"mstshash" not in data
 
 
 def test_cookie_is_the_whole_username_without_load_balance_info() -> None:

@@ -629,19 +629,40 @@ def _patch_startup() -> None:
             return startup.routing_token(options.load_balance_info)
         return startup.cookie(identifier or "")
 
-    async def client_negotiate(self: Any, *args: Any, **kw: Any) -> Any:
+    async def client_negotiate(
+        self: Any, flags: Any = 0, supported_protocols: Any = None, *args: Any, **kw: Any
+    ) -> Any:
         options = STARTUP.get()
-        if options is not None and options.sends_preconnection_pdu:
-            # MS-RDPEPS: raw (no TPKT), before the X.224 Connection Request.
-            pdu = startup.preconnection_pdu(options.preconnection_id, options.preconnection_blob)
-            self.connection.writer.write(pdu)
-            await self.connection.writer.drain()
-        return await negotiate(self, *args, **kw)
+        if options is None or not options.sends_preconnection_pdu:
+            return await negotiate(self, flags, supported_protocols, *args, **kw)
+        # MS-RDPEPS: the PDU goes first, raw (no TPKT). Then, as FreeRDP (guacd turns
+        # security negotiation off with it, the Hyper-V way), no X.224 negotiation: the
+        # highest protocol asked for is used directly (MS-RDPBCGR 5.4.2.3).
+        pdu = startup.preconnection_pdu(options.preconnection_id, options.preconnection_blob)
+        self.connection.writer.write(pdu)
+        await self.connection.writer.drain()
+        return _direct_confirm(supported_protocols), None
 
     TS_UD_CS_CORE.to_bytes = core
     TS_UD_CS_CLUSTER.to_bytes = cluster
     x224._format_mstshash_cookie = cookie_field
     x224.X224Network.client_negotiate = client_negotiate
+
+
+def _direct_confirm(supported: Any) -> Any:
+    """The Connection Confirm aardwolf would have read, for the direct approach: the
+    highest of ``supported`` selected (none of TLS/NLA: standard RDP security)."""
+    from aardwolf.protocol.x224.constants import SUPP_PROTOCOLS
+    from aardwolf.protocol.x224.server.connectionconfirm import RDP_NEG_RSP, ConnectionConfirm
+
+    reply = ConnectionConfirm()
+    offered = SUPP_PROTOCOLS(int(supported or 0))
+    for protocol in (SUPP_PROTOCOLS.HYBRID_EX, SUPP_PROTOCOLS.HYBRID, SUPP_PROTOCOLS.SSL):
+        if protocol in offered:
+            reply.rdpNegData = RDP_NEG_RSP()
+            reply.rdpNegData.selectedProtocol = protocol
+            break
+    return reply
 
 
 def _patch_bulk() -> None:

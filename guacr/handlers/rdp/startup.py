@@ -90,9 +90,10 @@ def cookie(username: str) -> bytes | None:
 
 
 def preconnection_pdu(pdu_id: int | None, blob: str | None) -> bytes:
-    """RDP_PRECONNECTION_PDU_V2 (MS-RDPEPS 2.2.1.2): sent before the X.224 Connection
-    Request to pick a VM (Hyper-V). cchPCB counts the blob's UTF-16 units and its NUL;
-    no blob: cchPCB 0 and nothing after it."""
+    """RDP_PRECONNECTION_PDU_V2 (MS-RDPEPS 2.2.1.2), the first bytes on the connection,
+    to pick a VM (Hyper-V). cchPCB counts the blob's UTF-16 units and its NUL (FreeRDP
+    2.11 counts one unit more and sends 2 bytes beyond the string); no blob: cchPCB 0
+    and nothing after it."""
     pcb = (blob + "\0").encode("utf-16-le") if blob is not None else b""
     size = PRECONNECTION_V2_MIN_SIZE + len(pcb)
     head = struct.pack("<IIIIH", size, 0, PRECONNECTION_PDU_V2, pdu_id or 0, len(pcb) // 2)
