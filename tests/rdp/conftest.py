@@ -13,14 +13,29 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
-from servers.xrdp import XrdpServer
+from servers.xrdp import XrdpServer, _set
+
+
+# A static channel the tests use (tests/rdp/test_rdp_handler.py): xrdp blocks every
+# channel its xrdp.ini does not list, as an administrator would have to allow it.
+TEST_CHANNEL = "gtest"
+
+
+class TestXrdpServer(XrdpServer):
+    """The tests' xrdp, allowing :data:`TEST_CHANNEL`."""
+
+    def _write_config(self) -> tuple[Path, Path]:
+        xrdp_ini, sesman_ini = super()._write_config()
+        xrdp_ini.write_text(_set(xrdp_ini.read_text(), "Channels", TEST_CHANNEL, "true"))
+        return xrdp_ini, sesman_ini
 
 
 @pytest.fixture(scope="module")
 def xrdp() -> Iterator[XrdpServer]:
-    with XrdpServer() as server:
+    with TestXrdpServer() as server:
         yield server
 
 

@@ -729,3 +729,78 @@ def test_reconnect_resize_waits_while_drive_files_are_open(
             s.pump(2.0)
     xrdp.restore_size()
     assert xrdp.screen_size() == (1024, 768)
+
+
+# ------------------------------------------------------------------------ static channels
+
+SVC_PEER = r"""
+# A program in the session using a static channel through chansrv's xrdpapi socket
+# (what libxrdpapi's WTSVirtualChannelOpenEx/Write/Read do), stdlib only.
+import os, socket, struct, sys, time
+name, message = sys.argv[1].encode(), sys.argv[2].encode()
+display = int(os.environ["DISPLAY"].lstrip(":").split(".")[0])
+for attempt in range(40):  # chansrv learns the channels once the login completes
+    s = socket.socket(socket.AF_UNIX)
+    s.settimeout(20)
+    s.connect(f"/run/xrdp/sockdir/xrdpapi_{display}")
+    s.sendall(struct.pack("<III", 16 + len(name), 0, len(name)) + name + struct.pack("<I", 0))
+    reply = s.recv(4)
+    if reply == bytes(4):
+        break
+    s.close()
+    time.sleep(0.25)
+else:
+    sys.exit(f"open failed: {reply!r}")
+s.sendall(message)
+print("sent", flush=True)
+print(s.recv(4096).decode(), flush=True)
+"""
+
+
+def test_static_channels_are_pipe_streams(guacr: Guacr, xrdp: XrdpServer) -> None:
+    """static-channels (guacd): each named static channel is a pipe stream of that name
+    to the client carrying what a program in the session writes to it (xrdp's
+    xrdpapi), and a client pipe of that name carries data back; names are cut to 7
+    characters; a pipe for a channel that was not configured is refused as guacd does."""
+    token = secrets.token_hex(4)
+    with GuacSession(guacr) as s:
+        connected(s, xrdp, **{"static-channels": "gtest,averylongname"})
+        s.wait_for(lambda: sum(i[0] == "pipe" for i in s.instructions) >= 2, 10, "pipes")
+        pipes = {i[3]: i[1] for i in s.instructions if i[0] == "pipe"}
+        assert set(pipes) == {"gtest", "averylo"}
+        assert all(i[2] == "application/octet-stream" for i in s.instructions if i[0] == "pipe")
+        argv = ["nsenter", "-t", str(xrdp.pid), "-m", "runuser", "-u", "guest", "--"]
+        peer = subprocess.Popen(
+            [*argv, "env", f"DISPLAY={xrdp.display}", "python3", "-c", SVC_PEER, "gtest",
+             f"from-session-{token}"],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        )  # fmt: skip
+        try:
+
+            def got_blob() -> bool:
+                return any(
+                    i[0] == "blob"
+                    and i[1] == pipes["gtest"]
+                    and base64.b64decode(i[2]) == f"from-session-{token}".encode()
+                    for i in s.instructions
+                )
+
+            try:
+                s.wait_for(got_blob, 15, "the session's data on the pipe")
+            except AssertionError:
+                peer.kill()
+                raise AssertionError(peer.communicate()) from None
+            start = len(s.instructions)
+            s.client.send("pipe", 7, "application/octet-stream", "gtest")
+            s.client.send("blob", 7, base64.b64encode(f"from-client-{token}".encode()).decode())
+            assert tuple(ack(s, "7", start)[2:4]) == ("OK (DATA RECEIVED)", "0")
+            out, err = peer.communicate(timeout=20)
+            assert out.decode().split() == ["sent", f"from-client-{token}"], err
+            start = len(s.instructions)
+            s.client.send("pipe", 8, "application/octet-stream", "nosuch")
+            assert tuple(ack(s, "8", start)[2:4]) == ("FAIL (NO SUCH PIPE)", "768")
+            assert not s.errors
+        finally:
+            if peer.poll() is None:
+                peer.kill()
+                peer.wait(5)

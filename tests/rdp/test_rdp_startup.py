@@ -296,3 +296,21 @@ def test_info_packet_carries_the_time_zone() -> None:
     info = SimpleNamespace(flags=INFO_FLAG.UNICODE, extrainfo=SimpleNamespace(clientTimeZone=None))
     compat._info_packet(info, StartupOptions(time_zone=tz))
     assert info.extrainfo.clientTimeZone.to_bytes() == tz
+
+
+def test_static_channel_names_chunks_and_reassembly() -> None:
+    """guacd's static-channels list (names cut to 7 with a warning); messages as
+    Channel PDUs (MS-RDPBCGR 2.2.6.1: total length, FIRST/LAST flags, 1600-byte
+    chunks) and back."""
+    from guacr.handlers.rdp import svc
+
+    warnings: list[str] = []
+    assert svc.channel_names("abc,,toolongname,abc", warnings.append) == ["abc", "toolong"]
+    assert len(warnings) == 1 and '"toolong"' in warnings[0]
+    message = bytes(range(256)) * 13  # 3328 bytes: three chunks
+    pdus = svc.chunks(message)
+    assert [struct.unpack_from("<II", p) for p in pdus] == [(3328, 1), (3328, 0), (3328, 2)]
+    assert [len(p) - 8 for p in pdus] == [1600, 1600, 128]
+    assert svc.chunks(b"x") == [struct.pack("<II", 1, 3) + b"x"]
+    joined = svc.Reassembler()
+    assert [joined.feed(p) for p in pdus] == [None, None, message]

@@ -78,6 +78,12 @@ class RDPSink(Protocol):
     def cursor(self, cursor: Cursor) -> None:
         """The server changed the pointer image."""
 
+    def svc_opened(self, name: str) -> None:
+        """Static channel ``name`` (from ``static_channels``) was joined."""
+
+    def svc_data(self, name: str, data: bytes) -> None:
+        """One complete message the server sent on static channel ``name``."""
+
 
 @dataclass(frozen=True)
 class RDPConfig:
@@ -103,6 +109,7 @@ class RDPConfig:
     drive_path: str | None = None  # enable-drive: this directory, shared over RDPDR
     drive_name: str = "Guacamole Filesystem"
     startup: StartupOptions | None = None  # client name, alternate shell, console, ...
+    static_channels: tuple[str, ...] = ()  # static-channels: exposed as pipe streams
     # A file to send to the owner (its Guacamole path; True: remove it once sent), as
     # guacd's Download folder; None when downloads are disabled.
     drive_download: Callable[[str, bool], None] | None = None
@@ -130,6 +137,7 @@ class RDPClient:
         self._closing = False
         self.closed = asyncio.Event()
         self.display_control = DisplayControl()
+        self._svc: dict[str, Any] = {}  # static channel name -> its aardwolf channel
         # Decoding statistics (tests and the benchmark read them).
         self.rects = 0
         self.bad_rects = 0
@@ -157,6 +165,11 @@ class RDPClient:
             s.channels.append(DriveChannel)
             s.drives = [DriveProvider(DOS_NAME, c.drive_path, label=c.drive_name)]
             s.guacr_drive_download = c.drive_download
+        if c.static_channels:
+            from guacr.handlers.rdp.svc import channel_class
+
+            s.channels.extend(channel_class(name) for name in c.static_channels)
+            s.guacr_svc_sink = self
         s.clipboard_use_pyperclip = False
         s.video_width = c.width
         s.video_height = c.height
@@ -342,6 +355,22 @@ class RDPClient:
         conn = self._conn
         if self.config.clipboard and conn is not None:
             self._queue(lambda: conn.set_current_clipboard_text(text))
+
+    # ------------------------------------------------------------- static channels
+    def svc_opened(self, name: str, channel: Any) -> None:
+        self._svc[name] = channel
+        self.sink.svc_opened(name)
+
+    def svc_data(self, name: str, data: bytes) -> None:
+        self.sink.svc_data(name, data)
+
+    def svc_write(self, name: str, data: bytes) -> bool:
+        """Send one message on static channel ``name`` (False: no such open channel)."""
+        channel = self._svc.get(name)
+        if channel is None:
+            return False
+        self._queue(lambda: channel.write(data))
+        return True
 
     @property
     def open_files(self) -> int:

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, cast
 from guacr.contract.handler import Handler, StreamSink
 from guacr.contract.params import Params, params
 from guacr.errors import GuacrError, Unauthorized, UpstreamError, UpstreamNotFound
-from guacr.handlers.rdp import compat, drive, keymap, known_hosts, timezone
+from guacr.handlers.rdp import compat, drive, keymap, known_hosts, svc, timezone
 from guacr.handlers.rdp.client import (
     SECURITY_MODES,
     U8,
@@ -105,7 +105,6 @@ UNSUPPORTED: dict[str, str] = {
     "remote-app": "no RemoteApp (RAIL) in aardwolf",
     "remote-app-dir": "no RemoteApp",
     "remote-app-args": "no RemoteApp",
-    "static-channels": "no static-channel pipes yet",
     "disable-bitmap-caching": "guacr never enables the bitmap cache",
     "disable-offscreen-caching": "guacr never enables the offscreen cache",
     "disable-gfx": "no graphics pipeline (RDPEGFX) in aardwolf: always plain bitmaps",
@@ -353,6 +352,9 @@ class RDPHandler(Handler):
         self._drive_path: str | None = None
         self._downloads_off = params.get_bool("disable-download")
         self._time_zone: bytes | None = None
+        # static-channels: name -> the connection-level pipe stream carrying its data
+        self._svc_names = svc.channel_names(params.get("static-channels"), self.log.warning)
+        self._svc_pipes: dict[str, int] = {}
 
     # ------------------------------------------------------------------- lifecycle
     async def run(self) -> None:
@@ -416,6 +418,7 @@ class RDPHandler(Handler):
             drive_path=self._drive_path,
             drive_name=self.params.get("drive-name"),
             startup=dataclasses.replace(s.startup, time_zone=self._time_zone),
+            static_channels=tuple(self._svc_names),
             drive_download=None
             if self.params.get_bool("disable-download")
             else self._drive_download,
@@ -623,6 +626,38 @@ class RDPHandler(Handler):
 
     def server_clipboard(self, text: str) -> None:
         self.clipboard.copy(text.encode("utf-8"))
+
+    # -------------------------------------------------------------- static channels
+    def svc_opened(self, name: str) -> None:
+        """guacd: a joined static channel becomes a pipe stream to every user."""
+        stream = self._svc_pipes.get(name)
+        if stream is None:  # a reconnect keeps the stream the users know
+            try:
+                stream = self.conn.alloc_stream()
+            except OverflowError:
+                self.log.warning('No stream left for static channel "%s".', name)
+                return
+            self._svc_pipes[name] = stream
+            self.conn.broadcast(b.pipe(stream, "application/octet-stream", name))
+        self.log.debug('Static channel "%s" connected.', name)
+
+    def svc_data(self, name: str, data: bytes) -> None:
+        stream = self._svc_pipes.get(name)
+        if stream is not None:
+            self.conn.broadcast(b.blob(stream, data))
+
+    def on_pipe(self, user: User, stream: int, mimetype: str, name: str) -> StreamSink | None:
+        """guacd: a client pipe named after a static channel carries data to it."""
+        if user.read_only:
+            return None
+        if name not in self._svc_pipes:
+            self.log.warning(
+                'User requested non-existent pipe (no such SVC configured): "%s"', name[:64]
+            )
+            user.ack(stream, "FAIL (NO SUCH PIPE)", Status.CLIENT_BAD_REQUEST)
+            return _Discard()
+        self.log.debug('Inbound half of channel "%s" connected.', name)
+        return _ChannelWriter(self, user, stream, name)
 
     # ------------------------------------------------------------------- clipboard
     def on_clipboard(self, user: User, mimetype: str, data: bytes) -> None:
@@ -903,4 +938,33 @@ class RDPHandler(Handler):
     def user_joined(self, user: User) -> None:
         if user is not self.conn.owner:
             self.clipboard.send(user)
+        for name, stream in self._svc_pipes.items():  # guacd sends joiners the pipes
+            user.send(b.pipe(stream, "application/octet-stream", name))
         self.display.send_full_state(user)
+
+
+class _ChannelWriter:
+    """An inbound pipe's blobs, each written to its static channel as one message and
+    acknowledged as guacd does."""
+
+    def __init__(self, handler: RDPHandler, user: User, stream: int, name: str) -> None:
+        self.handler, self.user, self.stream, self.name = handler, user, stream, name
+
+    def blob(self, data: bytes) -> None:
+        rdp = self.handler.rdp
+        if rdp is not None:
+            rdp.svc_write(self.name, data)
+        self.user.ack(self.stream, "OK (DATA RECEIVED)", Status.SUCCESS)
+
+    def end(self) -> None:
+        pass
+
+
+class _Discard:
+    """A refused inbound pipe (already answered): its data goes nowhere."""
+
+    def blob(self, data: bytes) -> None:
+        pass
+
+    def end(self) -> None:
+        pass
