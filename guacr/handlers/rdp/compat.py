@@ -41,13 +41,16 @@ at run time, once, in :func:`install`; upstream versions of them should go to aa
   failures; an empty list is announced instead. A server format list arriving before
   our list is acknowledged was dropped; it is handled like one arriving later.
 
-Plus three hooks that are not interop fixes: the ASN.1 codecs aardwolf compiles on every
+Plus hooks that are not interop fixes: the ASN.1 codecs aardwolf compiles on every
 connect (0.43 s of CPU) are loaded once per process by :func:`preload` (the handler
 module calls it, so the fork server does it before forking and workers share them;
 unpickled from ``__pycache__`` after the first compile); :data:`CERT_CHECK` sees the
 server certificate right after the TLS handshake (guacd's ``ignore-cert`` /
-``cert-fingerprints``); :data:`UPSTREAM_SOCKET` lets aardwolf run over a socket opened
-by guacr's shared upstream service.
+``cert-fingerprints``, ``cert-tofu``); :data:`UPSTREAM_SOCKET` lets aardwolf run over a
+socket opened by guacr's shared upstream service; :data:`STARTUP` puts the connection's
+own connection-sequence fields (:mod:`guacr.handlers.rdp.startup`: client name,
+alternate shell, console, audio flags, time zone, routing token or cookie,
+preconnection PDU) where aardwolf hard-codes or lacks them.
 """
 
 from __future__ import annotations

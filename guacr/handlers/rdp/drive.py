@@ -1,9 +1,9 @@
 """Drive redirection (guacd's ``enable-drive``): a local directory shared with the RDP
 server over RDPDR (MS-RDPEFS) and offered to the owner as a Guacamole filesystem.
 
-The server side is aardwolf's RDPDR channel and filesystem provider with two interop
-fixes xrdp needs (its FUSE view of the drive, ``~/thinclient_drives``, was empty and
-every file unreadable without them):
+The server side is aardwolf's RDPDR channel and filesystem provider with the interop
+fixes xrdp needs (its FUSE view of the drive, ``~/thinclient_drives``, was empty, every
+file unreadable and no file could be renamed, truncated or deleted without them):
 
 * a directory query carries the directory *and* the pattern (``\\*``, as Windows and
   FreeRDP send it); aardwolf matched names against the whole string, so nothing matched;
@@ -13,7 +13,10 @@ every file unreadable without them):
   exactly and fails the lookup otherwise;
 * opening a file that does not exist answers STATUS_NO_SUCH_FILE (as FreeRDP), which
   xrdp turns into ENOENT, so a new file can be created; aardwolf's
-  STATUS_OBJECT_NAME_NOT_FOUND became EIO.
+  STATUS_OBJECT_NAME_NOT_FOUND became EIO;
+* set-information requests are read as MS-RDPEFS lays them out: aardwolf's parser
+  lost their SetBuffer (every rename, truncation and deletion failed, xrdp reported
+  EEXIST) and read renames in the MS-FSCC layout; the answer carries its Length.
 
 As guacd, a ``Download`` folder is made in the drive (unless ``disable-download``): a
 file written there is sent to the owner as a ``file`` stream when the server closes it,
