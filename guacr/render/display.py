@@ -199,7 +199,8 @@ class Display:
         executor: Executor | None = None,
         max_fps: float | None = None,
     ) -> None:
-        """``max_fps``: start frames at most this often (None: whenever one is ready).
+        """``max_fps``: start frames at most this often on average (None: whenever one
+        is ready).
 
         For servers that send as fast as they are read (RDP): frames that end sooner
         merge into the next, and ``ready`` stays False meanwhile, so the protocol side
@@ -239,7 +240,7 @@ class Display:
         self._closed = False
         self._last_flush = 0.0
         self._min_interval = 1.0 / max_fps if max_fps else 0.0
-        self._flush_started = -1e9  # time.monotonic() when the last plan began
+        self._next_frame = 0.0  # time.monotonic() before which no frame starts
         self._ready_callbacks: list[Callable[[], None]] = []
         # While a plan is in progress (it yields to the loop between slices), drawing
         # calls are queued here and applied, in order, once it is done: a plan must see
@@ -520,7 +521,7 @@ class Display:
         """
         await _breathe()
         lag = min(self.conn.lag, MAX_LAG_WAIT_MS) / 1000
-        due = max(self._last_flush + lag, self._flush_started + self._min_interval)
+        due = max(self._last_flush + lag, self._next_frame)
         wait = due - time.monotonic()
         if wait > 0:
             self._busy = True
@@ -550,7 +551,11 @@ class Display:
         self._busy = True
         try:
             started = time.perf_counter()
-            self._flush_started = time.monotonic()
+            if self._min_interval:
+                # Frames keep a cadence: one that started late (a long plan, a busy
+                # loop) lets the next follow sooner, so the rate stays near max_fps.
+                now = time.monotonic()
+                self._next_frame = max(self._next_frame + self._min_interval, now)
             frames = self._ready_frames
             self._deferred = []
             self._slice_started, self._plan_busy = started, 0.0
@@ -565,7 +570,12 @@ class Display:
                 draw()
             self.stats.plan_seconds += planned
             figures.CURRENT.observe("frame_plan_seconds", planned)
-            self._take_ready_callbacks()
+            if not self._min_interval:
+                # The protocol side may prepare the next frame while this one encodes
+                # (VNC asks for its next update). With ``max_fps`` the next frame
+                # cannot start before the interval anyway: waiting for this one to be
+                # sent gives an RDP reader one stretch of reading per frame, not two.
+                self._take_ready_callbacks()
             if parts:
                 data = await self._render(parts)
                 self._last_flush = time.monotonic()

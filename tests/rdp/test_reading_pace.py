@@ -89,6 +89,9 @@ async def test_handler_holds_the_reader_while_bitmaps_wait_for_the_display() -> 
     handler.update_end()
     await asyncio.wait_for(handler.more_updates(), 10)  # the display is free
     await wait_for(lambda: len(conn.frames) == 1)
+    handler.bitmap(0, 0, np.full((8, 8, 3), 50, np.uint8))  # in the first frame's slot
+    handler.update_end()
+    await wait_for(lambda: len(conn.frames) == 2)
     # The next frame is taken (the display holds it for its interval); the bitmaps
     # after it wait in the handler, and so does the reader.
     handler.bitmap(0, 0, np.full((8, 8, 3), 100, np.uint8))
@@ -100,10 +103,10 @@ async def test_handler_holds_the_reader_while_bitmaps_wait_for_the_display() -> 
     reader = asyncio.ensure_future(handler.more_updates())
     await turns()
     assert not reader.done()
-    assert len(conn.frames) == 1
+    assert len(conn.frames) == 2
     # Once the held frame is sent, the waiting bitmaps are drawn and reading goes on.
     await asyncio.wait_for(reader, 30)
-    assert len(conn.frames) == 2
+    assert len(conn.frames) == 3
     assert np.array_equal(conn.users[0].canvas.rgb()[0, 0], [100, 100, 100])
     assert not handler._pending
     await display.close()

@@ -28,15 +28,18 @@ async def test_frames_within_the_interval_merge_and_wait() -> None:
     display.resize(W, H)
     display.blit(0, 0, text_like(H, W, 1))
     display.end_frame()
-    await settle(display)  # the first frame goes at once
-    assert len(conn.frames) == 1
-    for seed in (2, 3):
+    await settle(display)  # the first frame goes at once ...
+    display.blit(0, 0, text_like(H, W, 2))
+    display.end_frame()
+    await asyncio.wait_for(settle(display), 30)  # ... and so does one more (its slot)
+    assert len(conn.frames) == 2
+    for seed in (3, 4):
         display.blit(0, 0, text_like(H, W, seed))
         display.end_frame()
         await turns()
     # Ten seconds are not over: nothing more was sent, and the display says it is not
     # ready, so a protocol handler holds its drawing (and its reading) meanwhile.
-    assert len(conn.frames) == 1
+    assert len(conn.frames) == 2
     assert not display.ready
     await display.close()
 
@@ -54,6 +57,7 @@ async def test_the_held_frame_is_sent_once_the_interval_is_over() -> None:
     display.end_frame()
     await asyncio.wait_for(settle(display), 30)
     assert 2 <= len(conn.frames) <= 3
+    assert not display._ready_frames
     assert display.ready
     assert np.array_equal(conn.users[0].canvas.rgb(), fb_rgb(display))
     await display.close()
@@ -91,3 +95,27 @@ async def test_ready_callbacks_run_apart_from_the_frame_pipeline() -> None:
     assert len(ran_in) == 1
     assert ran_in[0] is not display._task
     await display.close()
+
+
+async def test_with_max_fps_ready_callbacks_wait_for_the_frame_to_be_sent() -> None:
+    # Without max_fps they run once the frame is planned (VNC asks for its next update
+    # while this one encodes); with it, after the frame went out: an RDP reader then
+    # reads once per frame.
+    for max_fps, expected in ((None, 1), (1000.0, 2)):
+        conn = FakeConn()
+        display = Display(conn, lossless_refresh=None, max_fps=max_fps)  # type: ignore[arg-type]
+        display.resize(W, H)
+        display.blit(0, 0, text_like(H, W, 1))
+        display.end_frame()
+        await settle(display)
+        conn.congested = True  # hold the next frame until the callback is registered
+        display.blit(0, 0, text_like(H, W, 2))
+        display.end_frame()
+        await turns()
+        assert not display.ready
+        frames_sent: list[int] = []
+        display.when_ready(lambda conn=conn: frames_sent.append(len(conn.frames)))
+        conn.congested = False
+        await asyncio.wait_for(settle(display), 30)
+        assert frames_sent == [expected], max_fps
+        await display.close()
