@@ -207,3 +207,64 @@ async def test_lossless_webp_when_every_user_offered_it() -> None:
     mimetypes = [i[4] for i in Parser().receive_data(out) if i[0] == "img"]
     assert "image/webp" in mimetypes
     assert_shows(view, display, screen)  # lossless: pixel-exact after decoding
+
+
+class CountingRow(list):  # type: ignore[type-arg]
+    """A screen row that counts how often it is compared."""
+
+    compared = 0
+
+    def __eq__(self, other: object) -> bool:
+        CountingRow.compared += 1
+        return list.__eq__(self, other)  # type: ignore[arg-type]
+
+    def __ne__(self, other: object) -> bool:
+        return not self.__eq__(other)
+
+    __hash__ = None  # type: ignore[assignment]
+
+
+async def test_rows_passed_again_unchanged_are_not_compared() -> None:
+    # Issue 16: an echo changes one row; the others are the same row objects as in the
+    # last frame and cost no cell-by-cell comparison.
+    view, display = make_view(), Display()
+    screen = [CountingRow(row_of(f"line {r}", view.cols)) for r in range(view.rows)]
+    await apply(view, display, screen)
+    CountingRow.compared = 0
+    screen = list(screen)
+    screen[2] = CountingRow(row_of("line 2 and more", view.cols))
+    await apply(view, display, screen)
+    assert CountingRow.compared <= 2  # only the new row (found to differ, then diffed)
+    assert_shows(view, display, screen)
+    # after a scroll the model moved: every row is compared again, and drawn right
+    view.scroll(0, view.rows, 1)
+    screen = screen[1:] + [CountingRow(row_of("new", view.cols))]
+    CountingRow.compared = 0
+    await apply(view, display, screen)
+    assert CountingRow.compared >= view.rows - 1
+    assert_shows(view, display, screen)
+
+
+async def test_update_now_draws_a_small_change_and_declines_a_big_one() -> None:
+    view, display = make_view(), Display()
+    screen = [row_of("", view.cols) for _ in range(view.rows)]
+    await apply(view, display, screen)
+    screen = list(screen)
+    screen[1] = row_of("$ x", view.cols)
+    out = view.update_now(screen, Cursor(1, 3), max_rows=2)
+    assert out is not None
+    display.feed_all(Parser().receive_data(out))
+    assert_shows(view, display, screen)
+    # three rows changed: declined, nothing drawn or recorded, update() does it all
+    screen = list(screen)
+    for r in (3, 4, 5):
+        screen[r] = row_of(f"row {r}", view.cols)
+    assert view.update_now(screen, Cursor(5, 5), max_rows=2) is None
+    await apply(view, display, screen)
+    assert_shows(view, display, screen)
+    # a pending scroll or a layout change is left to update() too
+    view.scroll(0, view.rows, 1)
+    screen = screen[1:] + [row_of("", view.cols)]
+    assert view.update_now(screen, Cursor(0, 0), max_rows=2) is None
+    await apply(view, display, screen)
+    assert_shows(view, display, screen)
