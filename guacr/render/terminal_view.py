@@ -79,6 +79,9 @@ INLINE_CELLS: Final = 100  # images of up to this many cells are encoded on the 
 # 0.9 ms per row). A full screen would cost ~30 ms instead of ~6 ms: PNG only there.
 WEBP_MIN_PIXELS: Final = 2048
 WEBP_MAX_PIXELS: Final = 150_000
+# A changed row is compared a chunk of cells at a time (a list slice compares in C) and
+# cell by cell only inside a chunk that differs: an echo changes one or two cells.
+DIFF_CHUNK: Final = 16
 ATLAS_COLUMNS: Final = 32  # glyph slots per atlas row
 ATLAS_MAX_ROWS: Final = 128  # 4096 slots; a full atlas is reset (rare)
 PNG_LEVEL: Final = 6
@@ -542,17 +545,23 @@ class TerminalView:
                 continue
             n = min(cols, len(row))
             c = 0
-            while c < n:
-                key = row[c]
-                if key != old[c] or (key[3] & WIDE and c + 1 < n and row[c + 1] != old[c + 1]):
-                    if key[3] & CONT and c > 0 and row[c - 1][3] & WIDE:
-                        if not out or out[-1] != (r, c - 1):
-                            out.append((r, c - 1))
-                    else:
-                        out.append((r, c))
-                    if key[3] & WIDE:
-                        c += 1
-                c += 1
+            for s in range(0, n, DIFF_CHUNK):
+                e = min(s + DIFF_CHUNK, n)
+                if c == s and row[s:e] == old[s:e]:
+                    # a wide glyph ending the chunk is checked with the next one
+                    c = e - 1 if row[e - 1][3] & WIDE else e
+                    continue
+                while c < e:
+                    key = row[c]
+                    if key != old[c] or (key[3] & WIDE and c + 1 < n and row[c + 1] != old[c + 1]):
+                        if key[3] & CONT and c > 0 and row[c - 1][3] & WIDE:
+                            if not out or out[-1] != (r, c - 1):
+                                out.append((r, c - 1))
+                        else:
+                            out.append((r, c))
+                        if key[3] & WIDE:
+                            c += 1
+                    c += 1
         return out
 
     def _mark(self, r: int, c: int, key: CellKey) -> None:

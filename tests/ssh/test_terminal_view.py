@@ -15,7 +15,7 @@ from ssh.fakes import FakeConn
 from ssh.term_screen import Display, TextReader
 
 from guacr.protocol.parser import Parser
-from guacr.render.glyphs import BOLD, UNDERLINE, WIDE, CellKey, continuation, get_fontset
+from guacr.render.glyphs import BOLD, CONT, UNDERLINE, WIDE, CellKey, continuation, get_fontset
 from guacr.render.terminal_view import Cursor, TerminalView, margin_for_dpi
 
 FG, BG = 0x999999, 0x000000
@@ -268,3 +268,44 @@ async def test_update_now_draws_a_small_change_and_declines_a_big_one() -> None:
     assert view.update_now(screen, Cursor(0, 0), max_rows=2) is None
     await apply(view, display, screen)
     assert_shows(view, display, screen)
+
+
+def _changed_cells_cell_by_cell(
+    screen: list[list[CellKey]], model: list[list[CellKey | None]], cols: int
+) -> list[tuple[int, int]]:
+    """The view's diff as it was before it compared chunks: the reference."""
+    out: list[tuple[int, int]] = []
+    for r, (row, old) in enumerate(zip(screen, model, strict=True)):
+        n = min(cols, len(row))
+        c = 0
+        while c < n:
+            key = row[c]
+            if key != old[c] or (key[3] & WIDE and c + 1 < n and row[c + 1] != old[c + 1]):
+                if key[3] & CONT and c > 0 and row[c - 1][3] & WIDE:
+                    if not out or out[-1] != (r, c - 1):
+                        out.append((r, c - 1))
+                else:
+                    out.append((r, c))
+                if key[3] & WIDE:
+                    c += 1
+            c += 1
+    return out
+
+
+def test_chunked_diff_finds_the_same_cells_as_a_cell_by_cell_one() -> None:
+    rng = random.Random(99)
+    view = make_view()
+    cols, rows = view.cols, view.rows
+    for _ in range(40):
+        model = random_screen(rng, cols, rows)
+        screen = [list(r) for r in model]
+        for _ in range(rng.randint(0, 12)):  # a few cells changed, wide glyphs included
+            r, c = rng.randrange(rows), rng.randrange(cols)
+            if rng.random() < 0.3 and c + 1 < cols:
+                key = ("界", FG, BG, WIDE)
+                screen[r][c : c + 2] = [key, continuation(key)]
+            else:
+                screen[r][c] = (rng.choice("xyz"), FG, BG, 0)
+        view._model = [list(r) for r in model]  # what the clients show
+        expected = _changed_cells_cell_by_cell(screen, view._model, cols)
+        assert view._changed_cells(screen) == expected
