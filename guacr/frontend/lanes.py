@@ -14,8 +14,13 @@ running ``cat``, typing p99 rose 1.8x). So, per loop:
   milliseconds) is charged to a token bucket that refills at a *share* of the loop's
   time; while *another* session of the loop has typed within :data:`INTERACTIVE`, bulk
   work in debt waits until the debt is paid (at most :data:`MAX_WAIT` per turn, so it
-  always progresses). A session alone (``seq`` on one terminal) is never held back,
-  and neither is a session whose own user typed the command that floods it. The share
+  always progresses). The bucket is the loop's, not a session's: bulk sessions that
+  waited for the same debt check it again when they wake, so the first one's work
+  sends the others back to wait instead of all of them going at once (with 10
+  ``cat`` sessions on 2 workers they used 5x the share before). Debt run up while
+  nobody else typed is forgiven. A session alone (``seq`` on one terminal) is never
+  held back, and neither is a session whose own user typed the command that floods
+  it. The share
   adapts to contention: when the kernel kept the worker waiting for a CPU
   (``/proc/self/schedstat``) for more than :data:`CONTENDED` of a :data:`WINDOW`, it
   halves (down to :data:`BULK_SHARE_MIN`), else it grows back (up to
@@ -37,6 +42,7 @@ BULK_SHARE_MAX: Final = 0.3  # share of the loop's time bulk work may use while 
 BULK_SHARE_MIN: Final = 0.03  # ... and while the worker is short of CPU
 CONTENDED: Final = 0.1  # run-queue wait per window above which the share halves
 MAX_WAIT: Final = 0.5  # longest one piece of bulk work waits for the budget
+DEBT_MAX: Final = 2.0  # debt beyond this many seconds of paying off is forgiven
 SCHEDSTAT: Final = "/proc/self/schedstat"  # run time, run-queue wait (ns), timeslices
 INTERACTIVE: Final = 1.0  # a session that typed this recently is interactive
 URGENT_WAIT: Final = 0.05  # longest bulk work steps aside for pending echoes
@@ -124,13 +130,14 @@ class Lanes:
         if now - self._window >= WINDOW:
             self._adapt(now)
         share = self._share
-        # Paid off at the share of the time passed; credit up to one window's worth, debt
-        # up to one MAX_WAIT's (bulk work done while nobody else typed is not held
-        # against it later).
+        # Paid off at the share of the time passed; credit up to one window's worth.
         debt = self._debt - share * (now - self._paid)
-        self._debt = min(share * MAX_WAIT, max(-share * WINDOW, debt))
+        self._debt = min(share * DEBT_MAX, max(-share * WINDOW, debt))
         self._paid = now
-        if self._debt <= 0 or not self.others_typing(session, now):
+        if self._debt <= 0:
+            return 0.0
+        if not self.others_typing(session, now):
+            self._debt = 0.0  # bulk work while nobody else typed is not held against it
             return 0.0
         return min(self._debt / share, MAX_WAIT)
 
@@ -161,8 +168,13 @@ class Lanes:
                 await fut
             finally:
                 timer.cancel()
-        wait = self._budget_wait(session, time.monotonic())
-        if wait > 0:
+        # Look again after each wait: other bulk work may have run up the debt meanwhile.
+        deadline = time.monotonic() + MAX_WAIT
+        while True:
+            now = time.monotonic()
+            wait = min(self._budget_wait(session, now), deadline - now)
+            if wait <= 0:
+                return
             await asyncio.sleep(wait)
 
 
