@@ -136,6 +136,37 @@ async def test_bulk_sessions_waiting_for_one_debt_do_not_all_go_at_once(
         await asyncio.gather(*tasks, return_exceptions=True)
 
 
+async def test_bulk_in_debt_goes_once_per_max_wait_for_the_whole_loop(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Bulk output always progresses, but debt that is never paid off lets one piece
+    of bulk work go per MAX_WAIT -- not one per waiting session."""
+    monkeypatch.setattr(lanes_mod, "MAX_WAIT", 0.2)
+    monkeypatch.setattr(lanes_mod, "DEBT_MAX", 600.0)
+    monkeypatch.setattr(lanes_mod, "_run_queue_wait", lambda: None)  # share stays put
+    lane = Lanes()
+    lane.typed(OTHER, time.monotonic())
+    await lane.bulk_turn(ME)
+    lane.charge(300 * lane.share)  # 300 s to pay off
+    done: list[int] = []
+
+    async def work(session: int) -> None:
+        await lane.bulk_turn(session)
+        done.append(session)
+
+    tasks = [asyncio.ensure_future(work(s)) for s in (ME, 3, 4)]
+    try:
+        await asyncio.wait(tasks, timeout=30, return_when=asyncio.FIRST_COMPLETED)
+        await _turns()
+        assert len(done) == 1  # the others' chances come later, one at a time
+        await asyncio.wait_for(asyncio.gather(*tasks), 30)  # but they do come
+        assert sorted(done) == [ME, 3, 4]
+    finally:
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
 def test_typing_is_forgotten_after_the_interactive_period() -> None:
     lane = Lanes()
     lane.typed(OTHER, 10.0)
