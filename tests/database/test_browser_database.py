@@ -32,7 +32,7 @@ from browser.test_browser_ssh import (
     render_text,
 )
 from database.db_helpers import HANDLERS
-from guacr_process import free_port, run_guacr
+from guacr_process import assert_no_traceback, free_port, run_guacr
 from servers import wait_port
 from servers.postgresql import PostgreSQLServer
 
@@ -113,7 +113,7 @@ def test_browser_shows_a_query_result(tmp_path: Path, postgresql: PostgreSQLServ
         finally:
             driver.close()
             shutil.rmtree(profile, ignore_errors=True)
-        assert "Traceback" not in guacr.log(), guacr.log()
+        assert_no_traceback(guacr.log())
 
 
 class _Stack:

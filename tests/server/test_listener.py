@@ -12,7 +12,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from guacr_process import ECHO, Client, run_guacr
+from guacr_process import ECHO, READY_TIMEOUT, Client, run_guacr
 from servers import SSHServer
 from ssh.ssh_helpers import HANDLERS, TermClient, ssh_values
 
@@ -40,10 +40,12 @@ def test_placement_stays_balanced_while_sessions_come_and_go(tmp_path: Path) -> 
 
 def test_a_client_connecting_during_start_up_gets_args(tmp_path: Path) -> None:
     with run_guacr(tmp_path, workers=2, wait_ready=False) as g:
-        deadline = time.monotonic() + 20
+        # Generous: on a loaded machine the main process's preload and warm-up (before
+        # anyone accepts) and the workers' boot take tens of seconds.
+        deadline = time.monotonic() + READY_TIMEOUT
         while True:  # the port is bound before the workers exist
             try:
-                sock = socket.create_connection(("127.0.0.1", g.port), timeout=20)
+                sock = socket.create_connection(("127.0.0.1", g.port), timeout=READY_TIMEOUT)
                 break
             except ConnectionRefusedError:
                 assert time.monotonic() < deadline, g.log()
@@ -51,7 +53,7 @@ def test_a_client_connecting_during_start_up_gets_args(tmp_path: Path) -> None:
         assert "ready (pid" not in g.log(), "too late: a worker was ready already"
         c = Client(g.port, sock=sock)
         c.send("select", "echo")
-        assert c.expect("args", timeout=20)[1] == "VERSION_1_5_0"
+        assert c.expect("args", timeout=READY_TIMEOUT)[1] == "VERSION_1_5_0"
         c.close()
 
 

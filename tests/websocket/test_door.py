@@ -23,7 +23,7 @@ from guacr.server.ws_door import off_reason
 from guacr.tunnel import lite
 from guacr.tunnel.tokens import GuacrTokens
 
-pytestmark = pytest.mark.timeout(60)
+pytestmark = pytest.mark.timeout(240)  # a hang guard: start-up under load is slow
 
 TOKENS = GuacrTokens(TOKEN_KEY)
 

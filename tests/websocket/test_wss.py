@@ -24,7 +24,7 @@ from websockets.exceptions import InvalidStatus
 
 from guacr.tunnel.tokens import GuacrTokens
 
-pytestmark = pytest.mark.timeout(90)
+pytestmark = pytest.mark.timeout(240)  # a hang guard: start-up under load is slow
 
 TOKENS = GuacrTokens(TOKEN_KEY)
 SIZE = {"GUAC_WIDTH": "800", "GUAC_HEIGHT": "480", "GUAC_DPI": "96"}
