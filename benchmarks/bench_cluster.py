@@ -2,6 +2,7 @@
 
     python benchmarks/bench_cluster.py [--owner HOST:PORT --via HOST:PORT] [--joins N]
                                        [--echoes N] [--protocol P --arg NAME=VALUE ...]
+                                       [--tls]
 
 A session is opened on the owner instance; then, alternating so both see the same
 machine load:
@@ -16,7 +17,10 @@ machine load:
 
 Without --owner/--via (``--local``), a real redis-server and two guacr instances (one
 worker each, the echo handler) are started on loopback from the test helpers and
-stopped afterwards. The machine is shared and noisy: compare the ratios of one run.
+stopped afterwards. ``--tls``: clients speak TLS to 4822 (not verifying, as a test
+client); in ``--local`` mode the instances then run with one shared certificate
+(-C/-K), so the forwarding instance also relays to the owner over TLS. The machine is
+shared and noisy: compare the ratios of one run.
 """
 
 from __future__ import annotations
@@ -50,28 +54,39 @@ def address(text: str) -> tuple[str, int]:
 
 
 class Target:
-    """A guacd-compatible host:port."""
+    """A guacd-compatible host:port (over TLS with ``tls``)."""
 
-    def __init__(self, host: str, port: int) -> None:
-        self.host, self.port = host, port
+    def __init__(self, host: str, port: int, tls: bool = False) -> None:
+        self.host, self.port, self.tls = host, port, tls
 
     def client(self) -> Client:
         import socket
+        import ssl
 
         sock = socket.create_connection((self.host, self.port), timeout=20)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if self.tls:
+            ctx = ssl.create_default_context()
+            ctx.check_hostname = False
+            ctx.verify_mode = ssl.CERT_NONE
+            sock = ctx.wrap_socket(sock, server_hostname=self.host)
         return Client(self.port, 20, sock=sock)
 
 
 @contextmanager
-def local_cluster() -> Iterator[tuple[Target, Target]]:
+def local_cluster(tls: bool = False) -> Iterator[tuple[Target, Target]]:
     """redis-server + two guacr instances on loopback (the test helpers)."""
     from guacr_process import run_guacr
+    from servers.certs import make_server_tls
     from servers.redis import RedisServer
 
     with ExitStack() as stack:
         redis = stack.enter_context(RedisServer())
         tmp = Path(stack.enter_context(tempfile.TemporaryDirectory()))
+        door: list[str] = []
+        if tls:
+            files = make_server_tls(tmp / "pki")
+            door = ["-C", str(files.cert), "-K", str(files.key)]
         env = {
             "GUACR_REGISTRY_URL": redis.url,
             "GUACR_METRICS_BIND_PORT": "0",
@@ -81,8 +96,8 @@ def local_cluster() -> Iterator[tuple[Target, Target]]:
         found = []
         for name in ("owner", "via"):
             (tmp / name).mkdir()
-            g = stack.enter_context(run_guacr(tmp / name, workers=1, env=env))
-            found.append(Target("127.0.0.1", g.port))
+            g = stack.enter_context(run_guacr(tmp / name, workers=1, env=env, extra=door))
+            found.append(Target("127.0.0.1", g.port, tls))
         yield found[0], found[1]
 
 
@@ -129,7 +144,10 @@ def run(owner: Target, via: Target, args: argparse.Namespace) -> None:
     session.sock.settimeout(None)
     threading.Thread(target=keep_alive, args=(session,), daemon=True).start()
     time.sleep(0.5)  # the owner's first registry write (a few ms) is surely done
-    print(f"session {conn_id} on {owner.host}:{owner.port}; via {via.host}:{via.port}")
+    print(
+        f"session {conn_id} on {owner.host}:{owner.port}; via {via.host}:{via.port}"
+        + (" (TLS)" if owner.tls else "")
+    )
     print(f"load average before: {os.getloadavg()}")
 
     direct: list[float] = []
@@ -172,13 +190,14 @@ def main() -> None:
     p.add_argument("--echoes", type=int, default=500)
     p.add_argument("--protocol", default="echo")
     p.add_argument("--arg", action="append", default=[], help="NAME=VALUE connect argument")
+    p.add_argument("--tls", action="store_true", help="TLS on 4822 (see above)")
     args = p.parse_args()
     if bool(args.owner) != bool(args.via):
         p.error("--owner and --via go together")
     if args.owner:
-        run(Target(*address(args.owner)), Target(*address(args.via)), args)
+        run(Target(*address(args.owner), args.tls), Target(*address(args.via), args.tls), args)
         return
-    with local_cluster() as (owner, via):
+    with local_cluster(args.tls) as (owner, via):
         run(owner, via, args)
 
 

@@ -15,6 +15,7 @@ and services not built yet, so their issues need not change this module.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 from dataclasses import dataclass, field, fields
@@ -123,6 +124,9 @@ class Config:
     registry_url: str = _f(_STR, "", "shared session registry (empty: in-process)")
     registry_lease_s: float = _f(_FLOAT, 15.0, "registry lease seconds")
     advertise_address: str = _f(_STR, "", "host:port other instances reach us at")
+    cluster_ca: str | None = _f(_OPT_STR, None, "CA verifying other instances' TLS (else -C)")
+    cluster_server_name: str = _f(_STR, "", "name checked in their certificates (empty: none)")
+    proxy_protocol_trusted: str = _f(_STR, "", "peers whose PROXY v2 header is believed on 4822")
 
     # Parsing -------------------------------------------------------------------------
     def set(self, name: str, value: str, source: str = "") -> None:
@@ -199,6 +203,15 @@ class Config:
         if self.registry_url and not self.registry_url.startswith(("redis://", "rediss://")):
             # Never the value: the URL may carry the registry's password.
             raise ConfigError("registry_url: want a redis:// or rediss:// URL")
+        if self.cluster_ca and not os.access(self.cluster_ca, os.R_OK):
+            raise ConfigError(f"cluster_ca: cannot read {self.cluster_ca[:200]!r}")
+        for entry in filter(None, (x.strip() for x in self.proxy_protocol_trusted.split(","))):
+            try:
+                ipaddress.ip_network(entry, strict=False)
+            except ValueError:
+                raise ConfigError(
+                    f"proxy_protocol_trusted: {entry[:80]!r} is not an address or network"
+                ) from None
 
     # Derived -------------------------------------------------------------------------
     def effective_workers(self) -> int:

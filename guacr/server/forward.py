@@ -22,13 +22,17 @@ import asyncio
 import contextlib
 import logging
 import socket
+import ssl
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, cast
 
+from guacr.config import Config
 from guacr.errors import GuacrError
 from guacr.protocol.instruction import encode, encode_many
 from guacr.protocol.parser import Parser
 from guacr.protocol.status import Status
+from guacr.server import proxy_header
 from guacr.server.intake import refuse
 from guacr.server.redis_registry import Owner, RedisRegistry, RegistryDown, split_address
 from guacr.server.user import User
@@ -111,18 +115,98 @@ class Relay:
             self.done.set_result(None)
 
 
-async def relay(client: socket.socket, address: str, first: bytes) -> None:
-    """Connect to ``address``, send ``first`` there, then relay ``client`` to it.
+@dataclass(frozen=True)
+class PeerTls:
+    """How this instance checks the others' 4822 doors when they speak TLS."""
+
+    context: ssl.SSLContext
+    server_name: str  # checked in their certificates; '' = the chain only
+
+
+def peer_tls(config: Config) -> PeerTls | None:
+    """TLS towards other instances: on when this instance's own 4822 door is TLS
+    (instances behind one address share their door settings).
+
+    Their certificates must chain to ``cluster_ca``; without it, to a certificate in
+    this instance's own -C file (its own certificate, and any chain after it), so
+    instances sharing one certificate, self-signed or CA-signed, trust each other with
+    no further setting. ``cluster_server_name``, if set, must also be a name in their
+    certificates (pod addresses rarely are, so no name is checked by default).
+    """
+    if not config.cert:
+        return None
+    context = ssl.create_default_context(cafile=config.cluster_ca or config.cert)
+    if not config.cluster_ca:
+        # The own certificate is an end entity: trust it as it is, not only its root.
+        context.verify_flags |= ssl.VERIFY_X509_PARTIAL_CHAIN
+    context.check_hostname = bool(config.cluster_server_name)
+    return PeerTls(context, config.cluster_server_name)
+
+
+def client_address(sock: socket.socket, remote: str) -> tuple[str, int] | None:
+    """The client's (host, port) as the owner is told it: ``remote`` (what a trusted
+    relay or the socket said) with the socket's port when that is the same peer."""
+    if not remote:
+        return None
+    with contextlib.suppress(OSError):
+        peer = sock.getpeername()
+        if isinstance(peer, tuple) and str(peer[0]) == remote:
+            return remote, int(peer[1])
+    return remote, 0
+
+
+async def connect_owner(
+    factory: Callable[[], asyncio.Protocol],
+    address: str,
+    client: tuple[str, int] | None,
+    tls: PeerTls | None,
+) -> asyncio.Transport:
+    """Open the owner's 4822 door for a relayed client: a PROXY protocol v2 header
+    naming the client first (the owner believes it from registered instances,
+    guacr.server.proxied), then TLS if the doors speak it, then ``factory``'s
+    protocol on top. Raises OSError (ssl.SSLError for a certificate refused) or
+    TimeoutError."""
+    loop = asyncio.get_running_loop()
+    host, port = split_address(address)
+    async with asyncio.timeout(CONNECT_TIMEOUT):
+        family, kind, proto, _name, where = (
+            await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        )[0]
+        sock = socket.socket(family, kind, proto)
+        try:
+            sock.setblocking(False)
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            await loop.sock_connect(sock, where)
+            server = sock.getpeername()
+            await loop.sock_sendall(sock, proxy_header.encode(client, (server[0], server[1])))
+            transport, _ = await loop.create_connection(
+                factory,
+                sock=sock,
+                ssl=tls.context if tls else None,
+                server_hostname=(tls.server_name or host) if tls else None,
+            )
+        except BaseException:
+            sock.close()
+            raise
+    return transport
+
+
+async def relay(
+    client: socket.socket,
+    address: str,
+    first: bytes,
+    remote: str = "",
+    tls: PeerTls | None = None,
+) -> None:
+    """Connect to ``address`` on behalf of ``remote``, send ``first`` there, then
+    relay ``client`` to it.
 
     Raises OSError/TimeoutError if the upstream cannot be reached (``client`` is then
     still the caller's).
     """
     loop = asyncio.get_running_loop()
-    host, port = split_address(address)
     pair = Relay()
-    await asyncio.wait_for(
-        loop.create_connection(lambda: pair.upstream, host, port), CONNECT_TIMEOUT
-    )
+    await connect_owner(lambda: pair.upstream, address, client_address(client, remote), tls)
     assert pair.upstream.transport is not None
     pair.upstream.transport.write(first)
     try:
@@ -141,8 +225,9 @@ async def relay(client: socket.socket, address: str, first: bytes) -> None:
 class Forwarder:
     """Joins of connections this instance does not own: relayed to their owner."""
 
-    def __init__(self, registry: RedisRegistry) -> None:
+    def __init__(self, registry: RedisRegistry, tls: PeerTls | None = None) -> None:
         self.registry = registry
+        self.tls = tls
         self.tasks: set[asyncio.Task[None]] = set()
         self.relayed = 0  # joins relayed so far (for tests and figures)
 
@@ -179,7 +264,8 @@ class Forwarder:
                 target[:64], owner.instance[:12], owner.address, remote or "a client",
             )  # fmt: skip
             self.relayed += 1
-            await relay(sock, owner.address, encode("select", target) + pending)
+            first = encode("select", target) + pending
+            await relay(sock, owner.address, first, remote, self.tls)
         except (OSError, TimeoutError, ValueError) as exc:
             log.warning(
                 'Instance %s owning connection "%s" cannot be reached at %s: %s',
@@ -211,7 +297,10 @@ class Forwarder:
         )  # fmt: skip
         try:
             self.relayed += 1
-            await relay_tunnel(sock, owner.address, target, grant, leftover, max_message, release)
+            await relay_tunnel(
+                sock, owner.address, target, grant, leftover, max_message, release,
+                remote, self.tls,
+            )  # fmt: skip
         except (OSError, TimeoutError, ValueError) as exc:
             log.warning(
                 'Instance %s owning connection "%s" cannot be reached at %s: %s',
@@ -344,15 +433,14 @@ async def relay_tunnel(
     leftover: bytes,
     max_message: int,
     on_end: Callable[[], None],
+    remote: str = "",
+    tls: PeerTls | None = None,
 ) -> None:
     """Serve an upgraded WebSocket ``client`` joining ``target`` on the instance at
     ``address``. Raises OSError/TimeoutError if that instance cannot be reached."""
     loop = asyncio.get_running_loop()
-    host, port = split_address(address)
     user = RemoteUser(target, address)
-    await asyncio.wait_for(
-        loop.create_connection(lambda: user.upstream, host, port), CONNECT_TIMEOUT
-    )
+    await connect_owner(lambda: user.upstream, address, client_address(client, remote), tls)
     done: asyncio.Future[None] = loop.create_future()
 
     def ended() -> None:

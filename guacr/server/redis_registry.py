@@ -298,6 +298,21 @@ class RedisRegistry(LocalRegistry):
                 await asyncio.sleep(LOOKUP_RETRY_DELAY)
         return None
 
+    async def instance_hosts(self) -> set[str]:
+        """The hosts of every registered instance's ``advertise_address`` (the peers
+        whose PROXY protocol headers are believed, guacr.server.proxied)."""
+        hosts = {split_address(self.address)[0]}
+        try:
+            keys = [k async for k in self.client.scan_iter(INSTANCE + "*", count=500)]
+            values = await self.client.mget(keys) if keys else []
+        except (RedisError, OSError) as exc:
+            self._mark(False, exc)
+            raise RegistryDown(_reason(exc)) from None
+        for raw in values:
+            with contextlib.suppress(ValueError, KeyError, TypeError):
+                hosts.add(split_address(str(json.loads(str(raw))["a"]))[0])
+        return hosts
+
     async def others(self) -> list[Owner]:
         """Every connection other instances own (for ListSessions)."""
         out: list[Owner] = []

@@ -125,9 +125,12 @@ class Router:
             return ""
         return user
 
-    async def route(self, sock: socket.socket, target: str, pending: bytes, door: str) -> None:
-        """Send a client whose ``select`` was read to the right worker."""
-        remote = peer_host(sock)
+    async def route(
+        self, sock: socket.socket, target: str, pending: bytes, door: str, remote: str = ""
+    ) -> None:
+        """Send a client whose ``select`` was read to the right worker (``remote``: its
+        address as a trusted relay said, else the socket's peer)."""
+        remote = remote or peer_host(sock)
         if target.startswith("$"):
             self.route_join(sock.detach(), target, pending, remote)
             return

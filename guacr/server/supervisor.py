@@ -46,8 +46,9 @@ from guacr.protocol.status import Status
 from guacr.server import channel, intake
 from guacr.server.cluster_control import ClusterBackend
 from guacr.server.doors import SELECT_READ_BY, Door
-from guacr.server.forward import Forwarder
+from guacr.server.forward import Forwarder, peer_tls
 from guacr.server.intake import SELECT_TIMEOUT, read_select, refuse
+from guacr.server.proxied import ProxyGate
 from guacr.server.redis_registry import RedisRedemptions, RedisRegistry, advertised, redact
 from guacr.server.registry import ConnectionRecord, LocalRegistry, Registry, UserRecord
 from guacr.server.routing import Router
@@ -109,7 +110,15 @@ class Supervisor:
             )
         self.registry: Registry = registry or LocalRegistry()
         self.router = Router(self.slots, self.registry, protocols, self._drain_channels)
-        self.forwarder = Forwarder(self.shared) if self.shared is not None else None
+        self.forwarder = (
+            Forwarder(self.shared, peer_tls(config)) if self.shared is not None else None
+        )
+        # A relay (another instance, HAProxy, an NLB) may say who its client is on 4822.
+        self.proxy_gate = (
+            ProxyGate(config.proxy_protocol_trusted, self.shared)
+            if self.shared is not None or config.proxy_protocol_trusted
+            else None
+        )
         if self.forwarder is not None:
             self.router.forward = self.forwarder.join
             self.router.forwarder = self.forwarder
@@ -483,10 +492,14 @@ class Supervisor:
             if door.spec.kind == "ws" and self.websocket is not None:
                 await self.websocket.intake(sock, peer_host(sock))  # routed by its token
                 return
+            remote: str | None = peer_host(sock)
+            if self.proxy_gate is not None and door.spec.kind in ("tcp", "tls"):
+                remote = await self.proxy_gate.admit(sock, remote or "")
+                if remote is None:
+                    return  # refused or gone
             if SELECT_READ_BY[door.spec.kind] == "worker":
                 # TLS: the worker terminates it and reads select itself.
-                remote = peer_host(sock)
-                await self.router.place(sock, "", b"", door.spec.kind, remote)
+                await self.router.place(sock, "", b"", door.spec.kind, remote or "")
                 return
             try:
                 selected = await read_select(sock, SELECT_TIMEOUT)
@@ -504,7 +517,9 @@ class Supervisor:
             if selected is None:
                 sock.close()
                 return
-            await self.router.route(sock, selected.target, selected.rest, door.spec.kind)
+            await self.router.route(
+                sock, selected.target, selected.rest, door.spec.kind, remote or ""
+            )
         finally:
             if sock.fileno() >= 0 and self.stopping:
                 sock.close()

@@ -12,7 +12,7 @@ from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 import pytest
-from guacr_process import Guacr, free_port, run_guacr
+from guacr_process import ECHO, Guacr, free_port, run_guacr
 from servers.redis import RedisServer
 
 LEASE = 2.0
@@ -39,7 +39,12 @@ def wait_for(what: str, check: Callable[[], object], timeout: float = 30.0) -> o
 
 @contextmanager
 def instance(
-    tmp: Path, redis: RedisServer, websocket: bool = False, env: dict[str, str] | None = None
+    tmp: Path,
+    redis: RedisServer,
+    websocket: bool = False,
+    env: dict[str, str] | None = None,
+    extra: list[str] | None = None,
+    handlers: str = ECHO,
 ) -> Iterator[Guacr]:
     """One guacr instance (one worker) on the shared registry."""
     full = {
@@ -53,7 +58,7 @@ def instance(
         full["GUACR_WEBSOCKET_BIND_PORT"] = str(free_port())
         full["GUACR_TOKEN_KEY"] = TOKEN_KEY
     full.update(env or {})
-    with run_guacr(tmp, workers=1, env=full) as g:
+    with run_guacr(tmp, workers=1, env=full, extra=extra, handlers=handlers) as g:
         g.ws_port = int(full["GUACR_WEBSOCKET_BIND_PORT"])  # type: ignore[attr-defined]
         yield g
 

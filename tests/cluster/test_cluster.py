@@ -1,9 +1,10 @@
 """Three guacr instances behind "one address", sharing a real redis-server.
 
 Each instance is a whole daemon (main process, listener, one worker) on its own
-loopback port; clients pick an instance as a load balancer would. Sessions use the
-test echo handler: what reaches it comes back to every user as ``name`` instructions,
-so "the same screen" is the same sequence of instructions on every user's socket.
+loopback port; clients pick an instance as a load balancer would. The main join test
+is a real SSH session against the test sshd, its screens read back as a browser would
+draw them; the others use the test echo handler (what reaches it comes back to every
+user as ``name`` instructions), which is quicker to start and to read.
 """
 
 from __future__ import annotations
@@ -13,8 +14,11 @@ import signal
 import time
 from pathlib import Path
 
-from guacr_process import Client, Guacr
+from guacr_process import ECHO, Client, Guacr
+from servers import SSHServer
 from servers.redis import RedisServer
+from ssh.ssh_helpers import HANDLERS as SSH_HANDLER
+from ssh.ssh_helpers import TermClient, ssh_values
 from websocket.wsclient import WsClient, tunnel_url
 
 from cluster.conftest import LEASE, TOKEN_KEY, instance, wait_for
@@ -48,49 +52,75 @@ def published(redis: RedisServer, conn_id: str) -> bool:
     return f"guacr:c:{conn_id}" in redis.find_keys("guacr:c:*")
 
 
-def test_session_on_a_joined_through_b_and_c(tmp_path: Path, redis_server: RedisServer) -> None:
-    """Read-only through B, full through C: same screen everywhere; B dying ends only
-    the user it relayed."""
+def ssh_join(g: Guacr, conn_id: str, read_only: bool = False) -> TermClient:
+    client = g.client(timeout=20)
+    assert client.handshake(conn_id, {"read-only": "true" if read_only else ""}) == conn_id
+    term = TermClient(client)
+    term.connection_id = conn_id
+    return term
+
+
+def ended_by_b(term: TermClient) -> None:
+    """The relayed user's connection ends (EOF, or a reset: B's sockets died with it)."""
+    try:
+        term.wait(lambda: term.eof, timeout=20, what="the relayed user's connection to end")
+    except ConnectionError:  # reset, or a broken pipe answering a sync
+        pass
+
+
+def test_ssh_session_on_a_joined_through_b_and_c(
+    tmp_path: Path, redis_server: RedisServer, sshd: SSHServer
+) -> None:
+    """A real SSH session opened on A, joined read-only through B and fully through C:
+    every user sees the same terminal; ``kill -9`` of B ends only the user it relayed."""
     for name in "abc":
         (tmp_path / name).mkdir()
+    ssh = f"{ECHO},{SSH_HANDLER}"
     with (
-        instance(tmp_path / "a", redis_server) as a,
-        instance(tmp_path / "b", redis_server) as b,
-        instance(tmp_path / "c", redis_server) as c,
+        instance(tmp_path / "a", redis_server, handlers=ssh) as a,
+        instance(tmp_path / "b", redis_server, handlers=ssh) as b,
+        instance(tmp_path / "c", redis_server, handlers=ssh) as c,
     ):
-        owner = a.client(timeout=20)
-        conn_id = owner.handshake("echo")
-        owner_pid = owner.owner_pid()
+        owner = TermClient(a.client(timeout=20))
+        conn_id = owner.client.handshake("ssh", ssh_values(sshd), size=(800, 480, 96))
+        owner.wait_text("guest@", timeout=30)
+        owner.run("clear; echo OPENED-ON-A")
+        owner.wait_text("OPENED-ON-A\nguest@", timeout=20)
         wait_for("the connection in the registry", lambda: published(redis_server, conn_id))
 
-        viewer = join(b, conn_id, read_only=True)
-        helper = join(c, conn_id)
-        # Both joins really were relayed to A's worker, not served by B or C.
-        assert owner_pid in a.worker_pids()
+        viewer = ssh_join(b, conn_id, read_only=True)
+        helper = ssh_join(c, conn_id)
+        for term in (viewer, helper):  # each joiner gets the screen as it is at once
+            term.wait_text("OPENED-ON-A", timeout=20)
         assert "Joining connection" in b.log() and "Joining connection" in c.log()
+        assert "Joining connection" not in a.log()  # A serves its own session
 
-        viewer.send("key", 65, 1)  # read-only: dropped
-        helper.send("key", 66, 1)
-        assert echoed(helper, "key 66 1") == ["key 66 1"]  # A has it
-        owner.send("key", 67, 1)
-        screens = [echoed(u, "key 67 1") for u in (owner, viewer)]
-        assert screens == [["key 66 1", "key 67 1"]] * 2
-        assert echoed(helper, "key 67 1") == ["key 67 1"]
+        viewer.type("echo VIEWER-TYPED", enter=True)  # read-only: dropped by A
+        helper.run("echo HELPER-$((6*7))")  # the shell computes it: really on the server
+        for term in (owner, viewer, helper):
+            term.wait_text("HELPER-42\nguest@", timeout=20)
+        screens = [term.screen() for term in (owner, viewer, helper)]
+        assert screens[0] == screens[1] == screens[2], "\n".join(
+            t.dump() for t in (owner, viewer, helper)
+        )
+        assert "VIEWER-TYPED" not in owner.text()
 
         kill9(b)
-        assert viewer.read_until_eof(timeout=20) is not None  # its relay is gone
-        helper.send("key", 68, 1)
-        assert echoed(owner, "key 68 1") == ["key 68 1"]
-        assert echoed(helper, "key 68 1") == ["key 68 1"]
-        # A new join still works through the survivor.
-        late = join(c, conn_id)
-        owner.send("key", 69, 1)
-        assert echoed(late, "key 69 1") == ["key 69 1"]
-        assert echoed(owner, "key 69 1") == ["key 69 1"]  # never the viewer's key 65
-        for u in (owner, helper, late, viewer):
-            u.close()
+        ended_by_b(viewer)
+        owner.run("echo AFTER-B-DIED")
+        for term in (owner, helper):
+            term.wait_text("AFTER-B-DIED\nguest@", timeout=20)
+        late = ssh_join(c, conn_id)  # a new join still works through the survivor
+        late.wait_text("AFTER-B-DIED", timeout=20)
+        helper.run("echo STILL-SHARED")
+        for term in (owner, helper, late):
+            term.wait_text("STILL-SHARED\nguest@", timeout=20)
+        assert not owner.errors and not helper.errors and not late.errors
+        for term in (owner, helper, late, viewer):
+            term.client.close()
         for g in (a, c):
             assert redis_server.password not in g.log()
+            assert sshd.password not in g.log()
 
 
 def test_kill9_of_the_owner_ends_only_its_sessions(
