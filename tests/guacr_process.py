@@ -16,27 +16,14 @@ from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
 
+from servers import free_port as free_port  # one port allocator for all tests
+
 from guacr.protocol.instruction import encode
 from guacr.protocol.parser import Instruction, Parser
 
 ROOT = Path(__file__).resolve().parent.parent
 ECHO = "echo=tests.echo_handler:EchoHandler"
-
-
 READY_TIMEOUT = 90.0  # start-up on a loaded machine (load 20+) can take half a minute
-_given_ports: set[int] = set()
-
-
-def free_port() -> int:
-    """A loopback port free now, never one handed out before in this test process: two
-    calls in a row (a daemon's port and its metrics port) must not get the same one."""
-    while True:
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = int(s.getsockname()[1])
-        if port not in _given_ports:
-            _given_ports.add(port)
-            return port
 
 
 class Guacr:
@@ -70,6 +57,13 @@ class Guacr:
 
     def client(self, timeout: float = 10.0) -> Client:
         return Client(self.port, timeout)
+
+    def wait_log(self, text: str, timeout: float = 60.0) -> None:
+        """Until ``text`` is logged (generous: a loaded machine is slow, a pass is not)."""
+        deadline = time.monotonic() + timeout
+        while text not in self.log():
+            assert time.monotonic() < deadline, f"{text!r} not logged:\n{self.log()[-3000:]}"
+            time.sleep(0.05)
 
 
 @contextmanager

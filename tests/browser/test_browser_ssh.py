@@ -153,21 +153,24 @@ def _stop(proc: subprocess.Popen[bytes], timeout: float = 5.0) -> None:
 
 
 @contextmanager
-def run_bridge(tmp: Path, guacr_port: int, key: bytes) -> Iterator[int]:
-    """guacamole-lite (plus the page) on a free port, in front of guacr."""
+def run_bridge(
+    tmp: Path, guacr_port: int, key: bytes, script: Path = HERE / "bridge.cjs"
+) -> Iterator[int]:
+    """guacamole-lite (plus the page) on a free port, in front of guacr; ``script`` is
+    the bridge (the database tests' own knows their protocols)."""
     port = free_port()
     log_path = tmp / "bridge.log"
     env = dict(os.environ, GUACR_BRIDGE_KEY=key.decode())
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(
-            ["node", str(HERE / "bridge.cjs"), str(port), str(guacr_port)],
+            ["node", str(script), str(port), str(guacr_port)],
             cwd=HERE,
             env=env,
             stdout=log,
             stderr=subprocess.STDOUT,
         )
     try:
-        deadline = time.monotonic() + 10
+        deadline = time.monotonic() + 60  # node starts slowly on a loaded machine
         while "bridge listening" not in log_path.read_text(errors="replace"):
             if proc.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(f"bridge did not start:\n{log_path.read_text()}")
@@ -336,11 +339,10 @@ def _run_command(stack: Stack, shot: Path, command: str, output: str) -> None:
     assert out_x == margin_for_dpi(DPI) < typed_x, found
 
 
-def _disconnect(stack: Stack) -> None:
+def _disconnect(driver: Driver) -> None:
     """Disconnect; no Guacamole error and nothing on the browser console, ever."""
-    driver = stack.driver
     driver.call("disconnect")
-    deadline = time.monotonic() + 5
+    deadline = time.monotonic() + 30  # generous: a loaded machine
     while True:
         status = driver.call("status")
         if status["clientStates"][-1] == CLIENT_DISCONNECTED:
@@ -361,7 +363,7 @@ def test_browser_types_command_and_sees_output(stack: Stack, tmp_path: Path) -> 
     t1 = time.monotonic()
     _run_command(stack, shot, COMMAND, OUTPUT)
     t2 = time.monotonic()
-    _disconnect(stack)
+    _disconnect(stack.driver)
     print(f"browser e2e: prompt after {t1 - t0:.2f} s, output {t2 - t1:.2f} s after typing")
 
 
@@ -379,4 +381,4 @@ def test_idle_session_outlives_bridge_inactivity_limit(stack: Stack, tmp_path: P
     assert status["tunnelStates"][-1] == TUNNEL_OPEN, status
     assert status["clientStates"][-1] == CLIENT_CONNECTED, status
     _run_command(stack, shot, "echo IDLE-$((5*5))", "IDLE-25")
-    _disconnect(stack)
+    _disconnect(stack.driver)

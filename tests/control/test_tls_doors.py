@@ -50,9 +50,7 @@ def doors(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Doors]:
         "GUACR_TOKEN_KEY": TOKEN_KEY,
     }
     with run_guacr(tmp, workers=2, env=env, extra=["-C", str(cert), "-K", str(key)]) as g:
-        deadline = time.monotonic() + 10
-        while "gRPC control listening" not in g.log() and time.monotonic() < deadline:
-            time.sleep(0.05)
+        g.wait_log("gRPC control listening")
         with grpc.insecure_channel(f"127.0.0.1:{grpc_port}") as ch:
             yield Doors(g, ws_port, control_pb2_grpc.ControlStub(ch))
 

@@ -56,12 +56,20 @@ else:
 # --------------------------------------------------------------------------- ports
 
 
+_given_ports: set[int] = set()
+
+
 def free_port() -> int:
-    """Return a loopback TCP port that is free right now (the caller binds it soon)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((HOST, 0))
-        port: int = s.getsockname()[1]
-        return port
+    """Return a loopback TCP port that is free right now (the caller binds it soon),
+    never one handed out before in this test process: two calls in a row (a daemon's
+    port and its metrics port, before either binds) must not get the same one."""
+    while True:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            s.bind((HOST, 0))
+            port: int = s.getsockname()[1]
+        if port not in _given_ports:
+            _given_ports.add(port)
+            return port
 
 
 def wait_port(host: str, port: int, timeout: float = 10.0) -> None:

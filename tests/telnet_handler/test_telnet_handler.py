@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 from guacr_process import Guacr
-from servers import TelnetServer
+from servers import TelnetServer, free_port
 from ssh.ssh_helpers import reader
 from telnet_handler.telnet_helpers import Connect, TelnetTerm, telnet_values
 
@@ -37,12 +37,6 @@ FAILURE = "Login incorrect"
 
 def logged_in(term: TelnetTerm) -> None:
     term.wait_text(SHELL_PROMPT, timeout=15)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @contextmanager
