@@ -146,9 +146,10 @@ def test_byte_0xff_round_trip(connect: Connect, tmp_path: Path) -> None:
         term.wait_text("PRINTED")
         term.run("exit")
         term.wait(term.ended, what="the end of the connection")
-    time.sleep(0.3)  # the typescript is closed when the connection ends
-    recorded = (tmp_path / "ts").read_bytes()
-    assert b"<\xff>" in recorded
+    deadline = time.monotonic() + 30  # the typescript is closed when the connection ends
+    while b"<\xff>" not in (recorded := (tmp_path / "ts").read_bytes()):
+        assert time.monotonic() < deadline, recorded[-200:]
+        time.sleep(0.05)
 
 
 # Connection failures (guacd 1.6.1 reports none of these) ------------------------------
