@@ -85,6 +85,23 @@ def wait_port(host: str, port: int, timeout: float = 10.0) -> None:
             time.sleep(0.02)
 
 
+def wait_listening(port: int, timeout: float = 60.0) -> None:
+    """Block until something listens on loopback TCP ``port``, without connecting (the
+    first connection may be the one that matters: a reverse VNC connection)."""
+    want = f"0100007F:{port:04X}"
+    deadline = time.monotonic() + timeout
+    while True:
+        with open("/proc/net/tcp") as f:
+            if any(
+                fields[1] == want and fields[3] == "0A"  # local address, state LISTEN
+                for fields in (line.split() for line in f.readlines()[1:])
+            ):
+                return
+        if time.monotonic() >= deadline:
+            raise TimeoutError(f"nothing listens on 127.0.0.1:{port} after {timeout}s")
+        time.sleep(0.02)
+
+
 def read_greeting(host: str, port: int, nbytes: int, timeout: float = 5.0) -> bytes:
     """Connect and read up to ``nbytes`` the server sends first (SSH/RFB banners, IAC)."""
     with socket.create_connection((host, port), timeout=timeout) as s:
