@@ -233,7 +233,7 @@ class Client:
         self.sock.close()
 
     # The test-only echo handler (tests/echo_handler.py) -----------------------------
-    def names_until(self, marker: str, timeout: float = 5.0) -> list[str]:
+    def names_until(self, marker: str, timeout: float = 15.0) -> list[str]:
         """Collect ``name`` texts until ``marker`` arrives (other opcodes skipped)."""
         names: list[str] = []
         deadline = time.monotonic() + timeout
