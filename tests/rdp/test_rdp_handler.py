@@ -25,7 +25,7 @@ import pytest
 from servers import SSHServer
 from servers.xrdp import XrdpServer
 
-from guacr.handlers.rdp.handler import RDP_ARGS, RDPHandler
+from guacr.handlers.rdp.handler import CERTIFICATE_REFUSED, RDP_ARGS, RDPHandler
 from guacr.protocol.parser import Parser
 from tests.guacr_process import Guacr, free_port, run_guacr
 from tests.render.guac_canvas import Canvas
@@ -273,8 +273,8 @@ def test_self_signed_certificate_is_refused_without_ignore_cert(
 ) -> None:
     with GuacSession(guacr) as s:
         s.connect(values(xrdp, **{"ignore-cert": ""}), protocol="rdp")
-        message, status = error_of(s)
-        assert status == "519", (message, status)
+        # guacd's text for FreeRDP's TLS_CONNECT_FAILED
+        assert error_of(s) == (CERTIFICATE_REFUSED, "519")
 
 
 def test_certificate_fingerprint_makes_it_trusted(guacr: Guacr, xrdp: XrdpServer) -> None:
@@ -595,6 +595,34 @@ def test_drive_is_shared_with_the_server_and_the_client(
         file_ins = next(i for i in s.instructions[start:] if i[0] == "file")
         assert file_ins[3] == "got.txt"
         assert read_stream(s, file_ins[1]) == f"{token}-dl".encode()
+        # ... and leaves the drive once sent, as with guacd (Download is an outbox)
+        assert not (drive_dir / "Download" / "got.txt").exists()
+        # a file moved into Download is sent too, and stays where it was (guacd answers
+        # the rename with success without moving it)
+        start = len(s.instructions)
+        moved = in_session(
+            xrdp, f"printf {token}-mv > {mount}/mv.txt && mv {mount}/mv.txt {mount}/Download/"
+        )
+        assert moved.returncode == 0, moved
+        s.wait_for(lambda: any(i[0] == "file" for i in s.instructions[start:]), 15, "file")
+        file_ins = next(i for i in s.instructions[start:] if i[0] == "file")
+        assert file_ins[3] == "mv.txt"
+        assert read_stream(s, file_ins[1]) == f"{token}-mv".encode()
+        assert (drive_dir / "mv.txt").read_text() == f"{token}-mv"
+        assert not (drive_dir / "Download" / "mv.txt").exists()
+        # renaming, truncating and deleting work (MS-RDPEFS set-information requests)
+        edited = in_session(
+            xrdp,
+            f"mv {mount}/mv.txt {mount}/renamed.txt && printf x > {mount}/renamed.txt"
+            f" && rm {mount}/from-client.txt",
+        )
+        assert edited.returncode == 0, edited
+        assert (drive_dir / "renamed.txt").read_text() == "x"
+        assert not (drive_dir / "mv.txt").exists()
+        deadline = time.monotonic() + 10  # removed when the server closes the file
+        while (drive_dir / "from-client.txt").exists():
+            assert time.monotonic() < deadline, "rm did not remove the file"
+            s.pump(0.2)
         assert not s.errors
 
 
@@ -641,3 +669,138 @@ def test_drive_disable_download_and_upload(guacr: Guacr, xrdp: XrdpServer, drive
         assert sorted(p.name for p in drive_dir.iterdir()) == ["secret.txt"]
         # listing stays possible, as with guacd
         assert json.loads(read_body(s, obj, "/")[1]) == {"/secret.txt": "application/octet-stream"}
+
+
+def test_reconnect_resize_waits_while_drive_files_are_open(
+    guacr: Guacr, xrdp: XrdpServer, drive_dir: Path
+) -> None:
+    """As guacd, resize-method=reconnect does not reconnect while the server holds a
+    file open on the redirected drive; it does once the file is closed."""
+    drive_dir.mkdir()
+    (drive_dir / "held.txt").write_text("held")
+    extra = {"enable-drive": "true", "drive-path": str(drive_dir), "resize-method": "reconnect"}
+    with GuacSession(guacr) as s:
+        connected(s, xrdp, **extra)
+        sessions = guacr.log().count("RDP session established.")
+        deferred = guacr.log().count("Resize by reconnect deferred")
+        argv = ["nsenter", "-t", str(xrdp.pid), "-m", "runuser", "-u", "guest", "--", "sh", "-c"]
+        # holds the file open until its stdin closes (no timing involved)
+        script = "exec 3< ~/thinclient_drives/GUACFS/held.txt && echo open && read x"
+        holder = subprocess.Popen(
+            [*argv, script], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+        )
+        try:
+            assert holder.stdout is not None and holder.stdin is not None
+            deadline = time.monotonic() + 20
+            line = b""
+            while line != b"open\n":  # the FUSE mount may take a moment after connect
+                line = holder.stdout.readline()
+                if not line and holder.poll() is not None:
+                    assert time.monotonic() < deadline, holder.stderr
+                    s.pump(0.3)
+                    holder = subprocess.Popen(
+                        [*argv, script],
+                        stdin=subprocess.PIPE,
+                        stdout=subprocess.PIPE,
+                        stderr=subprocess.PIPE,
+                    )
+                    assert holder.stdout is not None and holder.stdin is not None
+            s.client.send("size", 800, 600)
+            s.wait_for(
+                lambda: guacr.log().count("Resize by reconnect deferred") > deferred, 10, "deferral"
+            )
+            s.pump(1.0)
+            assert guacr.log().count("RDP session established.") == sessions
+            assert xrdp.screen_size() == (1024, 768)
+        finally:
+            if holder.stdin is not None:
+                holder.stdin.close()
+            holder.wait(20)
+        try:
+            s.wait_for(lambda: s.canvas.size == (800, 600), 20, "resize after the close")
+            deadline = time.monotonic() + 15
+            while xrdp.screen_size() != (800, 600):
+                assert time.monotonic() < deadline, xrdp.screen_size()
+                s.pump(0.2)
+            assert guacr.log().count("RDP session established.") == sessions + 1
+            assert not s.errors
+        finally:
+            s.client.send("size", 1024, 768)
+            s.pump(2.0)
+    xrdp.restore_size()
+    assert xrdp.screen_size() == (1024, 768)
+
+
+# ------------------------------------------------------------------------ static channels
+
+SVC_PEER = r"""
+# A program in the session using a static channel through chansrv's xrdpapi socket
+# (what libxrdpapi's WTSVirtualChannelOpenEx/Write/Read do), stdlib only.
+import os, socket, struct, sys, time
+name, message = sys.argv[1].encode(), sys.argv[2].encode()
+display = int(os.environ["DISPLAY"].lstrip(":").split(".")[0])
+for attempt in range(40):  # chansrv learns the channels once the login completes
+    s = socket.socket(socket.AF_UNIX)
+    s.settimeout(20)
+    s.connect(f"/run/xrdp/sockdir/xrdpapi_{display}")
+    s.sendall(struct.pack("<III", 16 + len(name), 0, len(name)) + name + struct.pack("<I", 0))
+    reply = s.recv(4)
+    if reply == bytes(4):
+        break
+    s.close()
+    time.sleep(0.25)
+else:
+    sys.exit(f"open failed: {reply!r}")
+s.sendall(message)
+print("sent", flush=True)
+print(s.recv(4096).decode(), flush=True)
+"""
+
+
+def test_static_channels_are_pipe_streams(guacr: Guacr, xrdp: XrdpServer) -> None:
+    """static-channels (guacd): each named static channel is a pipe stream of that name
+    to the client carrying what a program in the session writes to it (xrdp's
+    xrdpapi), and a client pipe of that name carries data back; names are cut to 7
+    characters; a pipe for a channel that was not configured is refused as guacd does."""
+    token = secrets.token_hex(4)
+    with GuacSession(guacr) as s:
+        connected(s, xrdp, **{"static-channels": "gtest,averylongname"})
+        s.wait_for(lambda: sum(i[0] == "pipe" for i in s.instructions) >= 2, 10, "pipes")
+        pipes = {i[3]: i[1] for i in s.instructions if i[0] == "pipe"}
+        assert set(pipes) == {"gtest", "averylo"}
+        assert all(i[2] == "application/octet-stream" for i in s.instructions if i[0] == "pipe")
+        argv = ["nsenter", "-t", str(xrdp.pid), "-m", "runuser", "-u", "guest", "--"]
+        peer = subprocess.Popen(
+            [*argv, "env", f"DISPLAY={xrdp.display}", "python3", "-c", SVC_PEER, "gtest",
+             f"from-session-{token}"],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        )  # fmt: skip
+        try:
+
+            def got_blob() -> bool:
+                return any(
+                    i[0] == "blob"
+                    and i[1] == pipes["gtest"]
+                    and base64.b64decode(i[2]) == f"from-session-{token}".encode()
+                    for i in s.instructions
+                )
+
+            try:
+                s.wait_for(got_blob, 15, "the session's data on the pipe")
+            except AssertionError:
+                peer.kill()
+                raise AssertionError(peer.communicate()) from None
+            start = len(s.instructions)
+            s.client.send("pipe", 7, "application/octet-stream", "gtest")
+            s.client.send("blob", 7, base64.b64encode(f"from-client-{token}".encode()).decode())
+            assert tuple(ack(s, "7", start)[2:4]) == ("OK (DATA RECEIVED)", "0")
+            out, err = peer.communicate(timeout=20)
+            assert out.decode().split() == ["sent", f"from-client-{token}"], err
+            start = len(s.instructions)
+            s.client.send("pipe", 8, "application/octet-stream", "nosuch")
+            assert tuple(ack(s, "8", start)[2:4]) == ("FAIL (NO SUCH PIPE)", "768")
+            assert not s.errors
+        finally:
+            if peer.poll() is None:
+                peer.kill()
+                peer.wait(5)

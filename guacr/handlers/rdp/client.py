@@ -17,7 +17,7 @@ import logging
 import socket
 import ssl
 import struct
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -28,6 +28,7 @@ from guacr.handlers.rdp import compat
 from guacr.handlers.rdp.display_control import CHANNEL_NAME, DisplayControl
 from guacr.handlers.rdp.pdu import Bitmap
 from guacr.handlers.rdp.pointer import Cursor, PointerCache
+from guacr.handlers.rdp.startup import StartupOptions
 
 log = logging.getLogger("guacr.rdp")
 
@@ -77,6 +78,12 @@ class RDPSink(Protocol):
     def cursor(self, cursor: Cursor) -> None:
         """The server changed the pointer image."""
 
+    def svc_opened(self, name: str) -> None:
+        """Static channel ``name`` (from ``static_channels``) was joined."""
+
+    def svc_data(self, name: str, data: bytes) -> None:
+        """One complete message the server sent on static channel ``name``."""
+
 
 @dataclass(frozen=True)
 class RDPConfig:
@@ -94,12 +101,18 @@ class RDPConfig:
     timeout: float = 10.0
     keyboard_layout: int = 0x409
     performance_flags: int | None = None
-    cert_check: Callable[[bytes], None] | None = None
+    # Called with the server's DER certificate before any credential is sent; raises
+    # CertificateRefused (or returns an awaitable that does) to refuse it.
+    cert_check: Callable[[bytes], Awaitable[None] | None] | None = None
     clipboard: bool = True
     display_control: bool = False  # resize-method=display-update
     drive_path: str | None = None  # enable-drive: this directory, shared over RDPDR
     drive_name: str = "Guacamole Filesystem"
-    drive_download: Callable[[str], None] | None = None  # a file closed in \\Download\\
+    startup: StartupOptions | None = None  # client name, alternate shell, console, ...
+    static_channels: tuple[str, ...] = ()  # static-channels: exposed as pipe streams
+    # A file to send to the owner (its Guacamole path; True: remove it once sent), as
+    # guacd's Download folder; None when downloads are disabled.
+    drive_download: Callable[[str, bool], None] | None = None
 
 
 def wire_depth(color_depth: int) -> int:
@@ -124,6 +137,7 @@ class RDPClient:
         self._closing = False
         self.closed = asyncio.Event()
         self.display_control = DisplayControl()
+        self._svc: dict[str, Any] = {}  # static channel name -> its aardwolf channel
         # Decoding statistics (tests and the benchmark read them).
         self.rects = 0
         self.bad_rects = 0
@@ -151,6 +165,11 @@ class RDPClient:
             s.channels.append(DriveChannel)
             s.drives = [DriveProvider(DOS_NAME, c.drive_path, label=c.drive_name)]
             s.guacr_drive_download = c.drive_download
+        if c.static_channels:
+            from guacr.handlers.rdp.svc import channel_class
+
+            s.channels.extend(channel_class(name) for name in c.static_channels)
+            s.guacr_svc_sink = self
         s.clipboard_use_pyperclip = False
         s.video_width = c.width
         s.video_height = c.height
@@ -196,6 +215,7 @@ class RDPClient:
         want = compat.WANT_32BPP.set(wire_depth(c.color_depth) == 32)
         check = compat.CERT_CHECK.set(self._on_tls)
         upstream = compat.UPSTREAM_SOCKET.set(sock)
+        options = compat.STARTUP.set(c.startup)
         try:
             ok, err = await asyncio.wait_for(conn.connect(), c.timeout)
         except TimeoutError:
@@ -205,6 +225,7 @@ class RDPClient:
             compat.WANT_32BPP.reset(want)
             compat.CERT_CHECK.reset(check)
             compat.UPSTREAM_SOCKET.reset(upstream)
+            compat.STARTUP.reset(options)
         if err is None and ok:
             try:
                 self._check_security()
@@ -220,11 +241,12 @@ class RDPClient:
             loop.create_task(self._watch()),
         ]
 
-    def _on_tls(self, der: bytes) -> None:
+    def _on_tls(self, der: bytes) -> Awaitable[None] | None:
         """Right after the TLS handshake, before any credential is sent."""
         self._check_security()
         if self.config.cert_check is not None:
-            self.config.cert_check(der)
+            return self.config.cert_check(der)
+        return None
 
     def _check_security(self) -> None:
         """The server must have selected what ``security`` asked for (guacd: 769)."""
@@ -333,6 +355,29 @@ class RDPClient:
         conn = self._conn
         if self.config.clipboard and conn is not None:
             self._queue(lambda: conn.set_current_clipboard_text(text))
+
+    # ------------------------------------------------------------- static channels
+    def svc_opened(self, name: str, channel: Any) -> None:
+        self._svc[name] = channel
+        self.sink.svc_opened(name)
+
+    def svc_data(self, name: str, data: bytes) -> None:
+        self.sink.svc_data(name, data)
+
+    def svc_write(self, name: str, data: bytes) -> bool:
+        """Send one message on static channel ``name`` (False: no such open channel)."""
+        channel = self._svc.get(name)
+        if channel is None:
+            return False
+        self._queue(lambda: channel.write(data))
+        return True
+
+    @property
+    def open_files(self) -> int:
+        """Files the server holds open on the redirected drive."""
+        conn = self._conn
+        channel = getattr(getattr(conn, "iosettings", None), "guacr_drive_channel", None)
+        return int(channel.open_files) if channel is not None else 0
 
     @property
     def can_resize(self) -> bool:

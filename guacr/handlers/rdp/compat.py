@@ -41,13 +41,16 @@ at run time, once, in :func:`install`; upstream versions of them should go to aa
   failures; an empty list is announced instead. A server format list arriving before
   our list is acknowledged was dropped; it is handled like one arriving later.
 
-Plus three hooks that are not interop fixes: the ASN.1 codecs aardwolf compiles on every
+Plus hooks that are not interop fixes: the ASN.1 codecs aardwolf compiles on every
 connect (0.43 s of CPU) are loaded once per process by :func:`preload` (the handler
 module calls it, so the fork server does it before forking and workers share them;
 unpickled from ``__pycache__`` after the first compile); :data:`CERT_CHECK` sees the
 server certificate right after the TLS handshake (guacd's ``ignore-cert`` /
-``cert-fingerprints``); :data:`UPSTREAM_SOCKET` lets aardwolf run over a socket opened
-by guacr's shared upstream service.
+``cert-fingerprints``, ``cert-tofu``); :data:`UPSTREAM_SOCKET` lets aardwolf run over a
+socket opened by guacr's shared upstream service; :data:`STARTUP` puts the connection's
+own connection-sequence fields (:mod:`guacr.handlers.rdp.startup`: client name,
+alternate shell, console, audio flags, time zone, routing token or cookie,
+preconnection PDU) where aardwolf hard-codes or lacks them.
 """
 
 from __future__ import annotations
@@ -60,7 +63,7 @@ import logging
 import os
 import pickle
 import socket
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -68,6 +71,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from guacr.handlers.rdp import startup
 from guacr.handlers.rdp.pdu import (
     Bitmap,
     FastMCSCodec,
@@ -75,6 +79,7 @@ from guacr.handlers.rdp.pdu import (
     is_screen_update,
     parse_bitmap_update,
 )
+from guacr.handlers.rdp.startup import StartupOptions
 
 log = logging.getLogger("guacr.rdp")
 
@@ -106,13 +111,18 @@ SHARE_ID = 0x103EA
 # Set in the task that connects: core data serialised there asks for a 32 bpp session.
 # A context variable, so concurrent connections in one worker do not see each other's.
 WANT_32BPP: contextvars.ContextVar[bool] = contextvars.ContextVar("guacr_want_32bpp", default=False)
+# The connection's own connection-sequence fields (client name, alternate shell,
+# console, routing token, preconnection PDU, time zone; guacr.handlers.rdp.startup).
+STARTUP: contextvars.ContextVar[StartupOptions | None] = contextvars.ContextVar(
+    "guacr_startup", default=None
+)
 # A connected socket for aardwolf to use instead of opening its own TCP connection.
 UPSTREAM_SOCKET: contextvars.ContextVar[socket.socket | None] = contextvars.ContextVar(
     "guacr_upstream_socket", default=None
 )
 # Called with the server's DER certificate after the TLS handshake; raises to refuse it.
-CERT_CHECK: contextvars.ContextVar[Callable[[bytes], None] | None] = contextvars.ContextVar(
-    "guacr_cert_check", default=None
+CERT_CHECK: contextvars.ContextVar[Callable[[bytes], Awaitable[None] | None] | None] = (
+    contextvars.ContextVar("guacr_cert_check", default=None)
 )
 _installed = False
 
@@ -270,6 +280,7 @@ def install() -> None:
     _patch_upstream()
     _patch_dvc()
     _patch_share_data(conn_mod)
+    _patch_startup()
     _installed = True
 
 
@@ -410,6 +421,9 @@ def _patch_out(cls: Any) -> None:
     ) -> Any:
         if ENABLED["auto_logon"] and isinstance(dataobj, TS_INFO_PACKET) and dataobj.Password:
             dataobj.flags |= INFO_FLAG.AUTOLOGON
+        options = STARTUP.get()
+        if options is not None and isinstance(dataobj, TS_INFO_PACKET):
+            _info_packet(dataobj, options)
         suppress: dict[Any, int] = self.__dict__.setdefault("_guacr_suppress", {})
         if datacontrol_hdr is not None:
             kind = datacontrol_hdr.pduType2
@@ -563,6 +577,97 @@ def _patch_dvc() -> None:
     RDPEDYCChannel.process_channel_data = process_channel_data
 
 
+def _info_packet(info: Any, options: StartupOptions) -> None:
+    """Not a fix: the Info Packet's alternate shell, audio flags and time zone."""
+    from aardwolf.protocol.T125.infopacket import INFO_FLAG
+
+    info.AlternateShell = options.alternate_shell
+    info.flags = INFO_FLAG(startup.info_flags(int(info.flags), options))
+    if options.time_zone is not None and info.extrainfo is not None:
+        info.extrainfo.clientTimeZone = _RawTimeZone(options.time_zone)
+
+
+class _RawTimeZone:
+    """A TS_TIME_ZONE_INFORMATION guacr built (aardwolf's extended info packet only
+    calls ``to_bytes`` on it)."""
+
+    def __init__(self, data: bytes) -> None:
+        self._data = data
+
+    def to_bytes(self) -> bytes:
+        return self._data
+
+
+def _patch_startup() -> None:
+    """Not a fix: the connection's own client name, cluster flags, X.224 routing token
+    or cookie and preconnection PDU (aardwolf hard-codes or lacks them)."""
+    from aardwolf.network import x224
+    from aardwolf.protocol.T124.userdata.clientclusterdata import TS_UD_CS_CLUSTER
+    from aardwolf.protocol.T124.userdata.clientcoredata import TS_UD_CS_CORE
+
+    core_to_bytes = TS_UD_CS_CORE.to_bytes
+    cluster_to_bytes = TS_UD_CS_CLUSTER.to_bytes
+    negotiate = x224.X224Network.client_negotiate
+    format_cookie = x224._format_mstshash_cookie
+
+    def core(self: Any) -> bytes:
+        options = STARTUP.get()
+        if options is not None:
+            self.clientName = startup.client_name(options.client_name)
+        data: bytes = core_to_bytes(self)
+        return data
+
+    def cluster(self: Any) -> bytes:
+        options = STARTUP.get()
+        if options is not None:
+            self.Flags, self.RedirectedSessionID = startup.cluster_flags(options.console)
+        data: bytes = cluster_to_bytes(self)
+        return data
+
+    def cookie_field(identifier: str | None) -> bytes | None:
+        options = STARTUP.get()
+        if options is None:
+            return format_cookie(identifier)  # type: ignore[no-any-return]
+        if options.load_balance_info:
+            return startup.routing_token(options.load_balance_info)
+        return startup.cookie(identifier or "")
+
+    async def client_negotiate(
+        self: Any, flags: Any = 0, supported_protocols: Any = None, *args: Any, **kw: Any
+    ) -> Any:
+        options = STARTUP.get()
+        if options is None or not options.sends_preconnection_pdu:
+            return await negotiate(self, flags, supported_protocols, *args, **kw)
+        # MS-RDPEPS: the PDU goes first, raw (no TPKT). Then, as FreeRDP (guacd turns
+        # security negotiation off with it, the Hyper-V way), no X.224 negotiation: the
+        # highest protocol asked for is used directly (MS-RDPBCGR 5.4.2.3).
+        pdu = startup.preconnection_pdu(options.preconnection_id, options.preconnection_blob)
+        self.connection.writer.write(pdu)
+        await self.connection.writer.drain()
+        return _direct_confirm(supported_protocols), None
+
+    TS_UD_CS_CORE.to_bytes = core
+    TS_UD_CS_CLUSTER.to_bytes = cluster
+    x224._format_mstshash_cookie = cookie_field
+    x224.X224Network.client_negotiate = client_negotiate
+
+
+def _direct_confirm(supported: Any) -> Any:
+    """The Connection Confirm aardwolf would have read, for the direct approach: the
+    highest of ``supported`` selected (none of TLS/NLA: standard RDP security)."""
+    from aardwolf.protocol.x224.constants import SUPP_PROTOCOLS
+    from aardwolf.protocol.x224.server.connectionconfirm import RDP_NEG_RSP, ConnectionConfirm
+
+    reply = ConnectionConfirm()
+    offered = SUPP_PROTOCOLS(int(supported or 0))
+    for protocol in (SUPP_PROTOCOLS.HYBRID_EX, SUPP_PROTOCOLS.HYBRID, SUPP_PROTOCOLS.SSL):
+        if protocol in offered:
+            reply.rdpNegData = RDP_NEG_RSP()
+            reply.rdpNegData.selectedProtocol = protocol
+            break
+    return reply
+
+
 def _patch_bulk() -> None:
     from aardwolf.protocol.compression import BulkDecompressor
 
@@ -707,7 +812,9 @@ def _patch_tls() -> None:
         await original(self, ssl_ctx, packetizer)
         check = CERT_CHECK.get()
         if check is not None:
-            check(self.get_peer_certificate())
+            pending = check(self.get_peer_certificate())
+            if pending is not None:
+                await pending
 
     UniConnection.wrap_ssl = wrap_ssl
 
@@ -716,6 +823,7 @@ __all__ = [
     "CERT_CHECK",
     "ENABLED",
     "FIXES",
+    "STARTUP",
     "UPSTREAM_SOCKET",
     "WANT_32BPP",
     "decode_bitmap",

@@ -1,9 +1,9 @@
 """Drive redirection (guacd's ``enable-drive``): a local directory shared with the RDP
 server over RDPDR (MS-RDPEFS) and offered to the owner as a Guacamole filesystem.
 
-The server side is aardwolf's RDPDR channel and filesystem provider with two interop
-fixes xrdp needs (its FUSE view of the drive, ``~/thinclient_drives``, was empty and
-every file unreadable without them):
+The server side is aardwolf's RDPDR channel and filesystem provider with the interop
+fixes xrdp needs (its FUSE view of the drive, ``~/thinclient_drives``, was empty, every
+file unreadable and no file could be renamed, truncated or deleted without them):
 
 * a directory query carries the directory *and* the pattern (``\\*``, as Windows and
   FreeRDP send it); aardwolf matched names against the whole string, so nothing matched;
@@ -13,10 +13,17 @@ every file unreadable without them):
   exactly and fails the lookup otherwise;
 * opening a file that does not exist answers STATUS_NO_SUCH_FILE (as FreeRDP), which
   xrdp turns into ENOENT, so a new file can be created; aardwolf's
-  STATUS_OBJECT_NAME_NOT_FOUND became EIO.
+  STATUS_OBJECT_NAME_NOT_FOUND became EIO;
+* set-information requests are read as MS-RDPEFS lays them out: aardwolf's parser
+  lost their SetBuffer (every rename, truncation and deletion failed, xrdp reported
+  EEXIST) and read renames in the MS-FSCC layout; the answer carries its Length.
 
 As guacd, a ``Download`` folder is made in the drive (unless ``disable-download``): a
-file written there is sent to the owner as a ``file`` stream when the server closes it.
+file written there is sent to the owner as a ``file`` stream when the server closes it,
+then removed from the drive (the folder is an outbox); a file the server moves into it
+is sent from where it is and stays there (guacd answers the rename with success without
+moving anything). The channel also counts the files the server holds open: guacd
+defers a ``resize-method=reconnect`` while any is (a reconnect would break them).
 
 The client side reuses the SFTP service's filesystem object (listing, downloads and
 uploads paced by acks, guacd's path rules) over :class:`LocalFiles`, a small stand-in
@@ -42,7 +49,9 @@ from aardwolf.extensions.RDPEFS.wintypes.ntstatus import NTStatus
 DOS_NAME = "GUACFS"  # the drive's DOS name, as guacd announces it
 OBJECT_NAME = "Shared Drive"  # the Guacamole filesystem object's name in guacd
 DOWNLOAD_DIR = "Download"  # files written here go to the owner's browser
-FILE_BASIC_INFORMATION, FILE_STANDARD_INFORMATION = 4, 5
+FILE_BASIC_INFORMATION, FILE_STANDARD_INFORMATION, FILE_RENAME_INFORMATION = 4, 5, 10
+FILE_DISPOSITION_INFORMATION, FILE_ALLOCATION_INFORMATION = 13, 19
+FILE_END_OF_FILE_INFORMATION = 20
 INFO_SIZES = {FILE_BASIC_INFORMATION: 36, FILE_STANDARD_INFORMATION: 22}
 
 
@@ -69,10 +78,18 @@ class DriveChannel(RDPDRChannel):  # type: ignore[misc]
 
     def __init__(self, iosettings: Any) -> None:
         super().__init__(iosettings)
-        self.on_download: Callable[[str], None] | None = getattr(
+        # Called with a Guacamole filesystem path and whether to remove the file once
+        # it is being sent; None when downloads are disabled.
+        self.on_download: Callable[[str, bool], None] | None = getattr(
             iosettings, "guacr_drive_download", None
         )
         self._written: set[int] = set()
+        iosettings.guacr_drive_channel = self  # the client asks it for open_files
+
+    @property
+    def open_files(self) -> int:
+        """Files and directories the server has open on the drive."""
+        return len(self._handles)
 
     async def _irp_write(self, request: Any) -> Any:
         result = await super()._irp_write(request)
@@ -86,8 +103,38 @@ class DriveChannel(RDPDRChannel):  # type: ignore[misc]
         result = await super()._irp_close(request)
         path = getattr(handle, "path", "")
         if written and self.on_download is not None and download_path(path) is not None:
-            self.on_download(download_path(path) or "")
+            self.on_download(fs_path(path), True)
         return result
+
+    async def _irp_set_information(self, request: Any) -> Any:
+        """Set-information requests with their SetBuffer read as MS-RDPEFS lays it out
+        (aardwolf's parser dropped it, so truncation, deletion and renames all failed);
+        as guacd, a file moved into ``\\Download\\`` is sent to the owner from where
+        it is, the rename answered as done without moving it."""
+        handle = self._handle(request)
+        provider = self._devices[handle.device_id]
+        # FsInformationClass (4), Length (4), Padding (24), SetBuffer (Length)
+        info_class = int.from_bytes(request.payload[0:4], "little")
+        length = int.from_bytes(request.payload[4:8], "little")
+        data = bytes(request.payload[32 : 32 + length])
+        if info_class == FILE_RENAME_INFORMATION:
+            replace, target = rename_information(data)
+            if self.on_download is not None and download_path(target) is not None:
+                self.on_download(fs_path(handle.path), False)
+            else:
+                await provider.rename(handle, target, replace)
+        elif info_class in (FILE_END_OF_FILE_INFORMATION, FILE_ALLOCATION_INFORMATION):
+            if len(data) < 8:
+                raise DriveError(NTStatus.INVALID_PARAMETER)
+            size = int.from_bytes(data[:8], "little", signed=True)
+            if info_class == FILE_END_OF_FILE_INFORMATION:
+                await provider.set_end_of_file(handle, size)
+        elif info_class == FILE_DISPOSITION_INFORMATION:
+            await provider.set_disposition(handle, bool(data[:1] != b"\0") if data else True)
+        elif info_class != FILE_BASIC_INFORMATION:
+            return NTStatus.NOT_SUPPORTED, b""
+        # DR_DRIVE_SET_INFORMATION_RSP: the request's Length, as FreeRDP and guacd echo it
+        return NTStatus.SUCCESS, bytes(request.payload[4:8])
 
     async def _irp_create(self, provider: Any, request: Any) -> Any:
         try:
@@ -104,6 +151,23 @@ class DriveChannel(RDPDRChannel):  # type: ignore[misc]
         if status == 0 and size is not None and len(payload) >= 4 + size:
             payload = size.to_bytes(4, "little") + payload[4 : 4 + size]
         return status, payload
+
+
+def rename_information(data: bytes) -> tuple[bool, str]:
+    """RDP_FILE_RENAME_INFORMATION (MS-RDPEFS 2.2.3.3.9): ReplaceIfExists (1 byte),
+    RootDirectory (1), FileNameLength (4), FileName (UTF-16). aardwolf reads the MS-FSCC
+    layout (a 20-byte header), so xrdp's renames got a garbled name and failed."""
+    if len(data) < 6:
+        raise DriveError(NTStatus.INVALID_PARAMETER)
+    length = int.from_bytes(data[2:6], "little")
+    name = data[6 : 6 + length].decode("utf-16-le", "replace").rstrip("\0")
+    return bool(data[0]), name
+
+
+def fs_path(rdp_path: str) -> str:
+    """A drive path as the server names it (``\\a\\b``) -> the Guacamole filesystem's
+    (``/a/b``)."""
+    return "/" + rdp_path.lstrip("\\").replace("\\", "/")
 
 
 def download_path(rdp_path: str) -> str | None:
@@ -137,6 +201,8 @@ class LocalFiles:
 
     def __init__(self, root: Path) -> None:
         self.root = root.resolve()
+        self.open_files = 0  # guacd counts these too before a reconnect
+        self._consume: set[Path] = set()
 
     def _real(self, path: str) -> Path:
         real = (self.root / path.lstrip("/")).resolve()
@@ -170,15 +236,27 @@ class LocalFiles:
     async def open(self, path: str, mode: str, *_: Any, **__: Any) -> _File:
         real = self._real(path)
         f = await asyncio.to_thread(open, real, mode)
-        return _File(f)
+        if real in self._consume:  # sent from the Download folder: gone once open
+            self._consume.discard(real)
+            with contextlib.suppress(OSError):
+                await asyncio.to_thread(os.unlink, real)
+        return _File(f, self)
+
+    def consume(self, path: str) -> None:
+        """Remove ``path`` from the drive as soon as it is opened for sending (guacd
+        deletes a file written into Download once its download starts)."""
+        with contextlib.suppress(asyncssh.SFTPNoSuchFile):
+            self._consume.add(self._real(path))
 
     def exit(self) -> None:
         pass
 
 
 class _File:
-    def __init__(self, f: Any) -> None:
+    def __init__(self, f: Any, files: LocalFiles) -> None:
         self._f = f
+        self._files: LocalFiles | None = files
+        files.open_files += 1
 
     async def read(self, size: int) -> bytes:
         data: bytes = await asyncio.to_thread(self._f.read, size)
@@ -188,4 +266,7 @@ class _File:
         await asyncio.to_thread(self._f.write, data)
 
     async def close(self) -> None:
+        files, self._files = self._files, None
+        if files is not None:
+            files.open_files -= 1
         await asyncio.to_thread(self._f.close)

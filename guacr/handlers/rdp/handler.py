@@ -14,6 +14,7 @@ act on yet are logged once per connection as unsupported (:data:`UNSUPPORTED`).
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -22,7 +23,7 @@ from typing import TYPE_CHECKING, Any, cast
 from guacr.contract.handler import Handler, StreamSink
 from guacr.contract.params import Params, params
 from guacr.errors import GuacrError, Unauthorized, UpstreamError, UpstreamNotFound
-from guacr.handlers.rdp import compat, drive, keymap
+from guacr.handlers.rdp import compat, drive, keymap, known_hosts, svc, timezone
 from guacr.handlers.rdp.client import (
     SECURITY_MODES,
     U8,
@@ -33,6 +34,7 @@ from guacr.handlers.rdp.client import (
 )
 from guacr.handlers.rdp.display_control import clamp_size
 from guacr.handlers.rdp.pointer import Cursor
+from guacr.handlers.rdp.startup import StartupOptions
 from guacr.protocol import builders as b
 from guacr.protocol.status import Status
 from guacr.render.display import Display
@@ -97,29 +99,19 @@ PARAMS_DECLARED = params(RDP_ARGS, RDP_DEFAULTS)
 
 # Accepted but not acted on: parameter -> why (logged once per connection when set).
 UNSUPPORTED: dict[str, str] = {
-    "initial-program": "aardwolf sends no alternate shell",
     "enable-printing": "no printer redirection (RDPEPC) in aardwolf",
     "printer-name": "no printer redirection",
-    "console": "aardwolf cannot request the console session",
-    "console-audio": "no audio",
-    "cert-tofu": "no persistent certificate store in guacr yet",
     "disable-auth": "aardwolf always sends the credentials it has",
     "remote-app": "no RemoteApp (RAIL) in aardwolf",
     "remote-app-dir": "no RemoteApp",
     "remote-app-args": "no RemoteApp",
-    "static-channels": "no static-channel pipes yet",
-    "client-name": "aardwolf hard-codes its client name",
     "disable-bitmap-caching": "guacr never enables the bitmap cache",
     "disable-offscreen-caching": "guacr never enables the offscreen cache",
     "disable-gfx": "no graphics pipeline (RDPEGFX) in aardwolf: always plain bitmaps",
-    "preconnection-id": "no preconnection PDU in aardwolf (Hyper-V)",
-    "preconnection-blob": "no preconnection PDU in aardwolf (Hyper-V)",
-    "timezone": "aardwolf sends a fixed time zone",
     "recording-exclude-touch": "no touch input",
     "enable-audio-input": "no audio input channel (RDPEAI) in aardwolf",
     "enable-touch": "no multi-touch (RDPEI) in aardwolf",
     "gateway-hostname": "no RD Gateway support in aardwolf",
-    "load-balance-info": "aardwolf sends no routing token",
 }
 AUDIO_UNSUPPORTED = (
     "Audio output is not supported: aardwolf has no sound channel (RDPSND); "
@@ -144,6 +136,8 @@ UPSTREAM_ERROR = (Status.UPSTREAM_ERROR, "Upstream error.")
 # FreeRDP reports every failed TCP connect as a connect/transport failure: 519 with
 # guacd's one text, whatever the reason (the reason is logged).
 RDP_CONNECT_POLICY = upstream.Policy(message=lambda f: "Connection failed.")
+# guacd's text for FreeRDP's TLS_CONNECT_FAILED, which a refused certificate gives.
+CERTIFICATE_REFUSED = "SSL/TLS connection failed (untrusted/self-signed certificate?)"
 RESIZE_INTERVAL = 0.5
 RESIZE_METHODS = ("display-update", "reconnect")
 FRAME_DELAY = 0.004  # end a frame this long after the last bitmap of a burst
@@ -161,7 +155,9 @@ def error_for_info(code: int) -> tuple[Status, str]:
 
 def connect_error(exc: RDPConnectError) -> GuacrError:
     """Map a failed connect to guacd's outcome for the same failure."""
-    if exc.kind in ("unreachable", "certificate", "timeout"):
+    if exc.kind == "certificate":  # FreeRDP's TLS_CONNECT_FAILED
+        return UpstreamNotFound(CERTIFICATE_REFUSED)
+    if exc.kind in ("unreachable", "timeout"):
         return UpstreamNotFound("Connection failed.")
     if exc.kind in ("security", "auth"):
         return Unauthorized("Authentication failure.")
@@ -238,11 +234,13 @@ class RDPSettings:
     color_depth: int
     security: str
     ignore_cert: bool
+    cert_tofu: bool
     trusted: set[str]
     layout: keymap.Layout
     lossless: bool
     performance_flags: int
     resize_method: str
+    startup: StartupOptions
 
     @classmethod
     def parse(cls, p: Params, log: Callable[[str], None]) -> RDPSettings:
@@ -262,6 +260,22 @@ class RDPSettings:
         if resize not in ("", *RESIZE_METHODS):
             log(f'Unknown resize-method "{resize[:32]}": the size stays fixed.')
             resize = ""
+        preconnection_id: int | None = None
+        if p.get("preconnection-id"):
+            preconnection_id = p.get_int("preconnection-id", -1)
+            if preconnection_id < 0:
+                log(f"Ignoring invalid preconnection ID: {p.get('preconnection-id')[:32]}")
+                preconnection_id = None
+        startup_options = StartupOptions(
+            client_name=p.get("client-name"),
+            alternate_shell=p.get("initial-program"),
+            console=p.get_bool("console"),
+            console_audio=p.get_bool("console-audio"),
+            audio_playback=not p.get_bool("disable-audio"),
+            load_balance_info=p.get("load-balance-info"),
+            preconnection_id=preconnection_id,
+            preconnection_blob=p.get_opt("preconnection-blob"),
+        )
         perf = 0
         # TS_EXTENDED_INFO_PACKET performanceFlags: wallpaper, full-window drag, menu
         # animations, theming are "disable" bits; font smoothing, composition "enable".
@@ -287,11 +301,13 @@ class RDPSettings:
             color_depth=depth,
             security=security,
             ignore_cert=p.get_bool("ignore-cert"),
+            cert_tofu=p.get_bool("cert-tofu"),
             trusted=fingerprints(p.get("cert-fingerprints")),
             layout=layout,
             lossless=p.get_bool("force-lossless"),
             performance_flags=perf,
             resize_method=resize,
+            startup=startup_options,
         )
 
 
@@ -334,6 +350,11 @@ class RDPHandler(Handler):
         self._size_task: asyncio.Task[None] | None = None
         self.drive: SFTPFilesystem | None = None  # enable-drive, as a Guacamole filesystem
         self._drive_path: str | None = None
+        self._downloads_off = params.get_bool("disable-download")
+        self._time_zone: bytes | None = None
+        # static-channels: name -> the connection-level pipe stream carrying its data
+        self._svc_names = svc.channel_names(params.get("static-channels"), self.log.warning)
+        self._svc_pipes: dict[str, int] = {}
 
     # ------------------------------------------------------------------- lifecycle
     async def run(self) -> None:
@@ -377,6 +398,8 @@ class RDPHandler(Handler):
         """Connect one RDP session at ``width`` x ``height`` (Wake-on-LAN only for the
         first, as guacd); raises guacd's error for a failure."""
         s = self.settings
+        if self._time_zone is None:
+            self._time_zone = self._client_time_zone()
         config = RDPConfig(
             host=s.hostname,
             port=s.port,
@@ -394,7 +417,11 @@ class RDPHandler(Handler):
             display_control=s.resize_method == "display-update",
             drive_path=self._drive_path,
             drive_name=self.params.get("drive-name"),
-            drive_download=self._drive_download,
+            startup=dataclasses.replace(s.startup, time_zone=self._time_zone),
+            static_channels=tuple(self._svc_names),
+            drive_download=None
+            if self.params.get_bool("disable-download")
+            else self._drive_download,
         )
         client = RDPClient(config, self)
         self.log.info(
@@ -421,6 +448,18 @@ class RDPHandler(Handler):
             raise connect_error(exc) from exc
         self.log.info("RDP session established.")
         return client
+
+    def _client_time_zone(self) -> bytes:
+        """guacd's ``timezone``: the parameter, else the owner's handshake time zone,
+        else the system's; as TS_TIME_ZONE_INFORMATION (what FreeRDP builds from TZ)."""
+        owner = self.conn.owner
+        name = self.params.get("timezone") or (owner.info.timezone if owner else None)
+        name = name or timezone.local_zone_name()
+        if timezone.zone(name) is None:
+            self.log.warning('Unknown time zone "%s": sending "Client Local Time".', name[:64])
+        else:
+            self.log.debug('Forwarding time zone "%s" to the RDP server.', name)
+        return timezone.time_zone_information(name)
 
     def _new_session(self) -> None:
         """Per-session state starts afresh on a reconnect, as guacd's new keyboard:
@@ -460,11 +499,37 @@ class RDPHandler(Handler):
             if p.raw(name) and p.raw("gateway-hostname"):
                 self.log.debug('Parameter "%s" ignored with the gateway.', name)
 
-    def _check_cert(self, der: bytes) -> None:
-        """guacd with ignore-cert off: only a listed fingerprint makes a cert trusted."""
+    async def _check_cert(self, der: bytes) -> None:
+        """guacd (FreeRDP) with ignore-cert off: a certificate listed in
+        ``cert-fingerprints`` or recorded for this host and port in the known-hosts
+        store is trusted; with ``cert-tofu`` an unknown one is recorded and trusted; a
+        changed one is always refused."""
         if cert_matches(der, self.settings.trusted):
             return
-        self.log.info("RDP server certificate is not trusted (no matching cert-fingerprints).")
+        s = self.settings
+        path = known_hosts.default_path()
+        try:
+            verdict = await asyncio.to_thread(
+                known_hosts.check, path, s.hostname, s.port, der, s.cert_tofu
+            )
+        except OSError as exc:
+            self.log.error("Cannot use the RDP known-hosts file %s: %s", path, exc)
+            raise CertificateRefused("The known-hosts file is not usable.") from None
+        fp = known_hosts.fingerprint(der)
+        if verdict is known_hosts.Verdict.ADDED:
+            self.log.info(
+                "Trusting the certificate of %s:%d on first use (%s).", s.hostname, s.port, fp
+            )
+        if verdict in (known_hosts.Verdict.KNOWN, known_hosts.Verdict.ADDED):
+            return
+        if verdict is known_hosts.Verdict.CHANGED:
+            self.log.warning(
+                "The certificate of %s:%d has CHANGED since it was recorded in %s (now %s): "
+                "refused. Remove its line there to trust the new one.",
+                s.hostname, s.port, path, fp,
+            )  # fmt: skip
+            raise CertificateRefused("The server certificate has changed.")
+        self.log.info("RDP server certificate is not trusted (%s).", fp)
         raise CertificateRefused("The server certificate is not trusted.")
 
     # ------------------------------------------------------------------- credentials
@@ -561,6 +626,38 @@ class RDPHandler(Handler):
 
     def server_clipboard(self, text: str) -> None:
         self.clipboard.copy(text.encode("utf-8"))
+
+    # -------------------------------------------------------------- static channels
+    def svc_opened(self, name: str) -> None:
+        """guacd: a joined static channel becomes a pipe stream to every user."""
+        stream = self._svc_pipes.get(name)
+        if stream is None:  # a reconnect keeps the stream the users know
+            try:
+                stream = self.conn.alloc_stream()
+            except OverflowError:
+                self.log.warning('No stream left for static channel "%s".', name)
+                return
+            self._svc_pipes[name] = stream
+            self.conn.broadcast(b.pipe(stream, "application/octet-stream", name))
+        self.log.debug('Static channel "%s" connected.', name)
+
+    def svc_data(self, name: str, data: bytes) -> None:
+        stream = self._svc_pipes.get(name)
+        if stream is not None:
+            self.conn.broadcast(b.blob(stream, data))
+
+    def on_pipe(self, user: User, stream: int, mimetype: str, name: str) -> StreamSink | None:
+        """guacd: a client pipe named after a static channel carries data to it."""
+        if user.read_only:
+            return None
+        if name not in self._svc_pipes:
+            self.log.warning(
+                'User requested non-existent pipe (no such SVC configured): "%s"', name[:64]
+            )
+            user.ack(stream, "FAIL (NO SUCH PIPE)", Status.CLIENT_BAD_REQUEST)
+            return _Discard()
+        self.log.debug('Inbound half of channel "%s" connected.', name)
+        return _ChannelWriter(self, user, stream, name)
 
     # ------------------------------------------------------------------- clipboard
     def on_clipboard(self, user: User, mimetype: str, data: bytes) -> None:
@@ -773,12 +870,21 @@ class RDPHandler(Handler):
         if owner is not None and owner in self.conn.users:
             fs.expose(owner)
 
-    def _drive_download(self, path: str) -> None:
-        """The server wrote a file into the drive's Download folder: to the owner."""
+    def _drive_download(self, path: str, remove: bool) -> None:
+        """The server wrote a file into the drive's Download folder (``remove``: it goes
+        once sent, as guacd's) or moved one there: to the owner."""
         owner = self.conn.owner
         if self.drive is not None and owner is not None and owner in self.conn.users:
             self.log.info('Sending "%s" from the shared drive to the owner.', path)
+            if remove:
+                cast(drive.LocalFiles, self.drive.sftp).consume(path)
             self.drive.download(owner, path)
+
+    def _files_open(self) -> int:
+        """Drive files open on either side (guacd's ``open_files``: the server's, and
+        the transfers to and from the Guacamole client)."""
+        local = cast(drive.LocalFiles, self.drive.sftp).open_files if self.drive else 0
+        return local + (self.rdp.open_files if self.rdp is not None else 0)
 
     # ---------------------------------------------------------------------- resize
     def on_size(self, user: User, width: int, height: int) -> None:
@@ -803,6 +909,7 @@ class RDPHandler(Handler):
         if wanted is None or rdp is None:
             return
         if self.settings.resize_method == "reconnect":
+            wanted = await self._when_no_files_open(wanted)
             # RDP sessions are opened at a width that is a multiple of 4 (as at connect).
             wanted = (max(4, wanted[0] & ~3), wanted[1])
             if wanted != (self.display.width, self.display.height):
@@ -814,8 +921,50 @@ class RDPHandler(Handler):
             self.log.info("Asking the RDP server to resize to %dx%d.", *wanted)
             rdp.resize(*wanted)
 
+    async def _when_no_files_open(self, wanted: tuple[int, int]) -> tuple[int, int]:
+        """guacd never reconnects while drive files are open (the server would lose
+        them): wait until none is, then take the latest size asked for meanwhile."""
+        logged = False
+        while self._files_open():
+            if not logged:
+                self.log.info("Resize by reconnect deferred: drive files are open.")
+                logged = True
+            await asyncio.sleep(RESIZE_INTERVAL)
+            newer, self._size_wanted = self._size_wanted, None
+            wanted = newer or wanted
+        return wanted
+
     # ----------------------------------------------------------------------- users
     def user_joined(self, user: User) -> None:
         if user is not self.conn.owner:
             self.clipboard.send(user)
+        for name, stream in self._svc_pipes.items():  # guacd sends joiners the pipes
+            user.send(b.pipe(stream, "application/octet-stream", name))
         self.display.send_full_state(user)
+
+
+class _ChannelWriter:
+    """An inbound pipe's blobs, each written to its static channel as one message and
+    acknowledged as guacd does."""
+
+    def __init__(self, handler: RDPHandler, user: User, stream: int, name: str) -> None:
+        self.handler, self.user, self.stream, self.name = handler, user, stream, name
+
+    def blob(self, data: bytes) -> None:
+        rdp = self.handler.rdp
+        if rdp is not None:
+            rdp.svc_write(self.name, data)
+        self.user.ack(self.stream, "OK (DATA RECEIVED)", Status.SUCCESS)
+
+    def end(self) -> None:
+        pass
+
+
+class _Discard:
+    """A refused inbound pipe (already answered): its data goes nowhere."""
+
+    def blob(self, data: bytes) -> None:
+        pass
+
+    def end(self) -> None:
+        pass
