@@ -35,6 +35,7 @@ import argparse
 import asyncio
 import contextlib
 import os
+import re
 import signal
 import socket
 import statistics
@@ -66,6 +67,16 @@ def cpu_seconds(pids: list[int]) -> float:
             fields = raw[raw.rindex(b")") + 2 :].split()
             total += int(fields[11]) + int(fields[12])
     return total / tick
+
+
+def received_from(port: int) -> int:
+    """Bytes received so far on the established loopback connections to ``port`` (the
+    RDP server): ``ss``'s tcp_info ``bytes_received``, summed."""
+    out = subprocess.run(
+        ["ss", "-tinH", "state", "established", f"( dport = :{port} )"],
+        capture_output=True, text=True,
+    ).stdout  # fmt: skip
+    return sum(int(m) for m in re.findall(r"bytes_received:(\d+)", out))
 
 
 def descendants(pids: list[int]) -> list[int]:
@@ -140,7 +151,8 @@ class Viewer:
 
 
 class NullSink:
-    """An RDP sink that drops everything (the RDP client's own cost)."""
+    """An RDP sink that drops everything (the RDP client's own cost, reading all the
+    server sends: with guacr's display, xrdp sends less, see RECEIVE_BUFFER)."""
 
     def bitmap(self, x: int, y: int, pixels: object) -> None:
         pass
@@ -162,6 +174,9 @@ class NullSink:
 
     def cursor(self, cursor: object) -> None:
         pass
+
+    async def more_updates(self) -> None:
+        await asyncio.sleep(0)
 
 
 def client_only_cpu(
@@ -232,7 +247,8 @@ class _Conn:
 
 class DisplaySink(NullSink):
     """Bitmaps into guacr's display engine, batched into frames as the RDP handler does
-    (drawn a few ms after the last bitmap of a burst, once the display is ready)."""
+    (drawn a few ms after the last bitmap of a burst, once the display is ready; no
+    reading meanwhile)."""
 
     def __init__(self, display: object) -> None:
         from guacr.handlers.rdp.handler import FRAME_DELAY
@@ -242,6 +258,12 @@ class DisplaySink(NullSink):
         self.pending: list[tuple[int, int, object]] = []
         self.timer: asyncio.TimerHandle | None = None
         self.waiting = False
+        self.free = asyncio.Event()
+        self.free.set()
+
+    async def more_updates(self) -> None:
+        await asyncio.sleep(0)
+        await self.free.wait()
 
     def bitmap(self, x: int, y: int, pixels: object) -> None:
         self.pending.append((x, y, pixels))
@@ -255,6 +277,7 @@ class DisplaySink(NullSink):
         if not self.display.ready:
             if not self.waiting:
                 self.waiting = True
+                self.free.clear()
                 self.display.when_ready(self.ready)
             return
         pending, self.pending = self.pending, []
@@ -264,6 +287,7 @@ class DisplaySink(NullSink):
 
     def ready(self) -> None:
         self.waiting = False
+        self.free.set()
         self.end_frame()
 
 
@@ -325,6 +349,7 @@ def loop_lag(
     """
     from guacr.handlers.rdp import compat
     from guacr.handlers.rdp.client import RDPClient, RDPConfig
+    from guacr.handlers.rdp.handler import MAX_FPS
     from guacr.render.display import Display
 
     compat.preload()
@@ -334,7 +359,7 @@ def loop_lag(
         await asyncio.sleep(2.0)
         await idle.stop()
         conn = _Conn()
-        display = Display(conn)  # type: ignore[arg-type]
+        display = Display(conn, max_fps=MAX_FPS)  # type: ignore[arg-type]
         display.resize(1024, 768)
         sink = DisplaySink(display)
         config = RDPConfig(host, port, "guest", "guest", None, 1024, 768, depth, "tls", 10.0)
@@ -413,8 +438,60 @@ def start_guacd(binary: str) -> Iterator[tuple[tuple[str, int], list[int]]]:
             proc.wait()
 
 
+def _frame_name(frame: str) -> str:
+    """``func (path/file.py:12)`` -> ``func (file.py)``: one entry per function."""
+    func, _, where = frame.partition(" (")
+    return f"{func} ({where.split(':')[0].rstrip(')').rsplit('/', 1)[-1]})" if where else func
+
+
+def profile_summary(path: Path, top: int = 30) -> str:
+    """A py-spy raw (collapsed stacks) profile -> the functions with the most samples,
+    by own time and by time including callees."""
+    own: dict[str, int] = {}
+    inclusive: dict[str, int] = {}
+    total = 0
+    for line in path.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        if not stack or not count.isdigit():
+            continue
+        n = int(count)
+        total += n
+        frames = [_frame_name(f) for f in stack.split(";")]
+        own[frames[-1]] = own.get(frames[-1], 0) + n
+        for frame in set(frames):
+            inclusive[frame] = inclusive.get(frame, 0) + n
+    if not total:
+        return "no samples"
+    lines = [f"{total} samples"]
+    for title, table in (("own", own), ("inclusive", inclusive)):
+        lines.append(f"  by {title} samples:")
+        for name, n in sorted(table.items(), key=lambda kv: -kv[1])[:top]:
+            lines.append(f"    {n / total:6.1%}  {name}")
+    return "\n".join(lines)
+
+
+def start_profile(pid: int, seconds: float, path: Path) -> subprocess.Popen[bytes]:
+    """py-spy (PyPI ``py-spy``) sampling ``pid``'s busy threads without pausing it.
+
+    Time in C (numpy, Pillow, zlib, the Rust decoder) counts for the Python function
+    that called it (``--native`` would name it, but needs pausing the process, which
+    skews the figures measured meanwhile, and counts idle threads as busy).
+    """
+    spy = Path(sys.executable).with_name("py-spy")
+    return subprocess.Popen(
+        [str(spy), "record", "-p", str(pid), "-d", str(max(1, round(seconds))), "-r", "100",
+         "--nonblocking", "-f", "raw", "-o", str(path)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+
+
 def measure(
-    proxy: tuple[str, int], pids: list[int], values: dict[str, str], seconds: float, samples: int
+    proxy: tuple[str, int],
+    pids: list[int],
+    values: dict[str, str],
+    seconds: float,
+    samples: int,
+    profile: tuple[int, Path] | None = None,
 ) -> dict[str, float]:
     connects = []
     for _ in range(samples):
@@ -429,13 +506,19 @@ def measure(
     viewer.handshake(values)
     viewer.pump(2.0)  # warm-up
     pids = descendants(pids)  # now including guacd's process for this connection
+    rdp_port = int(values["port"])
+    rdp0 = received_from(rdp_port)
     frames0, bytes0, cpu0, t0 = viewer.frames, viewer.bytes, cpu_seconds(pids), time.monotonic()
+    spy = start_profile(profile[0], seconds, profile[1]) if profile else None
     viewer.pump(seconds)
     elapsed = time.monotonic() - t0
+    if spy is not None:
+        spy.wait()
     result = {
         "fps": (viewer.frames - frames0) / elapsed,
         "bytes": (viewer.bytes - bytes0) / elapsed,
         "cpu": (cpu_seconds(pids) - cpu0) / elapsed,
+        "rdp_bytes": (received_from(rdp_port) - rdp0) / elapsed,
         "connect": statistics.median(connects) if connects else float("nan"),
     }
     viewer.close()
@@ -465,6 +548,12 @@ def main() -> None:
         "--compare-parsers",
         action="store_true",
         help="also measure the RDP client with aardwolf's own PDU parsing (asn1tools)",
+    )
+    ap.add_argument(
+        "--profile",
+        metavar="DIR",
+        help="record guacr's worker with py-spy during the measurement (pip install py-spy) "
+        "into DIR/guacr-BPP.txt and print a summary",
     )
     ap.add_argument(
         "--lag-refreshes",
@@ -500,14 +589,28 @@ def main() -> None:
         for (name, proxy, pids), depth in (
             (p, int(d)) for d in args.depths.split(",") for p in proxies
         ):
+            profile = None
+            if args.profile and name == "guacr" and not args.proxy:
+                profile = (pids[-1], Path(args.profile) / f"guacr-{depth}.txt")
+                profile[1].parent.mkdir(parents=True, exist_ok=True)
             r = measure(
-                proxy, pids, {**values, "color-depth": str(depth)}, args.seconds, args.samples
+                proxy,
+                pids,
+                {**values, "color-depth": str(depth)},
+                args.seconds,
+                args.samples,
+                profile,
             )
             print(f"--- {name} {proxy[0]}:{proxy[1]}, {depth} bpp")
             print(f"connect->frame  {r['connect'] * 1000:8.0f} ms (median of {args.samples})")
             print(f"frames/s        {r['fps']:8.1f}   (guacd 24-25 at 32 bpp; target >= 25)")
             print(f"bytes/s         {r['bytes'] / 1e6:8.3f} MB (guacd 1.9-2.0; target <= 1.9)")
             print(f"proxy CPU       {r['cpu']:8.3f} core (guacd 0.39-0.41; target <= 0.40)")
+            if r["fps"]:
+                print(f"CPU per frame   {r['cpu'] / r['fps'] * 1000:8.1f} ms")
+            print(f"from the server {r['rdp_bytes'] / 1e6:8.3f} MB/s of RDP (TLS)")
+            if profile is not None:
+                print(profile_summary(profile[1]))
             if name == "guacr" and not args.proxy:
                 rdp = (values["hostname"], int(values["port"]), depth)
                 cpu, rects = client_only_cpu(*rdp, args.seconds / 2)

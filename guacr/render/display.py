@@ -197,7 +197,15 @@ class Display:
         copy_search: bool = True,
         lossless_refresh: float | None = LOSSLESS_REFRESH,
         executor: Executor | None = None,
+        max_fps: float | None = None,
     ) -> None:
+        """``max_fps``: start frames at most this often on average (None: whenever one
+        is ready).
+
+        For servers that send as fast as they are read (RDP): frames that end sooner
+        merge into the next, and ``ready`` stays False meanwhile, so the protocol side
+        can stop reading too.
+        """
         self.conn = conn
         self.lossless = lossless
         self.copy_search = copy_search
@@ -231,6 +239,8 @@ class Display:
         self._busy = False
         self._closed = False
         self._last_flush = 0.0
+        self._min_interval = 1.0 / max_fps if max_fps else 0.0
+        self._next_frame = 0.0  # time.monotonic() before which no frame starts
         self._ready_callbacks: list[Callable[[], None]] = []
         # While a plan is in progress (it yields to the loop between slices), drawing
         # calls are queued here and applied, in order, once it is done: a plan must see
@@ -503,14 +513,16 @@ class Display:
         self._ready_frames += 1
 
     async def _pace(self) -> None:
-        """Don't outrun the client: wait out its lag (capped) and socket congestion.
+        """Don't outrun the client: wait out its lag (capped) and socket congestion,
+        and the frame interval ``max_fps`` asks for.
 
         Always yields once first: the previous frame's assembly and the drawing its
         ready callbacks did ran in one stretch, and the next plan must not join it.
         """
         await _breathe()
         lag = min(self.conn.lag, MAX_LAG_WAIT_MS) / 1000
-        wait = self._last_flush + lag - time.monotonic()
+        due = max(self._last_flush + lag, self._next_frame)
+        wait = due - time.monotonic()
         if wait > 0:
             self._busy = True
             await asyncio.sleep(wait)
@@ -519,17 +531,31 @@ class Display:
             await asyncio.sleep(CONGESTION_POLL)
 
     def _take_ready_callbacks(self) -> None:
+        """Run the ``when_ready`` callbacks, each as its own loop callback: they draw
+        (an RDP frame's bitmaps), and run inline they would lengthen the stretch of the
+        plan or frame assembly before them (``bench_rdp.py``'s loop lag)."""
         callbacks, self._ready_callbacks = self._ready_callbacks, []
-        for cb in callbacks:
-            try:
-                cb()
-            except Exception:
-                log.exception("Display ready callback failed")
+        if callbacks:
+            loop = asyncio.get_running_loop()
+            for cb in callbacks:
+                loop.call_soon(self._ready_callback, cb)
+
+    @staticmethod
+    def _ready_callback(cb: Callable[[], None]) -> None:
+        try:
+            cb()
+        except Exception:
+            log.exception("Display ready callback failed")
 
     async def _flush(self) -> None:
         self._busy = True
         try:
             started = time.perf_counter()
+            if self._min_interval:
+                # Frames keep a cadence: one that started late (a long plan, a busy
+                # loop) lets the next follow sooner, so the rate stays near max_fps.
+                now = time.monotonic()
+                self._next_frame = max(self._next_frame + self._min_interval, now)
             frames = self._ready_frames
             self._deferred = []
             self._slice_started, self._plan_busy = started, 0.0
@@ -544,7 +570,12 @@ class Display:
                 draw()
             self.stats.plan_seconds += planned
             figures.CURRENT.observe("frame_plan_seconds", planned)
-            self._take_ready_callbacks()
+            if not self._min_interval:
+                # The protocol side may prepare the next frame while this one encodes
+                # (VNC asks for its next update). With ``max_fps`` the next frame
+                # cannot start before the interval anyway: waiting for this one to be
+                # sent gives an RDP reader one stretch of reading per frame, not two.
+                self._take_ready_callbacks()
             if parts:
                 data = await self._render(parts)
                 self._last_flush = time.monotonic()

@@ -52,6 +52,9 @@ class Collected:
     def cursor(self, cursor: object) -> None:
         self.cursors.append(cursor)
 
+    async def more_updates(self) -> None:
+        await asyncio.sleep(0)
+
     def rgb(self) -> np.ndarray:
         return self.fb[..., :3]
 
@@ -77,6 +80,7 @@ def run_session(
     during: Callable[[], object] | None = None,
     resize_to: tuple[int, int] | None = None,
     until: Callable[[Collected], bool] | None = None,
+    bulk: bool = False,
 ) -> Outcome:
     """Connect, collect bitmaps for up to ``seconds`` (less once the screen is full, or,
     with ``until``, once that condition holds: checked off the event loop, so it may
@@ -86,7 +90,7 @@ def run_session(
         sink = Collected()
         config = RDPConfig(
             server.host, server.port, server.username, password, None, 1024, 768, depth,
-            security, timeout, display_control=resize_to is not None,
+            security, timeout, display_control=resize_to is not None, bulk_compression=bulk,
         )  # fmt: skip
         client = RDPClient(config, sink)
         start = time.monotonic()

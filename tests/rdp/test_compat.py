@@ -108,9 +108,24 @@ def test_login_dialog_without_auto_logon(xrdp: XrdpServer) -> None:
     assert differing(out.sink.rgb(), screen(xrdp)) > 10000
 
 
+def test_bulk_compressed_session_is_pixel_exact(xrdp: XrdpServer) -> None:
+    # guacr asks for no bulk compression by default (RDPConfig.bulk_compression), but
+    # decodes it right when asked for it.
+    out = run_session(
+        xrdp,
+        depth=32,
+        seconds=30.0,
+        bulk=True,
+        until=lambda sink: differing(sink.rgb(), screen(xrdp)) == 0,
+    )
+    assert out.error is None, out.error
+    assert out.client is not None and out.client.bad_rects == 0
+    assert differing(out.sink.rgb(), screen(xrdp)) == 0
+
+
 def test_bulk_compressed_pdus_fail_without_lenient_length(xrdp: XrdpServer) -> None:
     with compat.without("bulk_decompression_length"):
-        out = run_session(xrdp, seconds=1.5)
+        out = run_session(xrdp, seconds=1.5, bulk=True)
     assert out.error is not None or out.closed or not out.sink.painted.all()
 
 

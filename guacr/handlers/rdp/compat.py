@@ -490,8 +490,9 @@ def _patch_mcs() -> None:
                         rects = TS_UPDATE_BITMAP_DATA.from_bytes(data[18:]).rectangles
                         sink.bitmaps([from_aardwolf(bd) for bd in rects])
                     # aardwolf's reader does not yield while the socket has data
-                    # buffered: give the display (and input) a turn after each update.
-                    await asyncio.sleep(0)
+                    # buffered: give the display (and input) a turn after each update,
+                    # and read no more while the display is busy (client.RECEIVE_BUFFER).
+                    await sink.more_updates()
                     return
                 if kind == 0x1B:  # slow-path pointer: the handler's pointer parser
                     sink.pointer_slow_path(data[18:])
@@ -759,7 +760,7 @@ def _patch_fastpath(cls: Any) -> None:
                 code = int(update.updateCode)
                 if code == FASTPATH_UPDATETYPE.BITMAP:
                     sink.bitmaps(fast_path_bitmaps(update))
-                    await asyncio.sleep(0)  # as for slow-path bitmaps
+                    await sink.more_updates()  # as for slow-path bitmaps
                 elif code >= 0x5:
                     sink.pointer(code, bytes(update.updateData))
             except Exception as exc:  # one bad update must not end the session

@@ -141,6 +141,11 @@ CERTIFICATE_REFUSED = "SSL/TLS connection failed (untrusted/self-signed certific
 RESIZE_INTERVAL = 0.5
 RESIZE_METHODS = ("display-update", "reconnect")
 FRAME_DELAY = 0.004  # end a frame this long after the last bitmap of a burst
+# xrdp sends as fast as it is read: frames start at most this often (on average), and
+# the RDP reader waits meanwhile, so xrdp merges the changes. benchmarks/bench_rdp.py,
+# 32 bpp: uncapped 49-69 frames/s at 1.2-2x guacd's CPU; at 30, 29 frames/s at guacd's
+# CPU; 28 leaves a margin over the 25 frames/s target (guacd's frames are 10-100 ms).
+MAX_FPS = 28.0
 WHEEL_UP = 0x0200 | 0x0078  # PTRFLAGS_WHEEL, +120
 WHEEL_DOWN = 0x0200 | 0x0100 | 0x0088  # PTRFLAGS_WHEEL | NEGATIVE, -120 (9-bit)
 PTR_MOVE = 0x0800
@@ -321,12 +326,14 @@ class RDPHandler(Handler):
     def __init__(self, conn: Connection, params: Params) -> None:
         super().__init__(conn, params)
         self.settings = RDPSettings.parse(params, self.log.warning)
-        self.display = Display(self.conn, lossless=self.settings.lossless)
+        self.display = Display(self.conn, lossless=self.settings.lossless, max_fps=MAX_FPS)
         self.clipboard = Clipboard.from_params(conn, params)
         self.rdp: RDPClient | None = None
         self._frame_timer: asyncio.TimerHandle | None = None
         self._pending: list[tuple[int, int, U8]] = []
         self._waiting_display = False
+        self._display_free = asyncio.Event()  # set unless bitmaps wait for the display
+        self._display_free.set()
         self._failure: tuple[Status, str] | None = None
         self._prompt: set[str] = set()
         self._answers: dict[str, str] = {}
@@ -473,6 +480,7 @@ class RDPHandler(Handler):
         self._locks_synced = False
 
     async def close(self) -> None:
+        self._display_free.set()  # a reader still waiting goes on (and ends)
         if self._frame_timer is not None:
             self._frame_timer.cancel()
         if self._size_task is not None:
@@ -585,6 +593,7 @@ class RDPHandler(Handler):
         if not display.ready:
             if not self._waiting_display:
                 self._waiting_display = True
+                self._display_free.clear()
                 display.when_ready(self._display_ready)
             return
         self._draw_pending()
@@ -592,7 +601,14 @@ class RDPHandler(Handler):
 
     def _display_ready(self) -> None:
         self._waiting_display = False
+        self._display_free.set()
         self._end_frame()
+
+    async def more_updates(self) -> None:
+        """The RDP reader's pause after each update: a loop turn, and no more reading
+        while bitmaps wait for the display (the server merges changes meanwhile)."""
+        await asyncio.sleep(0)
+        await self._display_free.wait()
 
     def _draw_pending(self) -> None:
         pending, self._pending = self._pending, []
