@@ -421,3 +421,77 @@ async def test_echo_is_drawn_before_a_flooding_neighbour_feeds_on(
     finally:
         await flood.close()
         await typist.close()
+
+
+async def _quiet_session(monkeypatch: pytest.MonkeyPatch) -> tuple[TerminalSession, FakeConn]:
+    s, _ = await make_session()
+    s.write_output(b"$ ")
+    await settle(s)
+    await asyncio.sleep(session_mod.FRAME_MAX)  # quiet: the next output is drawn at once
+    return s, s.conn  # type: ignore[return-value]
+
+
+async def test_echo_is_drawn_on_arrival_without_a_loop_turn(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Issue 16: the echo's frame is written inside write_output (the SSH channel's
+    # data_received), not after other sessions' work of the loop iteration.
+    s, conn = await _quiet_session(monkeypatch)
+    try:
+        before = len(conn.frames)
+        s.write_output(b"x")
+        assert len(conn.frames) == before + 1  # no await in between
+        assert screen_text(conn)[0] == "$ x"
+        s.write_output(b"\x08\x1b[K")  # BackSpace's echo: also at once
+        assert len(conn.frames) == before + 2
+        assert screen_text(conn)[0] == "$"
+    finally:
+        await s.close()
+
+
+@pytest.mark.parametrize(
+    "echo",
+    [
+        b"\xc3\xa9",  # a character new to the session: fallback fonts are looked up first
+        b"\x1b]0;a title\x07\r\n" * 30,  # scrolling (and a title): left to the pump
+    ],
+)
+async def test_an_echo_that_must_wait_is_left_to_the_pump(
+    monkeypatch: pytest.MonkeyPatch, echo: bytes
+) -> None:
+    s, conn = await _quiet_session(monkeypatch)
+    try:
+        before = len(conn.frames)
+        s.write_output(echo)
+        assert len(conn.frames) == before  # not drawn here ...
+        await settle(s)
+        assert len(conn.frames) > before  # ... but by the pump, completely
+        if b"title" in echo:
+            assert screen_text(conn)[0] == ""  # the prompt scrolled away: the scroll drawn
+
+            assert b"4.name,7.a title;" in b"".join(conn.broadcasts)
+        else:
+            assert screen_text(conn)[0] not in ("$", "")  # a glyph after the prompt
+    finally:
+        await s.close()
+
+
+async def test_echoes_drawn_on_arrival_spare_the_idle_sync(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The pump's idle wait runs on while echoes are drawn on arrival; its sync is only
+    # for a terminal that has been idle, as before.
+    monkeypatch.setattr(session_mod, "IDLE_SYNC", 0.3)
+    s, conn = await _quiet_session(monkeypatch)
+    try:
+        await asyncio.sleep(0.35)
+        start = len(conn.frames)
+        for i in range(30):  # 30 keys, 50 ms apart: never idle for IDLE_SYNC / 2
+            s.key(conn.owner, ord("x"), True)  # type: ignore[arg-type]
+            s.write_output(b"x" if i % 2 == 0 else b"\x08\x1b[K")
+            await asyncio.sleep(0.05)
+        idle_syncs = [extra for _, extra in conn.frames[start:] if extra == b""]
+        assert len(conn.frames) - start >= 30
+        assert not idle_syncs
+    finally:
+        await s.close()
