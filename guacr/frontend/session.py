@@ -111,6 +111,7 @@ BACKLOG_HIGH: Final = 256 * 1024  # pause reading from the host above this ...
 BACKLOG_LOW: Final = 64 * 1024  # ... and resume below this
 TYPING_WINDOW: Final = 0.1  # output this soon after a user's input may be an echo ...
 ECHO_BYTES: Final = 512  # ... if it is this small: drawn without the coalescing wait
+ECHO_ROWS: Final = 2  # an echo changing at most this many rows is drawn on arrival
 CONGESTED_WAIT: Final = 0.5  # longest a frame is held back for a congested client
 WHEEL_ROWS: Final = 3
 OSC_SCROLLBACK: Final = 482204
@@ -179,6 +180,8 @@ class TerminalSession:
         # echo first, bulk bounded, among the loop's sessions (guacr.frontend.lanes)
         self._lanes: Lanes | None = None
         self._urgent = False  # an echo is waiting to be drawn
+        self._idle = False  # the pump waits for output (nothing fed or drawn under way)
+        self._extra = b""  # instructions of a frame begun but left to the pump (a title)
         # guacd's output pipe (OSC 482202): a connection-level stream
         self._router = OutputRouter()
         self._pipe = OutputPipe(conn, self._router)
@@ -302,6 +305,7 @@ class TerminalSession:
         self.write_local(b"\x1b[H\x1b[J")
 
     def _queue(self, data: bytes) -> None:
+        echo = False
         if (
             not self._backlog
             and not self._dirty
@@ -312,15 +316,38 @@ class TerminalSession:
             # A few bytes while the pump is idle: drawn at once if they follow input or
             # quiet (see _pump), and meanwhile other sessions' bulk work steps aside.
             now = time.monotonic()
-            if now - self._last_input < TYPING_WINDOW or now - self._last_flush >= FRAME_MAX:
-                self._urgent = True
-                self._lanes.mark_urgent(id(self))
+            echo = now - self._last_input < TYPING_WINDOW or now - self._last_flush >= FRAME_MAX
         self._backlog.append(data)
         self._backlog_bytes += len(data)
+        if echo:
+            if self._idle and self._draw_echo():
+                return
+            self._urgent = True
+            self._lanes.mark_urgent(id(self))  # type: ignore[union-attr]
         if self._backlog_bytes > BACKLOG_HIGH and not self._paused and self.pause_reading:
             self._paused = True
             self.pause_reading()
         self._wake.set()
+
+    def _draw_echo(self) -> bool:
+        """Draw the echo just queued here and now, while the pump is idle: no turn of
+        the loop in between (other sessions' work of this loop iteration would come
+        first) and no task switch. False, with the output fed and the frame left to
+        the pump, when the frame needs to wait (fallback fonts, a joiner's replay,
+        scrolling, images for the encoder threads)."""
+        try:
+            self._feed_slice()
+            extra, rows = self._frame_rows()
+            if not self._cells.new_texts:
+                data = self.view.update_now(rows, self._cursor(), ECHO_ROWS)
+                if data is not None:
+                    self._frame_end(extra + data)
+                    return True
+            self._extra = extra
+        except Exception:
+            self.log.exception("Drawing an echo failed")
+        self._dirty = True
+        return False
 
     @property
     def backlog(self) -> int:
@@ -410,9 +437,16 @@ class TerminalSession:
         while not self._closed:
             if not self._backlog and not self._dirty:
                 wake.clear()
-                if not await wake.wait(IDLE_SYNC):
-                    self._typescript_flush()
-                    self.conn.end_frame()
+                self._idle = True
+                try:
+                    woke = await wake.wait(IDLE_SYNC)
+                finally:
+                    self._idle = False
+                if not woke:
+                    # (echoes drawn on arrival end frames too: no idle sync right after)
+                    if time.monotonic() - self._last_flush >= IDLE_SYNC / 2:
+                        self._typescript_flush()
+                        self.conn.end_frame()
                     continue
             start = time.monotonic()
             # Draw at once (no 10 ms coalescing) after quiet, or for the few bytes a key
@@ -453,10 +487,23 @@ class TerminalSession:
         """Draw what changed and end the frame; returns its CPU cost in seconds (the
         waits for fonts and encoder threads left out)."""
         started = time.monotonic()
+        extra, rows = self._frame_rows()
+        cost = time.monotonic() - started
+        if self._cells.new_texts:
+            await self._prepare_glyphs()
+        data = await self.view.update(rows, self._cursor())
+        cost += self.view.last_cost
+        started = time.monotonic()
+        self._frame_end(extra + data)
+        return cost + time.monotonic() - started
+
+    def _frame_rows(self) -> tuple[bytes, list[list[CellKey]]]:
+        """Take the emulator's damage into the screen cache: the rows to show, and
+        instructions to send with the frame (a new title)."""
         term = self.term
         damage = term.take_damage()
         self._dirty = False
-        extra = b""
+        extra, self._extra = self._extra, b""
         if damage.title is not None:
             extra = b.name(damage.title)
         pushed = term.scrollback_pushed
@@ -484,18 +531,15 @@ class TerminalSession:
         self.view.set_scrollbar(term.scrollback_len, self._offset)
         if self._pipe.autoflush:
             self._pipe.flush()
-        rows = self._visible_rows()
-        cost = time.monotonic() - started
-        if self._cells.new_texts:
-            await self._prepare_glyphs()
-        data = await self.view.update(rows, self._cursor())
-        cost += self.view.last_cost
+        return extra, self._visible_rows()
+
+    def _frame_end(self, data: bytes) -> None:
+        """Send a frame's instructions and end it."""
         self._typescript_flush()
-        started = self._last_flush = time.monotonic()
-        self.conn.end_frame(extra=extra + data)
+        self._last_flush = time.monotonic()
+        self.conn.end_frame(extra=data)
         self._drawn()
         self._flushed.set()
-        return cost + time.monotonic() - started
 
     def _drawn(self) -> None:
         """A pending echo was written (or the session closed): bulk work may go on."""

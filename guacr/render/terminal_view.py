@@ -79,6 +79,9 @@ INLINE_CELLS: Final = 100  # images of up to this many cells are encoded on the 
 # 0.9 ms per row). A full screen would cost ~30 ms instead of ~6 ms: PNG only there.
 WEBP_MIN_PIXELS: Final = 2048
 WEBP_MAX_PIXELS: Final = 150_000
+# A changed row is compared a chunk of cells at a time (a list slice compares in C) and
+# cell by cell only inside a chunk that differs: an echo changes one or two cells.
+DIFF_CHUNK: Final = 16
 ATLAS_COLUMNS: Final = 32  # glyph slots per atlas row
 ATLAS_MAX_ROWS: Final = 128  # 4096 slots; a full atlas is reset (rare)
 PNG_LEVEL: Final = 6
@@ -243,6 +246,10 @@ class TerminalView:
         self.cols, self.rows = self.grid_size(width, height)
         self._model: list[list[CellKey | None]] = []
         self._moves: list[tuple[int, int, int]] = []
+        # Per row, the screen row (object) the model was last brought up to: a row passed
+        # again unchanged is then skipped without comparing its cells (rows are
+        # snapshots, never changed in place once passed to an update).
+        self._seen: list[Row | None] = []
         self._reset_model()
         self._reset_atlas()
         self._cursor_pos: tuple[int, int] | None = None
@@ -321,6 +328,7 @@ class TerminalView:
     def _reset_model(self) -> None:
         self._model = [[None] * self.cols for _ in range(self.rows)]
         self._moves.clear()
+        self._seen = [None] * self.rows
 
     def _reset_atlas(self) -> None:
         self._atlas: dict[CellKey, int] = {}
@@ -361,7 +369,10 @@ class TerminalView:
 
     # Update -------------------------------------------------------------------------
     async def update(self, screen: Sequence[Row], cursor: Cursor) -> bytes:
-        """Instructions that bring every client from the model to ``screen``."""
+        """Instructions that bring every client from the model to ``screen``.
+
+        ``screen``'s rows are snapshots: a row passed once is never changed in place
+        (a changed row is a new list), so an unchanged row is recognised by identity."""
         async with self.lock:
             started = time.perf_counter()
             ops = self._plan(screen, cursor)
@@ -370,19 +381,49 @@ class TerminalView:
             self.last_cost = planned
             return await self._finish(ops)
 
+    def update_now(self, screen: Sequence[Row], cursor: Cursor, max_rows: int) -> bytes | None:
+        """:meth:`update` without awaiting, for a small change (a key's echo): None,
+        with nothing changed, when an update is under way, when the layout or the
+        model is about to move, when more than ``max_rows`` rows changed or when the
+        images to encode would not be encoded inline anyway."""
+        if self.lock.locked() or self._layout_pending or self._moves:
+            return None
+        started = time.perf_counter()
+        differing = self._differing_rows(screen)
+        if len(differing) > max_rows:
+            return None
+        changed = self._changed_cells(screen, differing)
+        if len(changed) > INLINE_CELLS:
+            return None
+        ops = self._plan(screen, cursor, differing, changed)
+        # At most INLINE_CELLS changed cells, plus the atlas strips of their new glyphs.
+        jobs = [op for op in ops if isinstance(op, _Img)]
+        planned = time.perf_counter() - started
+        figures.CURRENT.observe("frame_plan_seconds", planned)
+        self.last_cost = planned
+        return self._finish_inline(ops, jobs)
+
     async def full_state(self) -> bytes:
         """Everything a joining user needs to show what the others show now."""
         async with self.lock:
             return await self._finish(self._replay_ops())
 
-    def _plan(self, screen: Sequence[Row], cursor: Cursor) -> list[Op]:
+    def _plan(
+        self,
+        screen: Sequence[Row],
+        cursor: Cursor,
+        differing: list[int] | None = None,
+        changed: list[tuple[int, int]] | None = None,
+    ) -> list[Op]:
+        """The ops for ``screen`` (``differing``/``changed``: the rows unlike the model
+        and their changed cells, when the caller compared them already)."""
         ops: list[Op] = []
         if self._layout_pending:
             ops.append(self._layout_bytes())
             self._layout_pending = False
         moves = self._moves
-        differing: list[int] | None = None  # rows unlike the model (each compared once)
-        if not moves:
+        if differing is None and not moves:
+            # rows unlike the model (each compared once)
             differing = self._differing_rows(screen)
             self._detect_shift(screen, len(differing))
             if moves:
@@ -390,7 +431,10 @@ class TerminalView:
         for top, bottom, lines in moves:
             ops.append(self._apply_move(top, bottom, lines))
         moves.clear()
-        changed = self._changed_cells(screen, differing)
+        if changed is None:
+            changed = self._changed_cells(screen, differing)
+        n = min(self.rows, len(screen))
+        self._seen[:n] = screen[:n]  # the model shows these rows once the ops are out
         if self._atlas_free() < len(changed) + 2:
             self._reset_atlas()  # before drawing, so no copy refers to a recycled slot
         if changed:
@@ -430,6 +474,7 @@ class TerminalView:
 
     # Scrolling ------------------------------------------------------------------------
     def _apply_move(self, top: int, bottom: int, lines: int) -> bytes:
+        self._seen = [None] * self.rows
         top, bottom = max(0, top), min(self.rows, bottom)
         height = bottom - top
         model = self._model
@@ -454,8 +499,12 @@ class TerminalView:
 
     def _differing_rows(self, screen: Sequence[Row]) -> list[int]:
         """The rows of ``screen`` that differ from the model."""
-        model = self._model
-        return [r for r in range(min(self.rows, len(screen))) if screen[r] != model[r]]
+        model, seen = self._model, self._seen
+        return [
+            r
+            for r in range(min(self.rows, len(screen)))
+            if screen[r] is not seen[r] and screen[r] != model[r]
+        ]
 
     def _detect_shift(self, screen: Sequence[Row], differing: int) -> None:
         """Find a whole-screen vertical shift when the emulator reported none
@@ -496,17 +545,23 @@ class TerminalView:
                 continue
             n = min(cols, len(row))
             c = 0
-            while c < n:
-                key = row[c]
-                if key != old[c] or (key[3] & WIDE and c + 1 < n and row[c + 1] != old[c + 1]):
-                    if key[3] & CONT and c > 0 and row[c - 1][3] & WIDE:
-                        if not out or out[-1] != (r, c - 1):
-                            out.append((r, c - 1))
-                    else:
-                        out.append((r, c))
-                    if key[3] & WIDE:
-                        c += 1
-                c += 1
+            for s in range(0, n, DIFF_CHUNK):
+                e = min(s + DIFF_CHUNK, n)
+                if c == s and row[s:e] == old[s:e]:
+                    # a wide glyph ending the chunk is checked with the next one
+                    c = e - 1 if row[e - 1][3] & WIDE else e
+                    continue
+                while c < e:
+                    key = row[c]
+                    if key != old[c] or (key[3] & WIDE and c + 1 < n and row[c + 1] != old[c + 1]):
+                        if key[3] & CONT and c > 0 and row[c - 1][3] & WIDE:
+                            if not out or out[-1] != (r, c - 1):
+                                out.append((r, c - 1))
+                        else:
+                            out.append((r, c))
+                        if key[3] & WIDE:
+                            c += 1
+                    c += 1
         return out
 
     def _mark(self, r: int, c: int, key: CellKey) -> None:
@@ -794,21 +849,29 @@ class TerminalView:
     # Encoding -------------------------------------------------------------------------
     async def _finish(self, ops: list[Op]) -> bytes:
         jobs = [op for op in ops if isinstance(op, _Img)]
-        if not jobs:
-            return b"".join(op for op in ops if isinstance(op, bytes))
-        webp = self.webp
-        cells = sum(j.cells for j in jobs)
+        if not jobs or sum(j.cells for j in jobs) <= INLINE_CELLS:
+            return self._finish_inline(ops, jobs)
         started = time.perf_counter()
-        if cells <= INLINE_CELLS:
-            encoded = _encode_jobs(self.fonts, jobs, self.background, webp)
-            took = time.perf_counter() - started
-        else:
-            loop = asyncio.get_running_loop()
-            encoded, took = await loop.run_in_executor(
-                encoder_pool(), _timed_encode_jobs, self.fonts, jobs, self.background, webp
-            )
+        loop = asyncio.get_running_loop()
+        encoded, took = await loop.run_in_executor(
+            encoder_pool(), _timed_encode_jobs, self.fonts, jobs, self.background, self.webp
+        )
         self.last_cost += took
         figures.CURRENT.observe("encode_seconds", time.perf_counter() - started)
+        return self._assemble(ops, encoded)
+
+    def _finish_inline(self, ops: list[Op], jobs: list[_Img]) -> bytes:
+        """The frame's bytes, its images (if any) encoded here on the loop."""
+        if not jobs:
+            return b"".join(op for op in ops if isinstance(op, bytes))
+        started = time.perf_counter()
+        encoded = _encode_jobs(self.fonts, jobs, self.background, self.webp)
+        took = time.perf_counter() - started
+        self.last_cost += took
+        figures.CURRENT.observe("encode_seconds", took)
+        return self._assemble(ops, encoded)
+
+    def _assemble(self, ops: list[Op], encoded: list[tuple[str, bytes]]) -> bytes:
         out: list[bytes] = []
         results = iter(encoded)
         conn = self.conn

@@ -15,7 +15,7 @@ from ssh.fakes import FakeConn
 from ssh.term_screen import Display, TextReader
 
 from guacr.protocol.parser import Parser
-from guacr.render.glyphs import BOLD, UNDERLINE, WIDE, CellKey, continuation, get_fontset
+from guacr.render.glyphs import BOLD, CONT, UNDERLINE, WIDE, CellKey, continuation, get_fontset
 from guacr.render.terminal_view import Cursor, TerminalView, margin_for_dpi
 
 FG, BG = 0x999999, 0x000000
@@ -207,3 +207,105 @@ async def test_lossless_webp_when_every_user_offered_it() -> None:
     mimetypes = [i[4] for i in Parser().receive_data(out) if i[0] == "img"]
     assert "image/webp" in mimetypes
     assert_shows(view, display, screen)  # lossless: pixel-exact after decoding
+
+
+class CountingRow(list):  # type: ignore[type-arg]
+    """A screen row that counts how often it is compared."""
+
+    compared = 0
+
+    def __eq__(self, other: object) -> bool:
+        CountingRow.compared += 1
+        return list.__eq__(self, other)  # type: ignore[arg-type]
+
+    def __ne__(self, other: object) -> bool:
+        return not self.__eq__(other)
+
+    __hash__ = None  # type: ignore[assignment]
+
+
+async def test_rows_passed_again_unchanged_are_not_compared() -> None:
+    # Issue 16: an echo changes one row; the others are the same row objects as in the
+    # last frame and cost no cell-by-cell comparison.
+    view, display = make_view(), Display()
+    screen = [CountingRow(row_of(f"line {r}", view.cols)) for r in range(view.rows)]
+    await apply(view, display, screen)
+    CountingRow.compared = 0
+    screen = list(screen)
+    screen[2] = CountingRow(row_of("line 2 and more", view.cols))
+    await apply(view, display, screen)
+    assert CountingRow.compared <= 2  # only the new row (found to differ, then diffed)
+    assert_shows(view, display, screen)
+    # after a scroll the model moved: every row is compared again, and drawn right
+    view.scroll(0, view.rows, 1)
+    screen = screen[1:] + [CountingRow(row_of("new", view.cols))]
+    CountingRow.compared = 0
+    await apply(view, display, screen)
+    assert CountingRow.compared >= view.rows - 1
+    assert_shows(view, display, screen)
+
+
+async def test_update_now_draws_a_small_change_and_declines_a_big_one() -> None:
+    view, display = make_view(), Display()
+    screen = [row_of("", view.cols) for _ in range(view.rows)]
+    await apply(view, display, screen)
+    screen = list(screen)
+    screen[1] = row_of("$ x", view.cols)
+    out = view.update_now(screen, Cursor(1, 3), max_rows=2)
+    assert out is not None
+    display.feed_all(Parser().receive_data(out))
+    assert_shows(view, display, screen)
+    # three rows changed: declined, nothing drawn or recorded, update() does it all
+    screen = list(screen)
+    for r in (3, 4, 5):
+        screen[r] = row_of(f"row {r}", view.cols)
+    assert view.update_now(screen, Cursor(5, 5), max_rows=2) is None
+    await apply(view, display, screen)
+    assert_shows(view, display, screen)
+    # a pending scroll or a layout change is left to update() too
+    view.scroll(0, view.rows, 1)
+    screen = screen[1:] + [row_of("", view.cols)]
+    assert view.update_now(screen, Cursor(0, 0), max_rows=2) is None
+    await apply(view, display, screen)
+    assert_shows(view, display, screen)
+
+
+def _changed_cells_cell_by_cell(
+    screen: list[list[CellKey]], model: list[list[CellKey | None]], cols: int
+) -> list[tuple[int, int]]:
+    """The view's diff as it was before it compared chunks: the reference."""
+    out: list[tuple[int, int]] = []
+    for r, (row, old) in enumerate(zip(screen, model, strict=True)):
+        n = min(cols, len(row))
+        c = 0
+        while c < n:
+            key = row[c]
+            if key != old[c] or (key[3] & WIDE and c + 1 < n and row[c + 1] != old[c + 1]):
+                if key[3] & CONT and c > 0 and row[c - 1][3] & WIDE:
+                    if not out or out[-1] != (r, c - 1):
+                        out.append((r, c - 1))
+                else:
+                    out.append((r, c))
+                if key[3] & WIDE:
+                    c += 1
+            c += 1
+    return out
+
+
+def test_chunked_diff_finds_the_same_cells_as_a_cell_by_cell_one() -> None:
+    rng = random.Random(99)
+    view = make_view()
+    cols, rows = view.cols, view.rows
+    for _ in range(40):
+        model = random_screen(rng, cols, rows)
+        screen = [list(r) for r in model]
+        for _ in range(rng.randint(0, 12)):  # a few cells changed, wide glyphs included
+            r, c = rng.randrange(rows), rng.randrange(cols)
+            if rng.random() < 0.3 and c + 1 < cols:
+                key = ("界", FG, BG, WIDE)
+                screen[r][c : c + 2] = [key, continuation(key)]
+            else:
+                screen[r][c] = (rng.choice("xyz"), FG, BG, 0)
+        view._model = [list(r) for r in model]  # what the clients show
+        expected = _changed_cells_cell_by_cell(screen, view._model, cols)
+        assert view._changed_cells(screen) == expected
