@@ -420,6 +420,14 @@ class Phase:
         return out
 
 
+def _ssh_cpu(ssh_pids: list[int]) -> float:
+    """CPU seconds of the sshd and its sessions (schedstat: exact, where /proc/PID/stat
+    counts clock ticks and misses most of the short bursts an echo costs)."""
+    if not ssh_pids:
+        return proc_cpu(r"sshd|bash")
+    return sched_times(ssh_pids)[0]
+
+
 def _cpu_each(pids: list[int]) -> dict[int, float]:
     return {pid: proc_cpu([pid]) for pid in pids}
 
@@ -446,7 +454,7 @@ async def run_phase(
     pids = server.pids()
     ssh_pids = tree_pids(sshd_pid) if sshd_pid else []
     each0 = _cpu_each(pids)
-    cpu0 = (proc_cpu(ssh_pids or r"sshd|bash"), time.process_time())
+    cpu0 = (_ssh_cpu(ssh_pids), time.process_time())
     wait0 = [sched_times(x)[1] for x in (pids, ssh_pids, [os.getpid()])]
     t0 = time.perf_counter()
     for c in before_start or []:
@@ -465,7 +473,7 @@ async def run_phase(
     pids = server.pids()
     each1 = _cpu_each(pids)
     ssh_pids = tree_pids(sshd_pid) if sshd_pid else []
-    cpu1 = (proc_cpu(ssh_pids or r"sshd|bash"), time.process_time())
+    cpu1 = (_ssh_cpu(ssh_pids), time.process_time())
     wait1 = [sched_times(x)[1] for x in (pids, ssh_pids, [os.getpid()])]
     load_after = loadavg()
     stop.set()
@@ -509,6 +517,24 @@ async def teardown_wait(sshd_pid: int | None, timeout: float = 60.0) -> None:
     deadline = time.monotonic() + timeout
     while len(tree_pids(sshd_pid)) > 1 and time.monotonic() < deadline:
         await asyncio.sleep(0.2)
+
+
+def produced(sshd_pid: int | None, command: str) -> float | None:
+    """MB written so far by the busy commands still running under the sshd (their
+    /proc/PID/io ``wchar``): how far the host got ahead of what the client was shown,
+    i.e. how much the server let it produce (None: not readable here)."""
+    if not sshd_pid:
+        return None
+    name = shlex.split(command)[0].rsplit("/", 1)[-1][:15]
+    total, seen = 0, False
+    for pid in tree_pids(sshd_pid):
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            if Path(f"/proc/{pid}/comm").read_text().strip() != name:
+                continue
+            io = Path(f"/proc/{pid}/io").read_text().split("wchar:")[1].split()[0]
+            total += int(io)
+            seen = True
+    return total / 1e6 if seen else None
 
 
 def autogroups(pids: list[int]) -> str:
@@ -572,7 +598,11 @@ async def run_round(
         )
         got = (sum(s.c.bytes_in for s in busy) - before) / 1e6
         phases[-1].label = "busy"
-        print(f"    busy neighbours received {got:.1f} MB during the busy phase")
+        made = produced(sshd_pid, args.busy_command)
+        print(
+            f"    busy neighbours received {got:.1f} MB during the busy phase"
+            + (f"; their commands wrote {made:.1f} MB" if made is not None else "")
+        )
     for p in phases:
         print("  " + p.line())
     if barrier is not None:

@@ -16,17 +16,14 @@ from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
 
+from servers import free_port as free_port  # one port allocator for all tests
+
 from guacr.protocol.instruction import encode
 from guacr.protocol.parser import Instruction, Parser
 
 ROOT = Path(__file__).resolve().parent.parent
 ECHO = "echo=tests.echo_handler:EchoHandler"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+READY_TIMEOUT = 90.0  # start-up on a loaded machine (load 20+) can take half a minute
 
 
 class Guacr:
@@ -48,14 +45,25 @@ class Guacr:
 
     def worker_pids(self) -> list[int]:
         """Live workers: children of the main process other than the listener."""
+        listener = self.listener_pid()
+        return [pid for pid in self.child_pids() if pid != listener]
+
+    def child_pids(self) -> list[int]:
+        """Live children of the main process (listener and workers)."""
         out = subprocess.run(
             ["pgrep", "-P", str(self.proc.pid)], capture_output=True, text=True
         ).stdout
-        listener = self.listener_pid()
-        return sorted(int(x) for x in out.split() if int(x) != listener)
+        return sorted(int(x) for x in out.split())
 
     def client(self, timeout: float = 10.0) -> Client:
         return Client(self.port, timeout)
+
+    def wait_log(self, text: str, timeout: float = 60.0) -> None:
+        """Until ``text`` is logged (generous: a loaded machine is slow, a pass is not)."""
+        deadline = time.monotonic() + timeout
+        while text not in self.log():
+            assert time.monotonic() < deadline, f"{text!r} not logged:\n{self.log()[-3000:]}"
+            time.sleep(0.05)
 
 
 @contextmanager
@@ -69,13 +77,16 @@ def run_guacr(
 ) -> Iterator[Guacr]:
     """Start guacr in the foreground; stop it (by PID) afterwards.
 
-    Yields once ``workers`` workers are ready, or (``wait_ready=False``) at once.
+    Yields once ``workers`` workers are ready, or (``wait_ready=False``) at once. The
+    metrics door gets a free port unless ``env`` names one: its default (9464) may be
+    held by another guacr (another test run, a daemon) on this machine.
     """
     port = free_port()
     log_path = tmp / f"guacr-{port}.log"
     full_env = dict(os.environ)
     full_env["PYTHONPATH"] = str(ROOT) + os.pathsep + full_env.get("PYTHONPATH", "")
     full_env["GUACR_HANDLERS"] = handlers
+    full_env.setdefault("GUACR_METRICS_BIND_PORT", str(free_port()))
     full_env.update(env or {})
     cmd = [
         sys.executable,
@@ -97,7 +108,7 @@ def run_guacr(
         proc = subprocess.Popen(cmd, stdout=logf, stderr=subprocess.STDOUT, env=full_env)
     g = Guacr(proc, port, log_path)
     try:
-        deadline = time.monotonic() + 20
+        deadline = time.monotonic() + READY_TIMEOUT
         while wait_ready and time.monotonic() < deadline:
             if proc.poll() is not None:
                 raise RuntimeError(f"guacr exited early:\n{g.log()}")
@@ -109,16 +120,31 @@ def run_guacr(
                 raise RuntimeError(f"guacr did not become ready:\n{g.log()}")
         yield g
     finally:
+        # Its children, noted while they are still its own (once it exits they are
+        # re-parented and pgrep -P no longer finds them).
+        children = g.child_pids()
         if proc.poll() is None:
             proc.send_signal(signal.SIGTERM)
             try:
-                proc.wait(15)
+                proc.wait(30)
             except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL) if False else proc.kill()
+                proc.kill()
                 proc.wait()
-        for pid in g.worker_pids():
-            with suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
+        for pid in children:  # a listener or worker that outlived its main process
+            if _runs(pid, cmd):
+                with suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+
+
+def _runs(pid: int, cmd: list[str]) -> bool:
+    """Whether ``pid`` still runs ``cmd`` (forked children keep their parent's command
+    line), so that a recycled pid is never killed."""
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[:-1] == [
+            os.fsencode(a) for a in cmd
+        ]
+    except OSError:
+        return False
 
 
 class Client:
@@ -207,7 +233,7 @@ class Client:
         self.sock.close()
 
     # The test-only echo handler (tests/echo_handler.py) -----------------------------
-    def names_until(self, marker: str, timeout: float = 5.0) -> list[str]:
+    def names_until(self, marker: str, timeout: float = 15.0) -> list[str]:
         """Collect ``name`` texts until ``marker`` arrives (other opcodes skipped)."""
         names: list[str] = []
         deadline = time.monotonic() + timeout
@@ -229,3 +255,26 @@ class Client:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def tracebacks(log: str, before: int = 5, most: int = 80) -> str:
+    """Every traceback in a daemon's log with the ``before`` lines that led to it, up to
+    the next log record (``guacr[pid]: ...``), for a failure message: a whole log is
+    long, and it is gone with its temporary directory once the run ends."""
+    lines = log.splitlines()
+    shown: list[str] = []
+    upto = 0
+    for i, line in enumerate(lines):
+        if "Traceback (most recent call last)" not in line or i < upto:
+            continue
+        end = i + 1
+        while end < len(lines) and end - i < most and not lines[end].startswith("guacr["):
+            end += 1
+        shown.append("\n".join(lines[max(upto, i - before) : end]))
+        upto = end
+    return "\n---\n".join(shown)
+
+
+def assert_no_traceback(log: str, what: str = "guacr's log") -> None:
+    """Fail, showing the tracebacks themselves (not a truncated log), if ``log`` has any."""
+    assert "Traceback" not in log, f"{what} holds a traceback:\n{tracebacks(log)}"

@@ -13,9 +13,15 @@ running ``cat``, typing p99 rose 1.8x). So, per loop:
 * **Bulk lane**: feeding big output and drawing its frames (a full-screen frame costs
   milliseconds) is charged to a token bucket that refills at a *share* of the loop's
   time; while *another* session of the loop has typed within :data:`INTERACTIVE`, bulk
-  work in debt waits until the debt is paid (at most :data:`MAX_WAIT` per turn, so it
-  always progresses). A session alone (``seq`` on one terminal) is never held back,
-  and neither is a session whose own user typed the command that floods it. The share
+  work in debt waits until the debt is paid. The bucket is the loop's, not a
+  session's: bulk sessions that waited for the same debt check it again when they
+  wake, so the first one's work sends the others back to wait instead of all of them
+  going at once; and so that bulk output always progresses, one piece of it may go
+  in debt every :data:`MAX_WAIT` -- one for the loop, not one per session (with 10
+  ``cat`` sessions on 2 workers, per-session turns used 5x the share). Debt run up
+  while nobody else typed is forgiven. A session alone (``seq`` on one terminal) is never
+  held back, and neither is a session whose own user typed the command that floods
+  it. The share
   adapts to contention: when the kernel kept the worker waiting for a CPU
   (``/proc/self/schedstat``) for more than :data:`CONTENDED` of a :data:`WINDOW`, it
   halves (down to :data:`BULK_SHARE_MIN`), else it grows back (up to
@@ -36,7 +42,8 @@ WINDOW: Final = 0.05  # how often the share is adapted (s)
 BULK_SHARE_MAX: Final = 0.3  # share of the loop's time bulk work may use while others type
 BULK_SHARE_MIN: Final = 0.03  # ... and while the worker is short of CPU
 CONTENDED: Final = 0.1  # run-queue wait per window above which the share halves
-MAX_WAIT: Final = 0.5  # longest one piece of bulk work waits for the budget
+MAX_WAIT: Final = 0.5  # bulk work in debt: one piece of it goes this often (s)
+DEBT_MAX: Final = 2.0  # debt beyond this many seconds of paying off is forgiven
 SCHEDSTAT: Final = "/proc/self/schedstat"  # run time, run-queue wait (ns), timeslices
 INTERACTIVE: Final = 1.0  # a session that typed this recently is interactive
 URGENT_WAIT: Final = 0.05  # longest bulk work steps aside for pending echoes
@@ -56,13 +63,24 @@ def lanes() -> Lanes:
 class Lanes:
     """Echo priority and the bulk budget of one event loop's terminal sessions."""
 
-    __slots__ = ("_debt", "_paid", "_queued", "_share", "_typed", "_urgent", "_waiters", "_window")
+    __slots__ = (
+        "_debt",
+        "_forced",
+        "_paid",
+        "_queued",
+        "_share",
+        "_typed",
+        "_urgent",
+        "_waiters",
+        "_window",
+    )
 
     def __init__(self) -> None:
         self._urgent: set[int] = set()  # ids of sessions with an echo not yet drawn
         self._waiters: deque[asyncio.Future[None]] = deque()  # bulk work stepping aside
         self._debt = 0.0  # bulk seconds charged and not yet paid off
         self._paid = 0.0  # when the debt was last paid down (monotonic)
+        self._forced = 0.0  # when bulk work last went in debt (monotonic)
         self._share = BULK_SHARE_MAX
         self._window = 0.0  # start of the current adaptation window (monotonic)
         self._queued = _run_queue_wait()  # at the start of the window
@@ -124,13 +142,14 @@ class Lanes:
         if now - self._window >= WINDOW:
             self._adapt(now)
         share = self._share
-        # Paid off at the share of the time passed; credit up to one window's worth, debt
-        # up to one MAX_WAIT's (bulk work done while nobody else typed is not held
-        # against it later).
+        # Paid off at the share of the time passed; credit up to one window's worth.
         debt = self._debt - share * (now - self._paid)
-        self._debt = min(share * MAX_WAIT, max(-share * WINDOW, debt))
+        self._debt = min(share * DEBT_MAX, max(-share * WINDOW, debt))
         self._paid = now
-        if self._debt <= 0 or not self.others_typing(session, now):
+        if self._debt <= 0:
+            return 0.0
+        if not self.others_typing(session, now):
+            self._debt = 0.0  # bulk work while nobody else typed is not held against it
             return 0.0
         return min(self._debt / share, MAX_WAIT)
 
@@ -161,9 +180,18 @@ class Lanes:
                 await fut
             finally:
                 timer.cancel()
-        wait = self._budget_wait(session, time.monotonic())
-        if wait > 0:
-            await asyncio.sleep(wait)
+        # Look again after each wait: other bulk work may have run up the debt meanwhile.
+        start = time.monotonic()
+        while True:
+            now = time.monotonic()
+            wait = self._budget_wait(session, now)
+            if wait <= 0:
+                return
+            turn = max(start, self._forced) + MAX_WAIT  # this session's next chance
+            if now >= turn:
+                self._forced = now  # goes in debt; the next one waits MAX_WAIT more
+                return
+            await asyncio.sleep(min(wait, turn - now))
 
 
 def _run_queue_wait() -> float | None:

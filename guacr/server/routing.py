@@ -169,6 +169,9 @@ class Router:
         self, sock: socket.socket, target: str, pending: bytes, door: str, remote: str
     ) -> None:
         """Hand a new user to the least-loaded worker, waiting for one if none is ready."""
+        # Reports are read one per loop pass: users that left a moment ago (their
+        # ``UserLeft`` already sent) would otherwise still weigh on their worker.
+        self._drain()
         slot = await self.wait_for_worker()
         if slot is None:
             await refuse(sock, GuacrError("No worker is available.", Status.SERVER_BUSY))

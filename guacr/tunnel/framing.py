@@ -178,7 +178,9 @@ class Tunnel:
         dropped = False
         for ins in instructions:
             if ins[0] == INTERNAL:
-                if len(ins) >= 3 and ins[1] == "ping":
+                # Answered while open only: a close frame read with this message
+                # (a browser pinging as it leaves) already ended the sending side.
+                if len(ins) >= 3 and ins[1] == "ping" and self._ws.state is State.OPEN:
                     self.pings += 1
                     self._ws.send_text(encode_str(INTERNAL, "ping", ins[2]).encode("utf-8"))
                 dropped = True

@@ -6,7 +6,7 @@
 // timing, pixel comparison) stays in the Python test. Commands:
 //   {"cmd": "reload"}                                    a fresh page (for the next test)
 //   {"cmd": "connect", "query": "token=...&width=..."}  open the page's Guacamole client
-//                                      (optional "tunnel": a WebSocket URL for page-direct)
+//                                      (optional "tunnel": a WebSocket URL, else the page's ?tunnel=)
 //   {"cmd": "wait_connected", "timeout": ms}             until the client state is CONNECTED
 //   {"cmd": "type", "text": "..."} / {"cmd": "press", "key": "Enter"}   real DOM key events
 //   {"cmd": "snapshot", "path": "..."}  write the flattened display as PNG ({"empty": true}

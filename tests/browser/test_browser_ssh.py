@@ -41,7 +41,7 @@ import numpy as np
 import pytest
 from cryptography.hazmat.primitives import padding
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
-from guacr_process import Guacr, free_port, run_guacr
+from guacr_process import Guacr, assert_no_traceback, free_port, run_guacr
 from PIL import Image
 from servers import SSHServer, wait_port
 
@@ -61,7 +61,7 @@ CLIENT_CONNECTED = 3  # Guacamole.Client.State.CONNECTED
 CLIENT_DISCONNECTED = 5
 LITE_INACTIVITY_LIMIT = 10.0  # guacamole-lite 1.2.0: closes when guacd is silent this long
 
-pytestmark = pytest.mark.timeout(90)
+pytestmark = pytest.mark.timeout(300)  # a hang guard: start-up under load is slow
 
 
 # ---------------------------------------------------------------- guacamole-lite token
@@ -153,21 +153,24 @@ def _stop(proc: subprocess.Popen[bytes], timeout: float = 5.0) -> None:
 
 
 @contextmanager
-def run_bridge(tmp: Path, guacr_port: int, key: bytes) -> Iterator[int]:
-    """guacamole-lite (plus the page) on a free port, in front of guacr."""
+def run_bridge(
+    tmp: Path, guacr_port: int, key: bytes, script: Path = HERE / "bridge.cjs"
+) -> Iterator[int]:
+    """guacamole-lite (plus the page) on a free port, in front of guacr; ``script`` is
+    the bridge (the database tests' own knows their protocols)."""
     port = free_port()
     log_path = tmp / "bridge.log"
     env = dict(os.environ, GUACR_BRIDGE_KEY=key.decode())
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(
-            ["node", str(HERE / "bridge.cjs"), str(port), str(guacr_port)],
+            ["node", str(script), str(port), str(guacr_port)],
             cwd=HERE,
             env=env,
             stdout=log,
             stderr=subprocess.STDOUT,
         )
     try:
-        deadline = time.monotonic() + 10
+        deadline = time.monotonic() + 60  # node starts slowly on a loaded machine
         while "bridge listening" not in log_path.read_text(errors="replace"):
             if proc.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(f"bridge did not start:\n{log_path.read_text()}")
@@ -193,7 +196,7 @@ class Driver:
         )
         self._answers: queue.Queue[bytes] = queue.Queue()
         threading.Thread(target=self._read, daemon=True).start()
-        self._expect(timeout=30)  # the "ready" line: Chromium up and the page loaded
+        self._expect(timeout=120)  # the "ready" line: Chromium up and the page loaded
 
     def _read(self) -> None:
         assert self.proc.stdout is not None
@@ -279,7 +282,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory, sshd: SSHServer) -> Iterator
         finally:
             driver.close()
             shutil.rmtree(profile, ignore_errors=True)
-        assert "Traceback" not in guacr.log(), guacr.log()
+        assert_no_traceback(guacr.log())
 
 
 def _snapshot(driver: Driver, path: Path) -> np.ndarray:
@@ -336,11 +339,10 @@ def _run_command(stack: Stack, shot: Path, command: str, output: str) -> None:
     assert out_x == margin_for_dpi(DPI) < typed_x, found
 
 
-def _disconnect(stack: Stack) -> None:
+def _disconnect(driver: Driver) -> None:
     """Disconnect; no Guacamole error and nothing on the browser console, ever."""
-    driver = stack.driver
     driver.call("disconnect")
-    deadline = time.monotonic() + 5
+    deadline = time.monotonic() + 30  # generous: a loaded machine
     while True:
         status = driver.call("status")
         if status["clientStates"][-1] == CLIENT_DISCONNECTED:
@@ -361,7 +363,7 @@ def test_browser_types_command_and_sees_output(stack: Stack, tmp_path: Path) -> 
     t1 = time.monotonic()
     _run_command(stack, shot, COMMAND, OUTPUT)
     t2 = time.monotonic()
-    _disconnect(stack)
+    _disconnect(stack.driver)
     print(f"browser e2e: prompt after {t1 - t0:.2f} s, output {t2 - t1:.2f} s after typing")
 
 
@@ -379,4 +381,4 @@ def test_idle_session_outlives_bridge_inactivity_limit(stack: Stack, tmp_path: P
     assert status["tunnelStates"][-1] == TUNNEL_OPEN, status
     assert status["clientStates"][-1] == CLIENT_CONNECTED, status
     _run_command(stack, shot, "echo IDLE-$((5*5))", "IDLE-25")
-    _disconnect(stack)
+    _disconnect(stack.driver)

@@ -1,7 +1,7 @@
 """A browser straight to guacr's WebSocket door (4823): no guacamole-lite, no web app.
 
 Chain: headless Chromium (Debian's, driven by playwright-core through driver.mjs) runs
-guacamole-common-js from page-direct.html, whose ``Guacamole.WebSocketTunnel`` opens
+guacamole-common-js from page.html, whose ``Guacamole.WebSocketTunnel`` opens
 ``ws://127.0.0.1:<door>/websocket-tunnel?token=...`` on guacr itself; the token is
 guacr's own (AES-GCM) or a guacamole-lite one. The page is served from a plain HTTP
 server on another port, so the tunnel is cross-origin, as a real deployment's is.
@@ -29,7 +29,6 @@ import pytest
 from browser.test_browser_ssh import (
     CHROMIUM,
     CLIENT_CONNECTED,
-    CLIENT_DISCONNECTED,
     COLOR_SCHEME,
     DPI,
     FONT_SIZE,
@@ -37,14 +36,16 @@ from browser.test_browser_ssh import (
     TUNNEL_OPEN,
     WIDTH,
     Driver,
+    _disconnect,
     _run_command,
     _snapshot,
     _wait_for,
     render_text,
     rgba_words,
 )
-from servers import SSHServer, TigerVNCServer, _self_signed_cert
-from websocket.doorproc import LITE_KEY, TOKEN_KEY, Door, start_door
+from guacr_process import assert_no_traceback
+from servers import SSHServer, TigerVNCServer
+from websocket.doorproc import LITE_KEY, TOKEN_KEY, Door, start_door, start_wss_door
 
 from guacr.tunnel import lite
 from guacr.tunnel.tokens import GuacrTokens
@@ -54,7 +55,7 @@ TUNNEL_UNSTABLE = 3
 CLIENT_UNAUTHORIZED = 0x0301
 TOKENS = GuacrTokens(TOKEN_KEY)
 
-pytestmark = pytest.mark.timeout(90)
+pytestmark = pytest.mark.timeout(300)  # a hang guard: start-up under load is slow
 
 
 class _Files(SimpleHTTPRequestHandler):
@@ -62,8 +63,8 @@ class _Files(SimpleHTTPRequestHandler):
 
     def translate_path(self, path: str) -> str:
         name = path.split("?", 1)[0]
-        if name in ("/", "/page-direct.html"):
-            return str(HERE / "page-direct.html")
+        if name in ("/", "/page.html"):
+            return str(HERE / "page.html")
         if name == "/guacamole-common.js":
             return str(
                 HERE
@@ -107,7 +108,7 @@ def browser(tmp_path_factory: pytest.TempPathFactory, sshd: SSHServer) -> Iterat
         finally:
             driver.close()
             shutil.rmtree(profile, ignore_errors=True)
-        assert "Traceback" not in door.guacr.log(), door.guacr.log()
+        assert_no_traceback(door.guacr.log(), "the browser tests' guacr log")
     finally:
         gen.close()
         httpd.shutdown()
@@ -136,20 +137,6 @@ def _connect(b: Browser, query: str, tunnel: str | None = None) -> dict[str, Any
     return status
 
 
-def _disconnect(b: Browser) -> None:
-    b.driver.call("disconnect")
-    deadline = time.monotonic() + 5
-    while True:
-        status = b.driver.call("status")
-        if status["clientStates"][-1] == CLIENT_DISCONNECTED:
-            break
-        assert time.monotonic() < deadline, f"client did not disconnect: {status}"
-        time.sleep(0.05)
-    assert not status["errors"], status
-    problems = [m for m in status["console"] if m["type"] in ("error", "warning", "pageerror")]
-    assert not problems, f"browser console errors: {problems}"
-
-
 def test_ssh_session_straight_to_guacr(browser: Browser, tmp_path: Path) -> None:
     """guacr's own token; the display size comes from the web app's GUAC_* keys."""
     shot = tmp_path / "display.png"
@@ -167,7 +154,7 @@ def test_ssh_session_straight_to_guacr(browser: Browser, tmp_path: Path) -> None
     status = browser.driver.call("status")
     assert TUNNEL_UNSTABLE not in status["tunnelStates"], status
     assert status["tunnelState"] == TUNNEL_OPEN, status
-    _disconnect(browser)
+    _disconnect(browser.driver)
 
 
 def test_guacamole_lite_token_straight_to_guacr(browser: Browser, tmp_path: Path) -> None:
@@ -182,7 +169,7 @@ def test_guacamole_lite_token_straight_to_guacr(browser: Browser, tmp_path: Path
     found = _wait_for(browser.driver, shot, {"prompt": render_text("$")}, timeout=15)
     assert found["prompt"], f"no shell prompt on the browser's display ({shot})"
     _run_command(browser, shot, "echo LITE-$((7*6))", "LITE-42")  # type: ignore[arg-type]
-    _disconnect(browser)
+    _disconnect(browser.driver)
 
 
 def test_vnc_session_straight_to_guacr(
@@ -203,20 +190,13 @@ def test_vnc_session_straight_to_guacr(
             break
         assert time.monotonic() < deadline, f"canvas differs from the VNC screen ({same:.2f})"
         time.sleep(0.2)
-    _disconnect(browser)
+    _disconnect(browser.driver)
 
 
 def test_ssh_session_over_wss_straight_to_guacr(browser: Browser, tmp_path: Path) -> None:
     """``wss://``: a worker terminates TLS on the WebSocket door (the page trusts the
     throw-away certificate as a browser would once its CA is installed)."""
-    cert, key = _self_signed_cert(tmp_path)
-    gen = start_door(
-        tmp_path,
-        workers=1,
-        GUACR_WEBSOCKET_TLS="true",
-        GUACR_WEBSOCKET_CERT=str(cert),
-        GUACR_WEBSOCKET_KEY=str(key),
-    )
+    gen = start_wss_door(tmp_path, workers=1)
     door = next(gen)
     try:
         shot = tmp_path / "display.png"
@@ -228,9 +208,9 @@ def test_ssh_session_over_wss_straight_to_guacr(browser: Browser, tmp_path: Path
         found = _wait_for(browser.driver, shot, {"prompt": render_text("$")}, timeout=15)
         assert found["prompt"], f"no shell prompt on the browser's display ({shot})"
         _run_command(browser, shot, "echo WSS-$((6*7))", "WSS-42")  # type: ignore[arg-type]
-        _disconnect(browser)
+        _disconnect(browser.driver)
         assert "(wss)" in door.guacr.log()  # served by the TLS door, not some other
-        assert "Traceback" not in door.guacr.log(), door.guacr.log()
+        assert_no_traceback(door.guacr.log(), "the wss door's guacr log")
     finally:
         gen.close()
 

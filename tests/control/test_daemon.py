@@ -14,12 +14,14 @@ import shutil
 import signal
 import socket
 import subprocess
+import threading
 import time
 import urllib.error
 import urllib.request
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import grpc
 import pytest
@@ -60,9 +62,7 @@ def daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Daemon]:
         "GUACR_SHUTDOWN_GRACE": "2",
     }
     with run_guacr(tmp, workers=2, env=env) as g:
-        deadline = time.monotonic() + 10
-        while "gRPC control listening" not in g.log() and time.monotonic() < deadline:
-            time.sleep(0.05)
+        g.wait_log("gRPC control listening")
         yield Daemon(g, grpc_port, metrics_port, syslog)
     syslog.close()
 
@@ -174,9 +174,31 @@ async def test_list_get_terminate(daemon: Daemon, stub: control_pb2_grpc.Control
             c.close()
 
 
+async def _subscribed(daemon: Daemon, call: Any) -> None:
+    """Until the watch is live (a fixed sleep is too short on a loaded machine):
+    throw-away sessions come and go until one's end comes through."""
+    stop, probes = threading.Event(), set()
+
+    def churn() -> None:
+        while not stop.is_set():
+            probe, probe_id = _open(daemon, "probe")
+            probes.add(probe_id)
+            probe.close()
+            stop.wait(0.3)
+
+    churning = asyncio.create_task(asyncio.to_thread(churn))
+    try:
+        async with asyncio.timeout(60):
+            while (await call.read()).session_ended.session_id not in probes:
+                pass
+    finally:
+        stop.set()
+        await churning
+
+
 async def test_events_in_order(daemon: Daemon, stub: control_pb2_grpc.ControlStub) -> None:
     call = stub.WatchEvents(pb.WatchEventsRequest(), metadata=AUTH)
-    await asyncio.sleep(0.3)  # subscribed
+    await _subscribed(daemon, call)
     owner, cid = await asyncio.to_thread(_open, daemon, "dave")
     joiner = daemon.guacr.client()
     await asyncio.to_thread(joiner.handshake, cid, {}, name="erin")
@@ -201,7 +223,7 @@ async def test_events_in_order(daemon: Daemon, stub: control_pb2_grpc.ControlStu
 
 async def test_worker_restart_event(daemon: Daemon, stub: control_pb2_grpc.ControlStub) -> None:
     call = stub.WatchEvents(pb.WatchEventsRequest(), metadata=AUTH)
-    await asyncio.sleep(0.3)
+    await _subscribed(daemon, call)
     before = _metric((await asyncio.to_thread(_http, daemon.metrics_port, "/metrics"))[1], "guacr_worker_restarts_total")
     c = daemon.guacr.client()
     with contextlib.suppress(EOFError, OSError, TimeoutError):
@@ -226,7 +248,7 @@ async def test_worker_restart_event(daemon: Daemon, stub: control_pb2_grpc.Contr
 
 
 def _wait_workers(daemon: Daemon, n: int) -> None:
-    deadline = time.monotonic() + 15
+    deadline = time.monotonic() + 60
     while len(daemon.guacr.worker_pids()) < n and time.monotonic() < deadline:
         time.sleep(0.1)
     time.sleep(0.5)
@@ -482,9 +504,7 @@ def test_sigterm_after_drain_waits_for_sessions(tmp_path: Path) -> None:
     env = {"GUACR_GRPC_TOKEN": TOKEN, "GUACR_GRPC_BIND_PORT": str(grpc_port),
            "GUACR_METRICS_BIND_PORT": "0", "GUACR_SYSLOG_ADDRESS": "", "GUACR_SHUTDOWN_GRACE": "3"}
     with run_guacr(tmp_path, workers=1, env=env) as g:
-        deadline = time.monotonic() + 10
-        while "gRPC control listening" not in g.log() and time.monotonic() < deadline:
-            time.sleep(0.05)
+        g.wait_log("gRPC control listening")
         client = g.client()
         client.handshake("echo", {})
         with grpc.insecure_channel(f"127.0.0.1:{grpc_port}") as ch:
@@ -493,8 +513,9 @@ def test_sigterm_after_drain_waits_for_sessions(tmp_path: Path) -> None:
         t0 = time.monotonic()
         time.sleep(1.0)
         assert _echo(client, 70)  # still served during the grace period
-        err = client.expect("error", 10.0, ("sync", "nop", "size", "name"))
+        err = client.expect("error", 60.0, ("sync", "nop", "size", "name"))
         waited = time.monotonic() - t0
-        assert err[2] == "513" and 2.5 <= waited <= 8, (err, waited)
-        assert g.proc.wait(15) == 0
+        # after the 3 s grace, not at once; the upper bound only says it did end them
+        assert err[2] == "513" and 2.5 <= waited <= 60, (err, waited)
+        assert g.proc.wait(60) == 0
         client.close()

@@ -4,11 +4,12 @@
 from __future__ import annotations
 
 import base64
-import time
 
 import numpy as np
 from PIL import Image
 from ssh.ssh_helpers import TermClient, reader
+
+from guacr.protocol.parser import Instruction
 
 CTRL, UP_KEY, PAGE_DOWN = 0xFFE3, 0xFF52, 0xFF56
 HANDLERS = ",".join(
@@ -31,36 +32,17 @@ class DbTerm(TermClient):
         self._screen: tuple[int, list[str]] = (-1, [])
         self.finished: list[dict[str, object]] = []
 
-    def pump(self, timeout: float = 0.05) -> bool:
-        deadline = time.monotonic() + timeout
-        while not self.eof:
-            left = deadline - time.monotonic()
-            try:
-                ins = self.client.read(max(0.001, left))
-            except TimeoutError:
-                return True
-            if ins is None:
-                self.eof = True
-                return False
-            self.log.append(ins)
-            op = ins[0]
-            if op == "sync":
-                self.client.send("sync", ins[1])
-            elif op == "error":
-                self.errors.append(ins)
-            elif op == "file":
-                stream = int(ins[1])
-                self.downloads[stream] = {"mimetype": ins[2], "name": ins[3], "data": bytearray()}
-                self.client.send("ack", stream, "OK", 0)
-            elif op == "blob" and int(ins[1]) in self.downloads:
-                self.downloads[int(ins[1])]["data"] += base64.b64decode(ins[2])  # type: ignore[operator]
-                self.client.send("ack", ins[1], "OK", 0)
-            elif op == "end" and int(ins[1]) in self.downloads:
-                self.finished.append(self.downloads.pop(int(ins[1])))
-            self.display.feed(ins)
-            if time.monotonic() >= deadline and not self.client.queue:
-                return True
-        return False
+    def received(self, ins: Instruction) -> None:
+        op = ins[0]
+        if op == "file":
+            stream = int(ins[1])
+            self.downloads[stream] = {"mimetype": ins[2], "name": ins[3], "data": bytearray()}
+            self.client.send("ack", stream, "OK", 0)
+        elif op == "blob" and int(ins[1]) in self.downloads:
+            self.downloads[int(ins[1])]["data"] += base64.b64decode(ins[2])  # type: ignore[operator]
+            self.client.send("ack", ins[1], "OK", 0)
+        elif op == "end" and int(ins[1]) in self.downloads:
+            self.finished.append(self.downloads.pop(int(ins[1])))
 
     def screen(self) -> list[str]:
         """The screen's text, read again only after new drawing arrived."""

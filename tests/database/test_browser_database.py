@@ -8,10 +8,6 @@ from __future__ import annotations
 import os
 import secrets
 import shutil
-import subprocess
-import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import urlencode
 
@@ -26,43 +22,17 @@ from browser.test_browser_ssh import (
     WIDTH,
     Driver,
     _disconnect,
-    _stop,
     _wait_for,
     lite_token,
     render_text,
+    run_bridge,
 )
 from database.db_helpers import HANDLERS
-from guacr_process import free_port, run_guacr
-from servers import wait_port
+from guacr_process import assert_no_traceback, run_guacr
 from servers.postgresql import PostgreSQLServer
 
 HERE = Path(__file__).resolve().parent
 BROWSER = HERE.parent / "browser"
-
-
-@contextmanager
-def run_db_bridge(tmp: Path, guacr_port: int, key: bytes) -> Iterator[int]:
-    port = free_port()
-    log_path = tmp / "bridge.log"
-    env = dict(os.environ, GUACR_BRIDGE_KEY=key.decode())
-    with open(log_path, "wb") as log:
-        proc = subprocess.Popen(
-            ["node", str(HERE / "bridge_db.cjs"), str(port), str(guacr_port)],
-            cwd=BROWSER,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-    try:
-        deadline = time.monotonic() + 10
-        while "bridge listening" not in log_path.read_text(errors="replace"):
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"bridge did not start:\n{log_path.read_text()}")
-            time.sleep(0.02)
-        wait_port("127.0.0.1", port)
-        yield port
-    finally:
-        _stop(proc)
 
 
 def test_browser_shows_a_query_result(tmp_path: Path, postgresql: PostgreSQLServer) -> None:
@@ -75,7 +45,7 @@ def test_browser_shows_a_query_result(tmp_path: Path, postgresql: PostgreSQLServ
     shot = tmp_path / "display.png"
     with (
         run_guacr(tmp_path, workers=1, handlers=HANDLERS) as guacr,
-        run_db_bridge(tmp_path, guacr.port, key) as port,
+        run_bridge(tmp_path, guacr.port, key, HERE / "bridge_db.cjs") as port,
     ):
         driver = Driver(f"http://127.0.0.1:{port}/", profile, tmp_path / "driver.log")
         try:
@@ -109,15 +79,8 @@ def test_browser_shows_a_query_result(tmp_path: Path, postgresql: PostgreSQLServ
             found = _wait_for(driver, shot, needles, timeout=15)
             assert found["result"], f"the query result is not on the display ({shot})"
             assert found["count"], f"no row count on the display ({shot})"
-            _disconnect(_Stack(driver))
+            _disconnect(driver)
         finally:
             driver.close()
             shutil.rmtree(profile, ignore_errors=True)
-        assert "Traceback" not in guacr.log(), guacr.log()
-
-
-class _Stack:
-    """What ``_disconnect`` needs: an object with the ``driver``."""
-
-    def __init__(self, driver: Driver) -> None:
-        self.driver = driver
+        assert_no_traceback(guacr.log())

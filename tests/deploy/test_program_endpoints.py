@@ -9,6 +9,8 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -26,6 +28,24 @@ def guacr_container() -> dict[str, Any]:
     return dict(container)
 
 
+def probe_status(url: str, timeout: float = 60.0) -> int | str:
+    """The probe's HTTP status once it answers 200, or what it last gave at the deadline:
+    the door and the listener's view of its workers come up a little after the workers
+    log ``ready``, and a kubelet retries its probes as well."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with urllib.request.urlopen(url, timeout=10) as r:
+                last: int | str = r.status
+        except urllib.error.HTTPError as exc:
+            last = exc.code
+        except OSError as exc:  # not bound yet, or timed out
+            last = repr(exc)
+        if last == 200 or time.monotonic() > deadline:
+            return last
+        time.sleep(0.1)
+
+
 def test_probe_paths_answer_on_the_metrics_door(tmp_path: Path) -> None:
     c = guacr_container()
     port = free_port()
@@ -33,8 +53,8 @@ def test_probe_paths_answer_on_the_metrics_door(tmp_path: Path) -> None:
     with run_guacr(tmp_path, workers=1, env=env):
         for probe in ("readinessProbe", "livenessProbe"):
             path = c[probe]["httpGet"]["path"]
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as r:
-                assert r.status == 200, (probe, path)
+            status = probe_status(f"http://127.0.0.1:{port}{path}")
+            assert status == 200, (probe, path, status)
 
 
 def test_prestop_command_exists() -> None:

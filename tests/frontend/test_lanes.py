@@ -76,8 +76,10 @@ def test_budget_applies_only_while_another_session_types() -> None:
     lane.charge(lane.share * lanes_mod.WINDOW + 0.01)  # the credit, then 10 ms of debt
     assert lane._budget_wait(ME, now) == 0.0  # nobody typed: no limit
     lane.typed(ME, now)
+    lane.charge(0.01)
     assert lane._budget_wait(ME, now) == 0.0  # only its own user typed
     lane.typed(OTHER, now)
+    lane.charge(0.01)
     share = lane.share
     assert lane._budget_wait(ME, now) == pytest.approx(0.01 / share)  # until paid off
     assert lane._budget_wait(OTHER, now) > 0  # ME typed before OTHER: limited too
@@ -88,10 +90,81 @@ def test_debt_and_wait_are_bounded() -> None:
     lane = Lanes()
     now = 100.0
     lane._budget_wait(ME, now)
-    lane.charge(60.0)  # a minute of bulk work while nobody else typed
     lane.typed(OTHER, now)
+    lane.charge(60.0)  # a minute of bulk work while another session types
     assert lane._budget_wait(ME, now) == pytest.approx(lanes_mod.MAX_WAIT)
-    assert lane._budget_wait(ME, now + lanes_mod.MAX_WAIT) == 0.0  # not held against it
+    assert lane._budget_wait(ME, now + lanes_mod.DEBT_MAX) == 0.0  # the rest forgiven
+
+
+def test_debt_run_up_while_nobody_else_typed_is_forgiven() -> None:
+    lane = Lanes()
+    now = 100.0
+    lane._budget_wait(ME, now)
+    lane.charge(60.0)  # a minute of bulk work while nobody else typed
+    assert lane._budget_wait(ME, now) == 0.0
+    lane.typed(OTHER, now)  # then someone types: that minute is not held against it
+    assert lane._budget_wait(ME, now) == 0.0
+
+
+async def test_bulk_sessions_waiting_for_one_debt_do_not_all_go_at_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The first to wake does its work (and charges it); the others look again and
+    wait for that, instead of every waiter going after the same wait."""
+    monkeypatch.setattr(lanes_mod, "MAX_WAIT", 600.0)
+    monkeypatch.setattr(lanes_mod, "DEBT_MAX", 600.0)
+    monkeypatch.setattr(lanes_mod, "_run_queue_wait", lambda: None)  # share stays put
+    lane = Lanes()
+    lane.typed(OTHER, time.monotonic())
+    await lane.bulk_turn(ME)
+    lane.charge(0.1 * lane.share)  # paid off in 0.1 s
+    done: list[int] = []
+
+    async def work(session: int) -> None:
+        await lane.bulk_turn(session)
+        lane.charge(300 * lane.share)  # its piece of bulk work: 300 s to pay off
+        done.append(session)
+
+    tasks = [asyncio.ensure_future(work(s)) for s in (ME, 3, 4)]
+    try:
+        await asyncio.wait(tasks, timeout=30, return_when=asyncio.FIRST_COMPLETED)
+        await asyncio.sleep(0.5)  # the others woke too, and went back to wait
+        assert len(done) == 1
+    finally:
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
+async def test_bulk_in_debt_goes_once_per_max_wait_for_the_whole_loop(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Bulk output always progresses, but debt that is never paid off lets one piece
+    of bulk work go per MAX_WAIT -- not one per waiting session."""
+    monkeypatch.setattr(lanes_mod, "MAX_WAIT", 0.2)
+    monkeypatch.setattr(lanes_mod, "DEBT_MAX", 600.0)
+    monkeypatch.setattr(lanes_mod, "_run_queue_wait", lambda: None)  # share stays put
+    lane = Lanes()
+    lane.typed(OTHER, time.monotonic())
+    await lane.bulk_turn(ME)
+    lane.charge(300 * lane.share)  # 300 s to pay off
+    done: list[int] = []
+
+    async def work(session: int) -> None:
+        await lane.bulk_turn(session)
+        done.append(session)
+
+    tasks = [asyncio.ensure_future(work(s)) for s in (ME, 3, 4)]
+    try:
+        await asyncio.wait(tasks, timeout=30, return_when=asyncio.FIRST_COMPLETED)
+        await _turns()
+        assert len(done) == 1  # the others' chances come later, one at a time
+        await asyncio.wait_for(asyncio.gather(*tasks), 30)  # but they do come
+        assert sorted(done) == [ME, 3, 4]
+    finally:
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
 
 def test_typing_is_forgotten_after_the_interactive_period() -> None:

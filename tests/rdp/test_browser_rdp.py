@@ -1,7 +1,7 @@
 """A browser shows the RDP desktop: guacamole-common-js in headless Chromium, guacr, xrdp.
 
 Chain: Debian's Chromium (driven by playwright-core, tests/browser/driver.mjs) runs
-guacamole-common-js from tests/browser/page-direct.html; its WebSocket tunnel goes
+guacamole-common-js from tests/browser/page.html (direct mode); its WebSocket tunnel goes
 straight to guacr's WebSocket door with a guacr token for an ``rdp`` connection
 (32 bpp, ``ignore-cert``, guest/guest) to the real xrdp + xorgxrdp.
 

@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from guacr_process import Client, Guacr, run_guacr
+from guacr_process import Client, Guacr, assert_no_traceback, run_guacr
 
 from echo_handler import EchoHandler
 
@@ -254,11 +254,8 @@ def test_handler_errors_reach_the_client(guacr: Guacr) -> None:
         assert c.read_until_eof(5)[-1] == ("disconnect",)
 
 
-def wait_log(g: Guacr, text: str, timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while text not in g.log():
-        assert time.monotonic() < deadline, f"{text!r} not logged"
-        time.sleep(0.05)
+def wait_log(g: Guacr, text: str, timeout: float = 60.0) -> None:
+    g.wait_log(text, timeout)
 
 
 def test_connections_are_removed_however_they_end(guacr: Guacr) -> None:
@@ -335,7 +332,7 @@ def test_killed_worker_only_ends_its_own_connections(tmp_path: Path) -> None:
         for i, c in enumerate(conns[survivor]):
             c.send("key", 100 + i, 1)
             assert names_until(c, f"key {100 + i} 1")[-1] == f"key {100 + i} 1"
-        deadline = time.monotonic() + 15
+        deadline = time.monotonic() + 60
         while time.monotonic() < deadline:  # reaped and replaced
             pids = g.worker_pids()
             if len(pids) == 2 and victim not in pids:
@@ -366,11 +363,12 @@ def test_client_that_stops_reading_is_dropped_alone(tmp_path: Path) -> None:
         with g.client() as sleeper:
             neighbour.handshake("echo", {})
             sleeper.handshake("echo", {"mode": "flood"})  # then never reads
-            wait_log(g, "is not reading", timeout=20)
+            wait_log(g, "is not reading")
         # the worker is fine and the neighbour is served
         neighbour.send("key", 5, 1)
         assert names_until(neighbour, "key 5 1")[-1] == "key 5 1"
-        assert g.worker_pids() and "Traceback" not in g.log()
+        assert g.worker_pids()
+        assert_no_traceback(g.log())
 
 
 def test_hung_worker_is_killed_and_replaced(tmp_path: Path) -> None:
@@ -378,9 +376,9 @@ def test_hung_worker_is_killed_and_replaced(tmp_path: Path) -> None:
         with g.client() as hung_owner:
             hung_owner.handshake("echo", {"mode": "hang"})
             victim = owner_pid(hung_owner)  # announced before run() blocks the loop
-            wait_log(g, "has not answered", timeout=15)
+            wait_log(g, "has not answered")
             hung_owner.read_until_eof(10)  # its session ends with the worker
-        deadline = time.monotonic() + 15
+        deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             pids = g.worker_pids()
             if len(pids) == 2 and victim not in pids:

@@ -6,44 +6,14 @@ by another worker is forwarded through the listener (guacr.server.tls).
 
 from __future__ import annotations
 
-import datetime
 import socket
 import ssl
 import time
 from pathlib import Path
 
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
-from guacr_process import Client, run_guacr
-
-
-def make_cert(tmp: Path) -> tuple[Path, Path]:
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(days=1))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .sign(key, hashes.SHA256())
-    )
-    cert_path, key_path = tmp / "cert.pem", tmp / "key.pem"
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    return cert_path, key_path
+from guacr_process import Client, assert_no_traceback, run_guacr
+from servers import _self_signed_cert as make_cert  # the one throw-away certificate
 
 
 class TlsClient(Client):
@@ -94,7 +64,7 @@ def test_tls_handshake_and_cross_worker_join(tmp_path: Path) -> None:
                 data = b""
             assert b"args" not in data
         time.sleep(0.1)
-        assert "Traceback" not in g.log()
+        assert_no_traceback(g.log())
 
 
 def test_tls_unknown_join_gets_516(tmp_path: Path) -> None:

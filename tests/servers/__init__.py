@@ -56,12 +56,20 @@ else:
 # --------------------------------------------------------------------------- ports
 
 
+_given_ports: set[int] = set()
+
+
 def free_port() -> int:
-    """Return a loopback TCP port that is free right now (the caller binds it soon)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((HOST, 0))
-        port: int = s.getsockname()[1]
-        return port
+    """Return a loopback TCP port that is free right now (the caller binds it soon),
+    never one handed out before in this test process: two calls in a row (a daemon's
+    port and its metrics port, before either binds) must not get the same one."""
+    while True:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            s.bind((HOST, 0))
+            port: int = s.getsockname()[1]
+        if port not in _given_ports:
+            _given_ports.add(port)
+            return port
 
 
 def wait_port(host: str, port: int, timeout: float = 10.0) -> None:
@@ -75,6 +83,23 @@ def wait_port(host: str, port: int, timeout: float = 10.0) -> None:
             if time.monotonic() >= deadline:
                 raise TimeoutError(f"{host}:{port} did not accept within {timeout}s") from None
             time.sleep(0.02)
+
+
+def wait_listening(port: int, timeout: float = 60.0) -> None:
+    """Block until something listens on loopback TCP ``port``, without connecting (the
+    first connection may be the one that matters: a reverse VNC connection)."""
+    want = f"0100007F:{port:04X}"
+    deadline = time.monotonic() + timeout
+    while True:
+        with open("/proc/net/tcp") as f:
+            if any(
+                fields[1] == want and fields[3] == "0A"  # local address, state LISTEN
+                for fields in (line.split() for line in f.readlines()[1:])
+            ):
+                return
+        if time.monotonic() >= deadline:
+            raise TimeoutError(f"nothing listens on 127.0.0.1:{port} after {timeout}s")
+        time.sleep(0.02)
 
 
 def read_greeting(host: str, port: int, nbytes: int, timeout: float = 5.0) -> bytes:

@@ -11,6 +11,7 @@ import time
 from collections.abc import Iterator
 
 import pytest
+from servers import free_port
 
 from guacr.contract.params import Params
 from guacr.errors import GuacrError
@@ -33,12 +34,6 @@ def udp() -> Iterator[socket.socket]:
         s.bind((BROADCAST, 0))
         s.setblocking(False)
         yield s
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def wol_params(udp: socket.socket, wait: int, **extra: str) -> Params:

@@ -66,10 +66,14 @@ class TermClient:
                 self.client.send("sync", ins[1])
             elif ins[0] == "error":
                 self.errors.append(ins)
+            self.received(ins)
             self.display.feed(ins)
             if time.monotonic() >= deadline and not self.client.queue:
                 return True
         return False
+
+    def received(self, ins: Instruction) -> None:
+        """Each instruction as it arrives, for subclasses that answer more of them."""
 
     def wait(self, predicate: Callable[[], bool], timeout: float = 10.0, what: str = "") -> None:
         deadline = time.monotonic() + timeout

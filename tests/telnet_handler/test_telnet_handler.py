@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 from guacr_process import Guacr
-from servers import TelnetServer
+from servers import TelnetServer, free_port
 from ssh.ssh_helpers import reader
 from telnet_handler.telnet_helpers import Connect, TelnetTerm, telnet_values
 
@@ -37,12 +37,6 @@ FAILURE = "Login incorrect"
 
 def logged_in(term: TelnetTerm) -> None:
     term.wait_text(SHELL_PROMPT, timeout=15)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @contextmanager
@@ -152,9 +146,10 @@ def test_byte_0xff_round_trip(connect: Connect, tmp_path: Path) -> None:
         term.wait_text("PRINTED")
         term.run("exit")
         term.wait(term.ended, what="the end of the connection")
-    time.sleep(0.3)  # the typescript is closed when the connection ends
-    recorded = (tmp_path / "ts").read_bytes()
-    assert b"<\xff>" in recorded
+    deadline = time.monotonic() + 30  # the typescript is closed when the connection ends
+    while b"<\xff>" not in (recorded := (tmp_path / "ts").read_bytes()):
+        assert time.monotonic() < deadline, recorded[-200:]
+        time.sleep(0.05)
 
 
 # Connection failures (guacd 1.6.1 reports none of these) ------------------------------

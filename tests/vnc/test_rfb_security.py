@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime
 import ssl
 import struct
 from pathlib import Path
@@ -13,6 +12,7 @@ from guacr.handlers.vnc.client import RFBClient
 from guacr.handlers.vnc.constants import VeNCryptSubtype
 from guacr.handlers.vnc.events import AuthRequired, Connected, RFBTLSError
 from guacr.handlers.vnc.security import TLSLayer, make_tls_context, vnc_auth_response
+from servers import _self_signed_cert
 from tests.vnc.rfb_fakes import server_init
 
 # TigerVNC's password files are the password DES-encrypted (VNC key convention) with the
@@ -42,34 +42,8 @@ def test_password_longer_than_8_is_truncated_and_short_is_padded() -> None:
 
 
 def _server_context(tmp_path: Path) -> ssl.SSLContext:
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "test")])
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(1)
-        .not_valid_before(now - datetime.timedelta(minutes=1))
-        .not_valid_after(now + datetime.timedelta(hours=1))
-        .sign(key, hashes.SHA256())
-    )
-    (tmp_path / "c.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    (tmp_path / "k.pem").write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    ctx.load_cert_chain(tmp_path / "c.pem", tmp_path / "k.pem")
+    ctx.load_cert_chain(*_self_signed_cert(tmp_path))
     return ctx
 
 

@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from servers import TigerVNCServer, X11VNCServer
+from servers import TigerVNCServer, X11VNCServer, wait_listening
 
 from guacr.handlers.vnc.handler import VNC_ARGS, VNCHandler, repeater_id
 from guacr.services.wol import magic_packet as wol_packet
@@ -612,10 +612,10 @@ def test_reverse_connection(guacr: Guacr, x11vnc: X11VNCServer) -> None:
                 "hostname": "127.0.0.1",
                 "port": str(port),
                 "reverse-connect": "true",
-                "listen-timeout": "10000",
+                "listen-timeout": "60000",
             }
         )
-        time.sleep(0.3)
+        wait_listening(port)  # guacr's listener, before x11vnc dials in (once)
         proc = x11vnc._spawn(
             ["x11vnc", "-display", x11vnc.display, "-norc", "-nopw", "-noxdamage",
              "-connect_or_exit", f"127.0.0.1:{port}", "-rfbport", "0"],

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from guacr_process import ECHO, Guacr, free_port, run_guacr
+from servers import _self_signed_cert
 
 LITE_KEY = "MySuperSecretKeyForParamsToken12"
 TOKEN_KEY = "websocket tests token key, not secret"
@@ -37,3 +38,11 @@ def start_door(
     }
     with run_guacr(tmp, workers=workers, extra=extra, env=full, handlers=HANDLERS) as g:
         yield Door(g, ws_port)
+
+
+def start_wss_door(tmp: Path, workers: int = 2, **env: str) -> Iterator[Door]:
+    """:func:`start_door` with TLS on the door (``wss``), on a throw-away certificate."""
+    cert, key = _self_signed_cert(tmp)
+    tls = {"GUACR_WEBSOCKET_TLS": "true", "GUACR_WEBSOCKET_CERT": str(cert),
+           "GUACR_WEBSOCKET_KEY": str(key)}  # fmt: skip
+    yield from start_door(tmp, workers=workers, **{**tls, **env})

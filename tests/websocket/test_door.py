@@ -13,9 +13,8 @@ import struct
 import time
 
 import pytest
-from guacr_process import free_port
 from websocket.doorproc import LITE_KEY, TOKEN_KEY, Door, start_door
-from websocket.wsclient import WsClient, tunnel_url
+from websocket.wsclient import WsClient, expect_name, tunnel_url
 from websockets.exceptions import InvalidStatus
 
 from guacr.config import Config
@@ -23,7 +22,7 @@ from guacr.server.ws_door import off_reason
 from guacr.tunnel import lite
 from guacr.tunnel.tokens import GuacrTokens
 
-pytestmark = pytest.mark.timeout(60)
+pytestmark = pytest.mark.timeout(240)  # a hang guard: start-up under load is slow
 
 TOKENS = GuacrTokens(TOKEN_KEY)
 
@@ -34,20 +33,6 @@ def echo_token(**params: str) -> str:
 
 def lite_token(payload: object, key: str = LITE_KEY) -> str:
     return lite.encrypt(payload, key.encode(), os.urandom(16))  # type: ignore[arg-type]
-
-
-def expect_name(c: WsClient, text: str, timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    seen = []
-    while time.monotonic() < deadline:
-        ins = c.read(max(0.0, deadline - time.monotonic()))
-        assert ins is not None, f"closed while waiting for {text!r}: {seen} {c.close_info()}"
-        seen.append(ins)
-        if ins[0] == "sync":
-            c.send("sync", ins[1])
-        if ins == ("name", text):
-            return
-    raise AssertionError(f"no name {text!r}; saw {seen}")
 
 
 def raw_upgrade(port: int, extra: str = "", path: str = "/", protocol: str = "guacamole") -> bytes:

@@ -223,6 +223,19 @@ def test_client_close_without_code_is_1005_and_echoed() -> None:
     assert texts(to_client(t, c)) == []
 
 
+def test_ping_read_with_the_clients_close_is_not_answered() -> None:
+    """A browser's tunnel ping and its close frame in one read (it left while pinging;
+    common on a loaded machine): the close is answered, the ping no longer can be."""
+    c, t = opened()
+    c.send_text(b"0.,4.ping,13.1700000000000;")
+    c.send_close(1000)
+    events = t.receive_data(b"".join(c.data_to_send()))  # one read: no exception
+    assert events == [Closed(1000, "", True)]
+    frames = to_client(t, c)
+    assert [f.opcode for f in frames] == [Opcode.CLOSE] and texts(frames) == []
+    assert t.pings == 0
+
+
 def test_server_close_success_and_eof() -> None:
     c, t = opened()
     t.close()

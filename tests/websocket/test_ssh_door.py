@@ -24,7 +24,7 @@ from guacr.protocol.parser import Parser
 from guacr.tunnel import lite
 from guacr.tunnel.tokens import GuacrTokens
 
-pytestmark = pytest.mark.timeout(120)
+pytestmark = pytest.mark.timeout(240)  # a hang guard: start-up under load is slow
 
 TOKENS = GuacrTokens(TOKEN_KEY)
 SIZE = {"GUAC_WIDTH": "800", "GUAC_HEIGHT": "480", "GUAC_DPI": "96"}

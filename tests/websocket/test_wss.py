@@ -16,15 +16,15 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from servers import SSHServer, _self_signed_cert
+from servers import SSHServer
 from ssh.ssh_helpers import TermClient, ssh_values
-from websocket.doorproc import TOKEN_KEY, Door, start_door
-from websocket.wsclient import WsClient, tunnel_url
+from websocket.doorproc import TOKEN_KEY, Door, start_wss_door
+from websocket.wsclient import WsClient, expect_name, tunnel_url
 from websockets.exceptions import InvalidStatus
 
 from guacr.tunnel.tokens import GuacrTokens
 
-pytestmark = pytest.mark.timeout(90)
+pytestmark = pytest.mark.timeout(240)  # a hang guard: start-up under load is slow
 
 TOKENS = GuacrTokens(TOKEN_KEY)
 SIZE = {"GUAC_WIDTH": "800", "GUAC_HEIGHT": "480", "GUAC_DPI": "96"}
@@ -32,14 +32,7 @@ SIZE = {"GUAC_WIDTH": "800", "GUAC_HEIGHT": "480", "GUAC_DPI": "96"}
 
 @pytest.fixture(scope="module")
 def wss_door(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Door]:
-    tmp = tmp_path_factory.mktemp("wss-door")
-    cert, key = _self_signed_cert(tmp)
-    yield from start_door(
-        tmp,
-        GUACR_WEBSOCKET_TLS="true",
-        GUACR_WEBSOCKET_CERT=str(cert),
-        GUACR_WEBSOCKET_KEY=str(key),
-    )
+    yield from start_wss_door(tmp_path_factory.mktemp("wss-door"))
 
 
 def client_tls() -> ssl.SSLContext:
@@ -61,20 +54,6 @@ def joined_pid(c: WsClient, timeout: float = 5.0) -> int:
         assert ins is not None, c.close_info()
         if ins[0] == "name" and ins[1].startswith("joined pid="):
             return int(ins[1].split()[1].split("=")[1])
-
-
-def expect_name(c: WsClient, text: str, timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    seen = []
-    while time.monotonic() < deadline:
-        ins = c.read(max(0.0, deadline - time.monotonic()))
-        assert ins is not None, f"closed while waiting for {text!r}: {seen} {c.close_info()}"
-        seen.append(ins)
-        if ins[0] == "sync":
-            c.send("sync", ins[1])
-        if ins == ("name", text):
-            return
-    raise AssertionError(f"no name {text!r}; saw {seen}")
 
 
 def test_ssh_session_over_wss(wss_door: Door, sshd: SSHServer) -> None:
@@ -174,13 +153,8 @@ def test_unknown_join_over_wss_gets_516(wss_door: Door) -> None:
 
 @pytest.fixture(scope="module")
 def limited_wss(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Door]:
-    tmp = tmp_path_factory.mktemp("wss-limited")
-    cert, key = _self_signed_cert(tmp)
-    yield from start_door(
-        tmp,
-        GUACR_WEBSOCKET_TLS="true",
-        GUACR_WEBSOCKET_CERT=str(cert),
-        GUACR_WEBSOCKET_KEY=str(key),
+    yield from start_wss_door(
+        tmp_path_factory.mktemp("wss-limited"),
         GUACR_WEBSOCKET_MAX_PER_ADDRESS="2",
         GUACR_WEBSOCKET_TRUSTED_PROXIES="127.0.0.1",
     )

@@ -130,3 +130,18 @@ class WsClient:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def expect_name(c: WsClient, text: str, timeout: float = 15.0) -> None:
+    """Read (answering ``sync``) until the echo handler's ``name`` ``text`` arrives."""
+    deadline = time.monotonic() + timeout
+    seen = []
+    while time.monotonic() < deadline:
+        ins = c.read(max(0.0, deadline - time.monotonic()))
+        assert ins is not None, f"closed while waiting for {text!r}: {seen} {c.close_info()}"
+        seen.append(ins)
+        if ins[0] == "sync":
+            c.send("sync", ins[1])
+        if ins == ("name", text):
+            return
+    raise AssertionError(f"no name {text!r}; saw {seen}")

@@ -104,6 +104,16 @@ SSH_DEFAULTS: Final = {
     "wol-wait-time": "0",
 }
 
+# The terminal channel's receive window (asyncssh's default: 2 MB). The host may run
+# this far ahead of what the session has taken in; with reading paused (the session's
+# backlog is full, guacr.frontend.session) it then blocks. With 2 MB, every ``cat`` of a
+# big file made sshd, the pty and cat push 2 MB more through the machine than anyone
+# was shown -- CPU taken from every typist when the host is local (issue 16: 10 busy
+# sessions' commands wrote 20-55 MB while a 6 s typing phase ran, 3-13 MB with a
+# 128-256 KB window). Output is drawn far slower than a loopback refills 128 KB, so a
+# lone session's bulk throughput does not depend on it.
+TERMINAL_WINDOW: Final = 128 * 1024
+
 OSC_DOWNLOAD: Final = 482200
 OSC_UPLOAD_PATH: Final = 482201
 
@@ -253,6 +263,7 @@ class SSHHandler(TerminalHandler):
                 term_size=(term.cols, term.rows),
                 term_modes={asyncssh.PTY_VERASE: session.cfg.backspace},
                 encoding=None,
+                window=TERMINAL_WINDOW,
             )
         except asyncssh.ChannelOpenError as exc:
             what = "execute command" if command else "allocate PTY or start shell"
