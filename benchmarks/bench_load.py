@@ -40,7 +40,9 @@ for the guacr-vs-guacd table take turns (the default), as the issue asks.
 --busy N adds the busy-neighbour case: in each round the typing phase runs twice on the
 same sessions, first with N sessions idle (calm), then with those N running
 ``cat`` of a --busy-mb MB file (busy); the other sessions type in both. The ratio of the
-busy to the calm p99 is printed.
+busy to the calm p99 is printed. The busy command line is typed a second before the
+busy phase and only its Return within it, as a user types a command: typed within the
+phase, N x 50 keystrokes arrived at once with it.
 
 The sshd is a throw-away OpenSSH from the test helpers (``tests/servers``, MaxStartups
 raised) unless --ssh-host/--ssh-port/--ssh-user/--ssh-password name another (then
@@ -458,7 +460,7 @@ async def run_phase(
     wait0 = [sched_times(x)[1] for x in (pids, ssh_pids, [os.getpid()])]
     t0 = time.perf_counter()
     for c in before_start or []:
-        c.type(f"{args.busy_command}\n")
+        c.type("\n")  # the command line was typed before the phase (see run_round)
     start = t0 + 0.05
     n = len(typing)
     gap = args.interval / max(1, n)
@@ -588,6 +590,11 @@ async def run_round(
         await barrier.wait()  # --together: every server's phase starts at once
     phases = [await run_phase(server, "calm" if busy else "", typing, args, sshd_pid)]
     if busy:
+        # The busy command line is typed before the phase and only its Return within
+        # it: the phase measures a neighbour's output, not 10 x 50 keystrokes at once.
+        for s in busy:
+            s.c.type(args.busy_command)
+        await asyncio.sleep(1.0)
         before = sum(s.c.bytes_in for s in busy)
         if barrier is not None:
             await barrier.wait()

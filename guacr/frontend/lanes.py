@@ -8,26 +8,34 @@ the kernel makes everyone on the worker wait for it (issue 16: with 10 of 200 se
 running ``cat``, typing p99 rose 1.8x). So, per loop:
 
 * **Echo lane**: a session whose output is an echo (see ``TerminalSession._queue``)
-  is *urgent* until its frame is written; bulk work steps aside while any session is
+  is *urgent* until its frame is written -- or until more than an echo's bytes follow
+  (a command's output: bulk from then on); bulk work steps aside while any session is
   urgent (for at most :data:`URGENT_WAIT`, so bulk output always progresses).
 * **Bulk lane**: feeding big output and drawing its frames (a full-screen frame costs
-  milliseconds) is charged to a token bucket that refills at a *share* of the loop's
-  time; while *another* session of the loop has typed within :data:`INTERACTIVE`, bulk
-  work in debt waits until the debt is paid. The bucket is the loop's, not a
-  session's: bulk sessions that waited for the same debt check it again when they
-  wake, so the first one's work sends the others back to wait instead of all of them
-  going at once; and so that bulk output always progresses, one piece of it may go
-  in debt every :data:`MAX_WAIT` -- one for the loop, not one per session (with 10
-  ``cat`` sessions on 2 workers, per-session turns used 5x the share). Debt run up
-  while nobody else typed is forgiven. A session alone (``seq`` on one terminal) is never
-  held back, and neither is a session whose own user typed the command that floods
-  it. The share
-  adapts to contention: when the kernel kept the worker waiting for a CPU
-  (``/proc/self/schedstat``) for more than :data:`CONTENDED` of a :data:`WINDOW`, it
-  halves (down to :data:`BULK_SHARE_MIN`), else it grows back (up to
-  :data:`BULK_SHARE_MAX`). On a machine short of CPU, bulk output then slows down --
-  its sshd waits for window space and stops competing too -- rather than every typist
-  of the worker waiting for it.
+  10-30 ms, most of it composing and encoding in a thread) is charged to a token
+  bucket that refills at a *share* of the loop's time; while *another* session of the
+  loop has typed within :data:`INTERACTIVE`, bulk work in debt waits until the debt is
+  paid. A frame is charged its estimated cost as it starts (:meth:`Lanes.frame_started`)
+  and corrected when done: charged only when done, every bulk session waiting
+  meanwhile started one too, and ten ``cat`` sessions starting at once encoded ten
+  full screens together (typing p99 150-300 ms for the first 0.3 s). The bucket is
+  the loop's, not a session's: bulk sessions that waited for the same debt check it
+  again when they wake, so the first one's work sends the others back to wait instead
+  of all of them going at once; and so that bulk output always progresses, one piece
+  of it may go in debt every :data:`MAX_WAIT` -- one for the loop, not one per session
+  (with 10 ``cat`` sessions on 2 workers, per-session turns used 5x the share). Debt
+  run up while nobody else typed is forgiven. A session alone (``seq`` on one
+  terminal) is never held back, and neither is a session whose own user is the only
+  one typing.
+* **The share** adapts to contention, like TCP's congestion window: it starts at
+  :data:`BULK_SHARE_MIN` (and starts there again after :data:`RESTART` without bulk
+  work), halves when the kernel kept the worker waiting for a CPU
+  (``/proc/self/schedstat``) for more than :data:`CONTENDED` of a :data:`WINDOW`, and
+  else grows by a quarter per window (up to :data:`BULK_SHARE_MAX`: from the minimum in
+  ~0.5 s). On a machine short of CPU, bulk output then slows down -- its sshd waits
+  for window space and stops competing too -- rather than every typist of the worker
+  waiting for it; bulk output that begins on a busy machine does not first take
+  :data:`BULK_SHARE_MAX` of it.
 """
 
 from __future__ import annotations
@@ -45,6 +53,8 @@ CONTENDED: Final = 0.1  # run-queue wait per window above which the share halves
 MAX_WAIT: Final = 0.5  # bulk work in debt: one piece of it goes this often (s)
 DEBT_MAX: Final = 2.0  # debt beyond this many seconds of paying off is forgiven
 SCHEDSTAT: Final = "/proc/self/schedstat"  # run time, run-queue wait (ns), timeslices
+RESTART: Final = 1.0  # bulk work after this long without any starts from the minimum share
+FRAME_COST: Final = 0.01  # a bulk frame's cost until one was measured (s)
 INTERACTIVE: Final = 1.0  # a session that typed this recently is interactive
 URGENT_WAIT: Final = 0.05  # longest bulk work steps aside for pending echoes
 
@@ -66,6 +76,7 @@ class Lanes:
     __slots__ = (
         "_debt",
         "_forced",
+        "_frame_cost",
         "_paid",
         "_queued",
         "_share",
@@ -81,7 +92,8 @@ class Lanes:
         self._debt = 0.0  # bulk seconds charged and not yet paid off
         self._paid = 0.0  # when the debt was last paid down (monotonic)
         self._forced = 0.0  # when bulk work last went in debt (monotonic)
-        self._share = BULK_SHARE_MAX
+        self._share = BULK_SHARE_MIN  # slow start (see _adapt)
+        self._frame_cost = FRAME_COST  # estimated cost of a bulk frame (s)
         self._window = 0.0  # start of the current adaptation window (monotonic)
         self._queued = _run_queue_wait()  # at the start of the window
         # The two most recent typists (time, session id), distinct sessions: enough to
@@ -154,15 +166,31 @@ class Lanes:
         return min(self._debt / share, MAX_WAIT)
 
     def _adapt(self, now: float) -> None:
-        """Halve the share if the worker waited for a CPU in the last window, else grow it."""
+        """Halve the share if the worker waited for a CPU in the last window, else grow it;
+        after RESTART without bulk work, start again from the minimum."""
         queued = _run_queue_wait()
         elapsed = now - self._window
-        if queued is not None and self._queued is not None and elapsed < 4 * WINDOW:
+        if elapsed >= RESTART:
+            self._share = BULK_SHARE_MIN
+        elif queued is not None and self._queued is not None and elapsed < 4 * WINDOW:
             if queued - self._queued > CONTENDED * elapsed:
                 self._share = max(BULK_SHARE_MIN, self._share / 2)
             else:
                 self._share = min(BULK_SHARE_MAX, self._share * 1.25)
         self._window, self._queued = now, queued
+
+    def frame_started(self) -> float:
+        """A bulk frame starts: its estimated cost is charged now, before its images
+        encode in a thread (charged only when done, every bulk session waiting meanwhile
+        would start one too). Returns the estimate, for :meth:`frame_done`."""
+        estimate = self._frame_cost
+        self._debt += estimate
+        return estimate
+
+    def frame_done(self, estimate: float, cost: float) -> None:
+        """The bulk frame charged ``estimate`` in advance took ``cost`` seconds."""
+        self._debt += cost - estimate
+        self._frame_cost = (self._frame_cost + cost) / 2
 
     async def bulk_turn(self, session: int) -> None:
         """Yield the loop once, then wait while echoes are pending (bounded) and while

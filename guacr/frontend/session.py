@@ -324,6 +324,10 @@ class TerminalSession:
                 return
             self._urgent = True
             self._lanes.mark_urgent(id(self))  # type: ignore[union-attr]
+        elif self._urgent and self._backlog_bytes > ECHO_BYTES:
+            # More than an echo follows (a command's output): no longer urgent, it is
+            # fed and drawn in the bulk lane like any big output.
+            self._drawn()
         if self._backlog_bytes > BACKLOG_HIGH and not self._paused and self.pause_reading:
             self._paused = True
             self.pause_reading()
@@ -480,6 +484,11 @@ class TerminalSession:
                     break
             if self._urgent:
                 await self._flush()
+            elif fed > ECHO_BYTES:
+                # A bulk frame: its turn, charged as it starts (see Lanes.frame_started).
+                await lane.bulk_turn(sid)
+                estimate = lane.frame_started()
+                lane.frame_done(estimate, await self._flush())
             else:
                 lane.charge(await self._flush())
 

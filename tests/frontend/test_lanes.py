@@ -186,15 +186,19 @@ async def test_bulk_in_debt_waits_while_another_session_types() -> None:
     assert time.monotonic() - t0 >= 0.2
 
 
-def test_share_halves_while_the_worker_waits_for_a_cpu_and_grows_back(
+def test_share_starts_low_grows_halves_under_contention_and_grows_back(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     queued = [0.0]
     monkeypatch.setattr(lanes_mod, "_run_queue_wait", lambda: queued[0])
     lane = Lanes()
-    w = lanes_mod.WINDOW
+    w = lanes_mod.WINDOW * 1.01  # (exactly WINDOW apart may round to just under it)
     now = 1000.0
     lane._budget_wait(ME, now)  # first window (no history to judge)
+    assert lane.share == lanes_mod.BULK_SHARE_MIN  # slow start
+    for _ in range(12):  # ~0.5 s without waiting for a CPU
+        now += w
+        lane._budget_wait(ME, now)
     assert lane.share == lanes_mod.BULK_SHARE_MAX
     for _ in range(20):  # every window, waited half of it for a CPU
         queued[0] += w / 2
@@ -205,6 +209,40 @@ def test_share_halves_while_the_worker_waits_for_a_cpu_and_grows_back(
         now += w
         lane._budget_wait(ME, now)
     assert lane.share == lanes_mod.BULK_SHARE_MAX
+
+
+def test_bulk_work_after_a_pause_starts_again_from_the_minimum_share(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Issue 16: ten ``cat`` commands starting after quiet got the share earned by the
+    last bulk work (or the maximum) at once, on a machine already busy with typing."""
+    monkeypatch.setattr(lanes_mod, "_run_queue_wait", lambda: 0.0)  # never contended
+    lane = Lanes()
+    now = 1000.0
+    for _ in range(40):
+        now += lanes_mod.WINDOW * 1.01
+        lane._budget_wait(ME, now)
+    assert lane.share == lanes_mod.BULK_SHARE_MAX
+    now += lanes_mod.RESTART  # no bulk work for a while
+    lane._budget_wait(ME, now)
+    assert lane.share == lanes_mod.BULK_SHARE_MIN
+
+
+def test_a_bulk_frame_is_charged_as_it_starts_and_corrected_when_done() -> None:
+    """Its images encode in a thread while the loop runs on: charged only when done,
+    every other bulk session would find the budget unspent and start a frame too."""
+    lane = Lanes()
+    now = time.monotonic()
+    lane.typed(OTHER, now)
+    assert lane._budget_wait(ME, now) == 0.0
+    estimate = lane.frame_started()
+    assert estimate == lanes_mod.FRAME_COST
+    assert lane._budget_wait(3, now) > 0  # another bulk session waits meanwhile
+    lane.frame_done(estimate, 0.03)  # it took 30 ms
+    assert lane._budget_wait(3, now) == pytest.approx(
+        min(lanes_mod.MAX_WAIT, (0.03 - lane.share * lanes_mod.WINDOW) / lane.share)
+    )
+    assert lane.frame_started() == pytest.approx((lanes_mod.FRAME_COST + 0.03) / 2)
 
 
 def test_run_queue_wait_is_read_from_the_kernel() -> None:

@@ -500,3 +500,52 @@ async def test_echoes_drawn_on_arrival_spare_the_idle_sync(
         assert not idle_syncs
     finally:
         await s.close()
+
+
+async def test_an_echo_followed_by_more_output_is_no_longer_urgent(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Issue 16: Return after `cat big-file` echoes "\r\n" and then the file follows. It
+    # was urgent (uncharged, other sessions' bulk work stepping aside for it) until its
+    # first frame -- a full screen encoded while the machine was busiest.
+    s, conn = await _quiet_session(monkeypatch)
+    lane = lanes_mod.lanes()
+    try:
+        s.key(conn.owner, RETURN, True)  # type: ignore[arg-type]
+        s.write_output(b"\xc3\xa9")  # an echo left to the pump (a new glyph)
+        assert lane.urgent == 1
+        s.write_output(b"0123456789abcdefghijklm\r\n" * 40)  # a command's output
+        assert lane.urgent == 0
+        await settle(s)
+        assert screen_text(conn)[-2].startswith("0123456789abcdefghijklm")
+    finally:
+        await s.close()
+
+
+async def test_a_bulk_frame_takes_its_turn_and_is_charged_as_it_starts(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Issue 16: a frame's images encode in a thread; the budget must see its cost
+    # before the next bulk session looks, and the frame must wait for its turn.
+    s, conn = await _quiet_session(monkeypatch)
+    calls: list[str] = []
+    real_turn, real_start = lanes_mod.Lanes.bulk_turn, lanes_mod.Lanes.frame_started
+
+    async def turn(self: lanes_mod.Lanes, session: int) -> None:
+        calls.append("turn")
+        await real_turn(self, session)
+
+    def started(self: lanes_mod.Lanes) -> float:
+        calls.append("frame")
+        return real_start(self)
+
+    monkeypatch.setattr(lanes_mod.Lanes, "bulk_turn", turn)
+    monkeypatch.setattr(lanes_mod.Lanes, "frame_started", started)
+    try:
+        s.write_output(b"0123456789abcdefghijklm\r\n" * 400)  # 10 KB: bulk
+        await settle(s)
+        assert "frame" in calls
+        i = calls.index("frame")
+        assert calls[i - 1] == "turn"  # the turn just before the frame, after feeding
+    finally:
+        await s.close()
