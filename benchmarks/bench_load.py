@@ -21,7 +21,10 @@ since guacd drops a client whose syncs go unanswered for 15 s.)
 --trace FILE appends every timed key's (sent, answered) perf_counter times per session
 and connection id, to join with timestamps taken inside a server; --guacr-root DIR runs
 the local guacr from another source tree (e.g. an instrumented scratch copy);
---guacd-name NAME labels the --guacd-cmd server when it is another build to compare.
+--guacd-name NAME labels the --guacd-cmd server when it is another build to compare. To
+compare two guacr trees, run one with --guacr-root and the other as
+``--guacd-cmd "env -C OTHER_TREE python -m guacr"``: ``-m`` imports guacr from the
+working directory first, so ``env PYTHONPATH=OTHER_TREE`` alone runs this tree twice.
 
 Servers: a guacr with --workers workers is started here unless --target HOST:PORT aims
 at a running server instead (its CPU is then found by --proc-pattern). --guacd-cmd CMD
