@@ -19,6 +19,7 @@ RUN /opt/guacr/bin/pip install --no-cache-dir --disable-pip-version-check /src \
     && /opt/guacr/bin/python -m guacr.terminal.build \
     && /opt/guacr/bin/python -m guacr.handlers.vnc.native \
     && /opt/guacr/bin/python -m guacr.render.palette \
+    && /opt/guacr/bin/python -m guacr.render.compose \
     && find /opt/guacr -name '*.so' ! -perm -0444 -exec false {} + \
     && rm -rf /src
 

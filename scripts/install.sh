@@ -73,5 +73,6 @@ fi
 .venv/bin/python -m guacr.terminal.build
 .venv/bin/python -m guacr.handlers.vnc.native || echo "note: ZRLE tiles will be decoded in Python (slower)" >&2
 .venv/bin/python -m guacr.render.palette || echo "note: image palettes will be built in Python (slower)" >&2
+.venv/bin/python -m guacr.render.compose || echo "note: terminal images will be composed with numpy (slower)" >&2
 link_command
 echo "guacr installed: $("$ROOT/.venv/bin/guacr" -v)"

@@ -36,6 +36,8 @@ import numpy as np
 import numpy.typing as npt
 from PIL import Image, ImageDraw, ImageFont
 
+from guacr.render import compose as compose_c
+
 log = logging.getLogger(__name__)
 
 # (text, foreground 0xRRGGBB, background 0xRRGGBB, flags). text "" means a blank cell.
@@ -495,8 +497,13 @@ class FontSet:
             if generation == self.generation:
                 break
         ch, cw = self.cell_height, self.cell_width
-        cov = tiles[tid].transpose(0, 2, 1, 3).reshape(rows * ch, cols * cw)
         pair_list = list(pairs)
+        native = compose_c.palette_indices
+        if native is not None:
+            found = native(tiles, tid, pid, len(pair_list))
+            if found is not None:
+                return _indexed_image(*found, pair_list)
+        cov = tiles[tid].transpose(0, 2, 1, 3).reshape(rows * ch, cols * cw)
         if len(pair_list) == 1:
             combo = cov.astype(np.int32)
         else:
@@ -538,6 +545,23 @@ class FontSet:
         tid = np.array(tids, np.int32).reshape(rows, cols)
         pid = np.array(pids, np.int32).reshape(rows, cols)
         return tid, pid, pairs
+
+
+def _indexed_image(
+    used: npt.NDArray[np.int32], index: npt.NDArray[np.uint8], pairs: list[tuple[int, int]]
+) -> Image.Image:
+    """The palette image of ``index`` whose entries are the (pair * 256 + coverage)
+    values ``used``: each the blend of its pair at that coverage, as in _palette_image."""
+    colours = np.array(pairs, np.int64)[used >> 8]  # (n, 2): fg, bg
+    shifts = np.array([16, 8, 0], np.int64)
+    fg = (colours[:, :1] >> shifts) & 0xFF
+    bg = (colours[:, 1:] >> shifts) & 0xFF
+    a = (used & 255).astype(np.int64)[:, None]
+    palette = (bg * (255 - a) + fg * a + 127) // 255
+    h, w = index.shape
+    img = Image.frombuffer("P", (w, h), index, "raw", "P", 0, 1)  # no copy of the pixels
+    img.putpalette(palette.astype(np.uint8).tobytes())
+    return img
 
 
 def _palette_image(

@@ -1,0 +1,97 @@
+"""The C glyph compositor against the numpy version it replaces: the same images."""
+
+from __future__ import annotations
+
+import random
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from guacr.native_build import NativeLibraryError
+from guacr.render import compose, glyphs
+from guacr.render.glyphs import BOLD, UNDERLINE, WIDE, CellKey, continuation, get_fontset
+
+try:
+    _C = compose.native_palette_indices(compose.bind(compose.LIBRARY.load()))
+except NativeLibraryError as exc:  # pragma: no cover - the suite builds it at install
+    pytest.fail(f"the compositor library must build in the test environment: {exc}")
+
+BG = 0x000000
+
+
+def screen(seed: int, rows: int, cols: int, colours: int) -> list[list[CellKey | None]]:
+    """Text in ``colours`` foregrounds on mostly black, some wide glyphs, blank cells
+    and ragged rows (None and short rows are blank background)."""
+    rng = random.Random(seed)
+    palette = [rng.randrange(1 << 24) for _ in range(colours)]
+    grid: list[list[CellKey | None]] = []
+    for _ in range(rows):
+        row: list[CellKey | None] = []
+        width = rng.randint(max(1, cols // 2), cols)
+        while len(row) < width:
+            fg = rng.choice(palette)
+            bg = BG if rng.random() < 0.8 else rng.choice(palette)
+            flags = rng.choice([0, 0, BOLD, UNDERLINE])
+            pick = rng.random()
+            if pick < 0.05 and len(row) + 2 <= width:
+                key: CellKey = ("界", fg, bg, flags | WIDE)
+                row += [key, continuation(key)]
+            elif pick < 0.1:
+                row.append(None)
+            else:
+                row.append((rng.choice("abcxyz019_-/ "), fg, bg, flags))
+        grid.append(row[:width])
+    return grid
+
+
+def numpy_image(fonts: glyphs.FontSet, grid: list[list[CellKey | None]]) -> Image.Image:
+    saved = compose.palette_indices
+    compose.palette_indices = None
+    try:
+        return fonts.compose(grid, BG)
+    finally:
+        compose.palette_indices = saved
+
+
+@pytest.mark.parametrize(("seed", "rows", "cols", "colours"), [
+    (1, 1, 1, 1), (2, 3, 17, 2), (3, 40, 102, 4), (4, 12, 80, 9), (5, 24, 80, 1),
+])  # fmt: skip
+def test_c_composes_the_numpy_image_and_palette(
+    seed: int, rows: int, cols: int, colours: int
+) -> None:
+    fonts = get_fontset("monospace", 16)
+    grid = screen(seed, rows, cols, colours)
+    fonts.prepare({"界"})
+    want = numpy_image(fonts, grid)
+    got = fonts.compose(grid, BG)
+    assert compose.palette_indices is not None  # the C path was taken
+    assert got.mode == want.mode == "P"
+    assert got.size == want.size
+    assert np.array_equal(np.asarray(got), np.asarray(want))
+    assert got.getpalette() == want.getpalette()
+
+
+def test_more_than_256_combinations_fall_back_to_numpy() -> None:
+    fonts = get_fontset("monospace", 16)
+    grid = screen(6, 20, 80, colours=40)  # ~40 pairs x 16 coverage levels
+    rows, cols = len(grid), max(len(r) for r in grid)
+    tid, pid, pairs = fonts._indices(grid, rows, cols, BG)
+    assert _C(fonts.tiles, tid, pid, len(pairs)) is None
+    want = numpy_image(fonts, grid)  # quantised coverage, or RGB
+    got = fonts.compose(grid, BG)
+    assert np.array_equal(np.asarray(got.convert("RGB")), np.asarray(want.convert("RGB")))
+
+
+def test_bad_arguments_are_refused_not_read() -> None:
+    tiles = np.zeros((4, 3, 2), np.uint8)
+    ok = np.zeros((2, 2), np.int32)
+    assert _C(tiles, ok, ok, 1) is not None
+    with pytest.raises(ValueError, match="rejected"):
+        _C(tiles, np.full((2, 2), 4, np.int32), ok, 1)  # no tile 4
+    with pytest.raises(ValueError, match="rejected"):
+        _C(tiles, ok, np.full((2, 2), 1, np.int32), 1)  # no pair 1
+    with pytest.raises(ValueError, match="rejected"):
+        _C(tiles, ok, ok, 0)
+    with pytest.raises(ValueError, match="must be"):
+        _C(tiles, ok, np.zeros((2, 3), np.int32), 1)
