@@ -3,12 +3,12 @@
  * per-cell glyph coverage tiles and colour pairs, in two passes over the pixels.
  *
  * Why C: a terminal frame's images are composed in an encoder thread. In numpy a
- * full screen (1020x760) took ~5 ms of CPU in six full-size passes (gather the tiles,
+ * full screen (1020x760) took 5-9 ms of CPU in six full-size passes (gather the tiles,
  * repeat the pairs, combine, count, look up, copy), and numpy holds the GIL for much
- * of that: the worker's event loop waited ~3 ms per frame for it, several times that
- * on a busy machine, where a thread holding the GIL can be preempted and leave every
- * session of the worker waiting (issue 16). Here the work is ~0.5 ms and ctypes
- * releases the GIL for the call. Measured figures are in guacr/render/compose.py.
+ * of that: the worker's event loop waited ~4 ms per compose for it, more on a busy
+ * machine, where a thread holding the GIL can be preempted and leave every session of
+ * the worker waiting (issue 16). Here the work is ~0.8 ms and ctypes releases the GIL
+ * for the call. Measured figures are in guacr/render/compose.py.
  *
  * Palette entries are the (pair, coverage) combinations that occur, in ascending
  * order of pair * 256 + coverage: the same image and palette as the numpy version.
