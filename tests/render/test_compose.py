@@ -95,3 +95,29 @@ def test_bad_arguments_are_refused_not_read() -> None:
         _C(tiles, ok, ok, 0)
     with pytest.raises(ValueError, match="must be"):
         _C(tiles, ok, np.zeros((2, 3), np.int32), 1)
+
+
+def test_random_tiles_and_cells_match_the_numpy_combinations() -> None:
+    # Beyond text: any tile sizes, coverages and pair counts, against the numpy oracle
+    # (also run under AddressSanitizer by hand when _compose.c changes).
+    rng = np.random.default_rng(1)
+    declined = 0
+    for _ in range(60):
+        nt, ch, cw = (int(x) for x in rng.integers(1, (40, 25, 14)))
+        rows, cols, npairs = (int(x) for x in rng.integers(1, (45, 110, 30)))
+        tiles = (rng.integers(0, 16, (nt, ch, cw)) * 17).astype(np.uint8)
+        tid = rng.integers(0, nt, (rows, cols)).astype(np.int32)
+        pid = rng.integers(0, npairs, (rows, cols)).astype(np.int32)
+        combo = np.repeat(np.repeat(pid, ch, 0), cw, 1) * 256 + tiles[tid].transpose(
+            0, 2, 1, 3
+        ).reshape(rows * ch, cols * cw)
+        found = _C(tiles, tid, pid, npairs)
+        if len(np.unique(combo)) > 256:
+            assert found is None
+            declined += 1
+            continue
+        assert found is not None
+        used, index = found
+        assert np.array_equal(used, np.unique(combo))
+        assert np.array_equal(used[index], combo)
+    assert 0 < declined < 60
