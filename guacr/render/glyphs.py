@@ -514,37 +514,38 @@ class FontSet:
     def _indices(
         self, grid: Sequence[Sequence[CellKey | None]], rows: int, cols: int, background: int
     ) -> tuple[npt.NDArray[np.int32], npt.NDArray[np.int32], dict[tuple[int, int], int]]:
-        """Per cell: tile index and colour-pair index; and the pairs in order."""
+        """Per cell: tile index and colour-pair index; and the pairs in order.
+
+        Equal cells are mostly one interned key, so each distinct key is looked up once
+        per call and the rest is one dict hit per cell (this loop holds the GIL in an
+        encoder thread: ~1 ms per full screen, half of it before)."""
         tile = self.tile
         pairs: dict[tuple[int, int], int] = {}
         blank_pair = (background, background)
-        tids: list[list[int]] = []
-        pids: list[list[int]] = []
+        found: dict[CellKey | None, int] = {}  # key -> tile << 32 | pair
+
+        def look_up(key: CellKey | None) -> int:
+            if key is None:
+                t, pair = 0, blank_pair
+            else:
+                t = tile(key[0], key[3])
+                # a blank cell only shows its background: don't spend a pair on it
+                pair = (key[1], key[2]) if t else (key[2], key[2])
+            p = pairs.get(pair)
+            if p is None:
+                p = pairs[pair] = len(pairs)
+            found[key] = ids = t << 32 | p
+            return ids
+
+        get = found.get
+        cells: list[int] = []
         for row in grid:
-            trow: list[int] = []
-            prow: list[int] = []
-            for key in row:
-                if key is None:
-                    trow.append(0)
-                    pair = blank_pair
-                else:
-                    t = tile(key[0], key[3])
-                    trow.append(t)
-                    # a blank cell only shows its background: don't spend a pair on it
-                    pair = (key[1], key[2]) if t else (key[2], key[2])
-                p = pairs.get(pair)
-                if p is None:
-                    p = pairs[pair] = len(pairs)
-                prow.append(p)
-            if len(trow) < cols:
-                p = pairs.setdefault(blank_pair, len(pairs))
-                trow.extend([0] * (cols - len(trow)))
-                prow.extend([p] * (cols - len(prow)))
-            tids.append(trow)
-            pids.append(prow)
-        tid = np.array(tids, np.int32).reshape(rows, cols)
-        pid = np.array(pids, np.int32).reshape(rows, cols)
-        return tid, pid, pairs
+            # (0 is tile 0 with pair 0: looked up again, which finds the same)
+            cells += [get(key) or look_up(key) for key in row]
+            if len(row) < cols:
+                cells += [pairs.setdefault(blank_pair, len(pairs))] * (cols - len(row))
+        ids = np.array(cells, np.int64).reshape(rows, cols)
+        return (ids >> 32).astype(np.int32), (ids & 0xFFFFFFFF).astype(np.int32), pairs
 
 
 def _indexed_image(

@@ -121,3 +121,20 @@ def test_random_tiles_and_cells_match_the_numpy_combinations() -> None:
         assert np.array_equal(used, np.unique(combo))
         assert np.array_equal(used[index], combo)
     assert 0 < declined < 60
+
+
+def test_cell_indices_are_each_cells_tile_and_pair_in_first_seen_order() -> None:
+    fonts = get_fontset("monospace", 16)
+    fonts.prepare({"界"})
+    grid = screen(8, 30, 90, colours=6)
+    rows, cols = len(grid), max(len(r) for r in grid)
+    tid, pid, pairs = fonts._indices(grid, rows, cols, BG)
+    order: dict[tuple[int, int], int] = {}
+    for r in range(rows):
+        for c in range(cols):
+            key = grid[r][c] if c < len(grid[r]) else None
+            t = 0 if key is None else fonts.tile(key[0], key[3])
+            pair = (BG, BG) if key is None else (key[1], key[2]) if t else (key[2], key[2])
+            assert tid[r, c] == t, (r, c)
+            assert pid[r, c] == order.setdefault(pair, len(order)), (r, c)
+    assert pairs == order
