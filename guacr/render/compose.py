@@ -6,11 +6,10 @@ without holding the GIL. Built at install time with ``python -m guacr.render.com
 where it cannot be built or loaded, :data:`palette_indices` is None and the numpy
 version in ``glyphs.py`` composes the same image.
 
-Measured on this project's 2-core machine, a full screen of text (1020x760, 102x40
-cells), numpy -> C, median of 40, in one run: compose 9.0 -> 1.9 ms (1.2 ms since the
-Python cell loop looks each distinct key up once); in an encoder thread beside a loop that sleeps
-0.5 ms at a time, compose + PNG 15.8 -> 8.2 ms of CPU, and the loop's extra wait for
-the GIL 3.6 -> 2.2 ms per frame; a 10-cell echo image 84 -> 42 us.
+Measured on this project's 2-core machine with ``benchmarks/bench_compose.py`` (C vs
+the numpy fallback, one run): a full screen of text (1020x760) 1.14 vs 10.3 ms; that
+screen + its PNG in an encoder thread 7.7 vs 18.0 ms of CPU, the event loop beside it
+waiting 2.6 vs 5.1 ms more per image for the GIL; a 10-cell echo image 45 vs 50 us.
 """
 
 from __future__ import annotations
