@@ -41,6 +41,7 @@ running ``cat``, typing p99 rose 1.8x). So, per loop:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 import weakref
 from collections import deque
@@ -192,9 +193,11 @@ class Lanes:
         self._debt += cost - estimate
         self._frame_cost = (self._frame_cost + cost) / 2
 
-    async def bulk_turn(self, session: int) -> None:
+    async def bulk_turn(self, session: int, wake: asyncio.Event | None = None) -> None:
         """Yield the loop once, then wait while echoes are pending (bounded) and while
-        the bulk budget is spent. Call before each piece of bulk work."""
+        the bulk budget is spent. Call before each piece of bulk work. Setting ``wake``
+        ends the wait for the budget at once (the session's user typed: see
+        TerminalSession's drain)."""
         await asyncio.sleep(0)
         if self._urgent:
             loop = asyncio.get_running_loop()
@@ -211,6 +214,8 @@ class Lanes:
         # Look again after each wait: other bulk work may have run up the debt meanwhile.
         start = time.monotonic()
         while True:
+            if wake is not None and wake.is_set():
+                return
             now = time.monotonic()
             wait = self._budget_wait(session, now)
             if wait <= 0:
@@ -219,7 +224,11 @@ class Lanes:
             if now >= turn:
                 self._forced = now  # goes in debt; the next one waits MAX_WAIT more
                 return
-            await asyncio.sleep(min(wait, turn - now))
+            if wake is None:
+                await asyncio.sleep(min(wait, turn - now))
+            else:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(wake.wait(), min(wait, turn - now))
 
 
 def _run_queue_wait() -> float | None:

@@ -113,6 +113,13 @@ TYPING_WINDOW: Final = 0.1  # output this soon after a user's input may be an ec
 ECHO_BYTES: Final = 512  # ... if it is this small: drawn without the coalescing wait
 ECHO_ROWS: Final = 2  # an echo changing at most this many rows is drawn on arrival
 CONGESTED_WAIT: Final = 0.5  # longest a frame is held back for a congested client
+# A key typed in a session with bulk output pending (Ctrl-C on a `cat`) lets it feed its
+# backlog and up to DRAIN_MORE bytes after it (what the SSH window and the pty may still
+# hold) without bulk turns, drawing when done: at the bulk share, while others typed on
+# the worker, that took 4-5 s (issue 16). Once per DRAIN_EVERY, so that typing into a
+# flood does not unthrottle it.
+DRAIN_MORE: Final = 256 * 1024
+DRAIN_EVERY: Final = 1.0
 WHEEL_ROWS: Final = 3
 OSC_SCROLLBACK: Final = 482204
 
@@ -180,6 +187,9 @@ class TerminalSession:
         # echo first, bulk bounded, among the loop's sessions (guacr.frontend.lanes)
         self._lanes: Lanes | None = None
         self._urgent = False  # an echo is waiting to be drawn
+        self._drain = 0  # bytes that may still be fed without bulk turns (DRAIN_MORE)
+        self._draining = asyncio.Event()  # set while _drain: ends a wait for a bulk turn
+        self._drained = -DRAIN_EVERY  # when the last drain was granted (monotonic)
         self._idle = False  # the pump waits for output (nothing fed or drawn under way)
         self._extra = b""  # instructions of a frame begun but left to the pump (a title)
         # guacd's output pipe (OSC 482202): a connection-level stream
@@ -459,20 +469,28 @@ class TerminalSession:
             typing = start - self._last_input < TYPING_WINDOW
             fed = 0
             if not self._urgent and self._backlog_bytes > ECHO_BYTES:
-                await lane.bulk_turn(sid)
+                await lane.bulk_turn(sid, self._draining)
             while True:
                 if self._backlog:
                     t = time.monotonic()
-                    fed += self._feed_slice()
+                    n = self._feed_slice()
+                    fed += n
+                    if self._drain:
+                        self._drain = max(0, self._drain - n)
+                        if not self._drain:
+                            self._draining.clear()
                     now = time.monotonic()
                     if not self._urgent:
                         lane.charge(now - t)
                     if self._backlog:
+                        if self._drain:  # fed through (echoes first), one frame when done
+                            await lane.bulk_turn(sid, self._draining)
+                            continue
                         if now - start >= FRAME_MAX and not self.conn.congested:
                             break
                         if now - start >= CONGESTED_WAIT:
                             break
-                        await lane.bulk_turn(sid)
+                        await lane.bulk_turn(sid, self._draining)
                         continue
                 if quiet or self._urgent or (typing and fed <= ECHO_BYTES):
                     break
@@ -486,7 +504,7 @@ class TerminalSession:
                 await self._flush()
             elif fed > ECHO_BYTES:
                 # A bulk frame: its turn, charged as it starts (see Lanes.frame_started).
-                await lane.bulk_turn(sid)
+                await lane.bulk_turn(sid, self._draining)
                 estimate = lane.frame_started()
                 lane.frame_done(estimate, await self._flush())
             else:
@@ -686,6 +704,9 @@ class TerminalSession:
             now = self._last_input = time.monotonic()
             if self._lanes is not None:
                 self._lanes.typed(id(self), now)
+            if self._backlog_bytes > ECHO_BYTES and now - self._drained >= DRAIN_EVERY:
+                self._drain, self._drained = self._backlog_bytes + DRAIN_MORE, now
+                self._draining.set()
             self._send_input(data)
 
     # Input: prompt -----------------------------------------------------------------------

@@ -531,9 +531,9 @@ async def test_a_bulk_frame_takes_its_turn_and_is_charged_as_it_starts(
     calls: list[str] = []
     real_turn, real_start = lanes_mod.Lanes.bulk_turn, lanes_mod.Lanes.frame_started
 
-    async def turn(self: lanes_mod.Lanes, session: int) -> None:
+    async def turn(self: lanes_mod.Lanes, session: int, wake: asyncio.Event | None = None) -> None:
         calls.append("turn")
-        await real_turn(self, session)
+        await real_turn(self, session, wake)
 
     def started(self: lanes_mod.Lanes) -> float:
         calls.append("frame")
@@ -548,4 +548,59 @@ async def test_a_bulk_frame_takes_its_turn_and_is_charged_as_it_starts(
         i = calls.index("frame")
         assert calls[i - 1] == "turn"  # the turn just before the frame, after feeding
     finally:
+        await s.close()
+
+
+async def test_a_key_in_a_flooding_session_drains_its_backlog_at_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Issue 16: Ctrl-C on a `cat` while others type on the worker: the output already
+    # buffered (backlog, SSH window, pty) was fed at the bulk share, and the prompt came
+    # back 4-5 s later. A key typed in the session now lets it feed what is pending
+    # without turns, drawing only when it is done.
+    # bulk turns a minute apart: the pump waits in one when the key comes, and only the
+    # key can end that wait
+    monkeypatch.setattr(lanes_mod, "BULK_SHARE_MIN", 1e-4)
+    monkeypatch.setattr(lanes_mod, "BULK_SHARE_MAX", 1e-4)
+    monkeypatch.setattr(lanes_mod, "MAX_WAIT", 60.0)
+    s, conn = await _quiet_session(monkeypatch)
+    lane = lanes_mod.lanes()
+    other = object()
+    keep_typing = True
+
+    async def typist() -> None:
+        while keep_typing:
+            lane.typed(id(other), time.monotonic())
+            await asyncio.sleep(0.05)
+
+    neighbour = asyncio.ensure_future(typist())
+    try:
+        await asyncio.sleep(0.06)
+        for i in range(40):  # ~1 MB of a command's output
+            lines = (b"line %07d of the flood\r\n" % (i * 1000 + k) for k in range(1000))
+            s.write_output(b"".join(lines))
+        await asyncio.sleep(0.3)
+        assert s.backlog > 500_000  # held back: others are typing
+        frames = len(conn.frames)
+        s.key(conn.owner, 0x63, True)  # type: ignore[arg-type]  # (the interrupt)
+        s.write_output(b"^C\r\n$ ")
+        started = time.monotonic()
+        while s.backlog and time.monotonic() - started < 2.0:
+            await asyncio.sleep(0.01)
+        assert s.backlog == 0, "the backlog still waits for bulk turns"
+        await settle(s)
+        assert time.monotonic() - started < 1.0
+        assert screen_text(conn)[-1] == "$"
+        assert len(conn.frames) - frames <= 3  # fed through, not drawn frame by frame
+        # typing on into a flood within DRAIN_EVERY does not unthrottle it (past what
+        # is left of the first drain: DRAIN_MORE)
+        for i in range(80):  # ~2 MB
+            lines = (b"more %07d of the flood\r\n" % (i * 1000 + k) for k in range(1000))
+            s.write_output(b"".join(lines))
+        s.key(conn.owner, 0x63, True)  # type: ignore[arg-type]
+        await asyncio.sleep(0.3)
+        assert s.backlog > 200_000
+    finally:
+        keep_typing = False
+        await neighbour
         await s.close()
