@@ -549,15 +549,21 @@ class FontSet:
 
 
 def _indexed_image(
-    used: npt.NDArray[np.int32], index: npt.NDArray[np.uint8], pairs: list[tuple[int, int]]
+    used: npt.NDArray[np.int64] | npt.NDArray[np.int32],
+    index: npt.NDArray[np.uint8],
+    pairs: list[tuple[int, int]],
+    shift: int = 0,
 ) -> Image.Image:
     """The palette image of ``index`` whose entries are the (pair * 256 + coverage)
-    values ``used``: each the blend of its pair at that coverage, as in _palette_image."""
+    values ``used``: each the blend of its pair at that coverage (coverage quantised by
+    ``shift`` bits stands for the middle of its step)."""
     colours = np.array(pairs, np.int64)[used >> 8]  # (n, 2): fg, bg
     shifts = np.array([16, 8, 0], np.int64)
     fg = (colours[:, :1] >> shifts) & 0xFF
     bg = (colours[:, 1:] >> shifts) & 0xFF
     a = (used & 255).astype(np.int64)[:, None]
+    if shift:
+        a = np.minimum(255, a + ((1 << shift) - 1) // 2)
     palette = (bg * (255 - a) + fg * a + 127) // 255
     h, w = index.shape
     img = Image.frombuffer("P", (w, h), index, "raw", "P", 0, 1)  # no copy of the pixels
@@ -569,7 +575,6 @@ def _palette_image(
     combo: npt.NDArray[np.int32], pairs: list[tuple[int, int]]
 ) -> Image.Image | None:
     """Map (pair * 256 + coverage) values to at most 256 palette entries."""
-    h, w = combo.shape
     size = len(pairs) * 256
     for shift in range(0, 8):
         values = combo if not shift else (combo >> 8 << 8) | ((combo & 255) >> shift << shift)
@@ -578,18 +583,7 @@ def _palette_image(
         if len(used) <= 256:
             lut = np.zeros(size, np.uint8)
             lut[used] = np.arange(len(used), dtype=np.uint8)
-            index = lut[values]
-            palette = bytearray()
-            top = (1 << shift) - 1
-            for v in used.tolist():
-                fg, bg = pairs[v >> 8]
-                a = min(255, (v & 255) + top // 2) if shift else v & 255
-                for s in (16, 8, 0):
-                    f, g = (fg >> s) & 0xFF, (bg >> s) & 0xFF
-                    palette.append((g * (255 - a) + f * a + 127) // 255)
-            img = Image.frombytes("P", (w, h), index.tobytes())
-            img.putpalette(bytes(palette))
-            return img
+            return _indexed_image(used, lut[values], pairs, shift)
         if len(pairs) == 1:
             break  # a single pair has at most 256 combinations: unreachable
     return None
