@@ -43,9 +43,12 @@ for the guacr-vs-guacd table take turns (the default), as the issue asks.
 --busy N adds the busy-neighbour case: in each round the typing phase runs twice on the
 same sessions, first with N sessions idle (calm), then with those N running
 ``cat`` of a --busy-mb MB file (busy); the other sessions type in both. The ratio of the
-busy to the calm p99 is printed. The busy command line is typed a second before the
-busy phase and only its Return within it, as a user types a command: typed within the
-phase, N x 50 keystrokes arrived at once with it.
+busy to the calm p99 is printed. --cycles N alternates the two phases N times per round
+(Ctrl-C ends each busy phase and the next calm one starts once the output has stopped)
+and pools each kind per round: the machine's speed drifts by tens of percent within
+minutes, which short alternations cancel out of the ratio. The busy command line is
+typed a second before the busy phase and only its Return within it, as a user types a
+command: typed within the phase, N x 50 keystrokes arrived at once with it.
 
 The sshd is a throw-away OpenSSH from the test helpers (``tests/servers``, MaxStartups
 raised) unless --ssh-host/--ssh-port/--ssh-user/--ssh-password name another (then
@@ -514,6 +517,52 @@ async def run_phase(
     )
 
 
+KEY_CONTROL_L, KEY_C = 0xFFE3, ord("c")
+
+
+async def interrupt(busy: list[Session], timeout: float = 30.0) -> None:
+    """Ctrl-C in every busy session, then wait until each has stopped drawing (--cycles:
+    the next calm phase starts without a neighbour's output in flight)."""
+    for s in busy:
+        s.c.send("key", KEY_CONTROL_L, 1)
+        s.c.key(KEY_C)
+        s.c.send("key", KEY_CONTROL_L, 0)
+    await asyncio.sleep(0.1)
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(asyncio.gather(*(settle(s, 0.5) for s in busy)), timeout)
+
+
+def merge(phases: list[Phase]) -> Phase:
+    """The phases of one label in one round (--cycles) as one."""
+    if len(phases) == 1:
+        return phases[0]
+    per_proc: dict[int, float] = {}
+    for p in phases:
+        for pid, cpu in p.per_proc:
+            per_proc[pid] = per_proc.get(pid, 0.0) + cpu
+    return Phase(
+        server=phases[0].server,
+        label=phases[0].label,
+        lat=[v for p in phases for v in p.lat],
+        sent=sum(p.sent for p in phases),
+        unanswered=sum(p.unanswered for p in phases),
+        wall=sum(p.wall for p in phases),
+        cpu=sum(p.cpu for p in phases),
+        cpu_ssh=sum(p.cpu_ssh for p in phases),
+        cpu_client=sum(p.cpu_client for p in phases),
+        per_proc=sorted(per_proc.items(), key=lambda x: -x[1]),
+        load_before=phases[0].load_before,
+        load_after=phases[-1].load_after,
+        client_lag=[v for p in phases for v in p.client_lag],
+        timeout=phases[0].timeout,
+        waits=(
+            sum(p.waits[0] for p in phases),
+            sum(p.waits[1] for p in phases),
+            sum(p.waits[2] for p in phases),
+        ),
+    )
+
+
 async def teardown_wait(sshd_pid: int | None, timeout: float = 60.0) -> None:
     """Wait until the sshd has no session processes left (the next round starts clean)."""
     if not sshd_pid:
@@ -591,8 +640,13 @@ async def run_round(
     typing = sessions[: len(sessions) - len(busy)]
     if barrier is not None:
         await barrier.wait()  # --together: every server's phase starts at once
-    phases = [await run_phase(server, "calm" if busy else "", typing, args, sshd_pid)]
-    if busy:
+    calm: list[Phase] = []
+    hot: list[Phase] = []
+    got = 0.0
+    for cycle in range(args.cycles if busy else 1):
+        calm.append(await run_phase(server, "calm" if busy else "", typing, args, sshd_pid))
+        if not busy:
+            break
         # The busy command line is typed before the phase and only its Return within
         # it: the phase measures a neighbour's output, not 10 x 50 keystrokes at once.
         for s in busy:
@@ -601,17 +655,23 @@ async def run_round(
         before = sum(s.c.bytes_in for s in busy)
         if barrier is not None:
             await barrier.wait()
-        phases.append(
+        hot.append(
             await run_phase(
                 server, "busy", typing, args, sshd_pid, before_start=[s.c for s in busy]
             )
         )
-        got = (sum(s.c.bytes_in for s in busy) - before) / 1e6
-        phases[-1].label = "busy"
+        got += (sum(s.c.bytes_in for s in busy) - before) / 1e6
+        if cycle < args.cycles - 1:
+            await interrupt(busy)
+            if barrier is not None:
+                await barrier.wait()
+    phases = [merge(calm)] + ([merge(hot)] if hot else [])
+    if busy:
         made = produced(sshd_pid, args.busy_command)
+        cycles = f" ({args.cycles} cycles pooled)" if args.cycles > 1 else ""
         print(
-            f"    busy neighbours received {got:.1f} MB during the busy phase"
-            + (f"; their commands wrote {made:.1f} MB" if made is not None else "")
+            f"    busy neighbours received {got:.1f} MB during the busy phase{cycles}"
+            + (f"; the last ones wrote {made:.1f} MB" if made is not None else "")
         )
     for p in phases:
         print("  " + p.line())
@@ -745,6 +805,9 @@ def main() -> None:
     p.add_argument("--timeout", type=float, default=2.0, help="a key unanswered after this")
     p.add_argument("--busy", type=int, default=0, help="sessions that cat a big file (e.g. 10)")
     p.add_argument("--busy-mb", type=int, default=50)
+    p.add_argument("--cycles", type=int, default=1,
+                   help="with --busy: calm and busy phases alternate this many times per "
+                   "round (Ctrl-C ends each busy one), pooled per round")  # fmt: skip
     p.add_argument("--busy-command", help="what busy sessions type (default: cat FILE)")
     p.add_argument("--ssh-host", help="SSH server (default: a throw-away local sshd)")
     p.add_argument("--ssh-port", type=int, default=22)
