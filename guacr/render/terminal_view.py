@@ -178,11 +178,12 @@ Op = bytes | _Img
 
 def encode_image(img: Image.Image, webp: bool) -> tuple[str, bytes]:
     """Lossless encoding: palette PNG when it fits, else RGB PNG; WebP if smaller."""
-    colours = img.getcolors(256)
     src = img
-    if colours is not None:
-        # ADAPTIVE with no more colours than the image holds is exact (tested).
-        src = img.convert("P", palette=Image.Palette.ADAPTIVE, colors=max(2, len(colours)))
+    if img.mode != "P":  # composed text is a palette image already, every entry used
+        colours = img.getcolors(256)  # (0.6 ms per full screen, holding the GIL)
+        if colours is not None:
+            # ADAPTIVE with no more colours than the image holds is exact (tested).
+            src = img.convert("P", palette=Image.Palette.ADAPTIVE, colors=max(2, len(colours)))
     buf = io.BytesIO()
     src.save(buf, "PNG", compress_level=PNG_LEVEL)
     png = buf.getvalue()
