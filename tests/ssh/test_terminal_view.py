@@ -8,6 +8,7 @@ mix of glyph copies, images, rectangles and scroll copies the view chose.
 from __future__ import annotations
 
 import random
+from typing import Any
 
 import numpy as np
 import pytest
@@ -125,6 +126,53 @@ async def test_scroll_is_a_copy_and_only_the_new_row_is_drawn() -> None:
             y = int(i[3] if i[0] == "rect" else i[6])
             assert y >= (rows - 1) * ch, i
     assert_shows(view, display, screen)
+
+
+async def test_a_new_page_is_drawn_as_whole_rows_without_a_cell_diff(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Issue 16: output that scrolled past a whole screen changes every row, and the
+    # per-cell diff (Python, on the worker's loop) then found every cell changed anyway.
+    rng = random.Random(7)
+    view, display = make_view(), Display()
+    cols, rows = view.cols, view.rows
+    first = random_screen(rng, cols, rows)
+    await apply(view, display, first)
+    page = random_screen(rng, cols, rows)
+    page[5] = first[5]  # a row that did not change is left alone
+
+    def no_diff(*args: object) -> None:
+        raise AssertionError("per-cell diff of a new page")
+
+    with monkeypatch.context() as m:
+        m.setattr(view, "_changed_cells", no_diff)
+        out = await apply(view, display, page)
+    images = [i for i in Parser().receive_data(out) if i[0] == "img"]
+    ch = view.fonts.cell_height
+    assert [int(i[6]) for i in images] == [0, 6 * ch]  # rows 0-4 and 6-end, at x 0
+    assert {i[5] for i in images} == {"0"}
+    assert_shows(view, display, page)
+    # the model holds the page: a keystroke on it is a cell diff again, of one cell
+    diffs: list[list[tuple[int, int]]] = []
+    real_diff = view._changed_cells
+
+    def diff(*args: Any) -> list[tuple[int, int]]:
+        diffs.append(real_diff(*args))
+        return diffs[-1]
+
+    page = [list(r) for r in page]
+    page[2][3] = ("x", FG, BG, 0)
+    with monkeypatch.context() as m:
+        m.setattr(view, "_changed_cells", diff)
+        await apply(view, display, page)
+    assert diffs == [[(2, 3)]]
+    assert_shows(view, display, page)
+    # fewer rows than WHOLE_ROWS differing: the cell diff, as before
+    with monkeypatch.context() as m:
+        m.setattr(view, "_changed_cells", no_diff)
+        half = page[: rows // 2] + random_screen(rng, cols, rows - rows // 2)
+        with pytest.raises(AssertionError, match="per-cell diff"):
+            await apply(view, display, half)
 
 
 async def test_keystroke_is_one_small_copy_without_an_image() -> None:
