@@ -469,11 +469,11 @@ class TerminalView:
         return self.strategy != "glyphs" and len(differing) >= WHOLE_ROWS * self.rows
 
     def _draw_rows(self, screen: Sequence[Row], rows: list[int], ops: list[Op]) -> None:
-        """Rows as images, one per run of consecutive rows, as wide as their text (a
-        row's blank tail, one key repeated, is a ``rect`` where it changed), and into
-        the model."""
+        """Rows as images as wide as their text, consecutive rows of similar width in one
+        (as :meth:`_draw_images` merges blocks); a row's blank tail, one key repeated,
+        is a ``rect`` where it changed (a blank row: only that). Into the model too."""
         model, cols, ch = self._model, self.cols, self.fonts.cell_height
-        runs: list[list[int]] = []  # [row0, row1, width in cells]
+        runs: list[list[int]] = []  # [row0, row1, width, sum of the rows' widths] in cells
         blanks: list[tuple[int, int, int, int]] = []
         for r in rows:
             row = screen[r][:cols]
@@ -485,16 +485,18 @@ class TerminalView:
             if end < n and row[end:] != old[end:n]:
                 blanks.append((r, end, n, row[n - 1][2]))
             old[:n] = row
-            if runs and runs[-1][1] == r:
-                runs[-1][1] = r + 1
-                runs[-1][2] = max(runs[-1][2], end)
-            else:
-                runs.append([r, r + 1, end])
+            if not end:
+                continue
+            if runs:
+                r0, r1, width, used = runs[-1]
+                if r1 == r and max(width, end) * (r + 1 - r0) <= 1.5 * (used + end):
+                    runs[-1] = [r0, r + 1, max(width, end), used + end]
+                    continue
+            runs.append([r, r + 1, end, end])
         ops.extend(self._blank_rects(blanks))
         layer = self.text_layer
-        for r0, r1, width in runs:
-            if width:
-                ops.append(_Img(layer, 0, r0 * ch, [model[r][:width] for r in range(r0, r1)]))
+        for r0, r1, width, _ in runs:
+            ops.append(_Img(layer, 0, r0 * ch, [model[r][:width] for r in range(r0, r1)]))
 
     def _partition(
         self, screen: Sequence[Row], changed: list[tuple[int, int]]

@@ -175,6 +175,29 @@ async def test_a_new_page_is_drawn_as_whole_rows_without_a_cell_diff(
             await apply(view, display, half)
 
 
+async def test_whole_rows_leave_blank_rows_to_rectangles() -> None:
+    # A cleared screen with a prompt: every row differs from the model, but only the
+    # prompt's row is an image (blank rows joined to it made a 39-row image, which the
+    # fork server's warm-up then encoded in a thread).
+    view, display = make_view(), Display()
+    cols, rows = view.cols, view.rows
+    rng = random.Random(5)
+    await apply(view, display, random_screen(rng, cols, rows))
+    page = [row_of("guest@host:~$ ", cols)] + [row_of("", cols) for _ in range(rows - 1)]
+    page[3] = row_of("a much longer line of output than the prompt above", cols)
+    page[4] = row_of("and another one of about the same length as it", cols)
+    page[6] = row_of("ok", cols)
+    out = await apply(view, display, page)
+    ch = view.fonts.cell_height
+    images = [
+        (int(i[3]), int(i[5]), int(i[6])) for i in Parser().receive_data(out) if i[0] == "img"
+    ]
+    layer = view.text_layer
+    # the prompt; rows 3-4 in one image (similar widths); row 6 alone (a blank row between)
+    assert images == [(layer, 0, 0), (layer, 0, 3 * ch), (layer, 0, 6 * ch)]
+    assert_shows(view, display, page)
+
+
 async def test_keystroke_is_one_small_copy_without_an_image() -> None:
     view, display = make_view(), Display()
     cols, rows = view.cols, view.rows
