@@ -82,7 +82,7 @@ async def test_worker_reports_and_answers_questions() -> None:
         joined = await listener.next(channel.UserJoined)
         assert joined == channel.UserJoined("@alice-id", cid, True, "alice")
 
-        worker._report_counters()  # what the 1 s sweep does
+        await worker._report_counters()  # what the 1 s sweep does
         stats = await listener.next(channel.Stats)
         assert isinstance(stats, channel.Stats)
         [[stat_id, bytes_in, bytes_out]] = stats.counters
