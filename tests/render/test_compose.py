@@ -18,6 +18,7 @@ except NativeLibraryError as exc:  # pragma: no cover - the suite builds it at i
     pytest.fail(f"the compositor library must build in the test environment: {exc}")
 
 BG = 0x000000
+FG = 0x999999
 
 
 def screen(seed: int, rows: int, cols: int, colours: int) -> list[list[CellKey | None]]:
@@ -130,11 +131,38 @@ def test_cell_indices_are_each_cells_tile_and_pair_in_first_seen_order() -> None
     rows, cols = len(grid), max(len(r) for r in grid)
     tid, pid, pairs = fonts._indices(grid, rows, cols, BG)
     order: dict[tuple[int, int], int] = {}
+    blank: list[tuple[int, int, int]] = []  # (row, col, background) of blank cells
     for r in range(rows):
         for c in range(cols):
             key = grid[r][c] if c < len(grid[r]) else None
             t = 0 if key is None else fonts.tile(key[0], key[3])
             pair = (BG, BG) if key is None else (key[1], key[2]) if t else (key[2], key[2])
             assert tid[r, c] == t, (r, c)
-            assert pid[r, c] == order.setdefault(pair, len(order)), (r, c)
+            i = order.setdefault(pair, len(order))
+            if t:
+                assert pid[r, c] == i, (r, c)
+            else:
+                blank.append((r, c, pair[1]))
     assert pairs == order
+    # A blank cell takes the first text pair of its background (or its own, if none).
+    text_pair: dict[int, int] = {}
+    for (fg, bg), i in order.items():
+        if fg != bg:
+            text_pair.setdefault(bg, i)
+    assert blank and any(bg in text_pair for _, _, bg in blank)
+    for r, c, bg in blank:
+        assert pid[r, c] == text_pair.get(bg, order[(bg, bg)]), (r, c)
+
+
+def test_blank_cells_sharing_a_text_pair_change_no_pixel_and_save_a_colour(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    fonts = get_fontset("monospace", 16)
+    lines = ["total 48", "drwxr-xr-x  2 guest guest 4096 .", "", "-rw-r--r--  1 guest x"]
+    grid = [[((ch if ch != " " else ""), FG, BG, 0) for ch in line.ljust(40)] for line in lines]
+    shared = fonts.compose(grid, BG)
+    with monkeypatch.context() as m:
+        m.setattr(glyphs, "_share_blank_pairs", lambda tid, pid, pairs: pid)
+        own = fonts.compose(grid, BG)
+    assert np.array_equal(np.asarray(shared.convert("RGB")), np.asarray(own.convert("RGB")))
+    assert len(shared.getpalette() or []) // 3 == len(own.getpalette() or []) // 3 - 1
