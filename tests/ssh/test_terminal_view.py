@@ -137,7 +137,17 @@ async def test_a_new_page_is_drawn_as_whole_rows_without_a_cell_diff(
     view, display = make_view(), Display()
     cols, rows = view.cols, view.rows
     first = random_screen(rng, cols, rows)
-    await apply(view, display, first)
+    diffed: list[int] = []
+    cell_diff = view._changed_cells
+
+    def counted(*args: Any) -> list[tuple[int, int]]:
+        diffed.append(1)
+        return cell_diff(*args)
+
+    with monkeypatch.context() as m:
+        m.setattr(view, "_changed_cells", counted)
+        await apply(view, display, first)
+    assert diffed == [1]  # the first frame (rows never drawn) keeps the cell diff
     page = random_screen(rng, cols, rows)
     page[5] = first[5]  # a row that did not change is left alone
 
