@@ -46,9 +46,11 @@ same sessions, first with N sessions idle (calm), then with those N running
 busy to the calm p99 is printed. --cycles N alternates the two phases N times per round
 (Ctrl-C ends each busy phase and the next calm one starts once the output has stopped)
 and pools each kind per round: the machine's speed drifts by tens of percent within
-minutes, which short alternations cancel out of the ratio. The busy command line is
-typed a second before the busy phase and only its Return within it, as a user types a
-command: typed within the phase, N x 50 keystrokes arrived at once with it.
+minutes, which short alternations cancel out of the ratio. But each busy phase begins
+with the commands' start, which weighs more in short phases: with --seconds 5 the ratio
+read about twice the 10-s one. The busy command line is typed a second before the busy
+phase and only its Return within it, as a user types a command: typed within the
+phase, N x 50 keystrokes arrived at once with it.
 
 The sshd is a throw-away OpenSSH from the test helpers (``tests/servers``, MaxStartups
 raised) unless --ssh-host/--ssh-port/--ssh-user/--ssh-password name another (then
