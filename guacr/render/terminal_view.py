@@ -215,6 +215,19 @@ def _cell_row(key: CellKey) -> list[CellKey | None]:
     return [key, continuation(key)] if key[3] & WIDE else [key]
 
 
+def _add_to_blocks(blocks: list[list[int]], r: int, c0: int, c1: int) -> None:
+    """Row ``r``'s cells [c0, c1) into ``blocks`` ([row0, row1, col0, col1], one image
+    each): into the last block when it ends at the row above and their union is at most
+    1.5x the block and the row (little blank drawn for one image less), else a new one."""
+    if blocks:
+        br0, br1, bc0, bc1 = blocks[-1]
+        u0, u1 = min(bc0, c0), max(bc1, c1)
+        if br1 == r and (u1 - u0) * (r + 1 - br0) <= 1.5 * ((bc1 - bc0) * (br1 - br0) + (c1 - c0)):
+            blocks[-1] = [br0, r + 1, u0, u1]
+            return
+    blocks.append([r, r + 1, c0, c1])
+
+
 class TerminalView:
     """The drawing side of one terminal: layers, model of the clients' screen, atlas."""
 
@@ -476,10 +489,10 @@ class TerminalView:
 
     def _draw_rows(self, screen: Sequence[Row], rows: list[int], ops: list[Op]) -> None:
         """Rows as images as wide as their text, consecutive rows of similar width in one
-        (as :meth:`_draw_images` merges blocks); a row's blank tail, one key repeated,
+        (:func:`_add_to_blocks`, as :meth:`_draw_images`); a row's blank tail, one key repeated,
         is a ``rect`` where it changed (a blank row: only that). Into the model too."""
         model, cols, ch = self._model, self.cols, self.fonts.cell_height
-        runs: list[list[int]] = []  # [row0, row1, width, sum of the rows' widths] in cells
+        runs: list[list[int]] = []  # [row0, row1, col0 (0), width] in cells
         blanks: list[tuple[int, int, int, int]] = []
         for r in rows:
             row = screen[r][:cols]
@@ -491,17 +504,11 @@ class TerminalView:
             if end < n and row[end:] != old[end:n]:
                 blanks.append((r, end, n, row[n - 1][2]))
             old[:n] = row
-            if not end:
-                continue
-            if runs:
-                r0, r1, width, used = runs[-1]
-                if r1 == r and max(width, end) * (r + 1 - r0) <= 1.5 * (used + end):
-                    runs[-1] = [r0, r + 1, max(width, end), used + end]
-                    continue
-            runs.append([r, r + 1, end, end])
+            if end:
+                _add_to_blocks(runs, r, 0, end)
         ops.extend(self._blank_rects(blanks))
         layer = self.text_layer
-        for r0, r1, width, _ in runs:
+        for r0, r1, _, width in runs:
             ops.append(_Img(layer, 0, r0 * ch, [model[r][:width] for r in range(r0, r1)]))
 
     def _partition(
@@ -708,16 +715,7 @@ class TerminalView:
         # Merge consecutive rows into blocks when their spans overlap well.
         blocks: list[list[int]] = []  # [row0, row1, col0, col1]
         for r in sorted(spans):
-            c0, c1 = spans[r]
-            if blocks:
-                br0, br1, bc0, bc1 = blocks[-1]
-                u0, u1 = min(bc0, c0), max(bc1, c1)
-                if br1 == r and (u1 - u0) * (r + 1 - br0) <= 1.5 * (
-                    (bc1 - bc0) * (br1 - br0) + (c1 - c0)
-                ):
-                    blocks[-1] = [br0, r + 1, u0, u1]
-                    continue
-            blocks.append([r, r + 1, c0, c1])
+            _add_to_blocks(blocks, r, *spans[r])
         layer = self.text_layer
         for r0, r1, c0, c1 in blocks:
             grid = [screen[r][c0:c1] for r in range(r0, r1)]

@@ -28,8 +28,8 @@ import ssl
 import sys
 import time
 from collections import deque
-from collections.abc import Coroutine
-from typing import TYPE_CHECKING, Any
+from collections.abc import AsyncIterator, Coroutine, Iterable
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from guacr import handlers
 from guacr import log as glog
@@ -58,6 +58,7 @@ FIGURES_INTERVAL = 2  # sweeps (seconds) between figure reports to the listener
 # swept at the same moment; ~40% of the calm typing tail (keys over 5 ms) came within
 # 10 ms of a sweep (issue 16). So each worker also sweeps at its own phase of the second.
 SWEEP_SLICE = 20
+_T = TypeVar("_T")
 MAX_QUEUED = 100_000  # reports waiting for a listener that is not reading
 # How long a worker whose listener died waits for the new one before giving up.
 REATTACH_TIMEOUT = 30.0
@@ -66,6 +67,14 @@ REATTACH_TIMEOUT = 30.0
 # waits for that thread's switch interval, 5 ms by default, each time: measured, a
 # 50 us call took 47 ms at p99 beside one busy thread, 0.8 ms with 0.5 ms (issue 16).
 SWITCH_INTERVAL = 0.0005
+
+
+async def _in_slices(items: Iterable[_T]) -> AsyncIterator[_T]:
+    """A snapshot of ``items``, yielding to the loop after every SWEEP_SLICE of them."""
+    for i, item in enumerate(list(items), 1):
+        yield item
+        if i % SWEEP_SLICE == 0:
+            await asyncio.sleep(0)
 
 
 class Worker:
@@ -231,14 +240,10 @@ class Worker:
 
     async def _report_figures(self) -> None:
         figures = self.figures
-        for i, user in enumerate(list(self.users.values()), 1):
+        async for user in _in_slices(self.users.values()):
             self._count_io(user)
-            if i % SWEEP_SLICE == 0:
-                await asyncio.sleep(0)
         changed: dict[str, Any] = {}
-        for i, conn in enumerate(list(self.connections.values()), 1):
-            if i % SWEEP_SLICE == 0:
-                await asyncio.sleep(0)
+        async for conn in _in_slices(self.connections.values()):
             if conn.closed:
                 continue
             self._count_frames(conn)
@@ -501,10 +506,8 @@ class Worker:
             await asyncio.sleep(1.0)
             now = time.monotonic()
             self.figures.loop_lag = max(0.0, now - before - 1.0)
-            for i, user in enumerate(list(self.users.values()), 1):
+            async for user in _in_slices(self.users.values()):
                 user.tick(now)
-                if i % SWEEP_SLICE == 0:
-                    await asyncio.sleep(0)
             await self._report_counters()
             ticks += 1
             if ticks % FIGURES_INTERVAL == 0 and self.chan is not None:
@@ -512,13 +515,11 @@ class Worker:
 
     async def _report_counters(self) -> None:
         changed: list[list[Any]] = []
-        for i, conn in enumerate(list(self.connections.values()), 1):
+        async for conn in _in_slices(self.connections.values()):
             counters = conn.byte_counts()
             if self._counters.get(conn.id) != counters:
                 self._counters[conn.id] = counters
                 changed.append([conn.id, *counters])
-            if i % SWEEP_SLICE == 0:
-                await asyncio.sleep(0)
         if changed and self.chan is not None:
             for i in range(0, len(changed), 500):
                 self.report(channel.Stats(changed[i : i + 500]))
