@@ -195,6 +195,7 @@ def kill_tree(roots: Iterable[int], timeout: float = 1.0) -> None:
             continue
         victims.add(pid)
         todo.extend(children.get(pid, ()))
+    killed = set(victims)
     for sig in (signal.SIGTERM, signal.SIGKILL):
         for pid in victims:
             with contextlib.suppress(ProcessLookupError, PermissionError):
@@ -207,8 +208,33 @@ def kill_tree(roots: Iterable[int], timeout: float = 1.0) -> None:
                     os.waitpid(pid, os.WNOHANG)
             victims = {p for p in victims if pid_alive(p)}
             if not victims:
-                return
+                break
             time.sleep(0.02)
+        if not victims:
+            break
+    remove_orphan_shm(killed)
+
+
+def remove_orphan_shm(pids: Iterable[int]) -> None:
+    """Remove the SysV shared-memory segments that ``pids`` created and nobody holds any
+    more. x11vnc killed in a test leaves its MIT-SHM segments behind: a machine that ran
+    the suite many times reached the kernel's 4096 (``shmmni``) and x11vnc then failed
+    with "shmget(fullscreen) failed"."""
+    pids = set(pids)
+    try:
+        rows = Path("/proc/sysvipc/shm").read_text().splitlines()[1:]
+    except OSError:
+        return
+    shmctl = None
+    for row in rows:
+        fields = row.split()  # key shmid perms size cpid lpid nattch ...
+        if len(fields) < 7 or int(fields[4]) not in pids or fields[6] != "0":
+            continue
+        if shmctl is None:
+            import ctypes
+
+            shmctl = ctypes.CDLL(None, use_errno=True).shmctl
+        shmctl(int(fields[1]), 0, None)  # IPC_RMID
 
 
 def _starttime(pid: int) -> int | None:

@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from servers import TigerVNCServer, X11VNCServer, wait_listening
+from servers import TigerVNCServer, X11VNCServer, remove_orphan_shm, wait_listening
 
 from guacr.handlers.vnc.handler import VNC_ARGS, VNCHandler, repeater_id
 from guacr.services.wol import magic_packet as wol_packet
@@ -629,4 +629,5 @@ def test_reverse_connection(guacr: Guacr, x11vnc: X11VNCServer) -> None:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(proc.pid, 9)
             proc.wait(5)
+            remove_orphan_shm([proc.pid])
             x11vnc.procs.remove(proc)
