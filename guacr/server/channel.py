@@ -98,6 +98,8 @@ class Handoff(Message):
     ``pending`` (base64) the bytes the listener read past ``select``. ``user`` is the
     user id the listener assigned and counts the worker's load by. ``tunnel`` carries
     a WebSocket tunnel's verified grant and limits (door ``ws``, guacr.server.ws_door).
+    ``port`` is the client's port when a trusted relay named the client (PROXY
+    protocol); 0 when the socket's own peer is the client.
     """
 
     op: ClassVar[str] = "handoff"
@@ -107,6 +109,7 @@ class Handoff(Message):
     door: str = "tcp"
     remote: str = ""
     tunnel: dict[str, Any] = field(default_factory=dict)
+    port: int = 0
 
 
 @dataclass
@@ -125,6 +128,7 @@ class Relay(Message):
     pending: str = ""
     remote: str = ""
     address: str = ""
+    port: int = 0  # the client's, when a trusted relay or a TLS worker named it
 
 
 @dataclass
@@ -260,7 +264,8 @@ class Forward(Message):
 
     ``tunnel`` is empty for a 4822 join (the fd then carries the Guacamole protocol
     after ``select``); for a ``wss`` join it is the upgraded tunnel's grant and limits,
-    as in :class:`Handoff`, and the fd carries WebSocket frames.
+    as in :class:`Handoff`, and the fd carries WebSocket frames. ``port`` as in
+    :class:`Handoff`.
     """
 
     op: ClassVar[str] = "forward"
@@ -268,6 +273,7 @@ class Forward(Message):
     pending: str = ""
     remote: str = ""
     tunnel: dict[str, Any] = field(default_factory=dict)
+    port: int = 0
 
 
 @dataclass

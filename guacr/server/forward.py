@@ -150,11 +150,14 @@ def peer_tls(config: Config) -> PeerTls | None:
     return PeerTls(context, config.cluster_server_name)
 
 
-def client_address(sock: socket.socket, remote: str) -> tuple[str, int] | None:
+def client_address(sock: socket.socket, remote: str, port: int = 0) -> tuple[str, int] | None:
     """The client's (host, port) as the owner is told it: ``remote`` (what a trusted
-    relay or the socket said) with the socket's port when that is the same peer."""
+    relay or the socket said) with ``port`` if known, else the socket's port when that
+    is the same peer."""
     if not remote:
         return None
+    if port:
+        return remote, port
     with contextlib.suppress(OSError):
         peer = sock.getpeername()
         if isinstance(peer, tuple) and str(peer[0]) == remote:
@@ -204,16 +207,17 @@ async def relay(
     first: bytes,
     remote: str = "",
     tls: PeerTls | None = None,
+    port: int = 0,
 ) -> None:
-    """Connect to ``address`` on behalf of ``remote``, send ``first`` there, then
-    relay ``client`` to it.
+    """Connect to ``address`` on behalf of ``remote`` (and ``port``, when known), send
+    ``first`` there, then relay ``client`` to it.
 
     Raises OSError/TimeoutError if the upstream cannot be reached (``client`` is then
     still the caller's).
     """
     loop = asyncio.get_running_loop()
     pair = Relay()
-    await connect_owner(lambda: pair.upstream, address, client_address(client, remote), tls)
+    await connect_owner(lambda: pair.upstream, address, client_address(client, remote, port), tls)
     assert pair.upstream.transport is not None
     pair.upstream.transport.write(first)
     try:
@@ -240,7 +244,7 @@ async def serve_relay(worker: Worker, fd: int, msg: channel.Relay) -> None:
     try:
         if not _worker_tls:
             _worker_tls.append(peer_tls(worker.config))
-        await relay(sock, msg.address, first, msg.remote, _worker_tls[0])
+        await relay(sock, msg.address, first, msg.remote, _worker_tls[0], msg.port)
     except (OSError, TimeoutError, ValueError) as exc:
         log.warning(
             'Instance owning connection "%s" cannot be reached at %s: %s',
@@ -257,17 +261,20 @@ class Forwarder:
     def __init__(self, registry: RedisRegistry, tls: PeerTls | None = None) -> None:
         self.registry = registry
         self.tls = tls
-        # Hands a client to a worker to relay (target, pending, remote, address); False
-        # if none could take it (guacr.server.routing.Router.relay_via_worker).
-        self.place: Callable[[socket.socket, str, bytes, str, str], bool] | None = None
+        # Hands a client to a worker to relay (target, pending, remote, address, port);
+        # False if none could take it (guacr.server.routing.Router.relay_via_worker).
+        self.place: Callable[[socket.socket, str, bytes, str, str, int], bool] | None = None
         self.tasks: set[asyncio.Task[None]] = set()
         self.relayed = 0  # joins relayed so far (for tests and figures)
 
-    def join(self, fd: int, target: str, pending: bytes, remote: str) -> None:
-        """Take over a client's descriptor whose ``select $id`` no worker here owns."""
+    def join(self, fd: int, target: str, pending: bytes, remote: str, port: int = 0) -> None:
+        """Take over a client's descriptor whose ``select $id`` no worker here owns
+        (``port``: the client's, when known other than from the socket)."""
         sock = socket.socket(fileno=fd)
         sock.setblocking(False)
-        task = asyncio.get_running_loop().create_task(self._join(sock, target, pending, remote))
+        task = asyncio.get_running_loop().create_task(
+            self._join(sock, target, pending, remote, port)
+        )
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
 
@@ -285,7 +292,9 @@ class Forwarder:
             return None
         return owner
 
-    async def _join(self, sock: socket.socket, target: str, pending: bytes, remote: str) -> None:
+    async def _join(
+        self, sock: socket.socket, target: str, pending: bytes, remote: str, port: int
+    ) -> None:
         owner = await self.find(target)
         if owner is None:
             await refuse(sock, NOT_FOUND)
@@ -295,11 +304,13 @@ class Forwarder:
             target[:64], owner.instance[:12], owner.address, remote or "a client",
         )  # fmt: skip
         self.relayed += 1
-        if self.place is not None and self.place(sock, target, pending, remote, owner.address):
+        if self.place is not None and self.place(
+            sock, target, pending, remote, owner.address, port
+        ):
             return  # a worker relays it
         try:
             first = encode("select", target) + pending
-            await relay(sock, owner.address, first, remote, self.tls)
+            await relay(sock, owner.address, first, remote, self.tls, port)
         except (OSError, TimeoutError, ValueError) as exc:
             log.warning(
                 'Instance %s owning connection "%s" cannot be reached at %s: %s',

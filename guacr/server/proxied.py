@@ -114,9 +114,10 @@ class ProxyGate:
                 return False
         return host in self.instance_hosts
 
-    async def admit(self, sock: socket.socket, peer: str) -> str | None:
-        """The client's address (``peer`` when no header came), or None when the
-        connection was refused or ended meanwhile (the socket is then closed)."""
+    async def admit(self, sock: socket.socket, peer: str) -> tuple[str, int] | None:
+        """The client's address and port as a trusted relay named them (``peer`` and 0,
+        the socket's own peer, when no header came), or None when the connection was
+        refused or ended meanwhile (the socket is then closed)."""
         try:
             head = await _peek(sock, PREFIX_BYTES, HEADER_TIMEOUT)
         except TimeoutError:
@@ -127,7 +128,7 @@ class ProxyGate:
             sock.close()
             return None
         if not head or not proxy_header.may_be_header(head):
-            return peer
+            return peer, 0
         if not await self.trusts(peer):
             log.warning(
                 "Refused a PROXY protocol header from %s: not in proxy_protocol_trusted "
@@ -147,6 +148,6 @@ class ProxyGate:
             return None
         self.accepted += 1
         if client.host is None:
-            return peer
+            return peer, 0
         log.info("Client %s:%d, relayed by %s (PROXY protocol)", client.host, client.port, peer)
-        return client.host
+        return client.host, client.port

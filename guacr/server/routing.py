@@ -62,7 +62,7 @@ class Router:
         self._ready = asyncio.Event()
         self.draining = False  # new sessions refused; joins of live ones still routed
         # Joins of ids no worker here owns (several instances: guacr.server.forward).
-        self.forward: Callable[[int, str, bytes, str], None] | None = None
+        self.forward: Callable[[int, str, bytes, str, int], None] | None = None
         self.forwarder: Any = None  # the same, for WebSocket tunnels (ws_door)
 
     # Workers -----------------------------------------------------------------------
@@ -113,11 +113,15 @@ class Router:
         door: str,
         remote: str,
         tunnel: dict[str, Any] | None = None,
+        port: int = 0,
     ) -> str:
         """Pass a client's descriptor to ``slot``'s worker, counting it there; the id of
-        the new user ('' when the worker could not be reached)."""
+        the new user ('' when the worker could not be reached). ``port``: the client's,
+        when a trusted relay named it (0: the socket's peer is the client)."""
         user = new_user_id()
-        msg = channel.Handoff(user, target, channel.pack_bytes(pending), door, remote, tunnel or {})
+        msg = channel.Handoff(
+            user, target, channel.pack_bytes(pending), door, remote, tunnel or {}, port
+        )
         # Counted before sending: the worker may report the user gone at once.
         self.registry.add_user(UserRecord(user, slot.index, door, remote))
         if not slot.send(msg, [fd]):
@@ -126,7 +130,13 @@ class Router:
         return user
 
     def relay_via_worker(
-        self, sock: socket.socket, target: str, pending: bytes, remote: str, address: str
+        self,
+        sock: socket.socket,
+        target: str,
+        pending: bytes,
+        remote: str,
+        address: str,
+        port: int = 0,
     ) -> bool:
         """Hand a join of another instance's connection to the least-loaded worker to
         relay to ``address`` (guacr.server.forward); False if no worker took it."""
@@ -134,7 +144,7 @@ class Router:
         if slot is None:
             return False
         user = new_user_id()
-        msg = channel.Relay(user, target, channel.pack_bytes(pending), remote, address)
+        msg = channel.Relay(user, target, channel.pack_bytes(pending), remote, address, port)
         self.registry.add_user(UserRecord(user, slot.index, "tcp", remote))
         if not slot.send(msg, [sock.fileno()]):
             self.registry.remove_user(user)
@@ -143,13 +153,19 @@ class Router:
         return True
 
     async def route(
-        self, sock: socket.socket, target: str, pending: bytes, door: str, remote: str = ""
+        self,
+        sock: socket.socket,
+        target: str,
+        pending: bytes,
+        door: str,
+        remote: str = "",
+        port: int = 0,
     ) -> None:
-        """Send a client whose ``select`` was read to the right worker (``remote``: its
-        address as a trusted relay said, else the socket's peer)."""
+        """Send a client whose ``select`` was read to the right worker (``remote`` and
+        ``port``: its address as a trusted relay said, else the socket's peer)."""
         remote = remote or peer_host(sock)
         if target.startswith("$"):
-            self.route_join(sock.detach(), target, pending, remote)
+            self.route_join(sock.detach(), target, pending, remote, port)
             return
         if target not in self.protocols:
             self.protocols = frozenset(handlers.available())
@@ -163,10 +179,16 @@ class Router:
             log.info('Refusing a new "%s" session: draining', target[:64])
             await refuse(sock, GuacrError("Server is draining.", Status.SERVER_BUSY))
             return
-        await self.place(sock, target, pending, door, remote)
+        await self.place(sock, target, pending, door, remote, port)
 
     async def place(
-        self, sock: socket.socket, target: str, pending: bytes, door: str, remote: str
+        self,
+        sock: socket.socket,
+        target: str,
+        pending: bytes,
+        door: str,
+        remote: str,
+        port: int = 0,
     ) -> None:
         """Hand a new user to the least-loaded worker, waiting for one if none is ready."""
         # Reports are read one per loop pass: users that left a moment ago (their
@@ -177,19 +199,19 @@ class Router:
             await refuse(sock, GuacrError("No worker is available.", Status.SERVER_BUSY))
             return
         fd = sock.detach()
-        if not self.handoff(slot, fd, target, pending, door, remote):
+        if not self.handoff(slot, fd, target, pending, door, remote, port=port):
             with socket.socket(fileno=fd) as s:
                 reply_error(s, GuacrError("Internal server error.", Status.SERVER_ERROR))
             return
         os.close(fd)
 
-    def route_join(self, fd: int, target: str, pending: bytes, remote: str) -> None:
+    def route_join(self, fd: int, target: str, pending: bytes, remote: str, port: int = 0) -> None:
         """Hand a join (``select $id``) to the worker owning the connection."""
         slot = self.owner_of(target)
         if slot is None and self.forward is not None:
-            self.forward(fd, target, pending, remote)  # takes the descriptor over
+            self.forward(fd, target, pending, remote, port)  # takes the descriptor over
             return
-        if slot is None or not self.handoff(slot, fd, target, pending, "tcp", remote):
+        if slot is None or not self.handoff(slot, fd, target, pending, "tcp", remote, port=port):
             with socket.socket(fileno=fd) as s:
                 reply_error(s, GuacrError("No such connection.", Status.RESOURCE_NOT_FOUND))
             log.info('Connection "%s" does not exist.', target[:64])

@@ -300,7 +300,7 @@ class Supervisor:
             if msg.tunnel:
                 self._route_tunnel_join(fds.pop(), msg, pending)
             else:
-                self.router.route_join(fds.pop(), msg.target, pending, msg.remote)
+                self.router.route_join(fds.pop(), msg.target, pending, msg.remote, msg.port)
         elif isinstance(msg, channel.Redeem):
             self._redeem(slot, msg)
         elif isinstance(msg, channel.AdmitTunnel):
@@ -493,14 +493,15 @@ class Supervisor:
             if door.spec.kind == "ws" and self.websocket is not None:
                 await self.websocket.intake(sock, peer_host(sock))  # routed by its token
                 return
-            remote: str | None = peer_host(sock)
+            remote, port = peer_host(sock) or "", 0
             if self.proxy_gate is not None and door.spec.kind in ("tcp", "tls"):
-                remote = await self.proxy_gate.admit(sock, remote or "")
-                if remote is None:
+                client = await self.proxy_gate.admit(sock, remote)
+                if client is None:
                     return  # refused or gone
+                remote, port = client
             if SELECT_READ_BY[door.spec.kind] == "worker":
                 # TLS: the worker terminates it and reads select itself.
-                await self.router.place(sock, "", b"", door.spec.kind, remote or "")
+                await self.router.place(sock, "", b"", door.spec.kind, remote, port)
                 return
             try:
                 selected = await read_select(sock, SELECT_TIMEOUT)
@@ -519,7 +520,7 @@ class Supervisor:
                 sock.close()
                 return
             await self.router.route(
-                sock, selected.target, selected.rest, door.spec.kind, remote or ""
+                sock, selected.target, selected.rest, door.spec.kind, remote, port
             )
         finally:
             if sock.fileno() >= 0 and self.stopping:

@@ -49,10 +49,11 @@ class _Pump(asyncio.Protocol):
 class TlsIntake:
     """One TLS client inside a worker, until it selected."""
 
-    def __init__(self, worker: Worker, user_id: str, remote: str) -> None:
+    def __init__(self, worker: Worker, user_id: str, remote: str, port: int = 0) -> None:
         self.worker = worker
         self.user_id = user_id  # the listener counts this client by it
         self.remote = remote
+        self.port = port  # the client's, when a trusted relay named it (else 0)
         self._handed = False
 
     async def serve(self, sock: socket.socket, context: ssl.SSLContext) -> None:
@@ -93,7 +94,13 @@ class TlsIntake:
             self._forward(transport, sel.target, sel.rest)
             return
         user = User(
-            self.worker, sel.target, sel.rest, user_id=self.user_id, remote=self.remote, door="tls"
+            self.worker,
+            sel.target,
+            sel.rest,
+            user_id=self.user_id,
+            remote=self.remote,
+            door="tls",
+            remote_port=self.port,
         )
         adapter = StreamAdapter(user)
         transport.set_protocol(adapter)
@@ -101,7 +108,8 @@ class TlsIntake:
 
     def _forward(self, transport: asyncio.Transport, target: str, rest: bytes) -> None:
         local, remote = socket.socketpair()
-        ok = self.worker.forward_join(target, rest, remote.fileno(), self.remote)
+        port = self.port or _peer_port(transport, self.remote)  # the socketpair has none
+        ok = self.worker.forward_join(target, rest, remote.fileno(), self.remote, port)
         remote.close()
         if not ok:
             local.close()
@@ -121,3 +129,11 @@ async def splice(tls: asyncio.Transport, local: socket.socket) -> None:
         tls.close()
         return
     tls.set_protocol(_Pump(inner))
+
+
+def _peer_port(transport: asyncio.Transport, remote: str) -> int:
+    """The TLS client's own port, when the socket's peer is the client (``remote``)."""
+    peer = transport.get_extra_info("peername")
+    if isinstance(peer, tuple) and len(peer) >= 2 and str(peer[0]) == remote:
+        return int(peer[1])
+    return 0

@@ -290,7 +290,7 @@ class Worker:
             if msg.tunnel:  # an upgraded, verified WebSocket tunnel
                 serve_tunnel(self, fds[0], msg.user, msg.remote, msg.tunnel, pending, msg.door)
                 return
-            self._accept(fds[0], msg.user, msg.target, pending, msg.door, msg.remote)
+            self._accept(fds[0], msg.user, msg.target, pending, msg.door, msg.remote, msg.port)
             return
         if isinstance(msg, channel.Relay) and len(fds) == 1:
             self.spawn(serve_relay(self, fds[0], msg))  # guacr.server.forward
@@ -428,7 +428,14 @@ class Worker:
         log.info("Attached to a new listener (%d connections)", len(connections))
 
     def _accept(
-        self, fd: int, user_id: str, target: str, pending: bytes, door: str, remote: str
+        self,
+        fd: int,
+        user_id: str,
+        target: str,
+        pending: bytes,
+        door: str,
+        remote: str,
+        port: int = 0,
     ) -> None:
         sock = socket.socket(fileno=fd)
         sock.setblocking(False)
@@ -440,7 +447,7 @@ class Worker:
             from guacr.server.tls import TlsIntake
 
             assert self.ssl_context is not None
-            self.spawn(TlsIntake(self, user_id, remote).serve(sock, self.ssl_context))
+            self.spawn(TlsIntake(self, user_id, remote, port).serve(sock, self.ssl_context))
             return
         if door == "wss":
             if self.wss is None:
@@ -450,7 +457,7 @@ class Worker:
                 return
             self.spawn(serve_wss(self, self.wss, sock, user_id))
             return
-        self.adopt(sock, target, pending, user_id, remote, door)
+        self.adopt(sock, target, pending, user_id, remote, door, port)
 
     def adopt(
         self,
@@ -460,10 +467,14 @@ class Worker:
         user_id: str = "",
         remote: str = "",
         door: str = "tcp",
+        port: int = 0,
     ) -> None:
-        """Serve a client whose ``select`` (``target``) was read; ``pending`` follows it."""
+        """Serve a client whose ``select`` (``target``) was read; ``pending`` follows it
+        (``port``: the client's when a trusted relay named it, else 0)."""
         sock.setblocking(False)
-        user = User(self, target, pending, user_id=user_id, remote=remote, door=door)
+        user = User(
+            self, target, pending, user_id=user_id, remote=remote, door=door, remote_port=port
+        )
         self.spawn(self._attach(sock, user))
 
     def spawn(self, coro: Coroutine[Any, Any, None]) -> None:
@@ -492,9 +503,12 @@ class Worker:
         except TimeoutError:
             return channel.Reply(rid=request.rid, ok=False, error="the listener did not answer")
 
-    def forward_join(self, target: str, pending: bytes, fd: int, remote: str) -> bool:
+    def forward_join(
+        self, target: str, pending: bytes, fd: int, remote: str, port: int = 0
+    ) -> bool:
         """Send a TLS-terminated join to the listener for the owning worker."""
-        return self.report(channel.Forward(target, channel.pack_bytes(pending), remote), [fd])
+        msg = channel.Forward(target, channel.pack_bytes(pending), remote, port=port)
+        return self.report(msg, [fd])
 
     # Timers ----------------------------------------------------------------------------
     async def sweep(self) -> None:

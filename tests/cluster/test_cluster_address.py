@@ -14,12 +14,16 @@ import json
 import re
 import socket
 from pathlib import Path
+from typing import Any
 
+import grpc
 from guacr_process import Client, Guacr
 from servers.redis import RedisServer
 
 from cluster.conftest import instance, wait_for
 from cluster.test_cluster import echoed, published
+from cluster.test_cluster_grpc import AUTH, grpc_env, stub_for
+from guacr.control.v1 import control_pb2 as pb
 from guacr.server.proxy_header import encode as proxy_v2
 
 
@@ -43,9 +47,9 @@ def session_remote(redis: RedisServer, conn_id: str) -> str:
 def test_owner_sees_the_relayed_joiners_address(tmp_path: Path, redis_server: RedisServer) -> None:
     for name in "ab":
         (tmp_path / name).mkdir()
-    trusted = {"GUACR_PROXY_PROTOCOL_TRUSTED": "127.0.0.3"}
+    env_a = {"GUACR_PROXY_PROTOCOL_TRUSTED": "127.0.0.3", **grpc_env()}
     with (
-        instance(tmp_path / "a", redis_server, env=trusted) as a,
+        instance(tmp_path / "a", redis_server, env=env_a) as a,
         instance(tmp_path / "b", redis_server) as b,
     ):
         owner = a.client(timeout=20)
@@ -61,6 +65,9 @@ def test_owner_sees_the_relayed_joiners_address(tmp_path: Path, redis_server: Re
             lambda: sorted(users_seen(redis_server, conn_id)) == ["127.0.0.1", "127.0.0.2"],
         )
         assert f"Client 127.0.0.2:{port}, relayed by 127.0.0.1 (PROXY protocol)" in a.log()
+        # A's own record of the joiner (its GetSession, ListSessions) has its port too.
+        joined = session_via_grpc(a, env_a, conn_id, users=2)
+        assert [(u.address, u.port) for u in joined.users if not u.owner] == [("127.0.0.2", port)]
         joiner.send("key", 80, 1)
         assert echoed(owner, "key 80 1") == ["key 80 1"]
 
@@ -85,9 +92,29 @@ def test_owner_sees_the_relayed_joiners_address(tmp_path: Path, redis_server: Re
         wait_for("the new session published", lambda: published(redis_server, new_id))
         assert session_remote(redis_server, new_id) == "198.51.100.9"
         assert "Client 198.51.100.9:50000, relayed by 127.0.0.3" in a.log()
+        created = session_via_grpc(a, env_a, new_id, users=1)
+        assert [(u.address, u.port, u.owner) for u in created.users] == [
+            ("198.51.100.9", 50000, True)
+        ]
         broken = client_from("127.0.0.3", a)
         broken.send_raw(proxy_v2(("198.51.100.9", 1), ("127.0.0.1", 1))[:14] + b"\xff\xff")
         assert broken.read_until_eof(timeout=20)[0][2] == "768"
         assert re.search(r"Bad PROXY protocol header from 127\.0\.0\.3: .*too long", a.log())
         for u in (owner, joiner, liar, balanced, broken):
             u.close()
+
+
+def session_via_grpc(g: Guacr, env: dict[str, str], conn_id: str, users: int) -> Any:
+    """``g``'s GetSession for ``conn_id`` once it lists ``users`` users (gRPC may come up
+    a moment after the workers)."""
+
+    def get() -> Any:
+        try:
+            got = stub.GetSession(pb.GetSessionRequest(id=conn_id), metadata=AUTH, timeout=20)
+        except grpc.RpcError:
+            return None
+        return got if len(got.users) == users else None
+
+    channel, stub = stub_for(g, env)
+    with channel:
+        return wait_for(f"GetSession of {conn_id} with {users} users", get)

@@ -19,6 +19,8 @@ from servers.redis import RedisServer
 
 from cluster.conftest import instance, wait_for
 from cluster.test_cluster import echoed, published
+from cluster.test_cluster_address import session_via_grpc
+from cluster.test_cluster_grpc import grpc_env
 
 
 class TlsClient(Client):
@@ -44,10 +46,11 @@ def test_joins_relayed_between_tls_instances(tmp_path: Path, redis_server: Redis
     other = make_server_tls(tmp_path / "other-pki")  # an unrelated CA and certificate
     door = ["-C", str(tls.cert), "-K", str(tls.key)]
     by_ca = {"GUACR_CLUSTER_CA": str(tls.ca), "GUACR_CLUSTER_SERVER_NAME": "localhost"}
+    env_a = grpc_env()
     for name in "abcd":
         (tmp_path / name).mkdir()
     with (
-        instance(tmp_path / "a", redis_server, extra=door) as a,
+        instance(tmp_path / "a", redis_server, extra=door, env=env_a) as a,
         instance(tmp_path / "b", redis_server, extra=door) as b,
         instance(tmp_path / "c", redis_server, extra=door, env=by_ca) as c,
         instance(tmp_path / "d", redis_server, extra=["-C", str(other.cert), "-K", str(other.key)]) as d,
@@ -68,6 +71,10 @@ def test_joins_relayed_between_tls_instances(tmp_path: Path, redis_server: Redis
         screens = [echoed(u, "key 67 1") for u in (owner, viewer)]
         assert screens == [["key 66 1", "key 67 1"]] * 2
         assert echoed(helper, "key 67 1") == ["key 67 1"]
+        # A knows each relayed joiner's own port (the relays' PROXY headers, past TLS).
+        joined = session_via_grpc(a, env_a, conn_id, users=3)
+        ports = sorted(u.port for u in joined.users if not u.owner)
+        assert ports == sorted(c.sock.getsockname()[1] for c in (viewer, helper))
 
         # D's certificate is not A's: the relay's TLS handshake fails, the joiner gets
         # guacd's answer for an unknown connection, D's log names the reason.
