@@ -335,7 +335,14 @@ async def test_metrics_match_sessions_run(daemon: Daemon, stub: control_pb2_grpc
         return text if ok else None
 
     text = await _until(settled, 10)
-    assert text, "metrics did not reach the sessions run"
+    if not text:
+        last = (await asyncio.to_thread(_http, daemon.metrics_port, "/metrics"))[1]
+        got = [
+            _metric(last, "guacr_handshakes_total", protocol="echo") - hs0,
+            _metric(last, "guacr_sessions", protocol="echo"),
+            _metric(last, "guacr_users", protocol="echo"),
+        ]
+        raise AssertionError(f"metrics did not reach the sessions run: {got} != [4, 3, 4]")
     assert _metric(text, "guacr_handshake_failures_total", status="768") == bad0 + 1  # worker
     assert _metric(text, "guacr_handshake_failures_total", status="256") == unsupported0 + 1  # listener
     assert _metric(text, "guacr_received_instructions_total", protocol="echo") > 0
