@@ -43,6 +43,7 @@ class SessionInfo:
     lag_ms: int = 0
     worker: int = 0
     worker_pid: int = 0
+    stale: bool = False  # listed from the shared registry: its instance did not answer
 
     def matches(self, protocol: str = "", user: str = "", remote_host: str = "") -> bool:
         """Whether this session passes a ListSessions filter (empty: any)."""

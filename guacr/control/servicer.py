@@ -88,6 +88,7 @@ def fill_session(msg: pb.Session, s: model.SessionInfo) -> pb.Session:
     msg.lag_ms = s.lag_ms
     msg.worker = s.worker
     msg.worker_pid = s.worker_pid
+    msg.stale = s.stale
     return msg
 
 

@@ -14,7 +14,7 @@ another instance's is found in the shared registry (guacr.server.redis_registry)
   sessions for its own list at once (their remote host, frames, lag, worker, as they
   are now); an instance that does not answer within :data:`LIST_TIMEOUT` is listed as
   it last published itself in the registry (at most a third of a lease old, without
-  frames, lag or worker pid), and the log says so.
+  frames, lag or worker pid), marked ``stale``, and the log says so.
 
 An owner that does not answer within :data:`REQUEST_TIMEOUT` makes the other calls fail
 with ``UNAVAILABLE``, as does a registry that cannot be reached.
@@ -97,6 +97,7 @@ def session_from_record(conn_id: str, record: Mapping[str, Any]) -> model.Sessio
         bytes_to_clients=int(record.get("bo", 0)),
         bytes_from_clients=int(record.get("bi", 0)),
         worker=int(record.get("w", 0)),
+        stale=True,
     )
 
 

@@ -56,6 +56,7 @@ def test_grpc_on_b_reaches_sessions_on_a(tmp_path: Path, redis_server: RedisServ
             # A's entry comes from A itself, now: the registry entry has no worker pid.
             entry = _entry(stub, on_a)
             assert entry.worker_pid in a.worker_pids()
+            assert not entry.stale and not _entry(stub, on_b).stale
             got = stub.GetSession(pb.GetSessionRequest(id=on_a), metadata=AUTH, timeout=20)
             assert got.id == on_a and got.protocol == "echo" and len(got.users) == 1
 

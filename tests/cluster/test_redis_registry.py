@@ -140,6 +140,7 @@ async def test_list_sessions_falls_back_to_the_registry_for_a_silent_instance(
             ("$c9", "ssh", ["alice"])
         ]
         assert listed[0].worker_pid == 0  # only the owner itself knows that
+        assert listed[0].stale  # and the caller can tell such an entry from a live one
     finally:
         task.cancel()
         await silent.close()

@@ -32,7 +32,7 @@ class User(_message.Message):
     def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., address: _Optional[str] = ..., port: _Optional[int] = ..., owner: _Optional[bool] = ..., read_only: _Optional[bool] = ..., joined_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., door: _Optional[str] = ...) -> None: ...
 
 class Session(_message.Message):
-    __slots__ = ("id", "protocol", "remote_host", "remote_port", "owner_id", "users", "started_at", "bytes_to_clients", "bytes_from_clients", "frames", "lag_ms", "worker", "worker_pid")
+    __slots__ = ("id", "protocol", "remote_host", "remote_port", "owner_id", "users", "started_at", "bytes_to_clients", "bytes_from_clients", "frames", "lag_ms", "worker", "worker_pid", "stale")
     ID_FIELD_NUMBER: _ClassVar[int]
     PROTOCOL_FIELD_NUMBER: _ClassVar[int]
     REMOTE_HOST_FIELD_NUMBER: _ClassVar[int]
@@ -46,6 +46,7 @@ class Session(_message.Message):
     LAG_MS_FIELD_NUMBER: _ClassVar[int]
     WORKER_FIELD_NUMBER: _ClassVar[int]
     WORKER_PID_FIELD_NUMBER: _ClassVar[int]
+    STALE_FIELD_NUMBER: _ClassVar[int]
     id: str
     protocol: str
     remote_host: str
@@ -59,7 +60,8 @@ class Session(_message.Message):
     lag_ms: int
     worker: int
     worker_pid: int
-    def __init__(self, id: _Optional[str] = ..., protocol: _Optional[str] = ..., remote_host: _Optional[str] = ..., remote_port: _Optional[int] = ..., owner_id: _Optional[str] = ..., users: _Optional[_Iterable[_Union[User, _Mapping]]] = ..., started_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., bytes_to_clients: _Optional[int] = ..., bytes_from_clients: _Optional[int] = ..., frames: _Optional[int] = ..., lag_ms: _Optional[int] = ..., worker: _Optional[int] = ..., worker_pid: _Optional[int] = ...) -> None: ...
+    stale: bool
+    def __init__(self, id: _Optional[str] = ..., protocol: _Optional[str] = ..., remote_host: _Optional[str] = ..., remote_port: _Optional[int] = ..., owner_id: _Optional[str] = ..., users: _Optional[_Iterable[_Union[User, _Mapping]]] = ..., started_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., bytes_to_clients: _Optional[int] = ..., bytes_from_clients: _Optional[int] = ..., frames: _Optional[int] = ..., lag_ms: _Optional[int] = ..., worker: _Optional[int] = ..., worker_pid: _Optional[int] = ..., stale: _Optional[bool] = ...) -> None: ...
 
 class ListSessionsRequest(_message.Message):
     __slots__ = ("protocol", "user", "remote_host", "page_size", "page_token")
