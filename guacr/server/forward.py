@@ -39,7 +39,7 @@ from guacr.protocol.status import Status
 from guacr.server import channel, proxy_header
 from guacr.server.intake import refuse
 from guacr.server.redis_registry import Owner, RedisRegistry, RegistryDown, split_address
-from guacr.server.user import User
+from guacr.server.user import User, peer_port
 from guacr.server.ws_intake import refuse as refuse_tunnel
 from guacr.server.ws_transport import TunnelAdapter
 from guacr.tunnel.grant import Grant
@@ -159,9 +159,7 @@ def client_address(sock: socket.socket, remote: str, port: int = 0) -> tuple[str
     if port:
         return remote, port
     with contextlib.suppress(OSError):
-        peer = sock.getpeername()
-        if isinstance(peer, tuple) and str(peer[0]) == remote:
-            return remote, int(peer[1])
+        return remote, peer_port(sock.getpeername(), remote)
     return remote, 0
 
 

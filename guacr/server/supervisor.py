@@ -493,7 +493,7 @@ class Supervisor:
             if door.spec.kind == "ws" and self.websocket is not None:
                 await self.websocket.intake(sock, peer_host(sock))  # routed by its token
                 return
-            remote, port = peer_host(sock) or "", 0
+            remote, port = peer_host(sock), 0
             if self.proxy_gate is not None and door.spec.kind in ("tcp", "tls"):
                 client = await self.proxy_gate.admit(sock, remote)
                 if client is None:

@@ -25,7 +25,7 @@ from guacr.protocol.status import Status
 from guacr.server import channel
 from guacr.server.intake import SELECT_TIMEOUT, Selected, SelectProtocol
 from guacr.server.transport import StreamAdapter
-from guacr.server.user import User
+from guacr.server.user import User, peer_port
 
 if TYPE_CHECKING:
     from guacr.server.worker import Worker
@@ -108,7 +108,8 @@ class TlsIntake:
 
     def _forward(self, transport: asyncio.Transport, target: str, rest: bytes) -> None:
         local, remote = socket.socketpair()
-        port = self.port or _peer_port(transport, self.remote)  # the socketpair has none
+        # The listener gets a socketpair's end, which has no port: name the client's.
+        port = self.port or peer_port(transport.get_extra_info("peername"), self.remote)
         ok = self.worker.forward_join(target, rest, remote.fileno(), self.remote, port)
         remote.close()
         if not ok:
@@ -129,11 +130,3 @@ async def splice(tls: asyncio.Transport, local: socket.socket) -> None:
         tls.close()
         return
     tls.set_protocol(_Pump(inner))
-
-
-def _peer_port(transport: asyncio.Transport, remote: str) -> int:
-    """The TLS client's own port, when the socket's peer is the client (``remote``)."""
-    peer = transport.get_extra_info("peername")
-    if isinstance(peer, tuple) and len(peer) >= 2 and str(peer[0]) == remote:
-        return int(peer[1])
-    return 0

@@ -85,6 +85,14 @@ class _Inbound:
         self.refusal: tuple[str, Status] | None = None
 
 
+def peer_port(peer: object, remote: str) -> int:
+    """The port of a socket's peer (``getpeername()``, ``peername``) when that peer is
+    the client ``remote`` itself, not a relay or proxy that spoke for it; else 0."""
+    if isinstance(peer, tuple) and len(peer) >= 2 and str(peer[0]) == remote:
+        return int(peer[1])
+    return 0
+
+
 class User:
     """A client (owner or joiner) of one :class:`Connection`: the sans-I/O session."""
 
@@ -205,9 +213,7 @@ class User:
             return self._remote_port
         transport = self.transport
         peer = transport.get_extra_info("peername") if transport is not None else None
-        if isinstance(peer, tuple) and len(peer) >= 2 and str(peer[0]) == self.remote:
-            return int(peer[1])
-        return 0
+        return peer_port(peer, self.remote)
 
     def data_to_send(self) -> list[bytes]:
         """Output written while no link was attached (whole instructions)."""
